@@ -1,0 +1,19 @@
+"""Settings for the test suite: PostgreSQL and Redis as in production.
+
+Reads TEST_DATABASE_URL / TEST_REDIS_URL (with the shared services on this machine as
+defaults) before the main settings module reads DATABASE_URL / REDIS_URL.
+"""
+
+import os
+
+os.environ["DATABASE_URL"] = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
+os.environ["REDIS_URL"] = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+os.environ.setdefault("DJANGO_ENV", "development")
+# A fixed test key; tests that need a missing or wrong key override settings per test.
+os.environ.setdefault("TOKEN_ENCRYPTION_KEYS", "t1:" + "A" * 43 + "=")
+os.environ.setdefault("BROKERLINK_VAR_DIR", "/tmp/brokerlink-test-var")
+
+from config.settings import *  # noqa: E402,F403
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"

@@ -1,0 +1,12 @@
+from django.contrib import admin
+from django.urls import include, path
+from django.views.generic import RedirectView
+
+urlpatterns = [
+    path("", RedirectView.as_view(pattern_name="connections:dashboard", permanent=False)),
+    path("accounts/", include("allauth.urls")),
+    path("admin/", admin.site.urls),
+    path("connections/", include("connections.urls")),
+    path("sandbox/", include("brokers.sandbox.urls")),
+    path("", include("ops.urls")),
+]

@@ -1,0 +1,160 @@
+"""A user's brokerage connections, their event history and raw check results."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+from vault.fields import SealedField
+
+
+class ConnectionStatus(models.TextChoices):
+    PENDING = "pending", "Connecting"
+    CONNECTED = "connected", "Connected"
+    CHECKING = "checking", "Checking"
+    DEGRADED = "degraded", "Degraded"
+    BROKER_OUTAGE = "broker_outage", "Broker outage"
+    NEEDS_REAUTH = "needs_reauth", "Needs re-authentication"
+    FAILED = "failed", "Failed"
+    DISCONNECTED = "disconnected", "Disconnected"
+
+
+class Quality(models.TextChoices):
+    EXCELLENT = "excellent", "Excellent"
+    GOOD = "good", "Good"
+    POOR = "poor", "Poor"
+    CRITICAL = "critical", "Critical"
+
+
+class ErrorCategory(models.TextChoices):
+    NONE = "", "None"
+    NETWORK = "network", "Network"
+    BROKER_FAULT = "broker_fault", "Broker fault"
+    RATE_LIMITED = "rate_limited", "Rate limited"
+    AUTH = "auth", "Authorization"
+    CONFIGURATION = "configuration", "Configuration"
+    UNEXPECTED = "unexpected", "Unexpected response"
+
+
+class Environment(models.TextChoices):
+    PAPER = "paper", "Paper"
+    LIVE = "live", "Live"
+
+
+class Connection(models.Model):
+    # A UUID set in Python: sealed tokens bind to the primary key before the first save.
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="broker_connections")
+    broker_slug = models.SlugField(max_length=64)
+    broker_app = models.ForeignKey("brokers.BrokerApp", null=True, blank=True, on_delete=models.SET_NULL)
+    environment = models.CharField(max_length=8, choices=Environment.choices, default=Environment.PAPER)
+
+    # The brokerage account's identity, as the broker reports it.
+    account_id = models.CharField(max_length=255)
+    account_number_masked = models.CharField(max_length=32, blank=True)
+    account_label = models.CharField(max_length=255, blank=True)
+
+    status = models.CharField(max_length=16, choices=ConnectionStatus.choices, default=ConnectionStatus.PENDING)
+    status_changed_at = models.DateTimeField(default=timezone.now)
+
+    # Tokens: sealed at rest (AES-256-GCM, bound to this row and field).
+    access_token_sealed = models.TextField(blank=True, default="", editable=False)
+    refresh_token_sealed = models.TextField(blank=True, default="", editable=False)
+    access_token = SealedField("access_token_sealed")
+    refresh_token = SealedField("refresh_token_sealed")
+    token_type = models.CharField(max_length=32, blank=True, default="Bearer")
+    scope = models.TextField(blank=True)
+    access_expires_at = models.DateTimeField(null=True, blank=True)
+    refresh_expires_at = models.DateTimeField(null=True, blank=True)
+    # First consent of the current grant: absolute caps (Schwab's 7 days) count from here.
+    grant_started_at = models.DateTimeField(null=True, blank=True)
+    # Hard re-authentication deadline (absolute cap or daily wall-clock expiry), if any.
+    reauth_deadline_at = models.DateTimeField(null=True, blank=True)
+    last_refreshed_at = models.DateTimeField(null=True, blank=True)
+    # Non-secret values from the token response (Questrade's api_server, Schwab's account hash).
+    token_meta = models.JSONField(default=dict, blank=True)
+
+    # Engine bookkeeping.
+    next_check_at = models.DateTimeField(default=timezone.now, db_index=True)
+    lease_until = models.DateTimeField(null=True, blank=True)
+    lease_owner = models.CharField(max_length=128, blank=True)
+    last_check_at = models.DateTimeField(null=True, blank=True)
+    last_success_at = models.DateTimeField(null=True, blank=True)
+    consecutive_failures = models.PositiveIntegerField(default=0)
+    retry_attempt = models.PositiveIntegerField(default=0)
+    last_error_category = models.CharField(max_length=16, choices=ErrorCategory.choices, blank=True, default="")
+    last_error_message = models.CharField(max_length=500, blank=True)
+    last_latency_ms = models.PositiveIntegerField(null=True, blank=True)
+    health_score = models.PositiveSmallIntegerField(null=True, blank=True)
+    quality = models.CharField(max_length=16, choices=Quality.choices, blank=True)
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    disconnected_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["user", "broker_slug", "environment", "account_id"], name="connection_unique_account"
+            )
+        ]
+        indexes = [models.Index(fields=["status", "next_check_at"], name="connection_due_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.broker_slug} {self.account_number_masked or self.account_id}"
+
+    @property
+    def has_tokens(self) -> bool:
+        return bool(self.access_token_sealed)
+
+
+class ConnectionEvent(models.Model):
+    """An entry in a connection's history. Messages are sanitized: never a token or secret."""
+
+    class Kind(models.TextChoices):
+        CONNECTED = "connected", "Connected"
+        RECONNECTED = "reconnected", "Reconnected"
+        STATUS_CHANGED = "status_changed", "Status changed"
+        REFRESHED = "refreshed", "Token refreshed"
+        REFRESH_FAILED = "refresh_failed", "Refresh failed"
+        CHECK_FAILED = "check_failed", "Check failed"
+        REVOKED = "revoked", "Revoked at broker"
+        REVOCATION_FAILED = "revocation_failed", "Revocation not confirmed"
+        DISCONNECTED = "disconnected", "Disconnected"
+        ADMIN_ACTION = "admin_action", "Admin action"
+        NOTIFIED = "notified", "Notification sent"
+
+    connection = models.ForeignKey(Connection, on_delete=models.CASCADE, related_name="events")
+    kind = models.CharField(max_length=24, choices=Kind.choices)
+    from_status = models.CharField(max_length=16, choices=ConnectionStatus.choices, blank=True)
+    to_status = models.CharField(max_length=16, choices=ConnectionStatus.choices, blank=True)
+    category = models.CharField(max_length=16, choices=ErrorCategory.choices, blank=True, default="")
+    message = models.CharField(max_length=500, blank=True)
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["connection", "-created_at"], name="event_connection_time_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} ({self.created_at:%Y-%m-%d %H:%M})"
+
+
+class CheckResult(models.Model):
+    """One heartbeat's raw outcome; kept for a bounded time, rolled up for uptime."""
+
+    connection = models.ForeignKey(Connection, on_delete=models.CASCADE, related_name="checks")
+    checked_at = models.DateTimeField(default=timezone.now)
+    ok = models.BooleanField()
+    latency_ms = models.PositiveIntegerField(null=True, blank=True)
+    http_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    category = models.CharField(max_length=16, choices=ErrorCategory.choices, blank=True, default="")
+
+    class Meta:
+        ordering = ["-checked_at"]
+        indexes = [models.Index(fields=["connection", "-checked_at"], name="check_connection_time_idx")]
