@@ -47,7 +47,7 @@ class TokenRules:
     # Wall-clock expiry of the access token, e.g. 03:30 Asia/Kolkata for Upstox.
     daily_expiry: time | None = None
     daily_expiry_tz: str = "UTC"
-    token_auth_method: TokenAuthMethod = "client_secret_basic"
+    token_auth_method: TokenAuthMethod = "client_secret_basic"  # noqa: S105 - a method name
     pkce: bool = True
     # What the token endpoint answers for a dead refresh token.
     invalid_refresh: ErrorShape = STANDARD_INVALID_GRANT

@@ -1,0 +1,112 @@
+from django import forms
+from django.contrib import admin, messages
+from django.db import models
+
+from brokers.models import BrokerApp, CustomBroker
+from brokers.registry import UnknownBroker, all_profiles, get_profile
+from brokers.services import broker_app_clear_config_problem
+
+
+def broker_choices() -> list[tuple[str, str]]:
+    return [(p.slug, p.name) for p in all_profiles()]
+
+
+class BrokerAppForm(forms.ModelForm):
+    """The client secret is write-only: never rendered, blank keeps the stored one."""
+
+    broker_slug = forms.ChoiceField(label="Broker", choices=broker_choices)
+    new_client_secret = forms.CharField(
+        label="Client secret",
+        required=False,
+        strip=True,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text="Write-only. Leave blank to keep the current secret.",
+    )
+    clear_client_secret = forms.BooleanField(label="Remove the stored secret", required=False)
+
+    class Meta:
+        model = BrokerApp
+        fields = ["broker_slug", "environment", "client_id", "redirect_uri", "enabled"]
+
+    def clean(self):
+        cleaned = super().clean()
+        slug, environment = cleaned.get("broker_slug"), cleaned.get("environment")
+        if slug and environment:
+            try:
+                profile = get_profile(slug)
+            except UnknownBroker:
+                self.add_error("broker_slug", "Unknown broker.")
+            else:
+                if profile.api_base_urls and environment not in profile.api_base_urls:
+                    self.add_error("environment", f"{profile.name} has no {environment} environment.")
+        return cleaned
+
+    def save(self, commit=True):
+        app = super().save(commit=False)
+        if self.cleaned_data.get("clear_client_secret"):
+            app.client_secret = ""
+        elif self.cleaned_data.get("new_client_secret"):
+            app.client_secret = self.cleaned_data["new_client_secret"]
+        if commit:
+            app.save()
+        return app
+
+
+@admin.register(BrokerApp)
+class BrokerAppAdmin(admin.ModelAdmin):
+    form = BrokerAppForm
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
+    list_display = ["broker_slug", "environment", "enabled", "configured", "secret_status", "config_problem"]
+    list_filter = ["broker_slug", "environment", "enabled"]
+    readonly_fields = ["secret_status", "effective_redirect_uri", "config_problem", "config_problem_at",
+                       "created_at", "updated_at"]
+    fieldsets = [
+        (None, {"fields": ["broker_slug", "environment", "enabled"]}),
+        ("Credentials", {"fields": ["client_id", "secret_status", "new_client_secret", "clear_client_secret"]}),
+        ("Redirect", {"fields": ["redirect_uri", "effective_redirect_uri"]}),
+        ("Problems", {"fields": ["config_problem", "config_problem_at"]}),
+        ("History", {"fields": ["created_at", "updated_at"]}),
+    ]
+    actions = ["clear_config_problem"]
+
+    @admin.display(description="Client secret")
+    def secret_status(self, obj: BrokerApp) -> str:
+        return "set" if obj.pk and obj.has_client_secret else "not set"
+
+    @admin.display(boolean=True, description="Configured")
+    def configured(self, obj: BrokerApp) -> bool:
+        return obj.is_configured and not obj.config_problem
+
+    @admin.display(description="Redirect URI in use")
+    def effective_redirect_uri(self, obj: BrokerApp) -> str:
+        return obj.effective_redirect_uri if obj.broker_slug else ""
+
+    @admin.action(description="Clear the configuration problem (after fixing the credentials)")
+    def clear_config_problem(self, request, queryset):
+        for app in queryset:
+            broker_app_clear_config_problem(app)
+        messages.success(request, f"Cleared {queryset.count()} app(s).")
+
+    def save_model(self, request, obj, form, change):
+        # New credentials supersede a recorded invalid_client problem.
+        if change and obj.config_problem and {"client_id", "new_client_secret"} & set(form.changed_data):
+            obj.config_problem, obj.config_problem_at = "", None
+        super().save_model(request, obj, form, change)
+
+
+@admin.register(CustomBroker)
+class CustomBrokerAdmin(admin.ModelAdmin):
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
+    list_display = ["slug", "name", "enabled", "token_url", "token_auth_method", "pkce"]
+    list_filter = ["enabled"]
+    search_fields = ["slug", "name"]
+    fieldsets = [
+        (None, {"fields": ["slug", "name", "enabled"]}),
+        ("Endpoints", {"fields": ["discovery_url", "authorize_url", "token_url", "revoke_url", "revocation_scope",
+                                  "manual_revoke_url", "issuer"],
+                       "description": "Give a discovery URL (RFC 8414) to fill in the endpoints left blank."}),
+        ("Account API", {"fields": ["api_base_url", "paper_api_base_url", "heartbeat_path"]}),
+        ("OAuth", {"fields": ["scopes", "scope_separator", "token_auth_method", "pkce"]}),
+        ("Tokens", {"fields": ["issues_refresh_token", "rotates_refresh_token", "access_ttl", "refresh_ttl",
+                               "absolute_cap"]}),
+    ]

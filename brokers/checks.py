@@ -1,0 +1,20 @@
+"""Startup validation of every broker profile and of the BROKERS_FILE (a Django system check)."""
+
+from __future__ import annotations
+
+from django.core import checks
+
+
+def check_broker_profiles(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
+    from brokers.custom import read_brokers_file
+    from brokers.registry import builtin_profiles, validate_profile
+
+    messages: list[checks.CheckMessage] = []
+    for profile in builtin_profiles():
+        for problem in validate_profile(profile):
+            messages.append(checks.Error(f'broker "{profile.slug}": {problem}', id="brokers.E001"))
+    for error in read_brokers_file(use_cache=False).errors:
+        messages.append(
+            checks.Error(error, hint="See docs/brokers.example.yaml for the format.", id="brokers.E002")
+        )
+    return messages

@@ -1,0 +1,328 @@
+"""Custom brokers declared without code: a YAML file (settings.BROKERS_FILE) and Django admin.
+
+A spec is a plain dict of generic OAuth 2.0 values. `resolve_spec()` checks it, fetches
+RFC 8414 metadata from `discovery_url` to fill in missing endpoints, and raises
+`BrokerSpecError` whose messages name the field:
+
+    BROKERS_FILE brokers.yaml: broker "acme": token_url: must be an https:// URL
+    (http allowed only for 127.0.0.1/localhost)
+
+See docs/brokers.example.yaml for the file format.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from dataclasses import dataclass
+from datetime import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+import yaml
+from django.conf import settings
+from django.db import DatabaseError
+
+from brokers.profile import BrokerProfile, RateLimit, TokenRules
+from brokers.registry import RESERVED_SLUGS, url_problem, validate_profile
+
+log = logging.getLogger(__name__)
+
+DISCOVERY_TIMEOUT_SECONDS = 5
+SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+URL_KEYS = ("discovery_url", "authorize_url", "token_url", "revoke_url", "manual_revoke_url", "website")
+BOOL_KEYS = ("pkce", "issues_refresh_token", "rotates_refresh_token")
+SECONDS_KEYS = ("access_ttl", "refresh_ttl", "absolute_cap")
+STR_KEYS = ("name", "issuer", "heartbeat_path", "scope_separator", "mark", "notes", "daily_expiry_tz")
+AUTH_METHODS = ("client_secret_basic", "client_secret_post", "none")
+REVOCATION_SCOPES = ("token", "grant", "all_users_of_key", "none")
+KNOWN_KEYS = frozenset(
+    {*URL_KEYS, *BOOL_KEYS, *SECONDS_KEYS, *STR_KEYS}
+    | {"api_base_url", "api_base_urls", "scopes", "token_auth_method", "revocation_scope", "daily_expiry",
+       "extra_authorize_params", "token_invalid_statuses", "rate_limit"}
+)
+# Spec keys that live under another name on the CustomBroker model (admin form errors).
+MODEL_FIELD_FOR = {"api_base_urls.live": "api_base_url", "api_base_urls.paper": "paper_api_base_url",
+                   "api_base_url": "api_base_url", "api_base_urls": "api_base_url"}
+MODEL_FIELDS = frozenset(
+    {"slug", "name", "discovery_url", "authorize_url", "token_url", "revoke_url", "revocation_scope",
+     "manual_revoke_url", "issuer", "heartbeat_path", "scopes", "scope_separator", "token_auth_method", "pkce",
+     "issues_refresh_token", "rotates_refresh_token", "access_ttl", "refresh_ttl", "absolute_cap"}
+)
+
+
+class BrokerSpecError(ValueError):
+    """One broker's spec is invalid; `problems` is a list of (field, message)."""
+
+    def __init__(self, slug: str, problems: list[tuple[str, str]], *, origin: str = ""):
+        self.slug = slug
+        self.problems = problems
+        self.origin = origin
+        super().__init__("; ".join(self.messages()))
+
+    def messages(self) -> list[str]:
+        prefix = f"{self.origin}: " if self.origin else ""
+        return [f'{prefix}broker "{self.slug}": {field}: {message}' for field, message in self.problems]
+
+    def field_errors(self) -> dict[str, list[str]]:
+        """Errors keyed by CustomBroker field, for ValidationError in admin."""
+        errors: dict[str, list[str]] = {}
+        for field, message in self.problems:
+            key = MODEL_FIELD_FOR.get(field, field if field in MODEL_FIELDS else "__all__")
+            errors.setdefault(key, []).append(message if key == field else f"{field}: {message}")
+        return errors
+
+
+class DiscoveryError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class FileResult:
+    profiles: list[BrokerProfile]
+    errors: list[str]
+
+
+# --- discovery (RFC 8414) ------------------------------------------------------------------
+
+def fetch_authorization_server_metadata(url: str) -> dict:
+    """GET an RFC 8414 metadata document, checking that it is JSON and names its issuer."""
+    try:
+        response = requests.get(url, timeout=DISCOVERY_TIMEOUT_SECONDS, headers={"Accept": "application/json"})
+    except requests.RequestException as exc:
+        raise DiscoveryError(f"could not fetch metadata: {type(exc).__name__}") from exc
+    if response.status_code != 200:
+        raise DiscoveryError(f"metadata answered HTTP {response.status_code}")
+    try:
+        metadata = response.json()
+    except ValueError as exc:
+        raise DiscoveryError("metadata is not JSON") from exc
+    if not isinstance(metadata, dict):
+        raise DiscoveryError("metadata is not a JSON object")
+    issuer = metadata.get("issuer")
+    if not isinstance(issuer, str) or not issuer:
+        raise DiscoveryError("metadata has no issuer")
+    # RFC 8414 section 3.3: the issuer must be the authority the metadata was fetched from.
+    if _origin(issuer) != _origin(url):
+        raise DiscoveryError(f"metadata issuer {issuer!r} does not match the discovery URL's host")
+    return metadata
+
+
+def _origin(url: str) -> tuple[str, str]:
+    parts = urlsplit(url)
+    return parts.scheme, parts.netloc.lower()
+
+
+def apply_metadata(spec: dict, metadata: dict) -> dict:
+    """Fill the endpoints (and PKCE/auth method when unspecified) the spec left out."""
+    filled = dict(spec)
+    for key, meta_key in (
+        ("authorize_url", "authorization_endpoint"),
+        ("token_url", "token_endpoint"),
+        ("revoke_url", "revocation_endpoint"),
+        ("issuer", "issuer"),
+    ):
+        if not filled.get(key) and metadata.get(meta_key):
+            filled[key] = metadata[meta_key]
+    if "pkce" not in spec and "code_challenge_methods_supported" in metadata:
+        filled["pkce"] = "S256" in (metadata.get("code_challenge_methods_supported") or [])
+    supported = metadata.get("token_endpoint_auth_methods_supported")
+    if "token_auth_method" not in spec and supported:
+        filled["token_auth_method"] = next((m for m in AUTH_METHODS if m in supported), "client_secret_basic")
+    return filled
+
+
+# --- validation ----------------------------------------------------------------------------
+
+def resolve_spec(slug: str, spec: Any, *, origin: str = "", discover: bool = True) -> dict:
+    """Check a spec and fill it from discovery; raise BrokerSpecError naming each bad field."""
+    problems: list[tuple[str, str]] = []
+    if not isinstance(slug, str) or not SLUG_RE.match(slug):
+        problems.append(("slug", "must be lowercase letters, digits, '-' or '_' (max 64)"))
+    elif slug in RESERVED_SLUGS:
+        problems.append(("slug", "is a built-in broker; choose another slug"))
+    if not isinstance(spec, dict):
+        raise BrokerSpecError(str(slug), [*problems, ("(broker)", "must be a mapping of fields")], origin=origin)
+    spec = dict(spec)
+    for key in spec:
+        if key not in KNOWN_KEYS:
+            problems.append((str(key), "unknown field"))
+    if "api_base_url" in spec and "api_base_urls" not in spec:
+        spec["api_base_urls"] = {"live": spec.pop("api_base_url")}
+    for key in URL_KEYS:
+        if spec.get(key) not in (None, "") and not isinstance(spec[key], str):
+            problems.append((key, "must be a string URL"))
+    for key in BOOL_KEYS:
+        if key in spec and not isinstance(spec[key], bool):
+            problems.append((key, "must be true or false"))
+    for key in SECONDS_KEYS:
+        value = spec.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
+            problems.append((key, "must be a positive whole number of seconds (or omitted)"))
+    if spec.get("token_auth_method", "client_secret_basic") not in AUTH_METHODS:
+        problems.append(("token_auth_method", f"must be one of {', '.join(AUTH_METHODS)}"))
+    if spec.get("revocation_scope", "token") not in REVOCATION_SCOPES:
+        problems.append(("revocation_scope", f"must be one of {', '.join(REVOCATION_SCOPES)}"))
+    scopes = spec.get("scopes", [])
+    if isinstance(scopes, str):
+        spec["scopes"] = scopes.split()
+    elif not isinstance(scopes, list) or not all(isinstance(s, str) for s in scopes):
+        problems.append(("scopes", "must be a list of strings or a space-separated string"))
+    bases = spec.get("api_base_urls")
+    if not isinstance(bases, dict) or not bases:
+        problems.append(("api_base_url", "is required (the base URL of account calls)"))
+    elif set(bases) - {"live", "paper"}:
+        problems.append(("api_base_urls", "keys must be 'live' and/or 'paper'"))
+    if spec.get("daily_expiry") is not None:
+        try:
+            hours, minutes = str(spec["daily_expiry"]).split(":")
+            time(int(hours), int(minutes))
+        except ValueError:
+            problems.append(("daily_expiry", "must be HH:MM"))
+    if problems:
+        raise BrokerSpecError(slug, problems, origin=origin)
+
+    if discover and spec.get("discovery_url"):
+        if problem := url_problem(spec["discovery_url"]):
+            raise BrokerSpecError(slug, [("discovery_url", problem)], origin=origin)
+        if not (spec.get("authorize_url") and spec.get("token_url") and spec.get("revoke_url")):
+            try:
+                spec = apply_metadata(spec, fetch_authorization_server_metadata(spec["discovery_url"]))
+            except DiscoveryError as exc:
+                raise BrokerSpecError(slug, [("discovery_url", str(exc))], origin=origin) from exc
+    for key in ("authorize_url", "token_url"):
+        if not spec.get(key):
+            problems.append((key, "is required (or give a discovery_url that provides it)"))
+    if problems:
+        raise BrokerSpecError(slug, problems, origin=origin)
+    profile_problems = validate_profile(profile_from_spec(slug, spec), require_sources=False)
+    if profile_problems:
+        raise BrokerSpecError(slug, [tuple(p.split(": ", 1)) for p in profile_problems], origin=origin)
+    return spec
+
+
+def profile_from_spec(slug: str, spec: dict) -> BrokerProfile:
+    """Build a BrokerProfile from an already-resolved spec."""
+    daily = spec.get("daily_expiry")
+    if daily is not None:
+        hours, minutes = str(daily).split(":")
+        daily = time(int(hours), int(minutes))
+    revoke_url = spec.get("revoke_url", "")
+    rules = TokenRules(
+        access_ttl=spec.get("access_ttl"),
+        issues_refresh_token=spec.get("issues_refresh_token", True),
+        refresh_ttl=spec.get("refresh_ttl"),
+        rotates_refresh_token=spec.get("rotates_refresh_token", False),
+        absolute_cap=spec.get("absolute_cap"),
+        daily_expiry=daily,
+        daily_expiry_tz=spec.get("daily_expiry_tz", "UTC"),
+        token_auth_method=spec.get("token_auth_method", "client_secret_basic"),
+        pkce=spec.get("pkce", True),
+    )
+    rate = spec.get("rate_limit")
+    return BrokerProfile(
+        slug=slug,
+        name=spec.get("name") or slug,
+        authorize_url=spec.get("authorize_url", ""),
+        token_url=spec.get("token_url", ""),
+        api_base_urls=dict(spec.get("api_base_urls") or {}),
+        heartbeat_path=spec.get("heartbeat_path", "/"),
+        token_rules=rules,
+        scopes=tuple(spec.get("scopes") or ()),
+        scope_separator=spec.get("scope_separator", " ") or " ",
+        revoke_url=revoke_url,
+        revocation_scope=spec.get("revocation_scope", "token" if revoke_url else "none"),
+        manual_revoke_url=spec.get("manual_revoke_url", ""),
+        issuer=spec.get("issuer", ""),
+        metadata_url=spec.get("discovery_url", ""),
+        extra_authorize_params=dict(spec.get("extra_authorize_params") or {}),
+        token_invalid_statuses=tuple(spec.get("token_invalid_statuses") or (401,)),
+        rate_limit=RateLimit(int(rate["requests"]), int(rate["per_seconds"])) if isinstance(rate, dict) else None,
+        mark=spec.get("mark") or slug[:2].upper(),
+        website=spec.get("website", ""),
+        notes=spec.get("notes", ""),
+        is_custom=True,
+    )
+
+
+# --- YAML file -----------------------------------------------------------------------------
+
+_file_cache: dict[tuple[str, float], FileResult] = {}
+
+
+def brokers_file_label(path: str) -> str:
+    return f"BROKERS_FILE {path}"
+
+
+def read_brokers_file(path: str | os.PathLike | None = None, *, use_cache: bool = True) -> FileResult:
+    """Profiles declared in the YAML file, and error messages naming each bad field.
+
+    Results are cached per (path, mtime) so discovery runs once per file version.
+    """
+    path = str(path if path is not None else getattr(settings, "BROKERS_FILE", "") or "")
+    if not path:
+        return FileResult([], [])
+    label = brokers_file_label(path)
+    try:
+        mtime = Path(path).stat().st_mtime
+    except OSError as exc:
+        return FileResult([], [f"{label}: cannot read the file ({exc.strerror})"])
+    key = (path, mtime)
+    if use_cache and key in _file_cache:
+        return _file_cache[key]
+    result = _parse_brokers_file(path, label)
+    _file_cache.clear()
+    _file_cache[key] = result
+    return result
+
+
+def _parse_brokers_file(path: str, label: str) -> FileResult:
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        return FileResult([], [f"{label}: cannot read the file ({exc})"])
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        return FileResult([], [f"{label}: not valid YAML{where}"])
+    if data is None:
+        return FileResult([], [])
+    if not isinstance(data, dict) or not isinstance(data.get("brokers"), dict):
+        return FileResult([], [f"{label}: brokers: must be a mapping of slug -> broker fields"])
+    profiles: list[BrokerProfile] = []
+    errors: list[str] = []
+    for slug, spec in data["brokers"].items():
+        try:
+            profiles.append(profile_from_spec(str(slug), resolve_spec(str(slug), spec, origin=label)))
+        except BrokerSpecError as exc:
+            errors.extend(exc.messages())
+    return FileResult(profiles, errors)
+
+
+# --- all custom brokers ----------------------------------------------------------------------
+
+def admin_profiles() -> list[BrokerProfile]:
+    """Enabled CustomBroker rows (already validated and resolved when saved)."""
+    from brokers.models import CustomBroker
+
+    try:
+        rows = list(CustomBroker.objects.filter(enabled=True))
+    except DatabaseError:  # table not migrated yet
+        return []
+    profiles = []
+    for row in rows:
+        try:
+            profiles.append(profile_from_spec(row.slug, row.to_spec()))
+        except (ValueError, TypeError):
+            log.warning("brokers.custom.invalid_row", extra={"broker": row.slug})
+    return profiles
+
+
+def custom_profiles() -> list[BrokerProfile]:
+    """YAML brokers, then admin brokers whose slug the file does not already use."""
+    file_profiles = read_brokers_file().profiles
+    taken = {p.slug for p in file_profiles} | set(RESERVED_SLUGS)
+    return [*file_profiles, *(p for p in admin_profiles() if p.slug not in taken)]

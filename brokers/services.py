@@ -1,0 +1,92 @@
+"""Broker credentials and the catalog users pick from. Every caller (views, tasks, admin) uses these."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from django.db import transaction
+from django.utils import timezone
+
+from brokers.models import BrokerApp, Environment
+from brokers.profile import BrokerProfile
+from brokers.registry import all_profiles
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CatalogEntry:
+    profile: BrokerProfile
+    app: BrokerApp | None
+    configured: bool
+    # For users when not configured: what an administrator must do.
+    admin_hint: str
+
+    @property
+    def slug(self) -> str:
+        return self.profile.slug
+
+    @property
+    def config_problem(self) -> str:
+        return self.app.config_problem if self.app else ""
+
+
+def broker_app_for(slug: str, environment: str | None = None) -> BrokerApp | None:
+    """The enabled app for a broker; without `environment`, live is preferred over paper."""
+    apps = BrokerApp.objects.filter(broker_slug=slug, enabled=True)
+    if environment:
+        return apps.filter(environment=environment).first()
+    by_env = {app.environment: app for app in apps}
+    return by_env.get(Environment.LIVE) or by_env.get(Environment.PAPER)
+
+
+def _admin_hint(profile: BrokerProfile, app: BrokerApp | None) -> str:
+    if app is None:
+        return f"Ask an administrator to add {profile.name} client credentials in Admin › Broker apps"
+    if not app.enabled:
+        return f"Ask an administrator to enable the {profile.name} broker app in Admin › Broker apps"
+    if app.config_problem:
+        return f"Ask an administrator to fix the {profile.name} client credentials in Admin › Broker apps"
+    if not app.client_id:
+        return f"Ask an administrator to add the {profile.name} client ID in Admin › Broker apps"
+    return f"Ask an administrator to add the {profile.name} client secret in Admin › Broker apps"
+
+
+def broker_catalog() -> list[CatalogEntry]:
+    """Every known broker with its app (if any) and whether users can connect to it now.
+
+    A broker whose app has a config problem (the broker said invalid_client) is shown as not
+    configured until an administrator clears it.
+    """
+    apps: dict[str, list[BrokerApp]] = {}
+    for app in BrokerApp.objects.all():
+        apps.setdefault(app.broker_slug, []).append(app)
+    entries = []
+    for profile in all_profiles():
+        candidates = sorted(apps.get(profile.slug, []), key=lambda a: (not a.enabled, a.environment != "live"))
+        app = candidates[0] if candidates else None
+        configured = bool(app and app.is_configured and not app.config_problem)
+        entries.append(CatalogEntry(profile, app, configured, "" if configured else _admin_hint(profile, app)))
+    return entries
+
+
+def broker_app_flag_config_problem(app: BrokerApp, message: str) -> bool:
+    """Record that the broker rejected this app's credentials. Safe twice: flags once.
+
+    Returns True when this call set the flag.
+    """
+    with transaction.atomic():
+        updated = BrokerApp.objects.filter(pk=app.pk, config_problem_at__isnull=True).update(
+            config_problem=message[:2000], config_problem_at=timezone.now(), updated_at=timezone.now()
+        )
+    app.refresh_from_db(fields=["config_problem", "config_problem_at"])
+    if updated:
+        log.warning("brokers.app.config_problem", extra={"broker": app.broker_slug, "environment": app.environment})
+    return bool(updated)
+
+
+def broker_app_clear_config_problem(app: BrokerApp) -> None:
+    BrokerApp.objects.filter(pk=app.pk).update(config_problem="", config_problem_at=None, updated_at=timezone.now())
+    app.config_problem, app.config_problem_at = "", None
+    log.info("brokers.app.config_problem_cleared", extra={"broker": app.broker_slug, "environment": app.environment})
