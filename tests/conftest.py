@@ -3,6 +3,7 @@ import pytest
 # Fixture modules shared across test folders.
 pytest_plugins = [
     "tests.fixtures.servers",
+    "tests.fixtures.sandbox",
 ]
 
 
@@ -14,3 +15,14 @@ def user(django_user_model):
 @pytest.fixture
 def other_user(django_user_model):
     return django_user_model.objects.create_user(email="bob@example.com", password="correct horse battery")
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Remove this run's private var folder (embedded broker, cache, child-process logs)
+    unless the run failed, when the logs are worth keeping."""
+    import shutil
+
+    from django.conf import settings
+
+    if exitstatus == 0 and str(settings.VAR_DIR).startswith("/tmp/brokerlink-test-"):
+        shutil.rmtree(settings.VAR_DIR, ignore_errors=True)

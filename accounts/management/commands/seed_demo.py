@@ -1,0 +1,66 @@
+"""Everything a new user needs to try brokerlink: a login and a connectable Sandbox Broker.
+
+Run by `make run` on every start; safe to run twice (it keeps existing rows and only
+re-points the sandbox client at the current SITE_URL).
+"""
+
+import os
+
+from allauth.account.models import EmailAddress
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
+
+from brokers.models import BrokerApp, Environment
+from brokers.sandbox import services as sandbox
+from brokers.sandbox.models import SandboxClient
+
+DEMO_EMAIL = "demo@brokerlink.local"
+
+
+class Command(BaseCommand):
+    help = "Create the demo user, the sandbox broker's demo login and client, and the Sandbox BrokerApp."
+
+    def handle(self, *args, **options):
+        password = os.environ.get("DEMO_PASSWORD", "")
+        if not password:
+            raise CommandError("DEMO_PASSWORD is not set (make run writes one to .env on first start)")
+        with transaction.atomic():
+            user = self._demo_user(password)
+            sandbox_user = sandbox.sandbox_demo_user_ensure()
+            app = self._sandbox_app()
+        url = settings.SITE_URL
+        self.stdout.write(
+            "\n"
+            "  brokerlink is starting at  " + url + "/\n"
+            "  Sign in with               " + user.email + "  /  " + password + "\n"
+            "  Sandbox Broker login       " + sandbox_user.username + "  /  " + sandbox.DEMO_PASSWORD + "\n"
+            "  Sandbox BrokerApp client   " + app.client_id + "\n"
+        )
+
+    def _demo_user(self, password):
+        User = get_user_model()
+        user, _ = User.objects.get_or_create(email=DEMO_EMAIL)
+        user.set_password(password)
+        # Staff, so the demo can open the sandbox's fault controls and the admin.
+        user.is_staff = user.is_superuser = True
+        user.save()
+        EmailAddress.objects.update_or_create(user=user, email=DEMO_EMAIL, defaults={"verified": True, "primary": True})
+        return user
+
+    def _sandbox_app(self):
+        app = BrokerApp.objects.filter(broker_slug="sandbox", environment=Environment.PAPER).first()
+        redirect_uri = f"{settings.SITE_URL}/connections/callback/sandbox/"
+        client = SandboxClient.objects.filter(client_id=app.client_id).first() if app else None
+        if client is None:
+            client = sandbox.client_create(name="brokerlink demo", redirect_uris=[redirect_uri], rotate_refresh=True)
+            app = app or BrokerApp(broker_slug="sandbox", environment=Environment.PAPER)
+            app.client_id = client.client_id
+            app.client_secret = client.client_secret
+            app.enabled = True
+            app.save()
+        elif redirect_uri not in client.redirect_uris.split():
+            client.redirect_uris = redirect_uri
+            client.save(update_fields=["redirect_uris"])
+        return app
