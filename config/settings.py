@@ -261,3 +261,9 @@ LOGGING = {
         "celery": {"level": "INFO"},
     },
 }
+
+if not PRODUCTION:
+    # Development serves static files from STATICFILES_DIRS through WhiteNoise's finders;
+    # the empty STATIC_ROOT only keeps WhiteNoise from warning that it is missing.
+    WHITENOISE_USE_FINDERS = True
+    STATIC_ROOT.mkdir(parents=True, exist_ok=True)

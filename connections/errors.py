@@ -1,0 +1,169 @@
+"""The error taxonomy: every failure talking to a broker becomes one `BrokerError` with a
+category, decided here and nowhere else.
+
+Categories and what the engine does with them:
+- network:       timeout, refused, DNS          -> retry with backoff
+- broker_fault:  5xx                            -> retry with backoff; counts toward the circuit breaker
+- rate_limited:  429 or a broker's own shape    -> wait Retry-After, then retry
+- auth:          401 on an account call         -> one refresh attempt
+                 invalid_grant (or the broker's equivalent) on refresh -> needs re-auth, no retries
+- configuration: invalid_client                 -> an admin problem, flagged once per broker app
+- unexpected:    HTML, bad JSON, shapes we do not know -> retry with backoff, reported
+
+Messages are written for people and never include a token, secret or response body that
+could carry one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+NETWORK = "network"
+BROKER_FAULT = "broker_fault"
+RATE_LIMITED = "rate_limited"
+AUTH = "auth"
+CONFIGURATION = "configuration"
+UNEXPECTED = "unexpected"
+
+# Codes a token endpoint uses for "this grant is dead, the user must log in again".
+DEAD_GRANT_CODES = {
+    "invalid_grant",
+    "unsupported_token_type",  # Schwab, for an expired refresh token
+    "refresh_token_authentication_error",  # Schwab, nested
+    "invalid_token",
+    "access_denied",
+}
+CONFIG_CODES = {"invalid_client", "unauthorized_client", "invalid_scope"}
+
+MEANING = {
+    NETWORK: "brokerlink could not reach the broker (timeout, refused connection or DNS).",
+    BROKER_FAULT: "The broker answered with a server error.",
+    RATE_LIMITED: "The broker asked brokerlink to slow down.",
+    AUTH: "The broker no longer accepts this connection's authorization.",
+    CONFIGURATION: "The broker rejected this deployment's app credentials.",
+    UNEXPECTED: "The broker answered with something brokerlink could not read.",
+}
+
+NEXT_STEP = {
+    NETWORK: "Nothing to do: brokerlink retries automatically.",
+    BROKER_FAULT: "Nothing to do: brokerlink retries automatically while the broker recovers.",
+    RATE_LIMITED: "Nothing to do: brokerlink waits as long as the broker asked, then retries.",
+    AUTH: "Reconnect the account to authorize brokerlink again.",
+    CONFIGURATION: "Contact your brokerlink administrator: the broker app's credentials need attention.",
+    UNEXPECTED: "brokerlink retries automatically; contact your administrator if it persists.",
+}
+
+
+@dataclass
+class BrokerError(Exception):
+    category: str
+    message: str
+    http_status: int | None = None
+    # Set when the grant is dead (refresh rejected): no retry can help.
+    needs_reauth: bool = False
+    retry_after: float | None = None
+    error_code: str = ""
+
+    def __post_init__(self) -> None:
+        super().__init__(self.message)
+
+    def __str__(self) -> str:
+        return self.message
+
+    @property
+    def retryable(self) -> bool:
+        return self.category in {NETWORK, BROKER_FAULT, RATE_LIMITED, UNEXPECTED} and not self.needs_reauth
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        from email.utils import parsedate_to_datetime
+
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        from django.utils import timezone
+
+        return max(0.0, (when - timezone.now()).total_seconds())
+
+
+def _error_code(body) -> str:
+    """The OAuth `error` code from a JSON body, including Schwab's nested description."""
+    if not isinstance(body, dict):
+        return ""
+    code = body.get("error") or body.get("code") or body.get("ErrorCode") or ""
+    if isinstance(code, dict):
+        code = code.get("code", "")
+    errors = body.get("errors")
+    if not code and isinstance(errors, list) and errors and isinstance(errors[0], dict):
+        code = errors[0].get("id", "")
+    return str(code)
+
+
+def classify_response(
+    *,
+    status: int,
+    content_type: str,
+    body,
+    headers: dict | None = None,
+    during: str,
+    token_invalid_statuses: tuple[int, ...] = (401,),
+    broker_name: str = "The broker",
+) -> BrokerError | None:
+    """Turn an HTTP answer into a BrokerError, or None when it is a success.
+
+    `during` is "token" (code exchange or refresh), "refresh", "revoke" or "account".
+    `body` is the parsed JSON, or None when the body was not JSON.
+    """
+    headers = {k.lower(): v for k, v in (headers or {}).items()}
+    is_json = body is not None
+    if 200 <= status < 300:
+        if not is_json and during in {"token", "refresh", "account"}:
+            kind = "an HTML page" if "html" in content_type else "a response that is not JSON"
+            return BrokerError(UNEXPECTED, f"{broker_name} sent {kind} instead of JSON.", http_status=status)
+        return None
+    if status == 429:
+        return BrokerError(
+            RATE_LIMITED,
+            f"{broker_name} is rate limiting requests (HTTP 429).",
+            http_status=status,
+            retry_after=parse_retry_after(headers.get("retry-after")),
+        )
+    if status >= 500:
+        if not is_json and "html" in content_type:
+            return BrokerError(BROKER_FAULT, f"{broker_name} returned an HTML error page (HTTP {status}).", status)
+        return BrokerError(BROKER_FAULT, f"{broker_name} had a server error (HTTP {status}).", http_status=status)
+    code = _error_code(body)
+    description = str(body.get("error_description", "")) if isinstance(body, dict) else ""
+    if code == "rate_limit_exceeded":
+        return BrokerError(RATE_LIMITED, f"{broker_name} is rate limiting requests.", status, error_code=code)
+    if code in CONFIG_CODES:
+        return BrokerError(
+            CONFIGURATION,
+            f"{broker_name} rejected this deployment's client credentials ({code}).",
+            http_status=status,
+            error_code=code,
+        )
+    if during in {"token", "refresh"}:
+        nested_dead = any(c in description for c in DEAD_GRANT_CODES)
+        if code in DEAD_GRANT_CODES or nested_dead or status in (400, 401):
+            if not is_json and status not in (400, 401):
+                return BrokerError(UNEXPECTED, f"{broker_name} sent an unreadable error (HTTP {status}).", status)
+            return BrokerError(
+                AUTH,
+                f"{broker_name} no longer accepts this authorization ({code or f'HTTP {status}'}).",
+                http_status=status,
+                needs_reauth=True,
+                error_code=code,
+            )
+    if during == "account" and status in token_invalid_statuses:
+        return BrokerError(AUTH, f"{broker_name} rejected the access token (HTTP {status}).", status, error_code=code)
+    if not is_json:
+        kind = "an HTML page" if "html" in content_type else "a response that is not JSON"
+        return BrokerError(UNEXPECTED, f"{broker_name} sent {kind} (HTTP {status}).", http_status=status)
+    return BrokerError(UNEXPECTED, f"{broker_name} answered HTTP {status} ({code or 'no error code'}).", status)
