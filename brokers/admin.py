@@ -23,6 +23,12 @@ class BrokerAppForm(forms.ModelForm):
         help_text="Write-only. Leave blank to keep the current secret.",
     )
     clear_client_secret = forms.BooleanField(label="Remove the stored secret", required=False)
+    redirect_uri = forms.URLField(
+        required=False,
+        max_length=500,
+        assume_scheme="https",
+        help_text="Leave blank for {SITE_URL}/connections/callback/<broker>/.",
+    )
 
     class Meta:
         model = BrokerApp
