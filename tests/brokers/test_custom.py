@@ -212,3 +212,13 @@ def test_admin_custom_broker_validates_and_discovers_on_save(metadata_server):
         bad.full_clean()
     assert "token_url" in info.value.message_dict
     assert "https://" in info.value.message_dict["token_url"][0]
+
+
+def test_documented_example_file_is_valid(settings):
+    from pathlib import Path
+
+    settings.BROKERS_FILE = str(Path(__file__).resolve().parents[2] / "docs" / "brokers.example.yaml")
+    result = read_brokers_file(use_cache=False)
+    assert result.errors == []
+    assert [p.slug for p in result.profiles] == ["acme"]
+    assert result.profiles[0].api_base_urls["paper"] == "https://paper-api.acme.example"
