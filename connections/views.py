@@ -1,10 +1,137 @@
-from django.contrib.auth.decorators import login_required
-from django.shortcuts import render
+from __future__ import annotations
 
-from connections.selectors import connection_list_for_user
+import logging
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from brokers.registry import UnknownBroker
+from brokers.services import broker_app_for, broker_catalog
+from connections import broker_client
+from connections.forms import CatalogSearchForm
+from connections.models import ConnectionStatus
+from connections.oauth_flow import PURPOSE_CONNECT, PURPOSE_RECONNECT, FlowError, flow_begin, flow_take, issuer_check
+from connections.selectors import connection_get_for_user, connection_list_for_user
+from connections.services import FAILURES, ConnectFailed, connection_authorize_complete, connection_disconnect
+
+logger = logging.getLogger(__name__)
 
 
 @login_required
 def dashboard(request):
     connections = list(connection_list_for_user(user=request.user))
     return render(request, "connections/dashboard.html", {"connections": connections})
+
+
+@login_required
+@require_GET
+def catalog(request):
+    form = CatalogSearchForm(request.GET or None)
+    entries = broker_catalog()
+    query = form.cleaned_query() if form.is_valid() else ""
+    if query:
+        entries = [e for e in entries if query in e.profile.name.lower() or query in e.profile.slug]
+    return render(request, "connections/catalog.html", {"entries": entries, "form": form, "query": query})
+
+
+def _failure(request, code: str, *, slug: str = "", detail: str = "", connection_id: str = ""):
+    failure = FAILURES[code]
+    messages.error(request, failure.title)
+    logger.info("connections.connect.failed", extra={"broker": slug, "failure": code})
+    context = {"failure": failure, "code": code, "detail": detail, "slug": slug, "connection_id": connection_id}
+    return render(request, "connections/connect_error.html", context, status=failure.http_status)
+
+
+def _start(request, *, slug: str, purpose: str, connection_id: str = "", environment: str | None = None):
+    app = broker_app_for(slug, environment)
+    try:
+        profile = broker_client.profile_for(slug, app.environment if app else "live")
+    except UnknownBroker:
+        return _failure(request, "not_configured", slug=slug)
+    if app is None or not app.is_configured or app.config_problem:
+        return _failure(request, "not_configured", slug=slug)
+    url = flow_begin(request, profile=profile, app=app, purpose=purpose, connection_id=connection_id)
+    logger.info("connections.connect.started", extra={"broker": slug, "purpose": purpose})
+    return redirect(url)
+
+
+@login_required
+@require_POST
+def connect_start(request, slug: str):
+    return _start(request, slug=slug, purpose=PURPOSE_CONNECT)
+
+
+@login_required
+@require_GET
+def callback(request, slug: str):
+    params = request.GET
+    flow = None
+    try:
+        flow = flow_take(request, slug=slug, state=params.get("state", ""))
+        try:
+            profile = broker_client.profile_for(slug, flow.environment)
+        except UnknownBroker:
+            raise FlowError("not_configured") from None
+        issuer_check(profile, params.get("iss"))
+        if params.get("error"):
+            raise FlowError("access_denied" if params["error"] == "access_denied" else "authorization_error")
+        if not params.get("code"):
+            raise FlowError("code_missing")
+        outcome = connection_authorize_complete(user=request.user, flow=flow, code=params["code"])
+    except (FlowError, ConnectFailed) as exc:
+        detail = getattr(exc, "detail", "")
+        connection_id = flow.connection_id if flow and flow.purpose == PURPOSE_RECONNECT else ""
+        return _failure(request, exc.code, slug=slug, detail=detail, connection_id=connection_id)
+    messages.success(request, outcome.message)
+    return redirect("connections:detail", connection_id=outcome.connection.pk)
+
+
+@login_required
+@require_GET
+def connection_detail(request, connection_id):
+    connection = connection_get_for_user(user=request.user, connection_id=connection_id)
+    events = list(connection.events.all()[:20])
+    return render(request, "connections/detail.html", {"connection": connection, "events": events})
+
+
+@login_required
+@require_POST
+def reconnect(request, connection_id):
+    connection = connection_get_for_user(user=request.user, connection_id=connection_id)
+    if connection.status == ConnectionStatus.DISCONNECTED:
+        # After a disconnect only a full new authorization brings the account back.
+        return _start(request, slug=connection.broker_slug, purpose=PURPOSE_CONNECT, environment=connection.environment)
+    return _start(
+        request,
+        slug=connection.broker_slug,
+        purpose=PURPOSE_RECONNECT,
+        connection_id=str(connection.pk),
+        environment=connection.environment,
+    )
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def disconnect(request, connection_id):
+    connection = connection_get_for_user(user=request.user, connection_id=connection_id)
+    if request.method == "GET":
+        template = "connections/partials/_disconnect_dialog.html" if request.htmx else "connections/disconnect.html"
+        return render(request, template, {"connection": connection, **_revocation_preview(connection)})
+    outcome = connection_disconnect(connection, request.user)
+    (messages.success if outcome.revoked else messages.warning)(request, outcome.message)
+    return redirect("connections:detail", connection_id=connection.pk)
+
+
+def _revocation_preview(connection) -> dict:
+    try:
+        profile = broker_client.profile_for(connection.broker_slug, connection.environment)
+    except UnknownBroker:
+        return {"broker_name": connection.broker_slug, "can_revoke": False, "manual_revoke_url": ""}
+    return {
+        "broker_name": profile.name,
+        "can_revoke": profile.can_revoke_single_user,
+        "revocation_scope": profile.revocation_scope,
+        "manual_revoke_url": profile.manual_revoke_url,
+    }

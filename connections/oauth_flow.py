@@ -1,0 +1,133 @@
+"""The authorization-code flow's browser side: state, PKCE, the authorize URL, the callback checks.
+
+A pending flow lives in the user's session under its `state`: which broker and app, whether
+it connects a new account or reconnects connection X, the PKCE verifier and when it began.
+Taking it on the callback removes it (single use); a used state is remembered by hash so a
+replay gets its own message. Flows expire after STATE_TTL_SECONDS.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+from dataclasses import asdict, dataclass
+from urllib.parse import urlencode, urlsplit
+
+from authlib.oauth2.rfc7636 import create_s256_code_challenge
+
+from brokers.models import BrokerApp
+from brokers.profile import BrokerProfile
+
+STATE_TTL_SECONDS = 600
+SESSION_KEY = "connections.oauth_flows"
+USED_KEY = "connections.oauth_used_states"
+MAX_PENDING = 10
+MAX_USED = 20
+
+PURPOSE_CONNECT = "connect"
+PURPOSE_RECONNECT = "reconnect"
+
+
+class FlowError(Exception):
+    """A callback that cannot go on. `code` names an entry of connections.services.FAILURES."""
+
+    def __init__(self, code: str):
+        super().__init__(code)
+        self.code = code
+
+
+@dataclass
+class PendingFlow:
+    state: str
+    slug: str
+    app_id: str
+    environment: str
+    purpose: str
+    redirect_uri: str
+    created_at: float
+    code_verifier: str = ""
+    connection_id: str = ""
+
+
+def _state_digest(state: str) -> str:
+    return hashlib.sha256(state.encode()).hexdigest()
+
+
+def flow_begin(
+    request, *, profile: BrokerProfile, app: BrokerApp, purpose: str = PURPOSE_CONNECT, connection_id: str = ""
+) -> str:
+    """Record a pending flow in the session and return the broker's authorize URL."""
+    state = secrets.token_urlsafe(32)
+    verifier = secrets.token_urlsafe(64) if profile.token_rules.pkce else ""
+    flow = PendingFlow(
+        state=state,
+        slug=profile.slug,
+        app_id=str(app.pk),
+        environment=app.environment,
+        purpose=purpose,
+        redirect_uri=app.effective_redirect_uri,
+        created_at=time.time(),
+        code_verifier=verifier,
+        connection_id=connection_id,
+    )
+    pending = dict(request.session.get(SESSION_KEY, {}))
+    pending[state] = asdict(flow)
+    # Keep the newest few: abandoned tabs must not grow the session forever.
+    newest = sorted(pending.items(), key=lambda item: item[1]["created_at"])[-MAX_PENDING:]
+    request.session[SESSION_KEY] = dict(newest)
+
+    params = {
+        "response_type": "code",
+        "client_id": app.client_id,
+        "redirect_uri": flow.redirect_uri,
+        "state": state,
+        **profile.extra_authorize_params,
+    }
+    if profile.scopes:
+        params["scope"] = profile.scope_separator.join(profile.scopes)
+    if verifier:
+        params["code_challenge"] = create_s256_code_challenge(verifier)
+        params["code_challenge_method"] = "S256"
+    separator = "&" if "?" in profile.authorize_url else "?"
+    return f"{profile.authorize_url}{separator}{urlencode(params)}"
+
+
+def flow_take(request, *, slug: str, state: str) -> PendingFlow:
+    """Remove and return the pending flow for `state`, or raise FlowError (forged/replayed/expired)."""
+    if not state:
+        raise FlowError("state_missing")
+    used = list(request.session.get(USED_KEY, []))
+    digest = _state_digest(state)
+    pending = dict(request.session.get(SESSION_KEY, {}))
+    raw = pending.pop(state, None)
+    if raw is None:
+        raise FlowError("state_replayed" if digest in used else "state_unknown")
+    request.session[SESSION_KEY] = pending
+    request.session[USED_KEY] = [*used, digest][-MAX_USED:]
+    flow = PendingFlow(**raw)
+    if flow.slug != slug:
+        raise FlowError("state_unknown")
+    if time.time() - flow.created_at > STATE_TTL_SECONDS:
+        raise FlowError("state_expired")
+    return flow
+
+
+def _origin(url: str) -> tuple[str, str]:
+    parts = urlsplit(url)
+    return parts.scheme, parts.netloc
+
+
+def issuer_check(profile: BrokerProfile, iss: str | None) -> None:
+    """RFC 9207 mix-up defence.
+
+    A profile that declares its issuer requires `iss` to be exactly that; a callback that
+    carries `iss` for a profile without a declared issuer must at least come from the
+    authorization server's origin.
+    """
+    if profile.issuer:
+        if iss != profile.issuer:
+            raise FlowError("issuer_mismatch")
+        return
+    if iss and _origin(iss) != _origin(profile.authorize_url):
+        raise FlowError("issuer_mismatch")

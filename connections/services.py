@@ -1,0 +1,443 @@
+"""Connecting, reconnecting and disconnecting brokerage accounts.
+
+Views, admin actions and tasks call these; none of them re-implements a rule.
+
+    connection_authorize_complete(user=..., flow=..., code=...)  -> ConnectOutcome  (callback)
+    connection_disconnect(connection, actor)                     -> DisconnectOutcome
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from brokers.models import BrokerApp
+from brokers.profile import BrokerProfile
+from brokers.registry import UnknownBroker
+from connections import broker_client
+from connections.errors import (
+    AUTH,
+    BROKER_FAULT,
+    CONFIGURATION,
+    MEANING,
+    NETWORK,
+    RATE_LIMITED,
+    UNEXPECTED,
+    BrokerError,
+)
+from connections.models import Connection, ConnectionEvent, ConnectionStatus
+from connections.oauth_flow import PURPOSE_RECONNECT, PendingFlow
+from connections.state import connection_event_record, connection_transition
+from connections.tokens import connection_apply_token_response
+from vault.crypto import VaultError
+
+logger = logging.getLogger(__name__)
+
+TRY_AGAIN = "Start the connection again from the broker list."
+
+
+@dataclass(frozen=True)
+class Failure:
+    """What the person sees when a connect or reconnect fails."""
+
+    title: str
+    what_happened: str
+    meaning: str
+    next_step: str
+    http_status: int = 400
+
+
+FAILURES: dict[str, Failure] = {
+    "access_denied": Failure(
+        "You declined access",
+        "The broker reports that access was not granted (access_denied).",
+        "Nothing was connected and brokerlink holds no tokens for this account.",
+        "If that was a mistake, connect again and choose Allow on the broker's page.",
+    ),
+    "authorization_error": Failure(
+        "The broker refused the authorization",
+        "The broker sent the browser back with an error instead of a code.",
+        "Nothing was connected.",
+        TRY_AGAIN + " If it keeps happening, tell your administrator.",
+    ),
+    "state_unknown": Failure(
+        "This sign-in link is not one brokerlink started",
+        "The callback carried a state brokerlink did not issue for your session (forged, or from another browser).",
+        "brokerlink refused it so nobody can attach their brokerage account to yours (CSRF defence).",
+        TRY_AGAIN,
+    ),
+    "state_missing": Failure(
+        "The broker's answer had no state",
+        "The callback arrived without the state parameter brokerlink sent.",
+        "brokerlink cannot tell which sign-in this answers, so it refused it.",
+        TRY_AGAIN,
+    ),
+    "state_replayed": Failure(
+        "This sign-in was already used",
+        "The callback reused a state that already completed (a reload, the back button, or a replay).",
+        "Each sign-in works once, so nothing changed.",
+        "Open your connections to see the account, or connect again.",
+    ),
+    "state_expired": Failure(
+        "This sign-in took too long",
+        "More than 10 minutes passed between leaving brokerlink and coming back.",
+        "Sign-ins expire after 10 minutes, so nothing was connected.",
+        TRY_AGAIN,
+    ),
+    "issuer_mismatch": Failure(
+        "The answer came from the wrong authorization server",
+        "The callback's issuer (iss) does not match the broker you chose.",
+        "brokerlink refused it to defend against authorization-server mix-up attacks.",
+        TRY_AGAIN + " If it keeps happening, tell your administrator.",
+    ),
+    "code_missing": Failure(
+        "The broker sent no authorization code",
+        "The callback had neither a code nor an error.",
+        "Without a code there is nothing to exchange for tokens.",
+        TRY_AGAIN,
+    ),
+    "code_rejected": Failure(
+        "The broker rejected the authorization code",
+        "The broker refused to exchange the code for tokens (it may have expired or already been used).",
+        "Nothing was connected.",
+        TRY_AGAIN,
+    ),
+    "broker_unreachable": Failure(
+        "The broker did not answer in time",
+        "brokerlink could not reach the broker, or it was too slow to answer.",
+        MEANING[NETWORK],
+        "Wait a minute, then try again. Nothing was connected.",
+        502,
+    ),
+    "broker_down": Failure(
+        "The broker is having problems",
+        "The broker answered with a server error or asked brokerlink to slow down.",
+        MEANING[BROKER_FAULT],
+        "Wait a few minutes, then try again. Nothing was connected.",
+        502,
+    ),
+    "unexpected_response": Failure(
+        "The broker sent something brokerlink could not read",
+        "The broker answered with an HTML page (or other non-JSON) where it should send JSON.",
+        MEANING[UNEXPECTED],
+        "Try again later; tell your administrator if it persists. Nothing was connected.",
+        502,
+    ),
+    "configuration": Failure(
+        "This broker is not set up correctly",
+        "The broker rejected this brokerlink deployment's app credentials.",
+        MEANING[CONFIGURATION],
+        "Tell your administrator: the broker app's client ID or secret needs attention.",
+        502,
+    ),
+    "missing_refresh_token": Failure(
+        "The broker did not issue a refresh token",
+        "The broker granted access but sent no refresh token, although it normally issues one.",
+        "Without it brokerlink cannot keep the connection alive, so it did not connect the account.",
+        TRY_AGAIN + " Make sure you grant every permission (offline access) the broker asks for.",
+    ),
+    "different_account": Failure(
+        "That is a different brokerage account",
+        "You signed in to a different account at the broker than the one this connection belongs to.",
+        "Reconnect keeps one account's connection alive; it never swaps accounts. Nothing changed.",
+        "Reconnect again and pick the same account, or use Connect to add the other account.",
+    ),
+    "not_configured": Failure(
+        "This broker is not configured",
+        "This brokerlink deployment has no client credentials for the broker.",
+        "Users cannot connect to it until an administrator adds them.",
+        "Ask your administrator to add the broker's credentials in Admin › Broker apps.",
+    ),
+    "vault": Failure(
+        "brokerlink cannot store tokens right now",
+        "The token vault is not configured correctly on this server.",
+        "brokerlink refused to store tokens unencrypted, so nothing was connected.",
+        "Tell your administrator (TOKEN_ENCRYPTION_KEYS needs attention).",
+        500,
+    ),
+}
+
+
+class ConnectFailed(Exception):
+    def __init__(self, code: str, *, detail: str = ""):
+        super().__init__(code)
+        self.code = code
+        # A sanitized sentence from a BrokerError, shown beside the failure.
+        self.detail = detail
+
+    @property
+    def failure(self) -> Failure:
+        return FAILURES[self.code]
+
+
+def failure_code_for(error: BrokerError) -> str:
+    if error.category == AUTH:
+        return "code_rejected"
+    if error.category == NETWORK:
+        return "broker_unreachable"
+    if error.category in (BROKER_FAULT, RATE_LIMITED):
+        return "broker_down"
+    if error.category == CONFIGURATION:
+        return "configuration"
+    return "unexpected_response"
+
+
+@dataclass
+class ConnectOutcome:
+    connection: Connection
+    kind: str  # ConnectionEvent.Kind.CONNECTED or RECONNECTED
+
+    @property
+    def message(self) -> str:
+        label = self.connection.account_label or self.connection.account_number_masked or "account"
+        verb = "Reconnected" if self.kind == ConnectionEvent.Kind.RECONNECTED else "Connected"
+        return f"{verb} {label}."
+
+
+def _revoke_quietly(profile: BrokerProfile, app: BrokerApp, token: dict) -> None:
+    """Best effort: hand back tokens brokerlink obtained but will not keep."""
+    if not profile.can_revoke_single_user:
+        return
+    for name in ("refresh_token", "access_token"):
+        if token.get(name):
+            try:
+                broker_client.token_revoke(profile, app, token[name], name)
+            except BrokerError:
+                logger.info("connections.connect.discard_revoke_failed", extra={"broker": profile.slug})
+
+
+def _flag_configuration(app: BrokerApp, error: BrokerError) -> None:
+    from brokers.services import broker_app_flag_config_problem
+
+    broker_app_flag_config_problem(app, error.message)
+
+
+def connection_authorize_complete(*, user, flow: PendingFlow, code: str) -> ConnectOutcome:
+    """Exchange the code, learn the account, then create or update the connection in one transaction.
+
+    The network work happens first, so a failure leaves nothing behind. Raises ConnectFailed.
+    """
+    app = BrokerApp.objects.filter(pk=flow.app_id, enabled=True).first()
+    try:
+        profile = broker_client.profile_for(flow.slug, flow.environment)
+    except UnknownBroker as exc:
+        raise ConnectFailed("not_configured") from exc
+    if app is None:
+        raise ConnectFailed("not_configured")
+    try:
+        token = broker_client.token_exchange_code(
+            profile, app, code=code, redirect_uri=flow.redirect_uri, code_verifier=flow.code_verifier
+        )
+    except BrokerError as error:
+        if error.category == CONFIGURATION:
+            _flag_configuration(app, error)
+        logger.warning("connections.connect.exchange_failed", extra={"broker": flow.slug, "category": error.category})
+        raise ConnectFailed(failure_code_for(error), detail=error.message) from error
+    if profile.token_rules.issues_refresh_token and not token.get("refresh_token"):
+        _revoke_quietly(profile, app, token)
+        raise ConnectFailed("missing_refresh_token")
+    token_meta = profile.hooks.token_meta(token)
+    try:
+        identity = broker_client.account_identity(profile, flow.environment, token["access_token"], token_meta)
+    except BrokerError as error:
+        logger.warning("connections.connect.identity_failed", extra={"broker": flow.slug, "category": error.category})
+        code_name = "unexpected_response" if error.category == AUTH else failure_code_for(error)
+        raise ConnectFailed(code_name, detail=error.message) from error
+
+    try:
+        with transaction.atomic():
+            return _store_connection(user=user, flow=flow, app=app, profile=profile, token=token, identity=identity)
+    except ConnectFailed as failed:
+        if failed.code == "different_account":
+            _revoke_quietly(profile, app, token)
+        raise
+    except VaultError as exc:
+        logger.error("connections.connect.vault_error", extra={"broker": flow.slug})
+        raise ConnectFailed("vault") from exc
+    except IntegrityError:
+        # A concurrent callback for the same account created the row first: update it instead.
+        with transaction.atomic():
+            return _store_connection(user=user, flow=flow, app=app, profile=profile, token=token, identity=identity)
+
+
+def _store_connection(
+    *, user, flow: PendingFlow, app: BrokerApp, profile: BrokerProfile, token: dict, identity: dict
+) -> ConnectOutcome:
+    account_id = str(identity["account_id"])[:255]
+    if flow.purpose == PURPOSE_RECONNECT and flow.connection_id:
+        connection = Connection.objects.select_for_update().filter(pk=flow.connection_id, user=user).first()
+        if connection is None:
+            raise ConnectFailed("state_unknown")
+        if connection.account_id != account_id or connection.broker_slug != flow.slug:
+            logger.info("connections.reconnect.refused_other_account", extra={"connection_id": str(connection.pk)})
+            raise ConnectFailed("different_account")
+    else:
+        connection = (
+            Connection.objects.select_for_update()
+            .filter(user=user, broker_slug=flow.slug, environment=flow.environment, account_id=account_id)
+            .first()
+        )
+    created = connection is None
+    if created:
+        connection = Connection(
+            user=user, broker_slug=flow.slug, environment=flow.environment, account_id=account_id
+        )
+    now = timezone.now()
+    connection.broker_app = app
+    connection.account_number_masked = str(identity.get("masked_number") or "")[:32]
+    connection.account_label = str(identity.get("label") or "")[:255]
+    connection.token_meta = {}
+    connection.refresh_token = ""
+    connection_apply_token_response(connection=connection, profile=profile, token=token, now=now, first_grant=True)
+    connection.consecutive_failures = 0
+    connection.retry_attempt = 0
+    connection.last_error_category = ""
+    connection.last_error_message = ""
+    connection.last_success_at = now
+    connection.next_check_at = now
+    connection.disconnected_at = None
+    connection.lease_until = None
+    connection.lease_owner = ""
+    if created:
+        connection.save()
+    kind = ConnectionEvent.Kind.CONNECTED if created else ConnectionEvent.Kind.RECONNECTED
+    connection_transition(
+        connection=connection,
+        to_status=ConnectionStatus.CONNECTED,
+        kind=kind,
+        message=f"Authorized at {profile.name}",
+        actor=user,
+        save=False,
+    )
+    connection.save()
+    logger.info(
+        "connections.connect.done",
+        extra={"connection_id": str(connection.pk), "broker": flow.slug, "kind": kind},
+    )
+    return ConnectOutcome(connection=connection, kind=kind)
+
+
+# --- disconnect ------------------------------------------------------------------------------
+
+
+@dataclass
+class DisconnectOutcome:
+    broker_name: str
+    revoked: bool
+    reason: str = ""
+    manual_revoke_url: str = ""
+
+    @property
+    def message(self) -> str:
+        if self.revoked:
+            return f"Revoked at {self.broker_name}. The connection is disconnected and its tokens are deleted."
+        where = self.manual_revoke_url or f"your {self.broker_name} account's security settings"
+        return (
+            f"Not revoked: {self.reason} Revoke access by hand at {where}. "
+            "brokerlink has deleted its copy of the tokens."
+        )
+
+
+def _revocation_skip_reason(profile: BrokerProfile) -> str:
+    if profile.revocation_scope == "all_users_of_key":
+        return (
+            f"{profile.name}'s revoke endpoint signs out every brokerlink user at once, "
+            "so brokerlink never calls it for one person."
+        )
+    return f"{profile.name} offers apps no way to revoke tokens."
+
+
+def connection_disconnect(connection: Connection, actor=None) -> DisconnectOutcome:
+    """Wipe the tokens, mark the connection disconnected, then revoke at the broker (RFC 7009).
+
+    Tokens are wiped and the status changed in one transaction before any network call, so
+    a failed or slow revocation can never leave usable tokens behind. Revocation sends the
+    refresh token first (it ends the grant at most brokers), then the access token. Brokers
+    whose endpoint revokes every user of the key (TradeStation) or that have none are never
+    called; the outcome says so and points at the broker's manual revocation page.
+    Safe to run twice: a connection already disconnected with no tokens is left as it is.
+    """
+    with transaction.atomic():
+        locked = Connection.objects.select_for_update().get(pk=connection.pk)
+        tokens: dict[str, str] = {}
+        vault_failed = False
+        try:
+            tokens = {"refresh_token": locked.refresh_token, "access_token": locked.access_token}
+        except VaultError:
+            vault_failed = True
+        already = locked.status == ConnectionStatus.DISCONNECTED and not locked.has_tokens
+        locked.access_token = ""
+        locked.refresh_token = ""
+        locked.access_expires_at = None
+        locked.refresh_expires_at = None
+        locked.reauth_deadline_at = None
+        locked.disconnected_at = locked.disconnected_at if already else timezone.now()
+        locked.lease_until = None
+        locked.lease_owner = ""
+        if not already:
+            connection_transition(
+                connection=locked,
+                to_status=ConnectionStatus.DISCONNECTED,
+                kind=ConnectionEvent.Kind.DISCONNECTED,
+                message="Disconnected by the user" if actor is not None else "Disconnected",
+                actor=actor,
+                save=False,
+            )
+        locked.save()
+    _copy_state(locked, connection)
+
+    try:
+        profile = broker_client.profile_for(connection.broker_slug, connection.environment)
+    except UnknownBroker:
+        return _record_revocation(
+            connection, actor, DisconnectOutcome(connection.broker_slug, False, "the broker is no longer configured.")
+        )
+    outcome = DisconnectOutcome(profile.name, False, manual_revoke_url=profile.manual_revoke_url)
+    if already:
+        outcome.reason = "the connection was already disconnected."
+        return outcome
+    if not profile.can_revoke_single_user:
+        outcome.reason = _revocation_skip_reason(profile)
+        return _record_revocation(connection, actor, outcome)
+    if vault_failed:
+        outcome.reason = "brokerlink could not decrypt the stored tokens to revoke them."
+        return _record_revocation(connection, actor, outcome)
+    app = connection.broker_app
+    if app is None:
+        outcome.reason = "this brokerlink deployment no longer has credentials for the broker."
+        return _record_revocation(connection, actor, outcome)
+    try:
+        for hint in ("refresh_token", "access_token"):
+            if tokens.get(hint):
+                broker_client.token_revoke(profile, app, tokens[hint], hint)
+    except BrokerError as error:
+        outcome.reason = f"{error.message}"
+        return _record_revocation(connection, actor, outcome, category=error.category)
+    outcome.revoked = True
+    return _record_revocation(connection, actor, outcome)
+
+
+def _copy_state(source: Connection, target: Connection) -> None:
+    for name in (
+        "status", "status_changed_at", "access_token_sealed", "refresh_token_sealed", "access_expires_at",
+        "refresh_expires_at", "reauth_deadline_at", "disconnected_at", "updated_at",
+    ):
+        setattr(target, name, getattr(source, name))
+
+
+def _record_revocation(
+    connection: Connection, actor, outcome: DisconnectOutcome, category: str = ""
+) -> DisconnectOutcome:
+    if outcome.revoked:
+        kind, message = ConnectionEvent.Kind.REVOKED, f"Revoked at {outcome.broker_name}"
+    else:
+        kind, message = ConnectionEvent.Kind.REVOCATION_FAILED, f"Not revoked: {outcome.reason}"
+    connection_event_record(connection=connection, kind=kind, message=message, category=category, actor=actor)
+    logger.info(
+        "connections.disconnect.done",
+        extra={"connection_id": str(connection.pk), "revoked": outcome.revoked, "category": category},
+    )
+    return outcome
