@@ -158,3 +158,6 @@ class CheckResult(models.Model):
     class Meta:
         ordering = ["-checked_at"]
         indexes = [models.Index(fields=["connection", "-checked_at"], name="check_connection_time_idx")]
+
+
+from connections.engine.models import *  # noqa: E402,F401,F403

@@ -1,0 +1,83 @@
+"""Circuit breaker per broker, stored in the database so every worker shares it.
+
+closed    -> checks run; broker_fault/network failures across the broker's connections count up.
+open      -> after `threshold` such failures in a row: no calls to that broker; its connections
+             show broker_outage (not the user's fault) until `next_probe_at`.
+half_open -> after the cool-down one worker wins the probe (a conditional UPDATE) and checks a
+             single connection: success closes the breaker, failure re-opens it for another
+             cool-down. A prober that dies leaves `next_probe_at` in the past, so the next sweep
+             probes again.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+
+from django.db import transaction
+
+from brokers.profile import CircuitPolicy
+from connections.engine.models import CircuitBreaker
+
+logger = logging.getLogger(__name__)
+
+CLOSED, OPEN, HALF_OPEN = CircuitBreaker.State.CLOSED, CircuitBreaker.State.OPEN, CircuitBreaker.State.HALF_OPEN
+# Gate decisions for one broker in one batch.
+PASS, PROBE, BLOCKED = "pass", "probe", "blocked"
+
+
+def breakers_load(slugs) -> dict[str, CircuitBreaker]:
+    return {b.broker_slug: b for b in CircuitBreaker.objects.filter(broker_slug__in=set(slugs))}
+
+
+def breaker_gate(breaker: CircuitBreaker | None, *, policy: CircuitPolicy, now: datetime) -> str:
+    """PASS (closed), PROBE (this caller won the half-open probe) or BLOCKED."""
+    if breaker is None or breaker.state == CLOSED:
+        return PASS
+    if breaker.next_probe_at and breaker.next_probe_at <= now:
+        won = CircuitBreaker.objects.filter(pk=breaker.pk, state__in=[OPEN, HALF_OPEN], next_probe_at__lte=now).update(
+            state=HALF_OPEN, next_probe_at=now + timedelta(seconds=policy.cooldown_seconds)
+        )
+        if won:
+            breaker.state = HALF_OPEN
+            breaker.next_probe_at = now + timedelta(seconds=policy.cooldown_seconds)
+            logger.info("connections.circuit.probe", extra={"broker": breaker.broker_slug})
+            return PROBE
+        breaker.refresh_from_db()
+        if breaker.state == CLOSED:
+            return PASS
+    return BLOCKED
+
+
+def breaker_record(
+    *, broker_slug: str, successes: int, faults: int, policy: CircuitPolicy, now: datetime, message: str = ""
+) -> CircuitBreaker | None:
+    """Fold one batch's outcomes for a broker into its breaker. Returns the breaker (None when
+    there is no row and nothing to record)."""
+    if not faults:
+        if not successes:
+            return None
+        existing = CircuitBreaker.objects.filter(broker_slug=broker_slug).first()
+        if existing is None or (existing.state == CLOSED and existing.failure_count == 0):
+            return existing
+    with transaction.atomic():
+        breaker, _ = CircuitBreaker.objects.select_for_update().get_or_create(broker_slug=broker_slug)
+        before = breaker.state
+        if successes:
+            breaker.state, breaker.failure_count = CLOSED, 0
+            breaker.opened_at = breaker.next_probe_at = None
+        else:
+            breaker.failure_count += faults
+            breaker.last_error_message = message[:500]
+            if breaker.state == HALF_OPEN or (
+                breaker.state == CLOSED and breaker.failure_count >= policy.failure_threshold
+            ):
+                breaker.state = OPEN
+                breaker.opened_at = breaker.opened_at if before == HALF_OPEN else now
+                breaker.next_probe_at = now + timedelta(seconds=policy.cooldown_seconds)
+            elif breaker.state == OPEN:
+                breaker.next_probe_at = max(breaker.next_probe_at or now, now)
+        breaker.save()
+    if before != breaker.state:
+        logger.info("connections.circuit.changed", extra={"broker": broker_slug, "from": before, "to": breaker.state})
+    return breaker

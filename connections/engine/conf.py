@@ -1,0 +1,42 @@
+"""Engine knobs: Django settings `ENGINE_<NAME>` win, then the environment variable
+`BROKERLINK_ENGINE_<NAME>`, then the default here. Per-broker values (interval, margin,
+backoff, circuit) live on the broker profile, not here."""
+
+from __future__ import annotations
+
+import os
+
+from django.conf import settings
+
+DEFAULTS: dict[str, float] = {
+    # Connections claimed per batch; one batch is checked concurrently, then written at once.
+    "BATCH_SIZE": 500,
+    # Concurrent heartbeat requests per worker process.
+    "CONCURRENCY": 200,
+    # Per-request timeout (seconds) for heartbeats; refreshes use broker_client's own timeout.
+    "HTTP_TIMEOUT": 10,
+    # How long a claim holds a connection; longer than one batch's worst case (refresh +
+    # heartbeat + retried heartbeat at the timeout), so only a dead worker's lease expires.
+    "LEASE_SECONDS": 120,
+    # A sweep stops claiming new batches after this long, leaving the rest to the next tick.
+    "SWEEP_BUDGET_SECONDS": 50,
+    # Threads refreshing tokens at once (each holds a row lock and a DB connection).
+    "REFRESH_THREADS": 8,
+    # A recovered connection must pass this many checks before the "recovered" email.
+    "NOTIFY_AFTER_CHECKS": 3,
+    # Raw CheckResult rows are kept this long (hourly rollups keep uptime for longer).
+    "CHECKRESULT_RETENTION_DAYS": 7,
+    # A refresh token unused this long is refreshed anyway, before the broker forgets it.
+    "IDLE_REFRESH_DAYS": 7,
+    # A connection this many seconds past its next_check_at is overdue (missed heartbeat).
+    "OVERDUE_GRACE_SECONDS": 120,
+}
+
+
+def engine_setting(name: str) -> float:
+    value = getattr(settings, f"ENGINE_{name}", None)
+    if value is None:
+        value = os.environ.get(f"BROKERLINK_ENGINE_{name}")
+    if value is None:
+        return DEFAULTS[name]
+    return type(DEFAULTS[name])(float(value)) if isinstance(DEFAULTS[name], int) else float(value)

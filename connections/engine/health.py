@@ -1,0 +1,233 @@
+"""Health score, quality label, uptime, latency history and trends, missed heartbeats.
+
+Health score (0-100), computed for every checked connection at the end of its batch:
+
+    50 x success ratio    checks passed / checks made, over the last hour of raw results plus
+                          the hourly rollups of the 23 hours before, plus this check
+    20 x latency          1 at or below the broker's own baseline_latency_ms, 0 at 5x the
+                          baseline or when the check failed, linear in between
+    15 x token freshness  1 when the tokens are valid and the grant has no hard deadline within
+                          72 h; 0.6 within 72 h; 0.3 within 24 h; 0 without a usable token
+    15 x stability        1 - (transitions into degraded / broker_outage / needs_reauth / failed
+                          in the last 7 days) / 3, floored at 0
+
+A connection that needs re-authentication or has failed is capped at 20.
+Quality: excellent >= 85, good >= 65, poor >= 40, critical below.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.db.models import Avg, Count, Max, Min, Q, Sum
+from django.db.models.functions import TruncHour
+from django.utils import timezone
+
+from connections.engine.conf import engine_setting
+from connections.engine.models import SweepRun, UptimeRollup
+from connections.models import CheckResult, Connection, ConnectionEvent, ConnectionStatus, Quality
+from connections.state import INACTIVE_STATUSES
+
+BAD_STATUSES = [
+    ConnectionStatus.DEGRADED,
+    ConnectionStatus.BROKER_OUTAGE,
+    ConnectionStatus.NEEDS_REAUTH,
+    ConnectionStatus.FAILED,
+]
+
+
+@dataclass
+class HealthInputs:
+    checks: int = 0
+    successes: int = 0
+    bad_transitions: int = 0
+
+
+def quality_for(score: int) -> str:
+    if score >= 85:
+        return Quality.EXCELLENT
+    if score >= 65:
+        return Quality.GOOD
+    if score >= 40:
+        return Quality.POOR
+    return Quality.CRITICAL
+
+
+def latency_factor(latency_ms: int | None, baseline_ms: int) -> float:
+    if latency_ms is None:
+        return 0.0
+    baseline = max(1, baseline_ms)
+    if latency_ms <= baseline:
+        return 1.0
+    return max(0.0, 1.0 - (latency_ms - baseline) / (4 * baseline))
+
+
+def freshness_factor(connection: Connection, *, now: datetime) -> float:
+    has_access = bool(connection.access_token_sealed) and (
+        connection.access_expires_at is None or connection.access_expires_at > now
+    )
+    if not has_access and not connection.refresh_token_sealed:
+        return 0.0
+    deadline = connection.reauth_deadline_at
+    if deadline is not None:
+        left = deadline - now
+        if left <= timedelta(0):
+            return 0.0
+        if left <= timedelta(hours=24):
+            return 0.3
+        if left <= timedelta(hours=72):
+            return 0.6
+    return 1.0
+
+
+def health_score(
+    connection: Connection,
+    inputs: HealthInputs,
+    *,
+    ok: bool | None,
+    latency_ms: int | None,
+    baseline_ms: int,
+    now: datetime,
+) -> int:
+    checks, successes = inputs.checks, inputs.successes
+    if ok is not None:
+        checks, successes = checks + 1, successes + (1 if ok else 0)
+    success = successes / checks if checks else 1.0
+    latency = latency_factor(latency_ms if ok else None, baseline_ms) if ok is not None else 1.0
+    stability = max(0.0, 1.0 - inputs.bad_transitions / 3)
+    score = 50 * success + 20 * latency + 15 * freshness_factor(connection, now=now) + 15 * stability
+    if connection.status in (ConnectionStatus.NEEDS_REAUTH, ConnectionStatus.FAILED):
+        score = min(score, 20)
+    return int(round(max(0, min(100, score))))
+
+
+def health_inputs_for(ids, *, now: datetime) -> dict:
+    """Inputs for a batch in three aggregate queries (not per connection)."""
+    inputs = {pk: HealthInputs() for pk in ids}
+    hour_ago = now - timedelta(hours=1)
+    raw = (
+        CheckResult.objects.filter(connection_id__in=ids, checked_at__gte=hour_ago)
+        .values("connection_id")
+        .annotate(n=Count("id"), ok=Count("id", filter=Q(ok=True)))
+    )
+    for row in raw:
+        item = inputs[row["connection_id"]]
+        item.checks += row["n"]
+        item.successes += row["ok"]
+    rolled = (
+        UptimeRollup.objects.filter(connection_id__in=ids, hour__gte=now - timedelta(hours=24), hour__lt=hour_ago)
+        .values("connection_id")
+        .annotate(n=Sum("checks"), ok=Sum("successes"))
+    )
+    for row in rolled:
+        item = inputs[row["connection_id"]]
+        item.checks += row["n"] or 0
+        item.successes += row["ok"] or 0
+    events = (
+        ConnectionEvent.objects.filter(
+            connection_id__in=ids, created_at__gte=now - timedelta(days=7), to_status__in=BAD_STATUSES
+        )
+        .values("connection_id")
+        .annotate(n=Count("id"))
+    )
+    for row in events:
+        inputs[row["connection_id"]].bad_transitions = row["n"]
+    return inputs
+
+
+# --- selectors for pages and admin ------------------------------------------------------
+
+
+def connection_uptime(connection: Connection, *, hours: int, now: datetime | None = None) -> float | None:
+    """Share of passed checks over the last `hours` (24 or 720 for 30 days), or None without data.
+
+    Hourly rollups cover the hours already rolled up; raw results cover the rest."""
+    now = now or timezone.now()
+    start = now - timedelta(hours=hours)
+    rolled = UptimeRollup.objects.filter(connection=connection, hour__gte=start).aggregate(
+        n=Sum("checks"), ok=Sum("successes"), last=Max("hour")
+    )
+    raw_from = max(start, rolled["last"] + timedelta(hours=1)) if rolled["last"] else start
+    raw = CheckResult.objects.filter(connection=connection, checked_at__gte=raw_from).aggregate(
+        n=Count("id"), ok=Count("id", filter=Q(ok=True))
+    )
+    total = (rolled["n"] or 0) + raw["n"]
+    if not total:
+        return None
+    return ((rolled["ok"] or 0) + raw["ok"]) / total
+
+
+def connection_latency_history(connection: Connection, *, hours: int = 24, now: datetime | None = None) -> list[dict]:
+    """[{hour, avg_ms, max_ms, checks, errors}] oldest first, from raw results."""
+    now = now or timezone.now()
+    rows = (
+        CheckResult.objects.filter(connection=connection, checked_at__gte=now - timedelta(hours=hours))
+        .annotate(hour=TruncHour("checked_at"))
+        .values("hour")
+        .annotate(
+            avg_ms=Avg("latency_ms", filter=Q(ok=True)),
+            max_ms=Max("latency_ms"),
+            checks=Count("id"),
+            errors=Count("id", filter=Q(ok=False)),
+        )
+        .order_by("hour")
+    )
+    return list(rows)
+
+
+def _window(connection: Connection, start: datetime, end: datetime) -> dict:
+    return CheckResult.objects.filter(connection=connection, checked_at__gte=start, checked_at__lt=end).aggregate(
+        n=Count("id"), errors=Count("id", filter=Q(ok=False)), latency=Avg("latency_ms", filter=Q(ok=True))
+    )
+
+
+def connection_trends(connection: Connection, *, now: datetime | None = None) -> dict:
+    """{"latency": improving|stable|degrading|unknown, "error_rate": rising|stable|falling|unknown}:
+    the last hour against the 24 hours before it."""
+    now = now or timezone.now()
+    recent = _window(connection, now - timedelta(hours=1), now + timedelta(seconds=1))
+    before = _window(connection, now - timedelta(hours=25), now - timedelta(hours=1))
+    latency = "unknown"
+    if recent["latency"] and before["latency"]:
+        ratio = recent["latency"] / before["latency"]
+        latency = "improving" if ratio < 0.8 else "degrading" if ratio > 1.25 else "stable"
+    error_rate = "unknown"
+    if recent["n"] and before["n"]:
+        now_rate, before_rate = recent["errors"] / recent["n"], before["errors"] / before["n"]
+        error_rate = (
+            "rising" if now_rate > before_rate + 0.05 else "falling" if now_rate < before_rate - 0.05 else "stable"
+        )
+    return {"latency": latency, "error_rate": error_rate}
+
+
+def connection_is_overdue(connection: Connection, *, now: datetime | None = None) -> bool:
+    """A missed heartbeat: an active connection whose check is later than the grace allows."""
+    now = now or timezone.now()
+    if connection.status in INACTIVE_STATUSES:
+        return False
+    return connection.next_check_at < now - timedelta(seconds=engine_setting("OVERDUE_GRACE_SECONDS"))
+
+
+def connections_overdue(*, now: datetime | None = None):
+    now = now or timezone.now()
+    grace = timedelta(seconds=engine_setting("OVERDUE_GRACE_SECONDS"))
+    return Connection.objects.exclude(status__in=INACTIVE_STATUSES).filter(next_check_at__lt=now - grace)
+
+
+def engine_status(*, now: datetime | None = None, interval_seconds: int = 60) -> dict:
+    """For ops pages: last sweep, whether the beat looks stalled, how many checks are overdue."""
+    now = now or timezone.now()
+    last = SweepRun.objects.order_by("-started_at").first()
+    stalled = last is None or last.started_at < now - timedelta(seconds=3 * interval_seconds)
+    overdue = connections_overdue(now=now)
+    worst = overdue.aggregate(oldest=Min("next_check_at"))["oldest"]
+    return {
+        "last_sweep": last,
+        "sweep_stalled": stalled,
+        "overdue": overdue.count(),
+        "max_overdue_seconds": (now - worst).total_seconds() if worst else 0.0,
+        "unfinished_sweeps": SweepRun.objects.filter(
+            finished_at__isnull=True, started_at__lt=now - timedelta(minutes=10)
+        ).count(),
+    }

@@ -1,0 +1,106 @@
+"""Concurrent heartbeat calls with aiohttp: one session per batch, a bounded number of
+requests in flight, a per-request timeout, and every answer classified by connections.errors.
+
+aiohttp was measured at 3,600-7,300 requests/s on this hardware against ~140 for httpx,
+which is what makes a 60-second cycle over 10,000+ connections possible in one process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import dataclass, field
+
+import aiohttp
+
+from connections import errors
+from connections.errors import BrokerError, classify_response
+
+USER_AGENT = "brokerlink-heartbeat/1.0"
+
+
+@dataclass
+class HeartbeatRequest:
+    key: object
+    url: str
+    access_token: str
+    token_type: str = "Bearer"  # noqa: S105 - a scheme name, not a secret
+    token_invalid_statuses: tuple[int, ...] = (401,)
+    broker_name: str = "The broker"
+
+
+@dataclass
+class HeartbeatResult:
+    key: object
+    ok: bool
+    latency_ms: int | None = None
+    http_status: int | None = None
+    error: BrokerError | None = None
+    payload: object = field(default=None, repr=False)
+
+
+def _auth_header(token_type: str, token: str) -> str:
+    scheme = "Bearer" if not token_type or token_type.lower() == "bearer" else token_type
+    return f"{scheme} {token}"
+
+
+async def _one(session: aiohttp.ClientSession, sem: asyncio.Semaphore, req: HeartbeatRequest) -> HeartbeatResult:
+    async with sem:
+        started = time.perf_counter()
+        try:
+            async with session.get(
+                req.url, headers={"Authorization": _auth_header(req.token_type, req.access_token)}
+            ) as response:
+                raw = await response.read()
+                status = response.status
+                content_type = response.headers.get("Content-Type", "")
+                headers = dict(response.headers)
+        except TimeoutError:
+            latency = int((time.perf_counter() - started) * 1000)
+            message = f"{req.broker_name} did not answer in time."
+            return HeartbeatResult(req.key, False, latency, error=BrokerError(errors.NETWORK, message))
+        except aiohttp.ClientError as exc:
+            latency = int((time.perf_counter() - started) * 1000)
+            message = f"{req.broker_name} could not be reached ({type(exc).__name__})."
+            return HeartbeatResult(req.key, False, latency, error=BrokerError(errors.NETWORK, message))
+        latency = int((time.perf_counter() - started) * 1000)
+    body = None
+    if raw:
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            body = None
+    error = classify_response(
+        status=status,
+        content_type=content_type,
+        body=body,
+        headers=headers,
+        during="account",
+        token_invalid_statuses=req.token_invalid_statuses,
+        broker_name=req.broker_name,
+    )
+    return HeartbeatResult(req.key, error is None, latency, status, error, body)
+
+
+async def heartbeats_run_async(
+    items: list[HeartbeatRequest], *, concurrency: int = 200, timeout: float = 10.0
+) -> list[HeartbeatResult]:
+    if not items:
+        return []
+    sem = asyncio.Semaphore(max(1, concurrency))
+    connector = aiohttp.TCPConnector(limit=max(1, concurrency), ttl_dns_cache=300)
+    client_timeout = aiohttp.ClientTimeout(total=timeout)
+    async with aiohttp.ClientSession(
+        connector=connector, timeout=client_timeout, headers={"User-Agent": USER_AGENT, "Accept": "application/json"}
+    ) as session:
+        return list(await asyncio.gather(*(_one(session, sem, item) for item in items)))
+
+
+def heartbeats_run(
+    items: list[HeartbeatRequest], *, concurrency: int = 200, timeout: float = 10.0
+) -> list[HeartbeatResult]:
+    """Run a batch of heartbeats from synchronous code (a Celery task, a view)."""
+    if not items:
+        return []
+    return asyncio.run(heartbeats_run_async(items, concurrency=concurrency, timeout=timeout))

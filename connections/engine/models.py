@@ -1,0 +1,108 @@
+"""Engine bookkeeping shared by every worker: circuit breakers, sweep runs, uptime rollups
+and the notification log (which makes every alert happen once per incident)."""
+
+from __future__ import annotations
+
+from django.db import models
+from django.utils import timezone
+
+__all__ = ["CircuitBreaker", "Notification", "SweepRun", "UptimeRollup"]
+
+
+class CircuitBreaker(models.Model):
+    """One per broker slug, in the database so every worker sees the same state."""
+
+    class State(models.TextChoices):
+        CLOSED = "closed", "Closed"
+        OPEN = "open", "Open"
+        HALF_OPEN = "half_open", "Half-open"
+
+    broker_slug = models.SlugField(max_length=64, unique=True)
+    state = models.CharField(max_length=16, choices=State.choices, default=State.CLOSED)
+    # Consecutive broker_fault/network failures across the broker's connections.
+    failure_count = models.PositiveIntegerField(default=0)
+    opened_at = models.DateTimeField(null=True, blank=True)
+    next_probe_at = models.DateTimeField(null=True, blank=True)
+    last_error_message = models.CharField(max_length=500, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.broker_slug}: {self.state}"
+
+
+class SweepRun(models.Model):
+    """One heartbeat sweep: how much it claimed and checked, and how late the oldest due check was.
+
+    A missing recent row (or one started long ago and never finished) means the beat or the
+    workers have stalled.
+    """
+
+    owner = models.CharField(max_length=128)
+    started_at = models.DateTimeField(default=timezone.now, db_index=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    batches = models.PositiveIntegerField(default=0)
+    claimed = models.PositiveIntegerField(default=0)
+    checked = models.PositiveIntegerField(default=0)
+    refreshed = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+    deferred = models.PositiveIntegerField(default=0)
+    # Seconds between the oldest claimed connection's next_check_at and the claim.
+    max_lag_seconds = models.FloatField(default=0)
+    duration_ms = models.PositiveIntegerField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-started_at"]
+
+    def __str__(self) -> str:
+        return f"sweep {self.started_at:%Y-%m-%d %H:%M:%S} ({self.checked} checked)"
+
+
+class UptimeRollup(models.Model):
+    """Hourly aggregate of a connection's check results; survives the pruning of raw rows."""
+
+    connection = models.ForeignKey("connections.Connection", on_delete=models.CASCADE, related_name="rollups")
+    hour = models.DateTimeField()
+    checks = models.PositiveIntegerField(default=0)
+    successes = models.PositiveIntegerField(default=0)
+    latency_sum_ms = models.BigIntegerField(default=0)
+    latency_count = models.PositiveIntegerField(default=0)
+    latency_max_ms = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-hour"]
+        constraints = [models.UniqueConstraint(fields=["connection", "hour"], name="rollup_unique_connection_hour")]
+
+    def __str__(self) -> str:
+        return f"{self.connection_id} {self.hour:%Y-%m-%d %H:00}: {self.successes}/{self.checks}"
+
+    @property
+    def latency_avg_ms(self) -> float | None:
+        return self.latency_sum_ms / self.latency_count if self.latency_count else None
+
+
+class Notification(models.Model):
+    """An email sent (or decided) about a connection. The unique key makes it once per incident:
+    `incident_at` is when the connection entered the state (or the deadline warned about)."""
+
+    class Kind(models.TextChoices):
+        NEEDS_REAUTH = "needs_reauth", "Needs re-authentication"
+        FAILED = "failed", "Failed"
+        RECOVERED = "recovered", "Recovered"
+        EXPIRY_WARNING = "expiry_warning", "Expiry warning"
+
+    connection = models.ForeignKey("connections.Connection", on_delete=models.CASCADE, related_name="notifications")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    incident_at = models.DateTimeField()
+    to_email = models.EmailField(blank=True)
+    sent_at = models.DateTimeField(default=timezone.now)
+    # Set on a problem notification once the matching "recovered" email went out.
+    resolved_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-sent_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["connection", "kind", "incident_at"], name="notification_once_per_incident")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} for {self.connection_id} ({self.sent_at:%Y-%m-%d %H:%M})"

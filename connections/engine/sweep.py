@@ -1,0 +1,123 @@
+"""The heartbeat sweep: claim due connections in batches under a lease, check them, repeat.
+
+Claiming is one short transaction per batch. On PostgreSQL the candidates are read with
+`SELECT ... FOR UPDATE SKIP LOCKED`, so concurrent sweeps (several workers, a duplicated
+beat) take disjoint rows without waiting; on SQLite (no row locks) the conditional UPDATE
+below does the same job, more slowly. Either way the UPDATE only takes rows whose lease is
+free or expired, and the claim is confirmed by reading back our own `lease_owner` token, so
+two sweeps never check one connection in a cycle, and a lease left by a killed worker simply
+expires (LEASE_SECONDS) and the row is claimed again.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+import uuid
+from datetime import datetime, timedelta
+
+from django.db import connection as db_connection
+from django.db import transaction
+from django.db.models import Min, Q
+from django.utils import timezone
+
+from connections.engine.check import connections_check
+from connections.engine.conf import engine_setting
+from connections.engine.models import SweepRun
+from connections.models import Connection
+from connections.state import INACTIVE_STATUSES
+
+logger = logging.getLogger(__name__)
+
+
+def claim_owner() -> str:
+    return f"{socket.gethostname()[:60]}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
+
+
+def _due(cutoff: datetime, now: datetime):
+    return (
+        Connection.objects.exclude(status__in=INACTIVE_STATUSES)
+        .exclude(access_token_sealed="", refresh_token_sealed="")
+        .filter(next_check_at__lte=cutoff)
+        .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now))
+    )
+
+
+def connections_claim(*, owner: str, limit: int, cutoff: datetime, lease_seconds: float) -> list[Connection]:
+    """Lease up to `limit` due connections to `owner` and return them (fully loaded)."""
+    now = timezone.now()
+    with transaction.atomic():
+        candidates = _due(cutoff, now).order_by("next_check_at")
+        if db_connection.features.has_select_for_update_skip_locked:
+            candidates = candidates.select_for_update(skip_locked=True, of=("self",))
+        ids = list(candidates.values_list("pk", flat=True)[:limit])
+        if not ids:
+            return []
+        _due(cutoff, now).filter(pk__in=ids).update(
+            lease_owner=owner, lease_until=now + timedelta(seconds=lease_seconds)
+        )
+    return list(Connection.objects.select_related("broker_app").filter(pk__in=ids, lease_owner=owner))
+
+
+def sweep_run(
+    *,
+    batch_size: int | None = None,
+    lease_seconds: float | None = None,
+    budget_seconds: float | None = None,
+    max_batches: int | None = None,
+) -> SweepRun:
+    """One sweep: every connection due when it started is checked (or left to the next sweep
+    when the time budget runs out). Safe to run concurrently and twice."""
+    batch_size = int(batch_size or engine_setting("BATCH_SIZE"))
+    lease_seconds = float(lease_seconds or engine_setting("LEASE_SECONDS"))
+    budget_seconds = float(budget_seconds or engine_setting("SWEEP_BUDGET_SECONDS"))
+    started = time.monotonic()
+    cutoff = timezone.now()
+    run = SweepRun.objects.create(owner=claim_owner(), started_at=cutoff)
+    batches = 0
+    while time.monotonic() - started < budget_seconds and (max_batches is None or batches < max_batches):
+        owner = claim_owner()
+        claimed = connections_claim(owner=owner, limit=batch_size, cutoff=cutoff, lease_seconds=lease_seconds)
+        if not claimed:
+            break
+        batches += 1
+        oldest = min(c.next_check_at for c in claimed)
+        run.max_lag_seconds = max(run.max_lag_seconds, (timezone.now() - oldest).total_seconds())
+        stats = connections_check(claimed, owner=owner)
+        run.claimed += len(claimed)
+        run.checked += stats.checked
+        run.refreshed += stats.refreshed
+        run.failed += stats.failed
+        run.deferred += stats.deferred
+    run.batches = batches
+    run.finished_at = timezone.now()
+    run.duration_ms = int((time.monotonic() - started) * 1000)
+    run.save()
+    try:
+        from connections.engine.notifications import notifications_dispatch
+
+        notifications_dispatch()
+    except Exception:  # noqa: BLE001 - a mail problem must not fail the sweep
+        logger.exception("connections.notifications.failed")
+    logger.info(
+        "connections.sweep.done",
+        extra={
+            "claimed": run.claimed,
+            "checked": run.checked,
+            "refreshed": run.refreshed,
+            "failed": run.failed,
+            "deferred": run.deferred,
+            "duration_ms": run.duration_ms,
+            "max_lag_seconds": run.max_lag_seconds,
+        },
+    )
+    return run
+
+
+def sweep_lag_seconds(*, now: datetime | None = None) -> float:
+    """How late the most overdue active connection is right now (0 when none is due)."""
+    now = now or timezone.now()
+    oldest = _due(now, now).aggregate(oldest=Min("next_check_at"))["oldest"]
+    return max(0.0, (now - oldest).total_seconds()) if oldest else 0.0
