@@ -72,6 +72,8 @@ MIDDLEWARE = [
     "django_htmx.middleware.HtmxMiddleware",
     "allauth.account.middleware.AccountMiddleware",
 ]
+# First, so every log line of a request (including the security middleware's) carries its id.
+MIDDLEWARE.insert(0, "ops.logging.RequestIdMiddleware")
 
 ROOT_URLCONF = "config.urls"
 WSGI_APPLICATION = "config.wsgi.application"
@@ -116,7 +118,8 @@ REDIS_URL = env_str("REDIS_URL")
 if REDIS_URL:
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            # Tolerant: while Redis is down, reads miss and writes are dropped instead of 500s.
+            "BACKEND": "ops.cache.TolerantRedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": env_str("CACHE_KEY_PREFIX"),
             # Short timeouts: a Redis outage must degrade pages, not hang them.
@@ -221,7 +224,15 @@ HEARTBEAT_INTERVAL_SECONDS = env_int("HEARTBEAT_INTERVAL_SECONDS", 60)
 # standalone sandbox server (tests and benchmarks point this at their own port).
 SANDBOX_BASE_URL = env_str("SANDBOX_BASE_URL", f"{SITE_URL}/sandbox").rstrip("/")
 SANDBOX_CONTROL_TOKEN = env_str("SANDBOX_CONTROL_TOKEN")
+# /metrics and POST /health/check/ accept `Authorization: Bearer <token>` (or a staff session).
 METRICS_TOKEN = env_str("METRICS_TOKEN")
+HEALTH_CHECK_TOKEN = env_str("HEALTH_CHECK_TOKEN")
+HEALTH_CHECK_TIMEOUT_SECONDS = float(env_str("HEALTH_CHECK_TIMEOUT_SECONDS", "2"))
+# A worker or beat not seen for this long is reported down.
+HEALTH_FRESH_SECONDS = env_int("HEALTH_FRESH_SECONDS", 60)
+# /health/ready/ reuses its last report this long (per process); POST /health/check/ bypasses it.
+HEALTH_CACHE_SECONDS = float(env_str("HEALTH_CACHE_SECONDS", "5"))
+METRICS_WINDOW_SECONDS = env_int("METRICS_WINDOW_SECONDS", 3600)
 
 # --- Security -------------------------------------------------------------------------
 SESSION_COOKIE_HTTPONLY = True
@@ -236,7 +247,7 @@ if PRODUCTION:
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = True
     # /health/ is hit over plain HTTP by load balancers inside the private network.
-    SECURE_REDIRECT_EXEMPT = [r"^health/"]
+    SECURE_REDIRECT_EXEMPT = [r"^health/", r"^metrics$"]
 
 # --- Logging ---------------------------------------------------------------------------
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
@@ -244,16 +255,20 @@ LOG_FORMAT = env_str("LOG_FORMAT", "json" if PRODUCTION else "text")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"redact": {"()": "ops.logging.RedactSecretsFilter"}},
+    "filters": {
+        "redact": {"()": "ops.logging.RedactSecretsFilter"},
+        "context": {"()": "ops.logging.ContextFilter"},
+    },
     "formatters": {
-        "text": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "text": {"format": "%(asctime)s %(levelname)s %(name)s [req=%(request_id)s task=%(task_id)s] %(message)s"},
         "json": {
             "()": "pythonjsonlogger.json.JsonFormatter",
-            "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s",
+            "fmt": "%(asctime)s %(levelname)s %(name)s %(request_id)s %(task_id)s %(message)s",
+            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
         },
     },
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["redact"]},
+        "console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["context", "redact"]},
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
@@ -261,6 +276,8 @@ LOGGING = {
         "celery": {"level": "INFO"},
     },
 }
+# Celery workers keep Django's handlers (JSON, redaction) instead of installing their own.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
 if not PRODUCTION:
     # Development serves static files from STATICFILES_DIRS through WhiteNoise's finders;

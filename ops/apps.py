@@ -4,3 +4,21 @@ from django.apps import AppConfig
 class OpsConfig(AppConfig):
     name = "ops"
     verbose_name = "Operations"
+
+    def ready(self) -> None:
+        from celery.signals import task_postrun, task_prerun
+        from django.conf import settings
+
+        from ops.logging import celery_task_finished, celery_task_started, install_record_redaction
+
+        install_record_redaction()
+        task_prerun.connect(celery_task_started, weak=False, dispatch_uid="ops.task_id.start")
+        task_postrun.connect(celery_task_finished, weak=False, dispatch_uid="ops.task_id.end")
+        if not settings.REDIS_URL:
+            # kombu's filesystem transport does not create its folders.
+            options = settings.CELERY_BROKER_TRANSPORT_OPTIONS
+            from pathlib import Path
+
+            for key in ("data_folder_in", "data_folder_out", "processed_folder"):
+                if options.get(key):
+                    Path(options[key]).mkdir(parents=True, exist_ok=True)

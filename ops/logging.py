@@ -1,30 +1,59 @@
-"""One redaction filter for every log record.
+"""One redaction filter for every log record, and request/task ids on every record.
 
 Tokens, client secrets, Authorization headers and OAuth `code`/`state` values are removed
-from the message, its arguments and any structured `extra` fields before a handler sees
-them. Patterns cover the shapes these values travel in: query strings, form bodies, JSON,
-and HTTP headers.
+from the message, its arguments, any structured `extra` fields, the exception text and the
+stack before a handler sees them. Patterns cover the shapes these values travel in: query
+strings, form bodies, JSON and Python reprs, and HTTP headers.
+
+Redaction runs twice on purpose: when a record is created (`install_record_redaction`, so
+loggers with their own handlers — uvicorn's, gunicorn's — are covered too) and as a handler
+filter (which also sees the `extra` fields, set after the record is created).
+
+The key `state` is reserved for the OAuth state parameter and always redacted; name other
+states `circuit_state`, `status`, ….
 """
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import re
+import uuid
 
 REDACTED = "[redacted]"
-SECRET_NAMES = r"(?:access_token|refresh_token|id_token|client_secret|code_verifier|code|state|token|password|secret|api_key)"
+
+# Names whose values are secret wherever they appear as `name=value`, `"name": "value"` or a field.
+SENSITIVE_NAMES = (
+    r"(?:[\w-]*?(?:access|refresh|id|bearer|auth|api|session|csrf)[_-]?token|token|[\w-]*secret"
+    r"|password|passwd|api[_-]?key|code_verifier|code|state|authorization|cookie|sessionid|csrftoken)"
+)
+SENSITIVE_NAME_RE = re.compile(rf"(?i)^{SENSITIVE_NAMES}$")
 
 PATTERNS = [
-    # Authorization: Bearer xyz / Basic xyz (header dumps, repr of dicts)
-    (re.compile(r"(?i)(authorization['\"]?\s*[:=]\s*['\"]?)(bearer|basic)\s+[^\s'\",}]+"), r"\1\2 " + REDACTED),
-    (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9\-._~+/]{8,}=*"), r"\1 " + REDACTED),
-    # key=value in query strings and form bodies
-    (re.compile(rf"(?i)([?&;\s]|^){SECRET_NAMES}=([^&\s'\"]+)"), lambda m: m.group(0).split("=")[0] + "=" + REDACTED),
-    # "key": "value" in JSON and Python reprs
-    (re.compile(rf"(?i)(['\"]{SECRET_NAMES}['\"]\s*:\s*)(['\"])(.*?)\2"), r"\1\2" + REDACTED + r"\2"),
+    # "Authorization": "Bearer xyz" / 'authorization': 'Basic xyz' / Authorization=Bearer xyz
+    (
+        re.compile(r"(?i)(authorization['\"]?\s*[:=]\s*['\"]?)(?:(bearer|basic|token)\s+)?[^\s'\",}]+"),
+        lambda m: m.group(1) + (m.group(2) + " " if m.group(2) else "") + REDACTED,
+    ),
+    # A bare "Bearer xyz" anywhere.
+    (re.compile(r"(?i)\b(bearer|basic)\s+(?!\[redacted\])[A-Za-z0-9\-._~+/]{8,}=*"), r"\1 " + REDACTED),
+    # Header lines: "Cookie: a=b; c=d", "X-Api-Key: …"
+    (
+        re.compile(r"(?i)(?<![\w'\"-])((?:set-)?cookie|x-api-key|proxy-authorization)(\s*:\s*)[^\r\n]+"),
+        r"\1\2" + REDACTED,
+    ),
+    # key=value in query strings, form bodies and log lines (not `status_code=500`).
+    (re.compile(rf"(?i)(?<![\w.-])({SENSITIVE_NAMES})=(?!\[redacted\])[^&\s'\",;)}}]+"), r"\1=" + REDACTED),
+    # "key": "value" in JSON and Python reprs.
+    (re.compile(rf"(?i)(['\"]{SENSITIVE_NAMES}['\"]\s*:\s*)(['\"])(.*?)(?<!\\)\2"), r"\1\2" + REDACTED + r"\2"),
 ]
 
-STANDARD_ATTRS = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+STANDARD_ATTRS = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "request_id", "task_id"}
+
+request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
+task_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("task_id", default="-")
+REQUEST_ID_HEADER = "X-Request-ID"
+_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
 def redact(text: str) -> str:
@@ -33,23 +62,111 @@ def redact(text: str) -> str:
     return text
 
 
+def redact_value(value, key: str = ""):
+    """Redact a structured value, keeping its shape (dicts stay dicts for the JSON formatter)."""
+    if key and SENSITIVE_NAME_RE.match(key) and value not in (None, ""):
+        return REDACTED
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, bytes):
+        return redact(value.decode("utf-8", "replace"))
+    if isinstance(value, dict):
+        return {k: redact_value(v, str(k)) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(redact_value(v) for v in value)
+    if isinstance(value, (set, frozenset)):
+        return [redact_value(v) for v in value]
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    # Any other object (an exception, a request, a response): its text, redacted if needed.
+    text = str(value)
+    cleaned = redact(text)
+    return cleaned if cleaned != text else value
+
+
+def redact_record(record: logging.LogRecord) -> logging.LogRecord:
+    record.msg = redact_value(record.msg) if not isinstance(record.msg, str) else redact(record.msg)
+    if isinstance(record.args, dict):
+        record.args = redact_value(record.args)
+    elif record.args:
+        # Argument by argument, so formatters that read `record.args` (uvicorn's access log) still work.
+        record.args = tuple(redact_value(arg) for arg in record.args)
+    for key, value in list(vars(record).items()):
+        if key not in STANDARD_ATTRS and not key.startswith("_"):
+            setattr(record, key, redact_value(value, key))
+    if record.exc_info and record.exc_info[1] is not None:
+        # Formatted tracebacks include exception messages; pre-render and redact them.
+        record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
+        record.exc_info = None
+    elif record.exc_text:
+        record.exc_text = redact(record.exc_text)
+    if record.stack_info:
+        record.stack_info = redact(record.stack_info)
+    return record
+
+
 class RedactSecretsFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         try:
-            message = record.getMessage()
-        except Exception:  # a broken format string must not hide the record
-            message = str(record.msg)
-        record.msg = redact(message)
-        record.args = ()
-        for key, value in list(vars(record).items()):
-            if key in STANDARD_ATTRS:
-                continue
-            if isinstance(value, str):
-                setattr(record, key, redact(value))
-            elif isinstance(value, (dict, list, tuple)):
-                setattr(record, key, redact(repr(value)))
-        if record.exc_info and record.exc_info[1] is not None:
-            # Formatted tracebacks include exception messages; pre-render and redact them.
-            record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
-            record.exc_info = None
+            redact_record(record)
+        except Exception:  # redaction must never drop a record; fall back to the bare message
+            record.msg, record.args, record.exc_info, record.exc_text = "[unredactable log record]", (), None, None
         return True
+
+
+class ContextFilter(logging.Filter):
+    """Adds `request_id` and `task_id` (or "-") to every record."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.request_id = request_id_var.get()
+        record.task_id = task_id_var.get()
+        return True
+
+
+_installed = False
+
+
+def install_record_redaction() -> None:
+    """Redact every record at creation, whichever logger and handler it goes to. Idempotent."""
+    global _installed
+    if _installed:
+        return
+    previous = logging.getLogRecordFactory()
+
+    def factory(*args, **kwargs):
+        record = previous(*args, **kwargs)
+        try:
+            return redact_record(record)
+        except Exception:
+            return record
+
+    logging.setLogRecordFactory(factory)
+    _installed = True
+
+
+class RequestIdMiddleware:
+    """Takes the load balancer's X-Request-ID (or makes one), puts it on every log record
+    of the request and on the response."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        incoming = request.headers.get(REQUEST_ID_HEADER, "")
+        request_id = incoming if _REQUEST_ID_RE.match(incoming) else uuid.uuid4().hex
+        request.request_id = request_id
+        token = request_id_var.set(request_id)
+        try:
+            response = self.get_response(request)
+        finally:
+            request_id_var.reset(token)
+        response[REQUEST_ID_HEADER] = request_id
+        return response
+
+
+def celery_task_started(task_id=None, **kwargs) -> None:
+    task_id_var.set(task_id or "-")
+
+
+def celery_task_finished(**kwargs) -> None:
+    task_id_var.set("-")

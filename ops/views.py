@@ -1,8 +1,62 @@
-from django.http import JsonResponse
-from django.views.decorators.http import require_GET
+from django.conf import settings
+from django.http import Http404, HttpResponse, JsonResponse
+from django.middleware.csrf import CsrfViewMiddleware
+from django.views.decorators.cache import never_cache
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_GET, require_POST
+
+from ops import health, metrics
+from ops.access import bearer_matches, is_staff
 
 
+def _report_response(report: dict) -> JsonResponse:
+    status = 503 if report["status"] == health.UNHEALTHY else 200
+    return JsonResponse(report, status=status)
+
+
+@never_cache
 @require_GET
 def health_live(request):
     """Liveness: the process answers. No dependency is consulted."""
     return JsonResponse({"status": "ok"})
+
+
+@never_cache
+@require_GET
+def health_ready(request):
+    """Readiness: 503 only when the web cannot serve (database down); degraded is 200."""
+    return _report_response(health.health_report())
+
+
+@never_cache
+@require_GET
+def health_service(request, name: str):
+    if name not in health.health_services():
+        raise Http404(f"unknown service {name!r}")
+    (result,) = health.health_check_services(names=[name])
+    return JsonResponse(result.as_dict(), status=200 if result.ok else 503)
+
+
+@never_cache
+@csrf_exempt
+@require_POST
+def health_check_now(request):
+    """Run every check now, bypassing the cached report. Staff session (with CSRF) or bearer token."""
+    if not bearer_matches(request, settings.HEALTH_CHECK_TOKEN):
+        if not is_staff(request):
+            return JsonResponse({"error": "staff session or bearer token required"}, status=403)
+        # The token path needs no CSRF token; a browser session still does.
+        rejected = CsrfViewMiddleware(lambda r: None).process_view(request, None, (), {})
+        if rejected is not None:
+            return rejected
+    return _report_response(health.health_report(force=True))
+
+
+@never_cache
+@require_GET
+def metrics_view(request):
+    """Prometheus text format. 403 without a staff session or `Bearer METRICS_TOKEN`."""
+    if not (bearer_matches(request, settings.METRICS_TOKEN) or is_staff(request)):
+        return HttpResponse("metrics require a staff session or bearer token\n", status=403, content_type="text/plain")
+    body, content_type = metrics.metrics_render()
+    return HttpResponse(body, content_type=content_type)

@@ -3,6 +3,7 @@ import pytest
 # Fixture modules shared across test folders.
 pytest_plugins = [
     "tests.fixtures.servers",
+    "tests.fixtures.services",
     "tests.fixtures.sandbox",
 ]
 

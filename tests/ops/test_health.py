@@ -1,0 +1,130 @@
+import time
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from ops import health
+from ops.models import ServiceHeartbeat
+
+# The checks run in their own threads (own database connections): rows must be committed.
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(autouse=True)
+def fresh_report():
+    health.health_cache_clear()
+    yield
+    health.health_cache_clear()
+
+
+def beat_and_worker_alive(age_seconds=0):
+    at = timezone.now() - timedelta(seconds=age_seconds)
+    ServiceHeartbeat.objects.create(kind="worker", name="w1@host", last_seen_at=at)
+    ServiceHeartbeat.objects.create(kind="beat", name="host:1", last_seen_at=at)
+
+
+def test_liveness_consults_nothing(client):
+    assert client.get("/health/").json() == {"status": "ok"}
+
+
+def test_ready_is_healthy_with_every_service_up(client):
+    beat_and_worker_alive()
+    response = client.get("/health/ready/")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "healthy"
+    assert set(body["services"]) == {"database", "redis", "workers", "beat"}
+    assert body["services"]["workers"]["data"]["alive"] == ["w1@host"]
+
+
+def test_ready_is_degraded_not_503_when_workers_and_beat_are_stale(client):
+    beat_and_worker_alive(age_seconds=120)
+    response = client.get("/health/ready/")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "degraded"
+    assert not body["services"]["workers"]["ok"] and not body["services"]["beat"]["ok"]
+    assert body["services"]["database"]["ok"]
+
+
+def test_markers_do_not_count_as_workers(client):
+    ServiceHeartbeat.objects.create(kind="worker", name="marker:x", last_seen_at=timezone.now())
+    assert client.get("/health/service/workers/").status_code == 503
+
+
+def test_database_down_is_unhealthy_503(client, settings):
+    beat_and_worker_alive()
+    settings.DATABASES["default"]["PORT"] = "1"  # nothing listens there; the request thread keeps its own connection
+    try:
+        response = client.get("/health/ready/")
+    finally:
+        settings.DATABASES["default"]["PORT"] = ""
+    assert response.status_code == 503
+    assert response.json()["status"] == "unhealthy"
+    assert not response.json()["services"]["database"]["ok"]
+
+
+def test_each_check_has_its_own_timeout(client, settings, monkeypatch):
+    beat_and_worker_alive()
+    settings.HEALTH_CHECK_TIMEOUT_SECONDS = 0.5
+    monkeypatch.setitem(health.__dict__, "check_redis", lambda: time.sleep(5))
+    started = time.monotonic()
+    response = client.get("/health/ready/")
+    assert time.monotonic() - started < 2
+    body = response.json()
+    assert response.status_code == 200 and body["status"] == "degraded"
+    assert "timed out" in body["services"]["redis"]["detail"]
+    assert body["services"]["database"]["ok"]
+
+
+def test_service_endpoint(client):
+    beat_and_worker_alive()
+    assert client.get("/health/service/database/").json()["ok"] is True
+    assert client.get("/health/service/redis/").status_code == 200
+    assert client.get("/health/service/beat/").status_code == 200
+    assert client.get("/health/service/nonsense/").status_code == 404
+    assert client.get("/health/service/broker/").status_code == 404  # Redis is configured here
+
+
+def test_embedded_broker_check(client, settings, tmp_path):
+    settings.REDIS_URL = ""
+    settings.CELERY_EMBEDDED_BROKER_DIR = tmp_path / "broker"
+    assert client.get("/health/service/broker/").status_code == 503
+    (tmp_path / "broker").mkdir()
+    assert client.get("/health/service/broker/").json()["ok"] is True
+    assert client.get("/health/service/redis/").status_code == 404
+
+
+def test_ready_is_cached_and_forced_check_bypasses_it(client, settings, django_user_model):
+    settings.HEALTH_CACHE_SECONDS = 60
+    settings.HEALTH_CHECK_TOKEN = "hc-token-123"
+    assert client.get("/health/ready/").json()["status"] == "degraded"
+    beat_and_worker_alive()
+    assert client.get("/health/ready/").json()["status"] == "degraded"  # cached
+
+    assert client.post("/health/check/").status_code == 403
+    assert client.post("/health/check/", HTTP_AUTHORIZATION="Bearer wrong").status_code == 403
+    forced = client.post("/health/check/", HTTP_AUTHORIZATION="Bearer hc-token-123")
+    assert forced.status_code == 200 and forced.json()["status"] == "healthy"
+    assert client.get("/health/ready/").json()["status"] == "healthy"
+
+
+def test_forced_check_by_staff_session_needs_csrf(settings, django_user_model):
+    from django.test import Client
+
+    staff = django_user_model.objects.create_user(email="ops@example.com", password="pw-ops-123", is_staff=True)
+    browser = Client(enforce_csrf_checks=True)
+    browser.force_login(staff)
+    assert browser.post("/health/check/").status_code == 403
+    browser.get("/health/")  # no CSRF cookie from here; fetch one the way a page would
+    from django.middleware.csrf import _get_new_csrf_string
+
+    token = _get_new_csrf_string()
+    browser.cookies["csrftoken"] = token
+    assert browser.post("/health/check/", HTTP_X_CSRFTOKEN=token).status_code == 200
+
+    plain = django_user_model.objects.create_user(email="u@example.com", password="pw-u-123")
+    other = Client()
+    other.force_login(plain)
+    assert other.post("/health/check/").status_code == 403
