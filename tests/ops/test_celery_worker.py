@@ -1,0 +1,34 @@
+"""A real Celery worker executes a task the app sends, on Redis and on the embedded broker."""
+
+import subprocess
+
+import pytest
+
+from ops.models import ServiceHeartbeat
+from tests.support import PYTHON, ROOT, wait_until
+
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+
+def send_from_app(env, marker):
+    """Send the task the way the app does: a Django process configured from the environment."""
+    code = f"from ops.tasks import record_marker; record_marker.delay({marker!r})"
+    subprocess.run([PYTHON, "manage.py", "shell", "-c", code], cwd=ROOT, env=env, check=True, timeout=60)
+
+
+def marker_seen(marker):
+    return ServiceHeartbeat.objects.filter(kind="worker", name=f"marker:{marker}").exists()
+
+
+def test_worker_on_redis_executes_a_task_sent_by_the_app(private_redis, celery_cluster):
+    with celery_cluster(workers=1, beats=0, env={"REDIS_URL": private_redis.url}) as cluster:
+        send_from_app(cluster.env, "on-redis")
+        wait_until(lambda: marker_seen("on-redis"), timeout=40, message="worker ran record_marker via Redis")
+
+
+def test_worker_on_the_embedded_broker_executes_a_task_sent_by_the_app(celery_cluster, tmp_path):
+    env = {"REDIS_URL": "", "BROKERLINK_VAR_DIR": str(tmp_path)}
+    with celery_cluster(workers=1, beats=0, env=env) as cluster:
+        send_from_app(cluster.env, "on-filesystem")
+        wait_until(lambda: marker_seen("on-filesystem"), timeout=40, message="worker ran record_marker via files")
+    assert (tmp_path / "celery-broker").is_dir()
