@@ -8,6 +8,9 @@ the kind of call, the HTTP status and the latency: never a token, secret, code o
 Token calls use plain `requests` rather than authlib's OAuth2Session: classify_response
 needs the raw status, content type and body, which authlib turns into its own exceptions.
 authlib still provides PKCE (see connections.oauth_flow).
+
+An HTML answer (a login page, a gateway error page) raises a BrokerError whose
+`error_code` is HTML_ERROR_CODE, so callers can say "HTML instead of JSON" whatever the status.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from connections.errors import NETWORK, UNEXPECTED, BrokerError, classify_respon
 
 logger = logging.getLogger(__name__)
 
+HTML_ERROR_CODE = "html_response"
 USER_AGENT = "brokerlink/0.1 (+https://github.com/brokerlink/brokerlink)"
 
 
@@ -111,6 +115,8 @@ def broker_call(
         extra={**log_fields, "status": response.status_code, "latency_ms": latency_ms, "ok": error is None},
     )
     if error is not None:
+        if body is None and "html" in response.headers.get("Content-Type", "") and not error.error_code:
+            error.error_code = HTML_ERROR_CODE
         raise error
     return BrokerResponse(status=response.status_code, body=body, latency_ms=latency_ms, headers=headers)
 

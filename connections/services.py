@@ -70,7 +70,7 @@ FAILURES: dict[str, Failure] = {
         TRY_AGAIN,
     ),
     "state_missing": Failure(
-        "The broker's answer had no state",
+        "The broker sent no state",
         "The callback arrived without the state parameter brokerlink sent.",
         "brokerlink cannot tell which sign-in this answers, so it refused it.",
         TRY_AGAIN,
@@ -174,6 +174,8 @@ class ConnectFailed(Exception):
 
 
 def failure_code_for(error: BrokerError) -> str:
+    if error.error_code == broker_client.HTML_ERROR_CODE:
+        return "unexpected_response"
     if error.category == AUTH:
         return "code_rejected"
     if error.category == NETWORK:

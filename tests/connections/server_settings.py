@@ -1,0 +1,15 @@
+"""Settings of the brokerlink server the connection and contract tests start.
+
+The main settings plus two test knobs read from the environment: a short broker read
+timeout (so "the broker is slow" takes seconds) and which brokers the sandbox emulates.
+"""
+
+import os
+
+from config.env import env_list
+from config.settings import *  # noqa: F403
+
+BROKER_READ_TIMEOUT_SECONDS = float(os.environ.get("BROKER_READ_TIMEOUT_SECONDS", "10"))
+SANDBOX_EMULATE_BROKERS = env_list("SANDBOX_EMULATE_BROKERS")
+# The test process creates users with the fast test hasher; the server must verify them.
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.PBKDF2PasswordHasher", "django.contrib.auth.hashers.MD5PasswordHasher"]
