@@ -1,0 +1,109 @@
+"""Disconnect over real HTTP: revocation at the sandbox, tokens always wiped, the user told."""
+
+import requests
+
+from connections.models import Connection, ConnectionEvent, ConnectionStatus
+
+
+def connected(browser, user) -> Connection:
+    page = browser.connect()
+    assert page.status_code == 200
+    return Connection.objects.get(user=user)
+
+
+def assert_wiped(connection: Connection) -> Connection:
+    after = Connection.objects.get(pk=connection.pk)
+    assert after.status == ConnectionStatus.DISCONNECTED
+    assert after.access_token_sealed == "" and after.refresh_token_sealed == ""
+    assert after.disconnected_at is not None
+    return after
+
+
+def test_confirmation_page_and_htmx_fragment(browser, sandbox_app, user):
+    connection = connected(browser, user)
+    page = browser.get(f"/connections/{connection.pk}/disconnect/")
+    assert page.status_code == 200
+    assert "<html" in page.text
+    assert "revoke its access at Sandbox Broker" in page.text
+
+    fragment = browser.get(f"/connections/{connection.pk}/disconnect/", headers={"HX-Request": "true"})
+    assert fragment.status_code == 200
+    assert "<html" not in fragment.text
+    assert "<dialog" in fragment.text
+    # Looking is not doing.
+    assert Connection.objects.get(pk=connection.pk).status == ConnectionStatus.CONNECTED
+
+
+def test_disconnect_revokes_at_the_broker(browser, sandbox_app, user, stack):
+    _, client = sandbox_app
+    connection = connected(browser, user)
+    access = connection.access_token
+
+    page = browser.disconnect(connection.pk)
+    assert page.status_code == 200
+    assert "Revoked at Sandbox Broker" in page.text
+    assert_wiped(connection)
+
+    counters = stack.sandbox.counters(client["client_id"])
+    assert counters["revocations"] == 2  # refresh token, then access token
+    (grant,) = counters["grants"]
+    assert grant["revoked"] is True
+    # The token really is dead at the broker.
+    dead = requests.get(
+        f"{stack.sandbox.url}/v1/account", headers={"Authorization": f"Bearer {access}"}, timeout=10
+    )
+    assert dead.status_code == 401
+
+    events = list(connection.events.order_by("created_at", "id").values_list("kind", flat=True))
+    assert events[-2:] == [ConnectionEvent.Kind.DISCONNECTED, ConnectionEvent.Kind.REVOKED]
+
+
+def test_disconnect_with_broker_down_still_wipes_tokens_and_says_so(browser, sandbox_app, user, stack):
+    _, client = sandbox_app
+    connection = connected(browser, user)
+    stack.sandbox.set_faults(client["client_id"], outage=True)
+
+    page = browser.disconnect(connection.pk)
+    assert page.status_code == 200
+    assert "Not revoked: Sandbox Broker had a server error (HTTP 503)." in page.text
+    assert "Revoke access by hand at" in page.text
+    assert_wiped(connection)
+    failed = connection.events.get(kind=ConnectionEvent.Kind.REVOCATION_FAILED)
+    assert failed.category == "broker_fault"
+    assert "HTTP 503" in failed.message
+
+
+def test_disconnect_with_broker_unreachable_still_wipes_tokens(browser, sandbox_app, user, stack):
+    _, client = sandbox_app
+    connection = connected(browser, user)
+    stack.sandbox.set_faults(client["client_id"], stall_seconds=4)  # server read timeout is 2 s
+
+    page = browser.disconnect(connection.pk)
+    assert "Not revoked: Sandbox Broker did not answer within 2 seconds." in page.text
+    assert_wiped(connection)
+
+
+def test_after_disconnect_only_a_new_authorization_brings_it_back(browser, sandbox_app, user, stack):
+    _, client = sandbox_app
+    connection = connected(browser, user)
+    browser.disconnect(connection.pk)
+    codes_before = stack.sandbox.counters(client["client_id"])["codes_issued"]
+
+    # "Connect again" on a disconnected connection is a full authorization, and reuses the row.
+    page = browser.reconnect(connection.pk)
+    assert page.status_code == 200
+    after = Connection.objects.get(pk=connection.pk)
+    assert after.status == ConnectionStatus.CONNECTED
+    assert after.access_token
+    assert stack.sandbox.counters(client["client_id"])["codes_issued"] == codes_before + 1
+    assert Connection.objects.filter(user=user).count() == 1
+
+
+def test_disconnect_twice_is_harmless(browser, sandbox_app, user, stack):
+    _, client = sandbox_app
+    connection = connected(browser, user)
+    browser.disconnect(connection.pk)
+    page = browser.disconnect(connection.pk)
+    assert page.status_code == 200
+    assert "already disconnected" in page.text
+    assert stack.sandbox.counters(client["client_id"])["revocations"] == 2
