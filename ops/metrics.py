@@ -25,7 +25,6 @@ from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
 logger = logging.getLogger(__name__)
 
 LATENCY_BUCKETS_MS = (50, 100, 250, 500, 1000, 2500, 5000, 10000)
-CELERY_QUEUE = "celery"
 # kombu's Redis transport keeps one list per priority step: "celery", "celery\x06\x163", ...
 REDIS_PRIORITY_STEPS = (0, 3, 6, 9)
 
@@ -156,8 +155,9 @@ def queue_depth() -> int:
         import redis
 
         client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=1, socket_connect_timeout=1)
+        queue = getattr(settings, "CELERY_TASK_DEFAULT_QUEUE", "celery")
         try:
-            keys = [CELERY_QUEUE if step == 0 else f"{CELERY_QUEUE}\x06\x16{step}" for step in REDIS_PRIORITY_STEPS]
+            keys = [queue if step == 0 else f"{queue}\x06\x16{step}" for step in REDIS_PRIORITY_STEPS]
             pipe = client.pipeline()
             for key in keys:
                 pipe.llen(key)
