@@ -54,12 +54,19 @@ def _state_digest(state: str) -> str:
     return hashlib.sha256(state.encode()).hexdigest()
 
 
+def flow_uses_pkce(profile: BrokerProfile) -> bool:
+    """PKCE S256 where the broker supports it, and always for public clients (RFC 9700 §2.1.1):
+    without a client secret the verifier is the only thing binding the code to brokerlink.
+    Brokers that do not know PKCE ignore the extra parameters."""
+    return profile.token_rules.pkce or profile.token_rules.token_auth_method == "none"  # noqa: S105 - a method name
+
+
 def flow_begin(
     request, *, profile: BrokerProfile, app: BrokerApp, purpose: str = PURPOSE_CONNECT, connection_id: str = ""
 ) -> str:
     """Record a pending flow in the session and return the broker's authorize URL."""
     state = secrets.token_urlsafe(32)
-    verifier = secrets.token_urlsafe(64) if profile.token_rules.pkce else ""
+    verifier = secrets.token_urlsafe(64) if flow_uses_pkce(profile) else ""
     flow = PendingFlow(
         state=state,
         slug=profile.slug,
