@@ -24,6 +24,11 @@ logger = logging.getLogger(__name__)
 CLOSED, OPEN, HALF_OPEN = CircuitBreaker.State.CLOSED, CircuitBreaker.State.OPEN, CircuitBreaker.State.HALF_OPEN
 # Gate decisions for one broker in one batch.
 PASS, PROBE, BLOCKED = "pass", "probe", "blocked"
+PROBE_COOLDOWN_CAP_SECONDS = 1800
+
+
+def probe_cooldown(policy: CircuitPolicy, probe_failures: int) -> float:
+    return min(PROBE_COOLDOWN_CAP_SECONDS, policy.cooldown_seconds * 2 ** min(probe_failures, 16))
 
 
 def breakers_load(slugs) -> dict[str, CircuitBreaker]:
@@ -64,17 +69,19 @@ def breaker_record(
         breaker, _ = CircuitBreaker.objects.select_for_update().get_or_create(broker_slug=broker_slug)
         before = breaker.state
         if successes:
-            breaker.state, breaker.failure_count = CLOSED, 0
+            breaker.state, breaker.failure_count, breaker.probe_failures = CLOSED, 0, 0
             breaker.opened_at = breaker.next_probe_at = None
         else:
             breaker.failure_count += faults
             breaker.last_error_message = message[:500]
+            if breaker.state == HALF_OPEN:
+                breaker.probe_failures += 1
             if breaker.state == HALF_OPEN or (
                 breaker.state == CLOSED and breaker.failure_count >= policy.failure_threshold
             ):
                 breaker.state = OPEN
                 breaker.opened_at = breaker.opened_at if before == HALF_OPEN else now
-                breaker.next_probe_at = now + timedelta(seconds=policy.cooldown_seconds)
+                breaker.next_probe_at = now + timedelta(seconds=probe_cooldown(policy, breaker.probe_failures))
             elif breaker.state == OPEN:
                 breaker.next_probe_at = max(breaker.next_probe_at or now, now)
         breaker.save()

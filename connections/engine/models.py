@@ -21,6 +21,9 @@ class CircuitBreaker(models.Model):
     state = models.CharField(max_length=16, choices=State.choices, default=State.CLOSED)
     # Consecutive broker_fault/network failures across the broker's connections.
     failure_count = models.PositiveIntegerField(default=0)
+    # Failed half-open probes in a row: each doubles the cool-down (capped), so a broker that
+    # stays down costs a few probes an hour, not one a minute.
+    probe_failures = models.PositiveIntegerField(default=0)
     opened_at = models.DateTimeField(null=True, blank=True)
     next_probe_at = models.DateTimeField(null=True, blank=True)
     last_error_message = models.CharField(max_length=500, blank=True)

@@ -103,7 +103,9 @@ def connection_refresh(
 
     error: BrokerError | None = None
     with transaction.atomic():
-        connection = Connection.objects.select_for_update().select_related("broker_app").get(pk=connection_id)
+        connection = (
+            Connection.objects.select_for_update(of=("self",)).select_related("broker_app").get(pk=connection_id)
+        )
         now = now or timezone.now()
         profile = connection_profile(connection)
         if connection.status in INACTIVE_STATUSES:

@@ -1,0 +1,133 @@
+"""Engine test helpers: a sandbox client + BrokerApp, connections holding real sandbox tokens
+(authorization code + PKCE over HTTP), a Celery worker pointed at the sandbox, and a
+"time machine" that moves the engine's stored times back instead of sleeping."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+
+import pytest
+import requests
+from django.db.models import F
+from django.utils import timezone
+
+from brokers.models import BrokerApp
+from connections.engine.models import CircuitBreaker
+from connections.models import Connection, ConnectionStatus
+from tests.fixtures.sandbox import pkce_pair
+from tests.support import wait_until
+
+FAST_ENGINE_ENV = {
+    "BROKERLINK_ENGINE_LEASE_SECONDS": "3",
+    "BROKERLINK_ENGINE_HTTP_TIMEOUT": "5",
+    "BROKERLINK_ENGINE_BATCH_SIZE": "50",
+}
+
+
+class EngineWorld:
+    def __init__(self, sandbox, client: dict, app: BrokerApp, user):
+        self.sandbox = sandbox
+        self.client = client
+        self.app = app
+        self.user = user
+        self._n = 0
+
+    @property
+    def client_id(self) -> str:
+        return self.client["client_id"]
+
+    def counters(self) -> dict:
+        return self.sandbox.counters(self.client_id)
+
+    def faults(self, **faults) -> dict:
+        return self.sandbox.set_faults(self.client_id, **faults)
+
+    def tokens(self) -> dict:
+        """A fresh grant from the sandbox: authorize as the demo user, exchange the code."""
+        verifier, challenge = pkce_pair()
+        result = self.sandbox.browser().authorize(self.client, code_challenge=challenge)
+        assert result.code, result
+        response = requests.post(
+            f"{self.sandbox.url}/oauth/token",
+            data={
+                "grant_type": "authorization_code",
+                "code": result.code,
+                "redirect_uri": self.client["redirect_uris"][0],
+                "code_verifier": verifier,
+            },
+            auth=(self.client_id, self.client["client_secret"]),
+            timeout=10,
+        )
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    def connection(self, *, expires_in: float | None = None, **fields) -> Connection:
+        from connections.broker_client import profile_for
+        from connections.tokens import connection_apply_token_response
+
+        self._n += 1
+        token = self.tokens()
+        if expires_in is not None:
+            token["expires_in"] = expires_in  # what brokerlink believes: "expires soon"
+        conn = Connection(
+            user=self.user,
+            broker_slug="sandbox",
+            broker_app=self.app,
+            environment="live",
+            account_id=f"acct-{self._n}",
+            status=ConnectionStatus.CONNECTED,
+        )
+        connection_apply_token_response(
+            connection=conn, profile=profile_for("sandbox", "live"), token=token, first_grant=True
+        )
+        conn.next_check_at = timezone.now() - timedelta(seconds=1)
+        for name, value in fields.items():
+            setattr(conn, name, value)
+        conn.save()
+        return conn
+
+
+def time_passes(seconds: float) -> None:
+    """Move every stored engine time back by `seconds`: the same as waiting, minus the wait."""
+    delta = timedelta(seconds=seconds)
+    Connection.objects.update(next_check_at=F("next_check_at") - delta)
+    Connection.objects.exclude(lease_until=None).update(lease_until=F("lease_until") - delta)
+    CircuitBreaker.objects.exclude(next_probe_at=None).update(next_probe_at=F("next_probe_at") - delta)
+
+
+@pytest.fixture
+def world(sandbox_server, settings, user):
+    settings.SANDBOX_BASE_URL = sandbox_server.url
+    client = sandbox_server.create_client(rotate_refresh=True)
+    app = BrokerApp(broker_slug="sandbox", environment="live", client_id=client["client_id"])
+    app.client_secret = client["client_secret"]
+    app.save()
+    return EngineWorld(sandbox_server, client, app, user)
+
+
+@pytest.fixture
+def worker(world, celery_cluster):
+    """start(workers=1) -> the cluster, with fast engine settings and the sandbox URL."""
+
+    def start(workers: int = 1, concurrency: int = 1):
+        env = {"SANDBOX_BASE_URL": world.sandbox.url, **FAST_ENGINE_ENV}
+        return celery_cluster(workers=workers, beats=0, env=env, concurrency=concurrency)
+
+    return start
+
+
+def run_sweeps_via_worker(count: int = 1, *, timeout: float = 30, **options) -> None:
+    """Send `count` sweep tasks at once and wait until that many sweeps finished."""
+    from connections.engine.models import SweepRun
+    from connections.tasks import heartbeat_sweep
+
+    before = SweepRun.objects.filter(finished_at__isnull=False).count()
+    for _ in range(count):
+        heartbeat_sweep.apply_async(kwargs=options)
+    wait_until(
+        lambda: SweepRun.objects.filter(finished_at__isnull=False).count() >= before + count,
+        timeout=timeout,
+        message=f"{count} sweep(s) finished",
+    )
+    time.sleep(0.05)
