@@ -26,4 +26,25 @@ app.conf.beat_schedule = {
         "schedule": 15.0,
         "options": {"expires": 14},
     },
+    # Raw check results are rolled up hourly into uptime rows: hourly is the rollup's grain,
+    # and the uptime/health figures built on it are at most one hour behind.
+    "checkresults-rollup": {
+        "task": "connections.tasks.checkresults_rollup",
+        "schedule": 3600.0,
+        "options": {"expires": 3000},
+    },
+    # Pruning old raw results (rolled up first) is bulk deletion: daily is enough to keep the
+    # table at CHECKRESULT_RETENTION_DAYS plus a day, without competing with sweeps all day.
+    "checkresults-prune": {
+        "task": "connections.tasks.checkresults_prune",
+        "schedule": 86400.0,
+        "options": {"expires": 3600},
+    },
+    # Expiry warnings go out two days (or two hours, for daily-expiry grants) before a hard
+    # deadline; an hourly look is precise enough for both and costs one indexed query.
+    "expiry-warnings": {
+        "task": "connections.tasks.expiry_warnings_send",
+        "schedule": 3600.0,
+        "options": {"expires": 3000},
+    },
 }
