@@ -95,7 +95,9 @@ def authorize(request: HttpRequest) -> HttpResponse:
     except OAuth2Error as error:
         if error.redirect_uri:
             return _with_issuer(request, server.handle_error_response(None, error))
-        return render(request, "sandbox/error.html", {"error": error}, status=400)
+        # Strings, not the error object: templates would call it (OAuth2Error is callable).
+        context = {"error_code": error.error, "error_description": error.description or ""}
+        return render(request, "sandbox/error.html", context, status=400)
     client: SandboxClient = grant.client
     accounts = list(user.accounts.all())
     error = ""
