@@ -1,6 +1,6 @@
 from django.urls import path
 
-from connections import views
+from connections import urls_live, views
 
 app_name = "connections"
 
@@ -13,3 +13,4 @@ urlpatterns = [
     path("<uuid:connection_id>/reconnect/", views.reconnect, name="reconnect"),
     path("<uuid:connection_id>/disconnect/", views.disconnect, name="disconnect"),
 ]
+urlpatterns += urls_live.urlpatterns

@@ -13,7 +13,8 @@ from connections import broker_client
 from connections.forms import CatalogSearchForm
 from connections.models import ConnectionStatus
 from connections.oauth_flow import PURPOSE_CONNECT, PURPOSE_RECONNECT, FlowError, flow_begin, flow_take, issuer_check
-from connections.selectors import connection_get_for_user, connection_list_for_user
+from connections.presenters import dashboard_for_user, detail_for
+from connections.selectors import connection_get_for_user
 from connections.services import FAILURES, ConnectFailed, connection_authorize_complete, connection_disconnect
 
 logger = logging.getLogger(__name__)
@@ -21,8 +22,7 @@ logger = logging.getLogger(__name__)
 
 @login_required
 def dashboard(request):
-    connections = list(connection_list_for_user(user=request.user))
-    return render(request, "connections/dashboard.html", {"connections": connections})
+    return render(request, "connections/dashboard.html", {"dashboard": dashboard_for_user(user=request.user)})
 
 
 @login_required
@@ -92,8 +92,7 @@ def callback(request, slug: str):
 @require_GET
 def connection_detail(request, connection_id):
     connection = connection_get_for_user(user=request.user, connection_id=connection_id)
-    events = list(connection.events.all()[:20])
-    return render(request, "connections/detail.html", {"connection": connection, "events": events})
+    return render(request, "connections/detail.html", {"connection": connection, "detail": detail_for(connection)})
 
 
 @login_required

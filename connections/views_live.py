@@ -1,0 +1,197 @@
+"""Live parts of the connection pages: the event stream, the fragments it makes pages
+re-fetch, Check now, and the staff system status page."""
+
+from __future__ import annotations
+
+import logging
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpResponse, StreamingHttpResponse
+from django.shortcuts import redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_POST
+from django_htmx.http import HttpResponseStopPolling
+
+from connections import live, presenters
+from connections.models import Connection, ConnectionStatus
+from connections.selectors import connection_get_for_user
+
+logger = logging.getLogger(__name__)
+
+
+def _fragment(request, template: str, context: dict, *, final: bool) -> HttpResponse:
+    response = render(request, template, context)
+    if final:
+        # 286: htmx stops polling this element; a disconnected connection never changes again.
+        response.status_code = HttpResponseStopPolling.status_code
+    return response
+
+
+@login_required
+@require_GET
+def card(request, connection_id):
+    connection = connection_get_for_user(user=request.user, connection_id=connection_id)
+    if not request.htmx:
+        return redirect("connections:detail", connection_id=connection.pk)
+    view = presenters.card_for(connection)
+    return _fragment(request, "connections/partials/_card.html", {"card": view}, final=view.is_final)
+
+
+@login_required
+@require_GET
+def panel(request, connection_id):
+    connection = connection_get_for_user(user=request.user, connection_id=connection_id)
+    if not request.htmx:
+        return redirect("connections:detail", connection_id=connection.pk)
+    detail = presenters.detail_for(connection)
+    return _fragment(request, "connections/partials/_panel.html", {"detail": detail}, final=detail.card.is_final)
+
+
+@login_required
+@require_GET
+def summary(request):
+    if not request.htmx:
+        return redirect("connections:dashboard")
+    context = {"summary": presenters.summary_for_user(user=request.user), "monitoring": presenters.monitoring_status()}
+    return render(request, "connections/partials/_summary_strip.html", context)
+
+
+@login_required
+@require_POST
+def check_now(request, connection_id):
+    """Check one connection now; the status passes through "checking" (which open pages see
+    live) and the answer is the card (or detail panel) with the result."""
+    connection = connection_get_for_user(user=request.user, connection_id=connection_id)
+    try:
+        from connections.engine.check import CheckBusy, connection_check_now
+    except ImportError:  # engine not installed in this build
+        CheckBusy, connection_check_now = None, None
+    notice = ""
+    if connection_check_now is None:
+        notice = "Checks are not available right now."
+    else:
+        try:
+            connection_check_now(connection, actor=request.user)
+        except CheckBusy:
+            notice = "This connection is being checked right now; the result will appear shortly."
+        except ValueError:
+            notice = f"A {connection.get_status_display().lower()} connection is not checked. Reconnect it first."
+    connection.refresh_from_db()
+    if notice:
+        messages.info(request, notice)
+    elif connection.status == ConnectionStatus.CONNECTED:
+        messages.success(request, "Check passed.")
+    else:
+        messages.warning(request, f"Check finished: {connection.get_status_display()}.")
+    logger.info("connections.check_now.done", extra={"connection_id": str(connection.pk), "status": connection.status})
+    if not request.htmx:
+        return redirect(request.POST.get("next") or "connections:detail", connection_id=connection.pk)
+    if (request.htmx.target or "").startswith("panel-"):
+        detail = presenters.detail_for(connection)
+        context = {"detail": detail, "oob_messages": True}
+        return _fragment(request, "connections/partials/_panel.html", context, final=detail.card.is_final)
+    view = presenters.card_for(connection)
+    context = {"card": view, "oob_messages": True}
+    return _fragment(request, "connections/partials/_card.html", context, final=view.is_final)
+
+
+# --- the stream -----------------------------------------------------------------------
+
+
+def _event_stream(generator) -> StreamingHttpResponse:
+    response = StreamingHttpResponse(generator, content_type="text/event-stream")
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"  # nginx: pass events through as they come
+    return response
+
+
+async def stream(request):
+    """Server-sent events for the signed-in user's connections (an async view: run under ASGI)."""
+    user = await request.auser()
+    if not user.is_authenticated:
+        return HttpResponse("Sign in to receive live updates.", status=403, content_type="text/plain")
+    return _event_stream(live.connection_stream(user.pk))
+
+
+async def connection_stream(request, connection_id):
+    """The same stream, for the events of one connection (another user's: 404)."""
+    user = await request.auser()
+    if not user.is_authenticated:
+        return HttpResponse("Sign in to receive live updates.", status=403, content_type="text/plain")
+    exists = await Connection.objects.filter(pk=connection_id, user=user).aexists()
+    if not exists:
+        raise Http404("No such connection.")
+    return _event_stream(live.connection_stream(user.pk, connection_id=connection_id))
+
+
+# --- system status --------------------------------------------------------------------
+
+
+def _services() -> tuple[str, list[dict]]:
+    try:
+        from ops.health import health_check_services, health_overall
+    except ImportError:
+        return "unknown", []
+    results = health_check_services()
+    overall = {"healthy": "healthy", "degraded": "degraded", "unhealthy": "down"}.get(health_overall(results), "down")
+    return overall, [{"name": r.name, "ok": r.ok, "detail": r.detail, "latency_ms": r.latency_ms} for r in results]
+
+
+def _breakers(now) -> list[dict]:
+    from datetime import timedelta
+
+    from django.db.models import Count, Q
+
+    from brokers.registry import all_profiles
+    from connections.models import CheckResult
+
+    try:
+        from connections.engine.models import CircuitBreaker
+    except ImportError:
+        CircuitBreaker = None
+    states = {b.broker_slug: b for b in CircuitBreaker.objects.all()} if CircuitBreaker else {}
+    since = now - timedelta(hours=1)
+    rates = {
+        row["connection__broker_slug"]: row
+        for row in CheckResult.objects.filter(checked_at__gte=since)
+        .values("connection__broker_slug")
+        .annotate(n=Count("id"), bad=Count("id", filter=Q(ok=False)))
+    }
+    rows = []
+    for profile in all_profiles():
+        breaker = states.get(profile.slug)
+        rate = rates.get(profile.slug)
+        rows.append(
+            {
+                "slug": profile.slug,
+                "name": profile.name,
+                "state": breaker.get_state_display() if breaker else "Closed",
+                "state_key": breaker.state if breaker else "closed",
+                "error_rate": f"{100 * rate['bad'] / rate['n']:.1f}%" if rate and rate["n"] else "no checks",
+                "checks": rate["n"] if rate else 0,
+                "last_error": breaker.last_error_message if breaker else "",
+            }
+        )
+    return rows
+
+
+@login_required
+@require_GET
+def system_status(request):
+    if not request.user.is_staff:
+        raise PermissionDenied
+    now = timezone.now()
+    overall, services = _services()
+    monitoring = presenters.monitoring_status(now=now)
+    if overall == "healthy" and not monitoring.active:
+        overall = "degraded"
+    context = {
+        "overall": overall,
+        "services": services,
+        "breakers": _breakers(now),
+        "monitoring": monitoring,
+        "checked_at": now,
+    }
+    return render(request, "connections/system_status.html", context)

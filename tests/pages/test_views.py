@@ -1,0 +1,150 @@
+import pytest
+from django.db import connection as db
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+
+from connections.models import ConnectionStatus
+
+pytestmark = pytest.mark.django_db
+
+
+def _dashboard_queries(client) -> tuple[int, str]:
+    with CaptureQueriesContext(db) as ctx:
+        response = client.get(reverse("connections:dashboard"))
+    assert response.status_code == 200
+    return len(ctx.captured_queries), response.content.decode()
+
+
+def test_dashboard_query_count_does_not_grow(signed_in, make_connection):
+    for i in range(5):
+        make_connection(checks=3, broker_slug="sandbox" if i % 2 else "alpaca")
+    small, page = _dashboard_queries(signed_in)
+    assert page.count('class="card conn-card') == 5
+    for i in range(45):
+        make_connection(checks=3, broker_slug="sandbox" if i % 2 else "alpaca")
+    large, page = _dashboard_queries(signed_in)
+    assert page.count('class="card conn-card') == 50
+    assert large == small, f"{small} queries for 5 connections, {large} for 50"
+    assert small <= 10
+
+
+def test_dashboard_card_contents(signed_in, make_connection):
+    connection = make_connection(checks=4, environment="paper")
+    page = signed_in.get(reverse("connections:dashboard")).content.decode()
+    assert "Sandbox Broker" in page and connection.account_number_masked in page
+    assert "Paper" in page
+    assert 'class="badge badge--connected"' in page and ">Connected</span>" in page
+    assert "93/100" in page and "Excellent" in page and "142 ms" in page
+    assert "Last successful check 2 min ago" in page
+    assert "Token: refreshes in 12 min" in page
+    assert "Last 4 checks: 4 passed, 0 failed" in page
+    assert f"sse:conn-{connection.pk}" in page and 'sse-connect="/connections/stream/"' in page
+    # JavaScript off: every hx-get has an href, every hx-post form an action and method
+    assert f'href="/connections/{connection.pk}/disconnect/"' in page
+    assert f'action="/connections/{connection.pk}/check/"' in page and 'method="post"' in page
+    assert "Monitoring has not run yet" in page  # no sweep ever: not presented as current
+
+
+def test_card_fragment_and_stop_polling(signed_in, make_connection):
+    connection = make_connection()
+    url = reverse("connections:card", args=[connection.pk])
+    fragment = signed_in.get(url, headers={"HX-Request": "true"})
+    assert fragment.status_code == 200
+    body = fragment.content.decode()
+    assert "<html" not in body and f'id="card-{connection.pk}"' in body
+    connection.status = ConnectionStatus.DISCONNECTED
+    connection.save()
+    final = signed_in.get(url, headers={"HX-Request": "true"})
+    assert final.status_code == 286  # htmx stops polling a connection that no longer changes
+    assert "hx-trigger" not in final.content.decode()
+    # without htmx: the full page
+    assert signed_in.get(url).status_code == 302
+
+
+def test_fragments_and_stream_are_404_for_other_users(client, other_user, make_connection):
+    connection = make_connection()
+    client.force_login(other_user)
+    for name in ("card", "panel", "connection_stream", "detail"):
+        url = reverse(f"connections:{name}", args=[connection.pk])
+        assert client.get(url, headers={"HX-Request": "true"}).status_code == 404
+    assert client.post(reverse("connections:check_now", args=[connection.pk])).status_code == 404
+
+
+def test_stream_requires_sign_in(client):
+    assert client.get(reverse("connections:stream")).status_code == 403
+
+
+def test_summary_fragment(signed_in, make_connection):
+    make_connection(status=ConnectionStatus.BROKER_OUTAGE)
+    body = signed_in.get(reverse("connections:summary"), headers={"HX-Request": "true"}).content.decode()
+    assert 'data-count="outage">1<' in body and 'data-count="healthy">0<' in body
+
+
+def test_detail_page(signed_in, make_connection):
+    connection = make_connection(
+        checks=6,
+        failing=1,
+        status=ConnectionStatus.DEGRADED,
+        last_error_category="broker_fault",
+        last_error_message="Sandbox Broker had a server error (HTTP 503).",
+    )
+    page = signed_in.get(reverse("connections:detail", args=[connection.pk])).content.decode()
+    assert "Broker fault:" in page and "HTTP 503" in page
+    assert "What it means" in page and "The broker answered with a server error." in page
+    assert "What to do next" in page and "retries automatically" in page
+    assert "Uptime 24 h" in page and "83.33%" in page
+    assert "chart--latency" in page and "chart--uptime" in page
+    assert "Access token" in page and "expires in 12 min" in page
+    panel = signed_in.get(reverse("connections:panel", args=[connection.pk]), headers={"HX-Request": "true"})
+    assert panel.status_code == 200 and f'id="panel-{connection.pk}"' in panel.content.decode()
+
+
+def test_check_now_returns_the_card_with_the_result(signed_in, make_connection, monkeypatch):
+    from connections.engine import check
+
+    connection = make_connection()
+    seen = []
+
+    def fake_check(conn, *, actor=None):
+        seen.append(conn.status)
+        conn.status = ConnectionStatus.DEGRADED
+        conn.last_error_category = "network"
+        conn.last_error_message = "Timed out."
+        conn.save()
+
+    monkeypatch.setattr(check, "connection_check_now", fake_check)
+    url = reverse("connections:check_now", args=[connection.pk])
+    response = signed_in.post(url, headers={"HX-Request": "true", "HX-Target": f"card-{connection.pk}"})
+    body = response.content.decode()
+    assert response.status_code == 200 and f'id="card-{connection.pk}"' in body
+    assert "badge--degraded" in body and "Check finished: Degraded." in body and 'hx-swap-oob="true"' in body
+    panel = signed_in.post(url, headers={"HX-Request": "true", "HX-Target": f"panel-{connection.pk}"})
+    assert f'id="panel-{connection.pk}"' in panel.content.decode()
+    plain = signed_in.post(url)
+    assert plain.status_code == 302 and plain["Location"] == reverse("connections:detail", args=[connection.pk])
+
+
+def test_check_now_on_inactive_connection_explains(signed_in, make_connection):
+    connection = make_connection(status=ConnectionStatus.NEEDS_REAUTH)
+    response = signed_in.post(reverse("connections:check_now", args=[connection.pk]), follow=True)
+    assert "is not checked. Reconnect it first." in response.content.decode()
+
+
+def test_disconnect_dialog_is_htmx_with_plain_form_fallback(signed_in, make_connection):
+    connection = make_connection()
+    url = reverse("connections:disconnect", args=[connection.pk])
+    body = signed_in.get(url, headers={"HX-Request": "true"}).content.decode()
+    assert "<dialog" in body and f'hx-post="{url}"' in body and f'action="{url}"' in body
+    assert 'hx-select="#disconnect-result"' in body
+
+
+def test_system_status_is_staff_only(signed_in, user, client):
+    assert signed_in.get(reverse("connections:system_status")).status_code == 403
+    user.is_staff = True
+    user.save()
+    client.force_login(user)
+    page = client.get(reverse("connections:system_status")).content.decode()
+    assert 'data-service="database"' in page and 'data-service="workers"' in page
+    assert 'data-broker="sandbox"' in page
+    assert 'data-monitoring="stopped"' in page
+    assert 'data-overall="degraded"' in page or 'data-overall="down"' in page
