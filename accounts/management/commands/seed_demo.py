@@ -54,7 +54,7 @@ class Command(BaseCommand):
         redirect_uri = f"{settings.SITE_URL}/connections/callback/sandbox/"
         client = SandboxClient.objects.filter(client_id=app.client_id).first() if app else None
         if client is None:
-            client = sandbox.client_create(name="brokerlink demo", redirect_uris=[redirect_uri], rotate_refresh=True)
+            client = sandbox.client_create(name="brokerlink demo", redirect_uris=[redirect_uri], emulate="sandbox")
             app = app or BrokerApp(broker_slug="sandbox", environment=Environment.PAPER)
             app.client_id = client.client_id
             app.client_secret = client.client_secret
