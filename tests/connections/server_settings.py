@@ -13,3 +13,5 @@ BROKER_READ_TIMEOUT_SECONDS = float(os.environ.get("BROKER_READ_TIMEOUT_SECONDS"
 SANDBOX_EMULATE_BROKERS = env_list("SANDBOX_EMULATE_BROKERS")
 # The test process creates users with the fast test hasher; the server must verify them.
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.PBKDF2PasswordHasher", "django.contrib.auth.hashers.MD5PasswordHasher"]
+# Every test signs in from 127.0.0.1: allauth's per-IP login rate limit would answer 429.
+ACCOUNT_RATE_LIMITS = False
