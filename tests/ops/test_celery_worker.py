@@ -1,6 +1,7 @@
 """A real Celery worker executes a task the app sends, on Redis and on the embedded broker."""
 
 import subprocess
+import time
 
 import pytest
 
@@ -32,3 +33,15 @@ def test_worker_on_the_embedded_broker_executes_a_task_sent_by_the_app(celery_cl
         send_from_app(cluster.env, "on-filesystem")
         wait_until(lambda: marker_seen("on-filesystem"), timeout=40, message="worker ran record_marker via files")
     assert (tmp_path / "celery-broker").is_dir()
+
+
+def test_worker_resumes_by_itself_when_redis_returns(private_redis, celery_cluster):
+    with celery_cluster(workers=1, beats=0, env={"REDIS_URL": private_redis.url}) as cluster:
+        send_from_app(cluster.env, "before-outage")
+        wait_until(lambda: marker_seen("before-outage"), timeout=40, message="worker ran the first task")
+        private_redis.stop()
+        time.sleep(3)
+        private_redis.start()
+        send_from_app(cluster.env, "after-outage")
+        wait_until(lambda: marker_seen("after-outage"), timeout=60, message="worker reconnected and ran the task")
+        assert cluster.workers[0].poll() is None
