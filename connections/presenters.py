@@ -208,6 +208,7 @@ class ConnectionView:
     error: ErrorView | None
     manual_revoke_url: str = ""
     disconnect_result: dict | None = None
+    last_success_ago: str = ""
 
     @property
     def title(self) -> str:
@@ -239,6 +240,15 @@ def error_view(connection: Connection) -> ErrorView | None:
     )
 
 
+def _label(connection: Connection) -> str:
+    """The account's own label, unless it only repeats the masked number shown beside it."""
+    label = connection.account_label.strip()
+    masked = connection.account_number_masked
+    if masked and label.endswith(masked):
+        label = label[: -len(masked)].strip()
+    return label
+
+
 def present_connection(
     connection: Connection, *, checks, now: datetime, profiles: ProfileCache | None = None
 ) -> ConnectionView:
@@ -256,7 +266,7 @@ def present_connection(
         broker_name=profile.name if profile else connection.broker_slug,
         mark=(profile.mark if profile and profile.mark else connection.broker_slug[:2]).upper(),
         account=connection.account_number_masked or connection.account_id,
-        label=connection.account_label,
+        label=_label(connection),
         environment=connection.environment,
         environment_label=connection.get_environment_display(),
         status=status,
@@ -275,6 +285,7 @@ def present_connection(
         is_final=status == ConnectionStatus.DISCONNECTED,
         error=error_view(connection),
         manual_revoke_url=getattr(profile, "manual_revoke_url", "") or "",
+        last_success_ago=ago_phrase(connection.last_success_at, now=now) if connection.last_success_at else "never",
     )
 
 

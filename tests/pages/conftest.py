@@ -54,3 +54,7 @@ def make_connection(user):
 def signed_in(client, user):
     client.force_login(user)
     return client
+
+
+# Chromium fixtures (`chromium`, `page`, `phone_page`) for the browser tests in this folder.
+from tests.fixtures.browser import chromium, page, phone_page  # noqa: E402, F401

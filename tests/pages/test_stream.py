@@ -3,6 +3,7 @@ by Redis pub/sub and by database polling."""
 
 import asyncio
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from asgiref.sync import sync_to_async
@@ -43,7 +44,9 @@ def _run(connection, *, redis_url):
             await sync_to_async(connections.close_all)()
             return event, elapsed
 
-    return asyncio.run(scenario())
+    # A thread of its own: an event loop may already run in this one (Playwright's, say).
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, scenario()).result()
 
 
 def test_status_change_reaches_the_stream_by_redis(make_connection, settings):
