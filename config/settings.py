@@ -148,6 +148,8 @@ CELERY_BROKER_TRANSPORT_OPTIONS = (
         "data_folder_in": str(CELERY_EMBEDDED_BROKER_DIR),
         "data_folder_out": str(CELERY_EMBEDDED_BROKER_DIR),
         "processed_folder": str(VAR_DIR / "celery-processed"),
+        # kombu's default is ./control in the working directory.
+        "control_folder": str(VAR_DIR / "celery-control"),
         "store_processed": False,
     }
 )

@@ -17,7 +17,7 @@ os.environ["REDIS_URL"] = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:63
 os.environ.setdefault("DJANGO_ENV", "development")
 # A fixed test key; tests that need a missing or wrong key override settings per test.
 os.environ.setdefault("TOKEN_ENCRYPTION_KEYS", "t1:" + "A" * 43)
-os.environ.setdefault("BROKERLINK_VAR_DIR", f"/tmp/brokerlink-test-{RUN_ID}")
+os.environ.setdefault("BROKERLINK_VAR_DIR", f"/tmp/brokerlink-test-{RUN_ID}")  # noqa: S108 (a private per-run folder)
 os.environ.setdefault("CELERY_QUEUE", f"brokerlink-test-{RUN_ID}")
 os.environ.setdefault("CACHE_KEY_PREFIX", f"test{RUN_ID}")
 

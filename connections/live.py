@@ -114,11 +114,13 @@ async def connection_stream(
 ) -> AsyncIterator[str]:
     """Server-sent events for one user's connections (or just `connection_id`) until
     `max_seconds` pass or the client leaves."""
+    # Subscribe and take the snapshot before the first byte: the page counts as live from
+    # then on, and a change in between would otherwise be in neither.
+    pubsub = await _redis_messages(user_id)
+    known = await _snapshot(user_id, connection_id)
     yield f"retry: {RETRY_MS}\n\n"
     yield sse("hello", "live")
     started = last_poll = last_keepalive = time.monotonic()
-    known = await _snapshot(user_id, connection_id)
-    pubsub = await _redis_messages(user_id)
     poll_every = REDIS_POLL_SECONDS if pubsub is not None else POLL_SECONDS
     try:
         while time.monotonic() - started < max_seconds:

@@ -159,5 +159,8 @@ class CheckResult(models.Model):
         ordering = ["-checked_at"]
         indexes = [models.Index(fields=["connection", "-checked_at"], name="check_connection_time_idx")]
 
+    def __str__(self) -> str:
+        return f"{'ok' if self.ok else self.category or 'failed'} at {self.checked_at:%Y-%m-%d %H:%M:%S}"
+
 
 from connections.engine.models import *  # noqa: E402,F401,F403

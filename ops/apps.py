@@ -19,6 +19,6 @@ class OpsConfig(AppConfig):
             options = settings.CELERY_BROKER_TRANSPORT_OPTIONS
             from pathlib import Path
 
-            for key in ("data_folder_in", "data_folder_out", "processed_folder"):
+            for key in ("data_folder_in", "data_folder_out", "processed_folder", "control_folder"):
                 if options.get(key):
                     Path(options[key]).mkdir(parents=True, exist_ok=True)

@@ -25,5 +25,5 @@ def pytest_sessionfinish(session, exitstatus):
 
     from django.conf import settings
 
-    if exitstatus == 0 and str(settings.VAR_DIR).startswith("/tmp/brokerlink-test-"):
+    if exitstatus == 0 and str(settings.VAR_DIR).startswith("/tmp/brokerlink-test-"):  # noqa: S108
         shutil.rmtree(settings.VAR_DIR, ignore_errors=True)

@@ -7,6 +7,9 @@ from django.core import mail
 
 pytestmark = pytest.mark.django_db
 
+PASS = "a-long-unusual-passphrase"
+NEW = "brand-new-passphrase"
+
 
 def test_login_page_uses_the_app_layout(client):
     page = client.get("/accounts/login/")
@@ -20,7 +23,11 @@ def test_login_page_uses_the_app_layout(client):
 def test_sign_up_then_my_connections_shows_the_empty_state(client, django_user_model):
     response = client.post(
         "/accounts/signup/",
-        {"email": "new.person@example.com", "password1": "a-long-unusual-passphrase", "password2": "a-long-unusual-passphrase"},
+        {
+            "email": "new.person@example.com",
+            "password1": "a-long-unusual-passphrase",
+            "password2": "a-long-unusual-passphrase",
+        },
         follow=True,
     )
     assert response.status_code == 200
@@ -31,7 +38,9 @@ def test_sign_up_then_my_connections_shows_the_empty_state(client, django_user_m
 
 
 def test_sign_in_with_email_and_sign_out(client, user):
-    response = client.post("/accounts/login/", {"login": "ada@example.com", "password": "correct horse battery"}, follow=True)
+    response = client.post(
+        "/accounts/login/", {"login": "ada@example.com", "password": "correct horse battery"}, follow=True
+    )
     assert "My connections" in response.content.decode()
     assert "ada@example.com" in response.content.decode()  # the user menu
     client.post("/accounts/logout/")
@@ -63,7 +72,11 @@ def test_password_change(client, user):
     client.force_login(user)
     response = client.post(
         "/accounts/password/change/",
-        {"oldpassword": "correct horse battery", "password1": "brand-new-passphrase", "password2": "brand-new-passphrase"},
+        {
+            "oldpassword": "correct horse battery",
+            "password1": "brand-new-passphrase",
+            "password2": "brand-new-passphrase",
+        },
         follow=True,
     )
     assert response.status_code == 200

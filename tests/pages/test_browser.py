@@ -196,3 +196,27 @@ def test_phone_width_keyboard_and_no_javascript(stack, user, phone_page, chromiu
     finally:
         context.close()
 
+
+
+def test_stream_down_falls_back_to_polling_and_reconnects(stack, user, page):
+    from connections.state import connection_transition
+
+    connection = Connection.objects.create(
+        user=user, broker_slug="sandbox", account_id="A-1", account_number_masked="••0001", status="connected"
+    )
+    page.route("**/connections/stream/", lambda route: route.abort())
+    sign_in(page, stack, user.email)
+    indicator = page.locator("#live-indicator")
+    expect(indicator).to_contain_text("Reconnecting…")
+    expect(indicator.get_by_role("button", name="Reconnect now")).to_be_visible()
+
+    # No stream: the card polls every 5 s and still follows the change.
+    connection_transition(connection=connection, to_status=ConnectionStatus.BROKER_OUTAGE, message="test")
+    expect(card_badge(page, connection)).to_have_text("Broker outage", timeout=8000)
+
+    # The stream is back: "Reconnect now" reopens it at once.
+    page.unroute("**/connections/stream/")
+    indicator.get_by_role("button", name="Reconnect now").click()
+    expect(page.locator("#live-indicator")).to_contain_text("Live", timeout=5000)
+    connection_transition(connection=connection, to_status=ConnectionStatus.CONNECTED, message="test")
+    expect(card_badge(page, connection)).to_have_text("Connected", timeout=2000)
