@@ -226,6 +226,11 @@ HEARTBEAT_INTERVAL_SECONDS = env_int("HEARTBEAT_INTERVAL_SECONDS", 60)
 # standalone sandbox server (tests and benchmarks point this at their own port).
 SANDBOX_BASE_URL = env_str("SANDBOX_BASE_URL", f"{SITE_URL}/sandbox").rstrip("/")
 SANDBOX_CONTROL_TOKEN = env_str("SANDBOX_CONTROL_TOKEN")
+# Real brokers whose BrokerApp is served by the sandbox emulating that broker ("*" = all):
+# how the demo and the contract suite exercise every profile with no real broker reachable.
+SANDBOX_EMULATE_BROKERS = env_list("SANDBOX_EMULATE_BROKERS")
+BROKER_CONNECT_TIMEOUT_SECONDS = float(env_str("BROKER_CONNECT_TIMEOUT_SECONDS", "5"))
+BROKER_READ_TIMEOUT_SECONDS = float(env_str("BROKER_READ_TIMEOUT_SECONDS", "10"))
 # /metrics and POST /health/check/ accept `Authorization: Bearer <token>` (or a staff session).
 METRICS_TOKEN = env_str("METRICS_TOKEN")
 HEALTH_CHECK_TOKEN = env_str("HEALTH_CHECK_TOKEN")
