@@ -197,7 +197,6 @@ def test_phone_width_keyboard_and_no_javascript(stack, user, phone_page, chromiu
         context.close()
 
 
-
 def test_stream_down_falls_back_to_polling_and_reconnects(stack, user, page):
     from connections.state import connection_transition
 
