@@ -87,7 +87,7 @@ def check_now(request, connection_id):
         messages.warning(request, f"Check finished: {connection.get_status_display()}.")
     logger.info("connections.check_now.done", extra={"connection_id": str(connection.pk), "status": connection.status})
     if not request.htmx:
-        return redirect(request.POST.get("next") or "connections:detail", connection_id=connection.pk)
+        return redirect("connections:detail", connection_id=connection.pk)
     if (request.htmx.target or "").startswith("panel-"):
         detail = presenters.detail_for(connection)
         context = {"detail": detail, "oob_messages": True}
