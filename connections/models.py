@@ -103,6 +103,7 @@ class Connection(models.Model):
             )
         ]
         indexes = [models.Index(fields=["status", "next_check_at"], name="connection_due_idx")]
+        permissions = [("disconnect_others", "Can disconnect and revoke other people's connections")]
 
     def __str__(self) -> str:
         return f"{self.broker_slug} {self.account_number_masked or self.account_id}"

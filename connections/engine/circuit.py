@@ -88,3 +88,29 @@ def breaker_record(
     if before != breaker.state:
         logger.info("connections.circuit.changed", extra={"broker": broker_slug, "from": before, "to": breaker.state})
     return breaker
+
+
+def circuit_reset(broker_slug: str, actor=None) -> bool:
+    """Close a broker's breaker by hand (an administrator knows the outage is over).
+
+    Connections waiting out the outage become due at the next sweep. Returns False when the
+    breaker was already closed with nothing counted (safe to run twice)."""
+    from django.utils import timezone
+
+    from connections.models import Connection, ConnectionStatus
+
+    now = timezone.now()
+    changed = (
+        CircuitBreaker.objects.filter(broker_slug=broker_slug)
+        .exclude(state=CLOSED, failure_count=0, probe_failures=0)
+        .update(state=CLOSED, failure_count=0, probe_failures=0, opened_at=None, next_probe_at=None, updated_at=now)
+    )
+    if changed:
+        Connection.objects.filter(
+            broker_slug=broker_slug, status=ConnectionStatus.BROKER_OUTAGE, next_check_at__gt=now, lease_owner=""
+        ).update(next_check_at=now)
+        logger.info(
+            "connections.circuit.reset",
+            extra={"broker": broker_slug, "actor_id": getattr(actor, "pk", None)},
+        )
+    return bool(changed)
