@@ -131,7 +131,7 @@ class MonitoringView:
 
 
 def sweep_interval_seconds() -> int:
-    return int(getattr(settings, "HEARTBEAT_SWEEP_SECONDS", 60))
+    return int(getattr(settings, "HEARTBEAT_INTERVAL_SECONDS", 60))
 
 
 def monitoring_last_run() -> datetime | None:
