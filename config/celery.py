@@ -47,4 +47,18 @@ app.conf.beat_schedule = {
         "schedule": 3600.0,
         "options": {"expires": 3000},
     },
+    # Alert conditions are measured over 15-minute windows; evaluating every minute raises an
+    # alert within about a minute of a threshold crossing, for a handful of aggregate queries.
+    "alerts-evaluate": {
+        "task": "ops.tasks.alerts_evaluate",
+        "schedule": 60.0,
+        "options": {"expires": 55},
+    },
+    # Webhook retries are scheduled as countdown tasks; this catches the ones whose message was
+    # lost (broker restart, killed worker). Backoff starts at 30 s, so 30 s adds at most one step.
+    "webhooks-retry-due": {
+        "task": "ops.tasks.webhooks_retry_due",
+        "schedule": 30.0,
+        "options": {"expires": 25},
+    },
 }

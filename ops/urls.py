@@ -10,4 +10,5 @@ urlpatterns = [
     path("health/service/<str:name>/", views.health_service, name="health_service"),
     path("health/check/", views.health_check_now, name="health_check"),
     path("metrics", views.metrics_view, name="metrics"),
+    path("ops/alerts/<int:alert_id>/acknowledge/", views.alert_acknowledge_view, name="alert_acknowledge"),
 ]

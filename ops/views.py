@@ -60,3 +60,24 @@ def metrics_view(request):
         return HttpResponse("metrics require a staff session or bearer token\n", status=403, content_type="text/plain")
     body, content_type = metrics.metrics_render()
     return HttpResponse(body, content_type=content_type)
+
+
+@require_POST
+def alert_acknowledge_view(request, alert_id: int):
+    """Acknowledge an alert from the system status page (staff, CSRF-protected form)."""
+    from django.contrib import messages
+    from django.shortcuts import get_object_or_404, redirect
+    from django.utils.http import url_has_allowed_host_and_scheme
+
+    from ops.alerts import alert_acknowledge
+    from ops.models import Alert
+
+    if not is_staff(request):
+        return HttpResponse("staff only\n", status=403, content_type="text/plain")
+    alert = get_object_or_404(Alert, pk=alert_id)
+    if alert_acknowledge(alert, user=request.user):
+        messages.success(request, f"Acknowledged: {alert.message}")
+    nxt = request.POST.get("next", "")
+    if url_has_allowed_host_and_scheme(nxt, allowed_hosts={request.get_host()}, require_https=request.is_secure()):
+        return redirect(nxt)
+    return redirect("connections:system_status")
