@@ -44,6 +44,14 @@ PATTERNS = [
     ),
     # key=value in query strings, form bodies and log lines (not `status_code=500`).
     (re.compile(rf"(?i)(?<![\w.-])({SENSITIVE_NAMES})=(?!\[redacted\])[^&\s'\",;)}}]+"), r"\1=" + REDACTED),
+    # The same, percent-encoded inside another parameter (a login page's `next=/authorize%3F…%26state%3D…`).
+    (
+        re.compile(
+            rf"(?i)(?:(?<=%26)|(?<=%3F)|(?<=%2526)|(?<=%253F)|(?<![\w.%-]))({SENSITIVE_NAMES})(%3D|%253D)"
+            rf"(?!\[redacted\])(?:(?!%26|%2526)[^&\s'\",;)}}])+"
+        ),
+        r"\1\2" + REDACTED,
+    ),
     # "key": "value" in JSON and Python reprs.
     (re.compile(rf"(?i)(['\"]{SENSITIVE_NAMES}['\"]\s*:\s*)(['\"])(.*?)(?<!\\)\2"), r"\1\2" + REDACTED + r"\2"),
 ]
