@@ -52,3 +52,52 @@ def test_two_workers_and_two_beats_run_together(private_redis, celery_cluster):
     rows = ServiceHeartbeat.objects.filter(last_seen_at__gte=started).exclude(name__startswith="marker:")
     assert sorted(rows.values_list("kind", flat=True)) == ["beat", "beat", "worker", "worker"]
     assert check_workers().ok and check_beat().ok
+
+
+def test_two_workers_and_two_beats_never_check_a_connection_twice_in_a_cycle(private_redis, celery_cluster, world):
+    """Both beats send a sweep every second; over several check cycles each connection is
+    checked exactly once per cycle.
+
+    The sandbox profile's interval is 60 s and there is no per-broker interval override, so a
+    cycle is made by the engine tests' time machine (every stored next_check_at moved back by
+    the interval) instead of waiting a minute; between cycles both beats keep ticking for a
+    settle window in which no connection may be checked again.
+    """
+    from connections.models import CheckResult, ConnectionStatus
+    from tests.engine.conftest import FAST_ENGINE_ENV, time_passes
+
+    connections = [world.connection() for _ in range(8)]
+    ids = [c.pk for c in connections]
+    cycles, settle = 3, 4.0
+    env = {"REDIS_URL": private_redis.url, "HEARTBEAT_INTERVAL_SECONDS": "1", "SANDBOX_BASE_URL": world.sandbox.url,
+           **FAST_ENGINE_ENV}
+    before = world.counters()
+    with celery_cluster(workers=2, beats=2, env=env, concurrency=2) as cluster:
+        for cycle in range(1, cycles + 1):
+            if cycle > 1:
+                time_passes(60)  # the interval has passed: every connection is due again
+            wait_until(
+                lambda n=cycle: CheckResult.objects.filter(connection_id__in=ids).count() >= n * len(ids),
+                timeout=40, interval=0.2, message=f"cycle {cycle} checked every connection",
+            )
+            time.sleep(settle)  # both beats keep sending sweeps: none may check again this cycle
+            assert CheckResult.objects.filter(connection_id__in=ids).count() == cycle * len(ids)
+        assert all(p.poll() is None for p in cluster.workers + cluster.beats), "a process died"
+        assert ServiceHeartbeat.objects.filter(kind="beat").count() >= 2
+        # Many more sweeps ran than there were cycles: the extra ones found nothing due.
+        from connections.engine.models import SweepRun
+
+        assert SweepRun.objects.count() > 3 * cycles
+
+    after = world.counters()
+    grants_before = {g["id"]: g["account_calls"] for g in before["grants"]}
+    for grant in after["grants"]:
+        calls = grant["account_calls"] - grants_before.get(grant["id"], 0)
+        assert abs(calls - cycles) <= 1, f"grant {grant['id']}: {calls} heartbeats in {cycles} cycles"
+    for conn in connections:
+        conn.refresh_from_db()
+        assert conn.status == ConnectionStatus.CONNECTED
+        times = sorted(CheckResult.objects.filter(connection=conn).values_list("checked_at", flat=True))
+        assert len(times) == cycles
+        gaps = [(b - a).total_seconds() for a, b in zip(times, times[1:], strict=False)]
+        assert min(gaps) >= settle * 0.9, f"{conn.pk} checked {gaps} s apart"
