@@ -3,14 +3,21 @@ tokens, counters, users. Views, commands and the control API all call these func
 
 from __future__ import annotations
 
+import asyncio
+import atexit
+import collections
+import contextlib
 import random
 import secrets
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from datetime import time as dtime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from asgiref.sync import sync_to_async
 from django.contrib.auth.hashers import check_password, make_password
 from django.db import transaction
 from django.db.models import F
@@ -177,6 +184,7 @@ def client_revoke_all_grants(client: SandboxClient, *, reason: str = "revoke_all
 
 
 def client_counters(client: SandboxClient) -> dict[str, Any]:
+    counters_flush()
     client.refresh_from_db()
     return {
         **{name: getattr(client, name) for name in COUNTER_FIELDS},
@@ -201,6 +209,74 @@ def count(client: SandboxClient | None, grant: SandboxGrant | None, field: str) 
         SandboxGrant.objects.filter(pk=grant.pk).update(**{field: F(field) + 1})
 
 
+# Hot-path counters (account calls) are added up in the process and written in batches: one
+# UPDATE per row and flush instead of two contended single-row UPDATEs per request. Anything
+# that reads counters (client_counters, the control page) flushes first, so reads stay exact.
+COUNTER_FLUSH_SECONDS = 0.5
+_pending: collections.Counter = collections.Counter()  # (model, pk, field) -> increment
+_pending_lock = threading.Lock()
+_last_flush = time.monotonic()
+_flush_timer: asyncio.TimerHandle | None = None
+
+
+def count_later(client: SandboxClient | None, grant: SandboxGrant | None, field: str) -> None:
+    with _pending_lock:
+        if client is not None:
+            _pending[(SandboxClient, client.pk, field)] += 1
+        if grant is not None:
+            _pending[(SandboxGrant, grant.pk, field)] += 1
+
+
+def counters_flush() -> None:
+    """Write the pending counter increments (coalesced: one UPDATE per model, field and step)."""
+    global _last_flush
+    with _pending_lock:
+        pending = dict(_pending)
+        _pending.clear()
+        _last_flush = time.monotonic()
+    groups: dict[tuple, list] = collections.defaultdict(list)
+    for (model, pk, field), step in pending.items():
+        groups[(model, field, step)].append(pk)
+    try:
+        for (model, field, step), pks in groups.items():
+            model.objects.filter(pk__in=pks).update(**{field: F(field) + step})
+    except Exception:
+        with _pending_lock:  # keep the counts for the next flush rather than lose them
+            _pending.update(pending)
+        raise
+
+
+async def acounters_flush_soon() -> None:
+    """From an async view: flush now if the last flush is old, else make sure one is scheduled."""
+    global _flush_timer
+    if time.monotonic() - _last_flush >= COUNTER_FLUSH_SECONDS:
+        await _aflush()
+        return
+    if _flush_timer is None or _flush_timer.cancelled():
+        loop = asyncio.get_running_loop()
+
+        def fire():
+            global _flush_timer
+            _flush_timer = None
+            if _pending:
+                loop.create_task(_aflush())
+
+        _flush_timer = loop.call_later(COUNTER_FLUSH_SECONDS, fire)
+
+
+async def _aflush() -> None:
+    await sync_to_async(_on_db_thread, thread_sensitive=False, executor=_db_executor)(counters_flush)
+
+
+def _counters_flush_at_exit() -> None:
+    if _pending:
+        with contextlib.suppress(Exception):  # the database may be gone already at exit
+            counters_flush()
+
+
+atexit.register(_counters_flush_at_exit)
+
+
 # --- faults ------------------------------------------------------------------------------
 
 
@@ -208,11 +284,31 @@ def fault_response(client: SandboxClient) -> HttpResponse | None:
     """Apply this client's faults to one request: sleep for latency and stalls, and return the
     response that replaces the real one, or None to carry on."""
     if client.outage:
-        return JsonResponse({"error": "temporarily_unavailable", "error_description": "sandbox outage"}, status=503)
-    if client.latency_ms:
-        time.sleep(client.latency_ms / 1000)
-    if client.stall_seconds:
-        time.sleep(client.stall_seconds)
+        return _outage_response()
+    if delay := fault_delay_seconds(client):
+        time.sleep(delay)
+    return fault_after_delay(client)
+
+
+async def afault_response(client: SandboxClient) -> HttpResponse | None:
+    """fault_response for async views: the same faults, waiting with asyncio.sleep."""
+    if client.outage:
+        return _outage_response()
+    if delay := fault_delay_seconds(client):
+        await asyncio.sleep(delay)
+    return fault_after_delay(client)
+
+
+def _outage_response() -> HttpResponse:
+    return JsonResponse({"error": "temporarily_unavailable", "error_description": "sandbox outage"}, status=503)
+
+
+def fault_delay_seconds(client: SandboxClient) -> float:
+    """How long a request waits before it is answered: the latency fault plus any stall."""
+    return (client.latency_ms / 1000 if client.latency_ms else 0.0) + (client.stall_seconds or 0.0)
+
+
+def fault_after_delay(client: SandboxClient) -> HttpResponse | None:
     if client.rate_limit:
         response = JsonResponse({"error": "rate_limited", "error_description": "too many requests"}, status=429)
         response["Retry-After"] = str(client.rate_limit)
@@ -312,21 +408,25 @@ def refresh_token_check(*, refresh_token: str, client: SandboxClient) -> Sandbox
 
 
 def grant_revoke(grant: SandboxGrant, *, reason: str) -> None:
+    token_cache_clear()
     with transaction.atomic():
         SandboxGrant.objects.filter(pk=grant.pk, revoked_at__isnull=True).update(
             revoked_at=timezone.now(), revoked_reason=reason
         )
         grant.tokens.update(access_revoked=True, refresh_revoked=True)
+    token_cache_clear()
     grant.refresh_from_db()
 
 
 def token_revoke(token: SandboxToken, *, refresh: bool) -> None:
     """RFC 7009: revoking a refresh token ends the grant; an access token only itself."""
     count(None, token.grant, "revocations")
+    token_cache_clear()
     if refresh:
         grant_revoke(token.grant, reason="revoked_by_client")
     else:
         SandboxToken.objects.filter(pk=token.pk).update(access_revoked=True)
+        token_cache_clear()
 
 
 def token_for_access(access_token: str) -> SandboxToken | None:
@@ -335,6 +435,71 @@ def token_for_access(access_token: str) -> SandboxToken | None:
         .filter(access_token_hash=token_hash(access_token))
         .first()
     )
+
+
+# The account endpoint's token lookup (token + client + grant + account in one query) is kept
+# for TOKEN_CACHE_SECONDS. Every change this process makes to a client, grant or token (faults,
+# revocations, rotations, via the control API or OAuth endpoints) clears the cache at once; a
+# change made by another process is seen within TOKEN_CACHE_SECONDS.
+_token_cache: dict[str, tuple[float, SandboxToken]] = {}
+_token_cache_generation = 0
+TOKEN_CACHE_MAX = 100_000
+
+
+def token_cache_seconds() -> float:
+    """settings.SANDBOX_TOKEN_CACHE_SECONDS, else the environment variable, else 1 s; 0 turns it off."""
+    import os
+
+    from django.conf import settings
+
+    value = getattr(settings, "SANDBOX_TOKEN_CACHE_SECONDS", None)
+    return float(value if value is not None else os.environ.get("SANDBOX_TOKEN_CACHE_SECONDS") or 1.0)
+
+
+def token_cache_clear(**kwargs: Any) -> None:
+    global _token_cache_generation
+    _token_cache_generation += 1
+    _token_cache.clear()
+
+
+# The account endpoint's database work runs on these few threads, each with one persistent
+# connection. (Django's ASGI handler gives each request its own thread for thread-sensitive
+# code: 200 concurrent heartbeats would open 200 PostgreSQL connections.)
+_db_executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="sandbox-db")
+
+
+def _on_db_thread(fn, *args):
+    from django.db import InterfaceError, OperationalError, connection
+
+    try:
+        return fn(*args)
+    except (OperationalError, InterfaceError):
+        connection.close()  # a dropped connection: reconnect once
+        return fn(*args)
+
+
+def _token_load(digest: str) -> SandboxToken | None:
+    return _on_db_thread(
+        lambda: SandboxToken.objects.select_related("client", "grant__account")
+        .filter(access_token_hash=digest)
+        .first()
+    )
+
+
+async def atoken_for_access(access_token: str) -> SandboxToken | None:
+    digest = token_hash(access_token)
+    now = time.monotonic()
+    hit = _token_cache.get(digest)
+    if hit is not None and hit[0] > now:
+        return hit[1]
+    generation = _token_cache_generation
+    item = await sync_to_async(_token_load, thread_sensitive=False, executor=_db_executor)(digest)
+    ttl = token_cache_seconds()
+    if item is not None and ttl > 0 and generation == _token_cache_generation:
+        if len(_token_cache) >= TOKEN_CACHE_MAX:
+            _token_cache.clear()
+        _token_cache[digest] = (now + ttl, item)
+    return item
 
 
 def account_payload(account: SandboxAccount) -> dict[str, Any]:
