@@ -394,9 +394,34 @@ def outcomes_write(outcomes: list[Outcome], *, now: datetime, owner: str, stats:
                 conn.quality = quality_for(conn.health_score)
             conn.lease_owner, conn.lease_until = "", None
             conn.updated_at = now
-        Connection.objects.bulk_update([o.connection for o in mine], WRITE_FIELDS, batch_size=500)
+        connections_write_engine_fields([o.connection for o in mine])
         CheckResult.objects.bulk_create(results, batch_size=1000)
     stats.outcomes.extend(mine)
+
+
+def connections_write_engine_fields(rows: list[Connection]) -> None:
+    """Write WRITE_FIELDS of these rows. On PostgreSQL one `UPDATE … FROM unnest(arrays)`
+    statement (Django's bulk_update builds a CASE per field and row: ~10 ms of CPU per row
+    at 15 fields, the largest cost of a sweep before); elsewhere bulk_update."""
+    if not rows:
+        return
+    if db_connection.vendor != "postgresql":
+        Connection.objects.bulk_update(rows, WRITE_FIELDS, batch_size=500)
+        return
+    qn = db_connection.ops.quote_name
+    pk = Connection._meta.pk
+    fields = [Connection._meta.get_field(name) for name in WRITE_FIELDS]
+    columns = [pk, *fields]
+    arrays = [[f.get_db_prep_save(getattr(row, f.attname), db_connection) for row in rows] for f in columns]
+    unnest = ", ".join(f"%s::{f.db_type(db_connection)}[]" for f in columns)
+    names = ", ".join(qn(f.column) for f in columns)
+    sets = ", ".join(f"{qn(f.column)} = v.{qn(f.column)}" for f in fields)
+    sql = (
+        f"UPDATE {qn(Connection._meta.db_table)} AS c SET {sets} "  # noqa: S608 - names from the model
+        f"FROM unnest({unnest}) AS v({names}) WHERE c.{qn(pk.column)} = v.{qn(pk.column)}"
+    )
+    with db_connection.cursor() as cursor:
+        cursor.execute(sql, arrays)
 
 
 # --- manual actions (views, admin) -------------------------------------------------------
