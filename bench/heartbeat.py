@@ -3,7 +3,8 @@
     .venv/bin/python bench/heartbeat.py --connections 10000 --latency-ms 50
 
 Uses DATABASE_URL (default postgresql://postgres@127.0.0.1:5432/brokerlink_bench, created if
-missing; never the test database). Starts its own sandbox (gunicorn, threads), creates one
+missing; never the test database). Starts its own sandbox (uvicorn, one process: the account
+endpoint is an async view), creates one
 real grant over HTTP and stores its tokens, sealed, on N connection rows, then measures:
 checks/s over the whole sweep, p50/p99 check time, SQL queries per check, peak memory of
 this (worker) process, and the raw limit: the same aiohttp client on the same endpoint with
@@ -44,8 +45,10 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=200)
     parser.add_argument("--batch-size", type=int, default=1000)
     parser.add_argument("--port", type=int, default=9177)
-    parser.add_argument("--sandbox-workers", type=int, default=2)
-    parser.add_argument("--sandbox-threads", type=int, default=32)
+    parser.add_argument("--sandbox-workers", type=int, default=1, help="uvicorn worker processes")
+    parser.add_argument("--token-cache-seconds", type=float, default=1.0,
+                        help="sandbox token-lookup cache TTL (0 = one query per request)")
+    parser.add_argument("--debug", action="store_true", help="DJANGO_DEBUG on (the default off, as in production)")
     args = parser.parse_args()
 
     from tests.fixtures.sandbox import CONTROL_TOKEN
@@ -68,6 +71,8 @@ def main() -> None:
         BROKERLINK_ENGINE_BATCH_SIZE=str(args.batch_size),
         BROKERLINK_ENGINE_SWEEP_BUDGET_SECONDS="900",
         BROKERLINK_ENGINE_LEASE_SECONDS="900",
+        DJANGO_DEBUG="1" if args.debug else "0",
+        SANDBOX_TOKEN_CACHE_SECONDS=str(args.token_cache_seconds),
     )
     import django
 
@@ -76,9 +81,9 @@ def main() -> None:
 
     call_command("migrate", verbosity=0)
     cmd = [
-        sys.executable, "-m", "gunicorn", "bench.sandbox_wsgi:application", "-b", f"127.0.0.1:{args.port}",
-        "-w", str(args.sandbox_workers), "-k", "gthread", "--threads", str(args.sandbox_threads),
-        "--backlog", "4096", "--log-level", "warning",
+        sys.executable, "-m", "uvicorn", "brokers.sandbox.asgi:application", "--host", "127.0.0.1",
+        "--port", str(args.port), "--workers", str(args.sandbox_workers), "--backlog", "4096",
+        "--log-level", "warning", "--no-access-log",
     ]  # fmt: skip
     env = dict(os.environ, DJANGO_SETTINGS_MODULE="brokers.sandbox.standalone_settings")
     sandbox = subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True)
