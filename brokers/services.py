@@ -68,6 +68,8 @@ def broker_catalog() -> list[CatalogEntry]:
         app = candidates[0] if candidates else None
         configured = bool(app and app.is_configured and not app.config_problem)
         entries.append(CatalogEntry(profile, app, configured, "" if configured else _admin_hint(profile, app)))
+    # What a user can connect now comes first (on a fresh install: the Sandbox Broker).
+    entries.sort(key=lambda entry: not entry.configured)
     return entries
 
 

@@ -80,6 +80,13 @@ def test_catalog_marks_unconfigured_brokers(alpaca_app):
     assert "sandbox" in entries
 
 
+def test_catalog_lists_connectable_brokers_first(alpaca_app):
+    slugs = [entry.slug for entry in broker_catalog()]
+    assert slugs[0] == "alpaca"  # the only configured one here
+    configured = [entry.configured for entry in broker_catalog()]
+    assert configured == sorted(configured, reverse=True)
+
+
 def test_questrade_needs_no_secret():
     BrokerApp.objects.create(broker_slug="questrade", environment="live", client_id="qt")
     assert {e.slug: e for e in broker_catalog()}["questrade"].configured is True
