@@ -8,6 +8,7 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from brokers.models import Environment
 from vault.fields import SealedField
 
 
@@ -37,11 +38,6 @@ class ErrorCategory(models.TextChoices):
     AUTH = "auth", "Authorization"
     CONFIGURATION = "configuration", "Configuration"
     UNEXPECTED = "unexpected", "Unexpected response"
-
-
-class Environment(models.TextChoices):
-    PAPER = "paper", "Paper"
-    LIVE = "live", "Live"
 
 
 class Connection(models.Model):
