@@ -2,8 +2,9 @@
 
 Health score (0-100), computed for every checked connection at the end of its batch:
 
-    50 x success ratio    checks passed / checks made, over the last hour of raw results plus
-                          the hourly rollups of the 23 hours before, plus this check
+    50 x success ratio    checks passed / checks made, over the raw results since the start of
+                          the previous hour plus the hourly rollups of the 23 hours before
+                          (each check counted once), plus this check
     20 x latency          1 at or below the broker's own baseline_latency_ms, 0 at 5x the
                           baseline or when the check failed, linear in between
     15 x token freshness  1 when the tokens are valid and the grant has no hard deadline within
@@ -20,6 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.db.models import Avg, Count, Max, Min, Q, Sum
 from django.db.models.functions import TruncHour
 from django.utils import timezone
@@ -105,9 +107,12 @@ def health_score(
 def health_inputs_for(ids, *, now: datetime) -> dict:
     """Inputs for a batch in three aggregate queries (not per connection)."""
     inputs = {pk: HealthInputs() for pk in ids}
-    hour_ago = now - timedelta(hours=1)
+    # Raw rows from the start of the previous hour (at least an hour of them), rollups before
+    # that: a rollup covers its whole hour, so the split must fall on an hour boundary or the
+    # rows of the hour it cuts would be counted twice.
+    split = (now - timedelta(hours=1)).replace(minute=0, second=0, microsecond=0)
     raw = (
-        CheckResult.objects.filter(connection_id__in=ids, checked_at__gte=hour_ago)
+        CheckResult.objects.filter(connection_id__in=ids, checked_at__gte=split)
         .values("connection_id")
         .annotate(n=Count("id"), ok=Count("id", filter=Q(ok=True)))
     )
@@ -116,7 +121,7 @@ def health_inputs_for(ids, *, now: datetime) -> dict:
         item.checks += row["n"]
         item.successes += row["ok"]
     rolled = (
-        UptimeRollup.objects.filter(connection_id__in=ids, hour__gte=now - timedelta(hours=24), hour__lt=hour_ago)
+        UptimeRollup.objects.filter(connection_id__in=ids, hour__gte=split - timedelta(hours=23), hour__lt=split)
         .values("connection_id")
         .annotate(n=Sum("checks"), ok=Sum("successes"))
     )
@@ -142,16 +147,18 @@ def health_inputs_for(ids, *, now: datetime) -> dict:
 def connection_uptime(connection: Connection, *, hours: int, now: datetime | None = None) -> float | None:
     """Share of passed checks over the last `hours` (24 or 720 for 30 days), or None without data.
 
-    Hourly rollups cover the hours already rolled up; raw results cover the rest."""
+    Hourly rollups cover the whole hours already rolled up; raw results cover the rest (the
+    part-hour at the start of the window, while its raw rows are kept, and the hours since the
+    last rollup), so the figure does not move when the hourly rollup runs."""
     now = now or timezone.now()
     start = now - timedelta(hours=hours)
     rolled = UptimeRollup.objects.filter(connection=connection, hour__gte=start).aggregate(
-        n=Sum("checks"), ok=Sum("successes"), last=Max("hour")
+        n=Sum("checks"), ok=Sum("successes"), first=Min("hour"), last=Max("hour")
     )
-    raw_from = max(start, rolled["last"] + timedelta(hours=1)) if rolled["last"] else start
-    raw = CheckResult.objects.filter(connection=connection, checked_at__gte=raw_from).aggregate(
-        n=Count("id"), ok=Count("id", filter=Q(ok=True))
-    )
+    raw = CheckResult.objects.filter(connection=connection, checked_at__gte=start)
+    if rolled["last"]:
+        raw = raw.filter(Q(checked_at__lt=rolled["first"]) | Q(checked_at__gte=rolled["last"] + timedelta(hours=1)))
+    raw = raw.aggregate(n=Count("id"), ok=Count("id", filter=Q(ok=True)))
     total = (rolled["n"] or 0) + raw["n"]
     if not total:
         return None
@@ -215,9 +222,12 @@ def connections_overdue(*, now: datetime | None = None):
     return Connection.objects.exclude(status__in=INACTIVE_STATUSES).filter(next_check_at__lt=now - grace)
 
 
-def engine_status(*, now: datetime | None = None, interval_seconds: int = 60) -> dict:
-    """For ops pages: last sweep, whether the beat looks stalled, how many checks are overdue."""
+def engine_status(*, now: datetime | None = None, interval_seconds: float | None = None) -> dict:
+    """For ops pages: last sweep, whether the beat looks stalled (no sweep started in three
+    intervals: HEARTBEAT_INTERVAL_SECONDS, the beat's own), how many checks are overdue."""
     now = now or timezone.now()
+    if interval_seconds is None:
+        interval_seconds = float(getattr(settings, "HEARTBEAT_INTERVAL_SECONDS", 60))
     last = SweepRun.objects.order_by("-started_at").first()
     stalled = last is None or last.started_at < now - timedelta(seconds=3 * interval_seconds)
     overdue = connections_overdue(now=now)

@@ -6,8 +6,9 @@ ahead of a hard expiry. Each is sent once per incident (Notification's unique ke
 - failed: sent at once; by definition the connection already failed the broker's whole
   retry budget (BackoffPolicy.max_attempts checks).
 - recovered: only after a needs_reauth/failed email went out for the incident, and only once
-  the connection has passed NOTIFY_AFTER_CHECKS checks in a row since it came back, so a
-  connection that flaps does not produce a storm of "fixed"/"broken" pairs.
+  the connection's last NOTIFY_AFTER_CHECKS checks since the incident all passed, so a
+  connection that flaps does not produce a storm of "fixed"/"broken" pairs. One email closes
+  every open incident of the connection (two incidents before a recovery: one "recovered").
 - expiry_warning: once per deadline (reauth_deadline_at: Schwab's 7-day cap, a daily
   wall-clock expiry without refresh token), EXPIRY_WARNING_AHEAD before it.
 """
@@ -20,7 +21,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db.models import Exists, Min, OuterRef
 from django.template.loader import render_to_string
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
@@ -46,15 +47,15 @@ def expiry_warning_ahead(connection: Connection) -> timedelta:
 
 
 def reconnect_url(connection: Connection) -> str:
-    for name, kwargs in (
-        ("connections:reconnect", {"pk": connection.pk}),
-        ("connections:detail", {"pk": connection.pk}),
-    ):
-        try:
-            return settings.SITE_URL.rstrip("/") + reverse(name, kwargs=kwargs)
-        except NoReverseMatch:
-            continue
-    return f"{settings.SITE_URL.rstrip('/')}/connections/"
+    """The connection's page (absolute, from SITE_URL), where its Reconnect button is.
+
+    Not the reconnect URL itself: that one is POST-only (it starts an OAuth flow), so a link
+    in an email would open a 405 page."""
+    site = settings.SITE_URL.rstrip("/")
+    try:
+        return site + reverse("connections:detail", kwargs={"connection_id": connection.pk})
+    except NoReverseMatch:
+        return f"{site}/connections/"
 
 
 def notification_send(*, connection: Connection, kind: str, incident_at: datetime, now: datetime | None = None) -> bool:
@@ -78,9 +79,14 @@ def notification_send(*, connection: Connection, kind: str, incident_at: datetim
         "message": connection.last_error_message,
         "site_url": settings.SITE_URL,
     }
-    subject = render_to_string(f"connections/email/{kind}_subject.txt", context).strip()
+    subject = " ".join(render_to_string(f"connections/email/{kind}_subject.txt", context).split())
     body = render_to_string(f"connections/email/{kind}.txt", context)
-    send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, [email], fail_silently=False)
+    try:
+        send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, [email], fail_silently=False)
+    except Exception:  # noqa: BLE001 - the mail server, not us: forget the decision, retry next time
+        Notification.objects.filter(connection=connection, kind=kind, incident_at=incident_at).delete()
+        logger.exception("connections.notification.send_failed", extra={"connection_id": str(connection.pk)})
+        return False
     connection_event_record(connection=connection, kind=ConnectionEvent.Kind.NOTIFIED, message=f"Email sent: {kind}.")
     logger.info("connections.notification.sent", extra={"connection_id": str(connection.pk), "kind": kind})
     return True
@@ -90,33 +96,46 @@ def notifications_dispatch(*, now: datetime | None = None) -> int:
     """Send what is due: problem emails, then recoveries. Cheap when nothing is due."""
     now = now or timezone.now()
     sent = 0
-    problems = (
-        Connection.objects.select_related("user")
-        .filter(status__in=list(PROBLEM_KINDS))
-        .exclude(notifications__incident_at=F("status_changed_at"))
-    )
-    for connection in problems[:1000]:
-        sent += notification_send(
-            connection=connection,
-            kind=PROBLEM_KINDS[connection.status],
-            incident_at=connection.status_changed_at,
-            now=now,
+    for status, kind in PROBLEM_KINDS.items():
+        already = Notification.objects.filter(
+            connection=OuterRef("pk"), kind=kind, incident_at=OuterRef("status_changed_at")
         )
-    needed = int(engine_setting("NOTIFY_AFTER_CHECKS"))
-    open_incidents = Notification.objects.select_related("connection__user").filter(
-        kind__in=list(PROBLEM_KINDS.values()), resolved_at__isnull=True, connection__status=ConnectionStatus.CONNECTED
+        problems = Connection.objects.select_related("user").filter(status=status).exclude(Exists(already))
+        for connection in problems[:1000]:
+            incident_at = connection.status_changed_at
+            sent += notification_send(connection=connection, kind=kind, incident_at=incident_at, now=now)
+    needed = max(1, int(engine_setting("NOTIFY_AFTER_CHECKS")))
+    open_incidents = (
+        Notification.objects.filter(
+            kind__in=list(PROBLEM_KINDS.values()),
+            resolved_at__isnull=True,
+            connection__status=ConnectionStatus.CONNECTED,
+        )
+        .values("connection_id")
+        .annotate(first=Min("incident_at"))
     )
-    for incident in open_incidents[:1000]:
-        connection = incident.connection
+    for row in open_incidents[:1000]:
+        # Every check since the problem began counts (the one that brought it back too); the
+        # connection was inactive in between, so these are all checks after the reconnect.
         recent = list(
-            CheckResult.objects.filter(connection=connection, checked_at__gte=connection.status_changed_at)
+            CheckResult.objects.filter(connection_id=row["connection_id"], checked_at__gte=row["first"])
             .order_by("-checked_at")
             .values_list("ok", flat=True)[:needed]
         )
         if len(recent) < needed or not all(recent):
             continue
-        Notification.objects.filter(pk=incident.pk).update(resolved_at=now)
-        sent += notification_send(connection=connection, kind=Kind.RECOVERED, incident_at=incident.incident_at, now=now)
+        incidents = Notification.objects.filter(
+            connection_id=row["connection_id"], kind__in=list(PROBLEM_KINDS.values()), resolved_at__isnull=True
+        )
+        ids = list(incidents.values_list("pk", flat=True))
+        latest = incidents.order_by("-incident_at").values_list("incident_at", flat=True).first()
+        if latest is None or not incidents.update(resolved_at=now):
+            continue  # another dispatcher closed it meanwhile
+        connection = Connection.objects.select_related("user").get(pk=row["connection_id"])
+        sent += notification_send(connection=connection, kind=Kind.RECOVERED, incident_at=latest, now=now)
+        if not Notification.objects.filter(connection=connection, kind=Kind.RECOVERED, incident_at=latest).exists():
+            # The mail server failed (notification_send forgot it): keep the incidents open to retry.
+            Notification.objects.filter(pk__in=ids).update(resolved_at=None)
     return sent
 
 
