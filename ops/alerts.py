@@ -11,7 +11,6 @@ Thresholds: Django setting `ALERT_<NAME>` wins, then the environment variable
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -20,6 +19,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Count, F, Q
 from django.utils import timezone
 
+from config.env import tunable
 from connections.models import CheckResult, Connection, ConnectionStatus
 from ops.models import Alert
 
@@ -51,10 +51,7 @@ NOT_ACTIVE = [ConnectionStatus.PENDING, ConnectionStatus.DISCONNECTED]
 
 
 def alert_setting(name: str) -> float:
-    value = getattr(settings, f"ALERT_{name}", None)
-    if value is None:
-        value = os.environ.get(f"BROKERLINK_ALERT_{name}")
-    return float(DEFAULTS[name] if value is None else value)
+    return float(tunable("ALERT", name, DEFAULTS))
 
 
 @dataclass(frozen=True)

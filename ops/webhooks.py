@@ -23,16 +23,15 @@ import hashlib
 import hmac
 import json
 import logging
-import os
 import time
 import uuid
 from datetime import datetime, timedelta
 
 import requests
-from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from config.env import tunable
 from ops.models import WebhookDelivery, WebhookEndpoint
 
 logger = logging.getLogger(__name__)
@@ -55,10 +54,7 @@ DEFAULTS: dict[str, float] = {
 
 
 def webhook_setting(name: str) -> float:
-    value = getattr(settings, f"WEBHOOK_{name}", None)
-    if value is None:
-        value = os.environ.get(f"BROKERLINK_WEBHOOK_{name}")
-    return float(DEFAULTS[name] if value is None else value)
+    return float(tunable("WEBHOOK", name, DEFAULTS))
 
 
 # --- signing -----------------------------------------------------------------------------

@@ -4,9 +4,7 @@ backoff, circuit) live on the broker profile, not here."""
 
 from __future__ import annotations
 
-import os
-
-from django.conf import settings
+from config.env import tunable
 
 DEFAULTS: dict[str, float] = {
     # Connections claimed per batch; one batch is checked concurrently, then written at once.
@@ -34,9 +32,4 @@ DEFAULTS: dict[str, float] = {
 
 
 def engine_setting(name: str) -> float:
-    value = getattr(settings, f"ENGINE_{name}", None)
-    if value is None:
-        value = os.environ.get(f"BROKERLINK_ENGINE_{name}")
-    if value is None:
-        return DEFAULTS[name]
-    return type(DEFAULTS[name])(float(value)) if isinstance(DEFAULTS[name], int) else float(value)
+    return tunable("ENGINE", name, DEFAULTS)
