@@ -48,6 +48,8 @@ def main() -> None:
     parser.add_argument("--sandbox-workers", type=int, default=1, help="uvicorn worker processes")
     parser.add_argument("--token-cache-seconds", type=float, default=1.0,
                         help="sandbox token-lookup cache TTL (0 = one query per request)")
+    parser.add_argument("--shared-token", action="store_true",
+                        help="every connection holds the same access token (default: one token each)")
     parser.add_argument("--debug", action="store_true", help="DJANGO_DEBUG on (the default off, as in production)")
     args = parser.parse_args()
 
@@ -88,13 +90,22 @@ def main() -> None:
     env = dict(os.environ, DJANGO_SETTINGS_MODULE="brokers.sandbox.standalone_settings")
     sandbox = subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True)
     try:
-        run(args, sandbox_url)
+        run(args, sandbox_url, sandbox.pid)
     finally:
         sandbox.terminate()
         sandbox.wait(timeout=10)
 
 
-def run(args, sandbox_url: str) -> None:
+def cpu_seconds(pid: int | None = None) -> float:
+    """user + system CPU seconds of a process (this one by default)."""
+    if pid is None:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return usage.ru_utime + usage.ru_stime
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run(args, sandbox_url: str, sandbox_pid: int) -> None:
     import requests
     from django.db import connection as db
     from django.utils import timezone
@@ -109,9 +120,13 @@ def run(args, sandbox_url: str) -> None:
     from tests.fixtures.sandbox import SandboxServer, pkce_pair
     from tests.support import wait_for_http
 
+    load_before = os.getloadavg()[0]
     wait_for_http(f"{sandbox_url}/.well-known/oauth-authorization-server", timeout=30)
     sandbox = SandboxServer(args.port)
     sandbox._ok(sandbox.control("POST", "users", {"demo": True}))
+    from brokers.sandbox.models import SandboxClient, SandboxToken, token_hash
+
+    SandboxClient.objects.filter(name="bench").delete()  # earlier runs' clients, grants and tokens
     client = sandbox.create_client(name="bench")
     verifier, challenge = pkce_pair()
     code = sandbox.browser().authorize(client, code_challenge=challenge).code
@@ -134,11 +149,27 @@ def run(args, sandbox_url: str) -> None:
     app.save()
     profile = profile_for("sandbox", "live")
     t0 = time.perf_counter()
+    # One access token per connection, as in real life (every heartbeat is a token lookup at
+    # the broker): extra token rows of the same grant, written straight into the sandbox's tables.
+    access_tokens = [token["access_token"]] * args.connections
+    if not args.shared_token:
+        import secrets
+
+        real = SandboxToken.objects.get(access_token_hash=token_hash(token["access_token"]))
+        access_tokens = [secrets.token_urlsafe(32) for _ in range(args.connections)]
+        SandboxToken.objects.bulk_create(
+            [SandboxToken(client_id=real.client_id, grant_id=real.grant_id, access_token_hash=token_hash(value),
+                          scope=real.scope, issued_at=real.issued_at, access_expires_at=real.access_expires_at)
+             for value in access_tokens],
+            batch_size=2000,
+        )
     rows = []
     for i in range(args.connections):
         conn = Connection(user=user, broker_slug="sandbox", broker_app=app, environment="live",
                           account_id=f"bench-{i}", status=ConnectionStatus.CONNECTED)
-        connection_apply_token_response(connection=conn, profile=profile, token=dict(token), first_grant=True)
+        connection_apply_token_response(
+            connection=conn, profile=profile, token=dict(token, access_token=access_tokens[i]), first_grant=True
+        )
         conn.next_check_at = timezone.now()
         rows.append(conn)
     Connection.objects.bulk_create(rows, batch_size=2000)
@@ -146,10 +177,11 @@ def run(args, sandbox_url: str) -> None:
 
     # Raw limit: the same client and endpoint, no database, no crypto.
     url = f"{sandbox_url}{profile.heartbeat_path}"
-    items = [HeartbeatRequest(key=i, url=url, access_token=token["access_token"]) for i in range(args.connections)]
-    t0 = time.perf_counter()
+    items = [HeartbeatRequest(key=i, url=url, access_token=access_tokens[i]) for i in range(args.connections)]
+    t0, sandbox_cpu0 = time.perf_counter(), cpu_seconds(sandbox_pid)
     raw = heartbeats_run(items, concurrency=args.concurrency, timeout=30)
     raw_seconds = time.perf_counter() - t0
+    sandbox_cpu_raw = cpu_seconds(sandbox_pid) - sandbox_cpu0
     raw_ok = sum(r.ok for r in raw)
     raw_lat = sorted(r.latency_ms for r in raw)
     counter = {"n": 0}
@@ -161,9 +193,10 @@ def run(args, sandbox_url: str) -> None:
     Connection.objects.update(next_check_at=timezone.now())
     CheckResult.objects.all().delete()
     with db.execute_wrapper(count):
-        t0 = time.perf_counter()
+        t0, cpu0, sandbox_cpu0 = time.perf_counter(), cpu_seconds(), cpu_seconds(sandbox_pid)
         run_ = sweep_run()
         seconds = time.perf_counter() - t0
+        sweep_cpu, sandbox_cpu = cpu_seconds() - cpu0, cpu_seconds(sandbox_pid) - sandbox_cpu0
     lat = sorted(CheckResult.objects.filter(connection__broker_slug="sandbox").values_list("latency_ms", flat=True))
     ok = CheckResult.objects.filter(ok=True).count()
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -172,7 +205,8 @@ def run(args, sandbox_url: str) -> None:
         return values[min(len(values) - 1, int(len(values) * p))] if values else None
 
     print(f"\nconnections={args.connections} latency={args.latency_ms}ms concurrency={args.concurrency} "
-          f"batch={args.batch_size} cores={os.cpu_count()}")
+          f"batch={args.batch_size} cores={os.cpu_count()} tokens={'shared' if args.shared_token else 'one each'} "
+          f"sandbox token cache={args.token_cache_seconds}s load average before={load_before:.2f}")
     print(f"raw aiohttp (no DB/crypto): {args.connections / raw_seconds:,.0f} req/s, {raw_ok} ok, "
           f"p50 {statistics.median(raw_lat)} ms, p99 {pct(raw_lat, 0.99)} ms, {raw_seconds:.1f}s")
     print(f"sweep: {run_.checked} checked ({ok} ok) in {seconds:.1f}s = {run_.checked / seconds:,.0f} checks/s, "
@@ -180,6 +214,11 @@ def run(args, sandbox_url: str) -> None:
     print(f"check time p50 {pct(lat, 0.5)} ms, p99 {pct(lat, 0.99)} ms")
     print(f"SQL queries: {counter['n']} = {counter['n'] / max(1, run_.checked):.3f} per check")
     print(f"peak memory of the sweeping process: {peak_mb:.0f} MB")
+    print(f"CPU: sweep process {sweep_cpu:.1f}s = {sweep_cpu / max(1, run_.checked) * 1000:.2f} ms per check; "
+          f"sandbox {sandbox_cpu:.1f}s during the sweep, {sandbox_cpu_raw / args.connections * 1000:.2f} ms "
+          f"per request in the raw run")
+    calls = sandbox.counters(client["client_id"])["account_calls"]
+    print(f"sandbox account_calls counter: {calls} (expected {2 * args.connections}: raw + sweep)")
     print(f"fits a 60 s cycle: {'yes' if seconds < 60 else 'no'}")
 
 

@@ -478,12 +478,41 @@ def _on_db_thread(fn, *args):
         return fn(*args)
 
 
-def _token_load(digest: str) -> SandboxToken | None:
-    return _on_db_thread(
-        lambda: SandboxToken.objects.select_related("client", "grant__account")
-        .filter(access_token_hash=digest)
-        .first()
-    )
+def _tokens_load(digests: list[str]) -> dict[str, SandboxToken]:
+    rows = SandboxToken.objects.select_related("client", "grant__account").filter(access_token_hash__in=digests)
+    return {row.access_token_hash: row for row in _on_db_thread(lambda: list(rows.all()))}
+
+
+# Lookups that arrive while another is being prepared are answered by one query
+# (`access_token_hash IN (...)`): under load one query serves dozens of heartbeats.
+_lookups: dict[str, list[asyncio.Future]] = {}
+
+
+async def _token_load_batched(digest: str) -> SandboxToken | None:
+    loop = asyncio.get_running_loop()
+    future = loop.create_future()
+    first = not _lookups
+    _lookups.setdefault(digest, []).append(future)
+    if first:
+        loop.call_soon(lambda: loop.create_task(_lookups_run()))
+    return await future
+
+
+async def _lookups_run() -> None:
+    batch = dict(_lookups)
+    _lookups.clear()
+    try:
+        rows = await sync_to_async(_tokens_load, thread_sensitive=False, executor=_db_executor)(list(batch))
+    except Exception as exc:  # noqa: BLE001 - handed to every waiting request
+        for futures in batch.values():
+            for future in futures:
+                if not future.done():
+                    future.set_exception(exc)
+        return
+    for digest, futures in batch.items():
+        for future in futures:
+            if not future.done():
+                future.set_result(rows.get(digest))
 
 
 async def atoken_for_access(access_token: str) -> SandboxToken | None:
@@ -493,7 +522,7 @@ async def atoken_for_access(access_token: str) -> SandboxToken | None:
     if hit is not None and hit[0] > now:
         return hit[1]
     generation = _token_cache_generation
-    item = await sync_to_async(_token_load, thread_sensitive=False, executor=_db_executor)(digest)
+    item = await _token_load_batched(digest)
     ttl = token_cache_seconds()
     if item is not None and ttl > 0 and generation == _token_cache_generation:
         if len(_token_cache) >= TOKEN_CACHE_MAX:
