@@ -9,7 +9,7 @@ from django.conf import settings
 
 from brokers.profile import BrokerProfile, RateLimit, TokenRules
 
-SANDBOX_DOC = "docs/sandbox.md"
+SANDBOX_DOC = "README.md#the-sandbox-broker"
 
 TOKEN_RULES = TokenRules(
     access_ttl=900,

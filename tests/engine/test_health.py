@@ -1,4 +1,4 @@
-"""Health score (docs/engine.md formula), quality labels, uptime, trends and missed heartbeats,
+"""Health score (README.md, "States, health, quality"), quality labels, uptime, trends and missed heartbeats,
 from constructed histories."""
 
 from __future__ import annotations
