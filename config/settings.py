@@ -256,6 +256,8 @@ if PRODUCTION:
     # /health/ is hit over plain HTTP by load balancers inside the private network.
     SECURE_REDIRECT_EXEMPT = [r"^health/", r"^metrics$"]
 
+DEFAULT_EXCEPTION_REPORTER = "ops.reporting.RedactingExceptionReporter"
+
 # --- Logging ---------------------------------------------------------------------------
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
 LOG_FORMAT = env_str("LOG_FORMAT", "json" if PRODUCTION else "text")

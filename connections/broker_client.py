@@ -24,6 +24,7 @@ from urllib.parse import quote
 
 import requests
 from django.conf import settings
+from django.views.decorators.debug import sensitive_variables
 
 from brokers.models import BrokerApp
 from brokers.profile import BrokerProfile
@@ -68,6 +69,7 @@ def _parse_body(response: requests.Response) -> Any:
         return None
 
 
+@sensitive_variables()
 def broker_call(
     profile: BrokerProfile,
     method: str,
@@ -121,6 +123,7 @@ def broker_call(
     return BrokerResponse(status=response.status_code, body=body, latency_ms=latency_ms, headers=headers)
 
 
+@sensitive_variables()
 def _client_auth(profile: BrokerProfile, app: BrokerApp, data: dict) -> tuple[dict, tuple[str, str] | None]:
     """Client authentication per the profile: HTTP Basic, form body, or a public client."""
     method = profile.token_rules.token_auth_method
@@ -141,6 +144,7 @@ def _token_body(profile: BrokerProfile, response: BrokerResponse) -> dict:
     return body
 
 
+@sensitive_variables()
 def token_exchange_code(
     profile: BrokerProfile,
     app: BrokerApp,
@@ -159,6 +163,7 @@ def token_exchange_code(
     return _token_body(profile, response)
 
 
+@sensitive_variables()
 def token_refresh(
     profile: BrokerProfile, app: BrokerApp, refresh_token: str, *, timeout: float | tuple[float, float] | None = None
 ) -> dict:
@@ -168,6 +173,7 @@ def token_refresh(
     return _token_body(profile, response)
 
 
+@sensitive_variables()
 def token_revoke(
     profile: BrokerProfile,
     app: BrokerApp,
@@ -183,6 +189,7 @@ def token_revoke(
     broker_call(profile, "POST", profile.revoke_url, during="revoke", timeout=timeout, data=data, auth=auth)
 
 
+@sensitive_variables()
 def account_fetch(
     profile: BrokerProfile,
     environment: str,
@@ -199,6 +206,7 @@ def account_fetch(
     )
 
 
+@sensitive_variables()
 def account_identity(
     profile: BrokerProfile,
     environment: str,

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
 
 from brokers.models import BrokerApp
 from brokers.profile import BrokerProfile
@@ -199,6 +200,7 @@ class ConnectOutcome:
         return f"{verb} {label}."
 
 
+@sensitive_variables()
 def _revoke_quietly(profile: BrokerProfile, app: BrokerApp, token: dict) -> None:
     """Best effort: hand back tokens brokerlink obtained but will not keep."""
     if not profile.can_revoke_single_user:
@@ -217,6 +219,7 @@ def _flag_configuration(app: BrokerApp, error: BrokerError) -> None:
     broker_app_flag_config_problem(app, error.message)
 
 
+@sensitive_variables()
 def connection_authorize_complete(*, user, flow: PendingFlow, code: str) -> ConnectOutcome:
     """Exchange the code, learn the account, then create or update the connection in one transaction.
 
@@ -265,6 +268,7 @@ def connection_authorize_complete(*, user, flow: PendingFlow, code: str) -> Conn
             return _store_connection(user=user, flow=flow, app=app, profile=profile, token=token, identity=identity)
 
 
+@sensitive_variables()
 def _store_connection(
     *, user, flow: PendingFlow, app: BrokerApp, profile: BrokerProfile, token: dict, identity: dict
 ) -> ConnectOutcome:
@@ -352,6 +356,7 @@ def _revocation_skip_reason(profile: BrokerProfile) -> str:
     return f"{profile.name} offers apps no way to revoke tokens."
 
 
+@sensitive_variables()
 def connection_disconnect(connection: Connection, actor=None) -> DisconnectOutcome:
     """Wipe the tokens, mark the connection disconnected, then revoke at the broker (RFC 7009).
 

@@ -5,6 +5,7 @@ import logging
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import redirect, render
+from django.views.decorators.debug import sensitive_variables
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from brokers.registry import UnknownBroker
@@ -65,6 +66,7 @@ def connect_start(request, slug: str):
 
 @login_required
 @require_GET
+@sensitive_variables()
 def callback(request, slug: str):
     params = request.GET
     flow = None

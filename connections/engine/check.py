@@ -23,6 +23,7 @@ from datetime import datetime, timedelta
 from django.db import close_old_connections, transaction
 from django.db import connection as db_connection
 from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
 
 from brokers.profile import BrokerProfile
 from connections import errors
@@ -158,6 +159,7 @@ def _refresh_one_inline(connection_id, kwargs):
         return exc
 
 
+@sensitive_variables()
 def _heartbeat_many(outcomes: list[Outcome]) -> None:
     items = []
     for outcome in outcomes:
@@ -182,6 +184,7 @@ def _heartbeat_many(outcomes: list[Outcome]) -> None:
         outcome.latency_ms, outcome.http_status = result.latency_ms, result.http_status
 
 
+@sensitive_variables()
 def connections_check(connections: list[Connection], *, now: datetime | None = None, owner: str = "") -> BatchStats:
     """Check these (already claimed) connections and write every result. Returns the stats."""
     now = now or timezone.now()

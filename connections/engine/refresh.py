@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 
 from django.db import transaction
 from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
 
 from brokers.profile import BrokerProfile
 from connections import errors
@@ -81,6 +82,7 @@ def refresh_due(connection: Connection, profile: BrokerProfile, *, now: datetime
     return ""
 
 
+@sensitive_variables()
 def connection_refresh(
     connection_id,
     *,

@@ -1,0 +1,28 @@
+"""Django error reports (debug pages, admin emails) without tokens, codes or states.
+
+Locals of functions that handle tokens are hidden with `@sensitive_variables()`. What that
+does not cover is removed here: query parameters with secret names (an OAuth callback's
+`code` and `state`), and, as a last net, anything the log redaction recognises in the
+rendered report (the request URL carries the query string too).
+"""
+
+from django.views.debug import ExceptionReporter
+
+from ops.logging import REDACTED, SENSITIVE_NAME_RE, redact
+
+
+class RedactingExceptionReporter(ExceptionReporter):
+    def get_traceback_data(self):
+        data = super().get_traceback_data()
+        if "request_GET_items" in data:
+            data["request_GET_items"] = [
+                (key, REDACTED if SENSITIVE_NAME_RE.match(key) else value)
+                for key, value in data["request_GET_items"]
+            ]
+        return data
+
+    def get_traceback_html(self):
+        return redact(str(super().get_traceback_html()))
+
+    def get_traceback_text(self):
+        return redact(str(super().get_traceback_text()))
