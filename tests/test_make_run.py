@@ -1,0 +1,113 @@
+"""`make run` as a new user meets it: a fresh clone with no PostgreSQL or Redis configured
+prints a URL and a login, serves the login page, shows "My connections" after signing in,
+runs web + worker + beat, and stops all three on Ctrl-C.
+
+The clone borrows this checkout's virtualenv (a symlink, with requirements.txt dated before
+it) so the test measures the app, not a download.
+"""
+
+import os
+import re
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.support import ROOT, free_port, wait_for_http, wait_until
+
+pytestmark = pytest.mark.slow
+
+# Variables the test process has that a fresh laptop does not.
+NOT_ON_A_FRESH_MACHINE = {
+    "DATABASE_URL",
+    "REDIS_URL",
+    "DJANGO_SETTINGS_MODULE",
+    "TOKEN_ENCRYPTION_KEYS",
+    "DJANGO_SECRET_KEY",
+    "BROKERLINK_VAR_DIR",
+    "CELERY_QUEUE",
+    "CACHE_KEY_PREFIX",
+    "SITE_URL",
+    "SANDBOX_BASE_URL",
+    "PORT",
+    "BROKERLINK_TEST_RUN_ID",
+    "DJANGO_ENV",
+    "SANDBOX_CONTROL_TOKEN",
+}
+
+
+@pytest.fixture
+def fresh_clone(tmp_path):
+    clone = tmp_path / "brokerlink"
+    subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
+    (clone / ".venv").symlink_to(ROOT / ".venv")
+    os.utime(clone / "requirements.txt", (0, 0))
+    return clone
+
+
+def test_make_run_on_a_fresh_clone(fresh_clone: Path):
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k not in NOT_ON_A_FRESH_MACHINE}
+    log_path = fresh_clone / "make-run.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            ["make", "run", f"PORT={port}"],
+            cwd=fresh_clone,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    output = lambda: log_path.read_text(errors="replace")  # noqa: E731
+    try:
+        login = wait_until(
+            lambda: re.search(r"Sign in with\s+(\S+)\s+/\s+(\S+)", output()), timeout=60, message="printed login"
+        )
+        email, password = login.group(1), login.group(2)
+        assert f"http://127.0.0.1:{port}/" in output()
+        base = f"http://127.0.0.1:{port}"
+        wait_for_http(f"{base}/accounts/login/", timeout=30, process=proc)
+
+        browser = requests.Session()
+        page = browser.get(f"{base}/accounts/login/", timeout=10)
+        assert page.status_code == 200
+        token = browser.cookies["csrftoken"]
+        signed_in = browser.post(
+            f"{base}/accounts/login/",
+            data={"login": email, "password": password, "csrfmiddlewaretoken": token},
+            headers={"Referer": f"{base}/accounts/login/"},
+            timeout=10,
+        )
+        assert signed_in.status_code == 200
+        assert "My connections" in signed_in.text
+
+        # Worker and beat run too, on the embedded broker: beat's first tick is executed by the worker.
+        wait_until(
+            lambda: "ops.tasks.beat_tick" in output() and "succeeded" in output(),
+            timeout=40,
+            message="beat tick executed by the worker",
+        )
+        env_file = (fresh_clone / ".env").read_text()
+        assert "TOKEN_ENCRYPTION_KEYS=k1:" in env_file and "DJANGO_SECRET_KEY=" in env_file
+        status = subprocess.run(["git", "status", "--porcelain"], cwd=fresh_clone, capture_output=True, text=True)
+        assert ".env" not in status.stdout.split()  # never committed: ignored
+    except BaseException:
+        print(output()[-5000:])
+        raise
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C sends to the foreground group
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                raise
+    # Ctrl-C stopped all three: nothing from the clone is left running.
+    time.sleep(1)
+    leftovers = subprocess.run(["pgrep", "-f", str(fresh_clone)], capture_output=True, text=True).stdout.split()
+    assert leftovers == [], output()[-3000:]
+    for name in ("web.1", "worker.1", "beat.1"):
+        assert re.search(rf"{re.escape(name)} stopped", output()), output()[-3000:]
