@@ -10,6 +10,8 @@ app = Celery("brokerlink")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
+BEAT_TICK_SECONDS = float(os.environ.get("OPS_BEAT_TICK_SECONDS", "15"))
+
 app.conf.beat_schedule = {
     # The product's promise: every connection's state is at most about a minute old.
     # The sweep only claims connections whose next_check_at is due, so an extra or
@@ -19,12 +21,12 @@ app.conf.beat_schedule = {
         "schedule": float(os.environ.get("HEARTBEAT_INTERVAL_SECONDS", "60")),
         "options": {"expires": 55},
     },
-    # Workers prove they are alive for /health/ready/ even on the embedded broker,
-    # which cannot broadcast a ping.
+    # Workers prove they are alive for /health/ready/ even on the embedded broker, which
+    # cannot broadcast a ping; 15 s keeps a worker's liveness well inside HEALTH_FRESH_SECONDS.
     "ops-beat-tick": {
         "task": "ops.tasks.beat_tick",
-        "schedule": 15.0,
-        "options": {"expires": 14},
+        "schedule": BEAT_TICK_SECONDS,
+        "options": {"expires": max(1.0, BEAT_TICK_SECONDS - 1)},
     },
     # Raw check results are rolled up hourly into uptime rows: hourly is the rollup's grain,
     # and the uptime/health figures built on it are at most one hour behind.

@@ -2,8 +2,10 @@
 
 import subprocess
 import time
+from datetime import timedelta
 
 import pytest
+from django.utils import timezone
 
 from ops.models import ServiceHeartbeat
 from tests.support import PYTHON, ROOT, wait_until
@@ -45,3 +47,21 @@ def test_worker_resumes_by_itself_when_redis_returns(private_redis, celery_clust
         send_from_app(cluster.env, "after-outage")
         wait_until(lambda: marker_seen("after-outage"), timeout=60, message="worker reconnected and ran the task")
         assert cluster.workers[0].poll() is None
+
+
+def test_beat_and_worker_resume_by_themselves_when_redis_returns(private_redis, celery_cluster):
+    """Beat keeps its schedule through a Redis outage: after Redis returns, its next tick
+    reaches the worker without anyone restarting either process."""
+    env = {"REDIS_URL": private_redis.url, "OPS_BEAT_TICK_SECONDS": "1"}
+
+    def worker_seen_after(moment):
+        return ServiceHeartbeat.objects.filter(kind="worker", name__startswith="w1@", last_seen_at__gt=moment).exists()
+
+    with celery_cluster(workers=1, beats=1, env=env) as cluster:
+        wait_until(lambda: worker_seen_after(timezone.now() - timedelta(days=1)), timeout=40, message="first tick")
+        private_redis.stop()
+        time.sleep(3)
+        private_redis.start()
+        back_at = timezone.now()
+        wait_until(lambda: worker_seen_after(back_at), timeout=60, message="a tick sent by beat after Redis returned")
+        assert all(proc.poll() is None for proc in cluster.workers + cluster.beats)
