@@ -57,6 +57,9 @@ class SandboxClient(ClientMixin, models.Model):
     outage = models.BooleanField(default=False)
     refresh_invalid_grant = models.BooleanField(default=False)
     html_errors = models.BooleanField(default=False)
+    # 502 is a gateway error page; 200 is the nastier case of a login or maintenance page
+    # served with a success status.
+    html_status = models.PositiveSmallIntegerField(default=502)
     stall_seconds = models.FloatField(default=0.0)
     # Shifts the sandbox's notion of "now" for this client, so tests can jump days ahead.
     clock_offset_seconds = models.IntegerField(default=0)

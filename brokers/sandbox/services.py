@@ -48,6 +48,7 @@ FAULT_FIELDS = {
     "outage": bool,
     "refresh_invalid_grant": bool,
     "html_errors": bool,
+    "html_status": int,
     "stall_seconds": float,
     "clock_offset_seconds": int,
 }
@@ -314,7 +315,8 @@ def fault_after_delay(client: SandboxClient) -> HttpResponse | None:
         response["Retry-After"] = str(client.rate_limit)
         return response
     if client.html_errors:
-        return HttpResponse(render_to_string("sandbox/bad_gateway.html"), status=502, content_type="text/html")
+        status = client.html_status or 502
+        return HttpResponse(render_to_string("sandbox/bad_gateway.html"), status=status, content_type="text/html")
     if client.error_5xx_rate and random.random() < client.error_5xx_rate:
         return JsonResponse({"error": "server_error", "error_description": "injected failure"}, status=500)
     return None

@@ -336,5 +336,6 @@ def control_client(request: HttpRequest, client_id: str) -> HttpResponse:
             outage="outage" in request.POST,
             refresh_invalid_grant="refresh_invalid_grant" in request.POST,
             html_errors="html_errors" in request.POST,
+            html_status=request.POST.get("html_status") or 502,
         )
     return redirect("sandbox:control")

@@ -115,10 +115,12 @@ def test_broker_slow_times_out(browser, sandbox_app, stack):
     assert "did not answer within 2 seconds" in page.text
 
 
-def test_html_instead_of_json(browser, sandbox_app, stack):
+@pytest.mark.parametrize("html_status", [502, 200])
+def test_html_instead_of_json(browser, sandbox_app, stack, html_status):
+    """A gateway error page, or a login page served with 200: either way not a token."""
     _, client = sandbox_app
     hop = browser.authorize("/connections/connect/sandbox/")
-    stack.sandbox.set_faults(client["client_id"], html_errors=True)
+    stack.sandbox.set_faults(client["client_id"], html_errors=True, html_status=html_status)
     page = browser.follow(hop.location)
     title = "The broker sent something brokerlink could not read"
     assert_failed(page, status=502, title=title, code="unexpected_response")

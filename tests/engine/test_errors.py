@@ -91,6 +91,16 @@ def test_5xx_backs_off_then_fails_when_the_breaker_stays_closed(world):
     del healthy
 
 
+def test_html_with_a_success_status_is_an_unexpected_answer_not_a_pass(world):
+    conn = world.connection()
+    world.faults(html_errors=True, html_status=200)
+    sweep_run()
+    conn.refresh_from_db()
+    assert conn.last_error_category == "unexpected"
+    assert conn.status == ConnectionStatus.DEGRADED and conn.retry_attempt == 1
+    assert "instead of JSON" in conn.last_error_message
+
+
 def test_refresh_is_single_flight_across_threads(world):
     conn = world.connection(expires_in=30)
     before = world.counters()

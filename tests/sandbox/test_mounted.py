@@ -45,10 +45,12 @@ def test_control_page_and_api_are_staff_only(client, user):
     assert page.status_code == 200
     assert sandbox.client_id in page.content.decode()
     assert client.get(f"/sandbox/control/api/clients/{sandbox.client_id}/faults").json()["outage"] is False
-    client.post(f"/sandbox/control/clients/{sandbox.client_id}/", {"outage": "on", "latency_ms": "5"})
+    form = {"outage": "on", "latency_ms": "5", "html_errors": "on", "html_status": "200"}
+    client.post(f"/sandbox/control/clients/{sandbox.client_id}/", form)
     sandbox.refresh_from_db()
     assert sandbox.outage is True
     assert sandbox.latency_ms == 5
+    assert sandbox.html_errors is True and sandbox.html_status == 200
 
 
 def test_staff_json_api_enforces_csrf(user):
