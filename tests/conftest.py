@@ -1,10 +1,11 @@
 import pytest
 
 # Fixture modules shared across test folders.
+# (sandbox first: the servers module imports it)
 pytest_plugins = [
-    "tests.fixtures.servers",
-    "tests.fixtures.services",
     "tests.fixtures.sandbox",
+    "tests.fixtures.services",
+    "tests.fixtures.servers",
 ]
 
 

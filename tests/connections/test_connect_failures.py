@@ -41,7 +41,7 @@ def test_forged_state(browser, sandbox_app):
 
 def test_state_from_another_session_is_forged(browser, sandbox_app, stack, other_user):
     from tests.connections.conftest import PASSWORD
-    from tests.connections.harness import Browser
+    from tests.harness import Browser
 
     hop = browser.authorize("/connections/connect/sandbox/")
     attacker = Browser(stack)
@@ -137,7 +137,7 @@ def test_missing_refresh_token_where_one_is_expected(browser, stack):
 
 @pytest.mark.parametrize("path", ["/connections/callback/sandbox/?state=x&code=y"])
 def test_callback_requires_login(stack, path):
-    from tests.connections.harness import Browser
+    from tests.harness import Browser
 
     response = Browser(stack).get(path, allow_redirects=False)
     assert response.status_code == 302

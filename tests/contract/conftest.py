@@ -1,7 +1,7 @@
 import pytest
 
 from tests.connections.conftest import PASSWORD
-from tests.connections.harness import BrokerlinkServer, Browser
+from tests.harness import BrokerlinkServer, Browser
 
 
 @pytest.fixture(scope="module")

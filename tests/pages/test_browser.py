@@ -14,8 +14,8 @@ import pytest
 from playwright.sync_api import expect
 
 from connections.models import Connection, ConnectionStatus
-from tests.connections.harness import BrokerlinkServer
 from tests.fixtures.sandbox import CONTROL_TOKEN, DEMO_PASSWORD, DEMO_USERNAME
+from tests.harness import BrokerlinkServer
 from tests.support import PYTHON, ROOT, subprocess_env
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -37,19 +37,6 @@ Connection.objects.filter(pk="{pk}").update(next_check_at=now, lease_until=None,
 CircuitBreaker.objects.filter(state="open").update(next_probe_at=now)
 print(heartbeat_sweep())
 """
-
-
-@pytest.fixture(scope="module")
-def brokerlink(django_db_setup, django_db_blocker):
-    server = BrokerlinkServer.start(BROKER_READ_TIMEOUT_SECONDS="2")
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def stack(brokerlink, transactional_db):
-    brokerlink.sandbox._ok(brokerlink.sandbox.control("POST", "users", {"demo": True}))
-    return brokerlink
 
 
 def sweep(server: BrokerlinkServer, connection_id) -> None:
