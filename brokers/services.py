@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
@@ -64,6 +65,8 @@ def broker_catalog() -> list[CatalogEntry]:
         apps.setdefault(app.broker_slug, []).append(app)
     entries = []
     for profile in all_profiles():
+        if profile.is_sandbox and not settings.SANDBOX_ENABLED:
+            continue
         candidates = sorted(apps.get(profile.slug, []), key=lambda a: (not a.enabled, a.environment != "live"))
         app = candidates[0] if candidates else None
         configured = bool(app and app.is_configured and not app.config_problem)

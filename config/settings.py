@@ -226,6 +226,9 @@ HEARTBEAT_INTERVAL_SECONDS = env_int("HEARTBEAT_INTERVAL_SECONDS", 60)
 # standalone sandbox server (tests and benchmarks point this at their own port).
 SANDBOX_BASE_URL = env_str("SANDBOX_BASE_URL", f"{SITE_URL}/sandbox").rstrip("/")
 SANDBOX_CONTROL_TOKEN = env_str("SANDBOX_CONTROL_TOKEN")
+# The mounted sandbox broker (and its catalog entry). A pretend broker has no place on a
+# production site unless the operator wants the demo there, so production leaves it off.
+SANDBOX_ENABLED = env_bool("SANDBOX_ENABLED", default=not PRODUCTION)
 # Real brokers whose BrokerApp is served by the sandbox emulating that broker ("*" = all):
 # how the demo and the contract suite exercise every profile with no real broker reachable.
 SANDBOX_EMULATE_BROKERS = env_list("SANDBOX_EMULATE_BROKERS")

@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
 from django.views.generic import RedirectView
@@ -7,6 +8,7 @@ urlpatterns = [
     path("accounts/", include("allauth.urls")),
     path("admin/", admin.site.urls),
     path("connections/", include("connections.urls")),
-    path("sandbox/", include("brokers.sandbox.urls")),
     path("", include("ops.urls")),
 ]
+if settings.SANDBOX_ENABLED:
+    urlpatterns.append(path("sandbox/", include("brokers.sandbox.urls")))

@@ -80,6 +80,11 @@ def test_catalog_marks_unconfigured_brokers(alpaca_app):
     assert "sandbox" in entries
 
 
+def test_catalog_leaves_out_the_sandbox_when_it_is_disabled(settings):
+    settings.SANDBOX_ENABLED = False
+    assert "sandbox" not in {entry.slug for entry in broker_catalog()}
+
+
 def test_catalog_lists_connectable_brokers_first(alpaca_app):
     slugs = [entry.slug for entry in broker_catalog()]
     assert slugs[0] == "alpaca"  # the only configured one here

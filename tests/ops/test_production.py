@@ -71,3 +71,6 @@ def test_gunicorn_serves_health_and_static_files_in_production(tmp_path, transac
         assert page.status_code == 200
         assert "Strict-Transport-Security" in page.headers
         assert "Secure" in page.headers.get("Set-Cookie", "Secure")
+        # The pretend broker is off in production unless SANDBOX_ENABLED says otherwise.
+        sandbox = requests.get(f"{base}/sandbox/.well-known/oauth-authorization-server", headers=https, timeout=5)
+        assert sandbox.status_code == 404
