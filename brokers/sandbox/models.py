@@ -23,7 +23,21 @@ class TokenAuthMethod(models.TextChoices):
     NONE = "none", "Public client (none)"
 
 
-class SandboxClient(ClientMixin, models.Model):
+class SandboxCounters(models.Model):
+    """What tests read to see what a client did: kept per client and per grant."""
+
+    codes_issued = models.PositiveIntegerField(default=0)
+    token_requests = models.PositiveIntegerField(default=0)
+    refreshes = models.PositiveIntegerField(default=0)
+    rotated_reuses = models.PositiveIntegerField(default=0)
+    revocations = models.PositiveIntegerField(default=0)
+    account_calls = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        abstract = True
+
+
+class SandboxClient(ClientMixin, SandboxCounters):
     client_id = models.CharField(max_length=64, unique=True)
     client_secret = models.CharField(max_length=128, blank=True)
     name = models.CharField(max_length=120)
@@ -64,13 +78,6 @@ class SandboxClient(ClientMixin, models.Model):
     # Shifts the sandbox's notion of "now" for this client, so tests can jump days ahead.
     clock_offset_seconds = models.IntegerField(default=0)
 
-    # Counters.
-    codes_issued = models.PositiveIntegerField(default=0)
-    token_requests = models.PositiveIntegerField(default=0)
-    refreshes = models.PositiveIntegerField(default=0)
-    rotated_reuses = models.PositiveIntegerField(default=0)
-    revocations = models.PositiveIntegerField(default=0)
-    account_calls = models.PositiveIntegerField(default=0)
 
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -149,7 +156,7 @@ class SandboxAccount(models.Model):
         return f"{self.kind} {self.masked_number}"
 
 
-class SandboxGrant(models.Model):
+class SandboxGrant(SandboxCounters):
     """One consent: a user let a client reach one account. The absolute cap counts from here."""
 
     client = models.ForeignKey(SandboxClient, on_delete=models.CASCADE, related_name="grants")
@@ -159,13 +166,6 @@ class SandboxGrant(models.Model):
     consented_at = models.DateTimeField()
     revoked_at = models.DateTimeField(null=True, blank=True)
     revoked_reason = models.CharField(max_length=64, blank=True)
-
-    codes_issued = models.PositiveIntegerField(default=0)
-    token_requests = models.PositiveIntegerField(default=0)
-    refreshes = models.PositiveIntegerField(default=0)
-    rotated_reuses = models.PositiveIntegerField(default=0)
-    revocations = models.PositiveIntegerField(default=0)
-    account_calls = models.PositiveIntegerField(default=0)
 
     def __str__(self) -> str:
         return f"grant {self.pk} {self.user} → {self.client.name}"
