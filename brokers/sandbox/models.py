@@ -78,7 +78,6 @@ class SandboxClient(ClientMixin, SandboxCounters):
     # Shifts the sandbox's notion of "now" for this client, so tests can jump days ahead.
     clock_offset_seconds = models.IntegerField(default=0)
 
-
     created_at = models.DateTimeField(auto_now_add=True)
 
     def __str__(self) -> str:
