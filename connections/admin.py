@@ -126,6 +126,11 @@ class ConnectionAdmin(admin.ModelAdmin):
     def has_add_permission(self, request) -> bool:
         return False  # connections are made by people authorizing at their broker
 
+    def has_delete_permission(self, request, obj=None) -> bool:
+        # A deleted row would skip revocation and the permission check and erase the history:
+        # connections leave only through "Disconnect and revoke" (connection_disconnect).
+        return False
+
     @admin.display(description="User", ordering="user__email")
     def user_email(self, obj: Connection) -> str:
         return obj.user.email

@@ -43,7 +43,9 @@ class ErrorCategory(models.TextChoices):
 class Connection(models.Model):
     # A UUID set in Python: sealed tokens bind to the primary key before the first save.
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="broker_connections")
+    # PROTECT: deleting a person must not silently drop live grants and their history;
+    # admin disconnects (revoking) and deactivates instead (accounts.admin).
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="broker_connections")
     broker_slug = models.SlugField(max_length=64)
     broker_app = models.ForeignKey("brokers.BrokerApp", null=True, blank=True, on_delete=models.SET_NULL)
     environment = models.CharField(max_length=8, choices=Environment.choices, default=Environment.PAPER)
