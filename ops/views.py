@@ -9,8 +9,15 @@ from ops import health, metrics
 from ops.access import bearer_matches, is_staff
 
 
-def _report_response(report: dict) -> JsonResponse:
+def may_see_details(request) -> bool:
+    """Service details (worker host names, latencies, failure causes) are for operators only."""
+    return bearer_matches(request, settings.HEALTH_CHECK_TOKEN) or is_staff(request)
+
+
+def _report_response(report: dict, *, details: bool = True) -> JsonResponse:
     status = 503 if report["status"] == health.UNHEALTHY else 200
+    if not details:
+        report = {"status": report["status"]}
     return JsonResponse(report, status=status)
 
 
@@ -24,8 +31,11 @@ def health_live(request):
 @never_cache
 @require_GET
 def health_ready(request):
-    """Readiness: 503 only when the web cannot serve (database down); degraded is 200."""
-    return _report_response(health.health_report())
+    """Readiness: 503 only when the web cannot serve (database down); degraded is 200.
+
+    Anonymous callers (load balancers) get the status; details need the token or a staff session.
+    """
+    return _report_response(health.health_report(), details=may_see_details(request))
 
 
 @never_cache
@@ -33,8 +43,9 @@ def health_ready(request):
 def health_service(request, name: str):
     if name not in health.health_services():
         raise Http404(f"unknown service {name!r}")
-    (result,) = health.health_check_services(names=[name])
-    return JsonResponse(result.as_dict(), status=200 if result.ok else 503)
+    result = health.health_service_result(name)
+    body = result.as_dict() if may_see_details(request) else {"name": result.name, "ok": result.ok}
+    return JsonResponse(body, status=200 if result.ok else 503)
 
 
 @never_cache

@@ -11,11 +11,24 @@ from ops.models import ServiceHeartbeat
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
+TOKEN = "hc-token-123"
+
+
 @pytest.fixture(autouse=True)
-def fresh_report():
+def fresh_report(settings):
+    settings.HEALTH_CHECK_TOKEN = TOKEN
+    settings.HEALTH_CACHE_SECONDS = 0  # each test sees fresh checks unless it asks for the cache
     health.health_cache_clear()
     yield
     health.health_cache_clear()
+
+
+@pytest.fixture
+def operator():
+    """A monitor holding HEALTH_CHECK_TOKEN: it sees every service's details."""
+    from django.test import Client
+
+    return Client(HTTP_AUTHORIZATION=f"Bearer {TOKEN}")
 
 
 def beat_and_worker_alive(age_seconds=0):
@@ -28,9 +41,9 @@ def test_liveness_consults_nothing(client):
     assert client.get("/health/").json() == {"status": "ok"}
 
 
-def test_ready_is_healthy_with_every_service_up(client):
+def test_ready_is_healthy_with_every_service_up(operator):
     beat_and_worker_alive()
-    response = client.get("/health/ready/")
+    response = operator.get("/health/ready/")
     assert response.status_code == 200
     body = response.json()
     assert body["status"] == "healthy"
@@ -38,9 +51,9 @@ def test_ready_is_healthy_with_every_service_up(client):
     assert body["services"]["workers"]["data"]["alive"] == ["w1@host"]
 
 
-def test_ready_is_degraded_not_503_when_workers_and_beat_are_stale(client):
+def test_ready_is_degraded_not_503_when_workers_and_beat_are_stale(operator):
     beat_and_worker_alive(age_seconds=120)
-    response = client.get("/health/ready/")
+    response = operator.get("/health/ready/")
     assert response.status_code == 200
     body = response.json()
     assert body["status"] == "degraded"
@@ -53,11 +66,11 @@ def test_markers_do_not_count_as_workers(client):
     assert client.get("/health/service/workers/").status_code == 503
 
 
-def test_database_down_is_unhealthy_503(client, settings):
+def test_database_down_is_unhealthy_503(operator, settings):
     beat_and_worker_alive()
     settings.DATABASES["default"]["PORT"] = "1"  # nothing listens there; the request thread keeps its own connection
     try:
-        response = client.get("/health/ready/")
+        response = operator.get("/health/ready/")
     finally:
         settings.DATABASES["default"]["PORT"] = ""
     assert response.status_code == 503
@@ -65,12 +78,12 @@ def test_database_down_is_unhealthy_503(client, settings):
     assert not response.json()["services"]["database"]["ok"]
 
 
-def test_each_check_has_its_own_timeout(client, settings, monkeypatch):
+def test_each_check_has_its_own_timeout(operator, settings, monkeypatch):
     beat_and_worker_alive()
     settings.HEALTH_CHECK_TIMEOUT_SECONDS = 0.5
     monkeypatch.setitem(health.__dict__, "check_redis", lambda: time.sleep(5))
     started = time.monotonic()
-    response = client.get("/health/ready/")
+    response = operator.get("/health/ready/")
     assert time.monotonic() - started < 2
     body = response.json()
     assert response.status_code == 200 and body["status"] == "degraded"
@@ -78,27 +91,26 @@ def test_each_check_has_its_own_timeout(client, settings, monkeypatch):
     assert body["services"]["database"]["ok"]
 
 
-def test_service_endpoint(client):
+def test_service_endpoint(operator):
     beat_and_worker_alive()
-    assert client.get("/health/service/database/").json()["ok"] is True
-    assert client.get("/health/service/redis/").status_code == 200
-    assert client.get("/health/service/beat/").status_code == 200
-    assert client.get("/health/service/nonsense/").status_code == 404
-    assert client.get("/health/service/broker/").status_code == 404  # Redis is configured here
+    assert operator.get("/health/service/database/").json()["ok"] is True
+    assert operator.get("/health/service/redis/").status_code == 200
+    assert operator.get("/health/service/beat/").status_code == 200
+    assert operator.get("/health/service/nonsense/").status_code == 404
+    assert operator.get("/health/service/broker/").status_code == 404  # Redis is configured here
 
 
-def test_embedded_broker_check(client, settings, tmp_path):
+def test_embedded_broker_check(operator, settings, tmp_path):
     settings.REDIS_URL = ""
     settings.CELERY_EMBEDDED_BROKER_DIR = tmp_path / "broker"
-    assert client.get("/health/service/broker/").status_code == 503
+    assert operator.get("/health/service/broker/").status_code == 503
     (tmp_path / "broker").mkdir()
-    assert client.get("/health/service/broker/").json()["ok"] is True
-    assert client.get("/health/service/redis/").status_code == 404
+    assert operator.get("/health/service/broker/").json()["ok"] is True
+    assert operator.get("/health/service/redis/").status_code == 404
 
 
 def test_ready_is_cached_and_forced_check_bypasses_it(client, settings, django_user_model):
     settings.HEALTH_CACHE_SECONDS = 60
-    settings.HEALTH_CHECK_TOKEN = "hc-token-123"
     assert client.get("/health/ready/").json()["status"] == "degraded"
     beat_and_worker_alive()
     assert client.get("/health/ready/").json()["status"] == "degraded"  # cached
@@ -128,3 +140,30 @@ def test_forced_check_by_staff_session_needs_csrf(settings, django_user_model):
     other = Client()
     other.force_login(plain)
     assert other.post("/health/check/").status_code == 403
+
+
+def test_anonymous_callers_get_the_status_only(client, operator, settings):
+    """Security finding 2: no host names, no exception text for anonymous callers."""
+    beat_and_worker_alive()
+    ready = client.get("/health/ready/").json()
+    assert ready == {"status": "healthy"}
+    assert client.get("/health/service/workers/").json() == {"name": "workers", "ok": True}
+    assert "w1@host" not in client.get("/health/service/workers/").content.decode()
+    assert operator.get("/health/service/workers/").json()["data"]["alive"] == ["w1@host"]
+
+
+def test_failure_text_is_logged_not_returned(operator, settings, captured_logs):
+    settings.REDIS_URL = "redis://:s3cret-pw@127.0.0.1:1/0"  # nothing listens on port 1
+    body = operator.get("/health/service/redis/").json()
+    assert body["ok"] is False
+    assert "127.0.0.1" not in body["detail"] and "Error" in body["detail"] and "see the logs" in body["detail"]
+    assert "ops.health.check_failed" in captured_logs
+
+
+def test_service_results_are_cached(client, settings):
+    settings.HEALTH_CACHE_SECONDS = 60
+    assert client.get("/health/service/workers/").status_code == 503
+    beat_and_worker_alive()
+    assert client.get("/health/service/workers/").status_code == 503  # cached
+    health.health_cache_clear()
+    assert client.get("/health/service/workers/").status_code == 200

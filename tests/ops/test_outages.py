@@ -22,7 +22,7 @@ def serve(env):
 
 
 def ready(base):
-    response = requests.get(f"{base}/health/ready/", timeout=10)
+    response = requests.get(f"{base}/health/ready/", headers={"Authorization": "Bearer outage-token"}, timeout=10)
     return response.status_code, response.json()
 
 
@@ -30,7 +30,8 @@ def test_redis_down_degrades_readiness_while_pages_still_serve(private_redis):
     now = timezone.now()
     ServiceHeartbeat.objects.create(kind="worker", name="w1@host", last_seen_at=now)
     ServiceHeartbeat.objects.create(kind="beat", name="host:1", last_seen_at=now)
-    base, server = serve(subprocess_env(REDIS_URL=private_redis.url, HEALTH_CACHE_SECONDS="0"))
+    base, server = serve(subprocess_env(REDIS_URL=private_redis.url, HEALTH_CACHE_SECONDS="0",
+                                        HEALTH_CHECK_TOKEN="outage-token"))
     with server:
         status, body = ready(base)
         assert (status, body["status"]) == (200, "healthy"), body
