@@ -27,7 +27,9 @@ from django.conf import settings
 from django.db import DatabaseError
 
 from brokers.profile import BrokerProfile, RateLimit, TokenRules
-from brokers.registry import RESERVED_SLUGS, url_problem, validate_profile
+from brokers.registry import RESERVED_SLUGS, validate_profile
+from outbound.clients import outbound_session, refused_by_policy
+from outbound.policy import OutboundRefused, outbound_url_problem
 
 log = logging.getLogger(__name__)
 
@@ -88,23 +90,39 @@ class FileResult:
 
 # --- discovery (RFC 8414) ------------------------------------------------------------------
 
+# One message for every way a fetch can fail: distinct ones (refused, timed out, HTTP 404,
+# not JSON) would turn the admin form into a port scanner. The reason goes to the log.
+DISCOVERY_FAILED = "could not fetch RFC 8414 metadata from this URL"
+
+
+def _discovery_failed(url: str, reason: str) -> DiscoveryError:
+    log.warning("brokers.custom.discovery_failed", extra={"reason": reason})
+    return DiscoveryError(DISCOVERY_FAILED)
+
+
 def fetch_authorization_server_metadata(url: str) -> dict:
-    """GET an RFC 8414 metadata document, checking that it is JSON and names its issuer."""
+    """GET an RFC 8414 metadata document, checking that it is JSON and names its issuer.
+
+    Through the outbound-URL policy (checked address pinned) and never following a redirect.
+    """
     try:
-        response = requests.get(url, timeout=DISCOVERY_TIMEOUT_SECONDS, headers={"Accept": "application/json"})
-    except requests.RequestException as exc:
-        raise DiscoveryError(f"could not fetch metadata: {type(exc).__name__}") from exc
+        response = outbound_session().get(
+            url, timeout=DISCOVERY_TIMEOUT_SECONDS, headers={"Accept": "application/json"}, allow_redirects=False
+        )
+    except (requests.RequestException, OutboundRefused) as exc:
+        reason = "refused by the outbound-URL policy" if refused_by_policy(exc) else type(exc).__name__
+        raise _discovery_failed(url, reason) from exc
     if response.status_code != 200:
-        raise DiscoveryError(f"metadata answered HTTP {response.status_code}")
+        raise _discovery_failed(url, f"HTTP {response.status_code}")
     try:
         metadata = response.json()
     except ValueError as exc:
-        raise DiscoveryError("metadata is not JSON") from exc
+        raise _discovery_failed(url, "not JSON") from exc
     if not isinstance(metadata, dict):
-        raise DiscoveryError("metadata is not a JSON object")
+        raise _discovery_failed(url, "not a JSON object")
     issuer = metadata.get("issuer")
     if not isinstance(issuer, str) or not issuer:
-        raise DiscoveryError("metadata has no issuer")
+        raise _discovery_failed(url, "no issuer")
     # RFC 8414 section 3.3: the issuer must be the authority the metadata was fetched from.
     if _origin(issuer) != _origin(url):
         raise DiscoveryError(f"metadata issuer {issuer!r} does not match the discovery URL's host")
@@ -185,10 +203,17 @@ def resolve_spec(slug: str, spec: Any, *, origin: str = "", discover: bool = Tru
     if problems:
         raise BrokerSpecError(slug, problems, origin=origin)
 
-    if discover and spec.get("discovery_url"):
-        if problem := url_problem(spec["discovery_url"]):
-            raise BrokerSpecError(slug, [("discovery_url", problem)], origin=origin)
-        if not (spec.get("authorize_url") and spec.get("token_url") and spec.get("revoke_url")):
+    if discover:
+        # The hosts brokerlink will call, resolved now; the clients check again at each connection.
+        called = {key: spec.get(key) for key in ("discovery_url", "token_url", "revoke_url")}
+        called.update({f"api_base_urls.{env}": url for env, url in (spec.get("api_base_urls") or {}).items()})
+        for key, url in called.items():
+            if isinstance(url, str) and url and (problem := outbound_url_problem(url)):
+                problems.append((key, problem))
+        if problems:
+            raise BrokerSpecError(slug, problems, origin=origin)
+        endpoints_missing = not (spec.get("authorize_url") and spec.get("token_url") and spec.get("revoke_url"))
+        if spec.get("discovery_url") and endpoints_missing:
             try:
                 spec = apply_metadata(spec, fetch_authorization_server_metadata(spec["discovery_url"]))
             except DiscoveryError as exc:

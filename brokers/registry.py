@@ -11,9 +11,7 @@ and one line in BUILTIN_PROFILES.
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import replace
-from urllib.parse import urlsplit
 
 from brokers.profile import BrokerProfile
 from brokers.profiles import (
@@ -28,6 +26,7 @@ from brokers.profiles import (
     tradier,
     upstox,
 )
+from outbound.policy import outbound_url_problem
 
 BUILTIN_PROFILES: tuple[BrokerProfile, ...] = (
     alpaca.PROFILE,
@@ -45,7 +44,6 @@ RESERVED_SLUGS = frozenset({p.slug for p in BUILTIN_PROFILES} | {SANDBOX_SLUG})
 
 # Values every built-in profile must cite a source for.
 REQUIRED_SOURCES = ("authorize_url", "token_url", "token_rules")
-LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 
 
 class UnknownBroker(LookupError):
@@ -117,24 +115,12 @@ def profile_for_sandbox_emulation(slug: str, *, root: str | None = None) -> Brok
 
 
 def url_problem(url: str) -> str | None:
-    """Why `url` is unacceptable for a broker endpoint, or None if it is fine."""
-    parts = urlsplit(url or "")
-    if not parts.scheme or not parts.hostname:
-        return "must be an absolute https:// URL"
-    if parts.scheme == "https":
-        return None
-    if parts.scheme == "http" and _is_local(parts.hostname):
-        return None
-    return "must be an https:// URL (http allowed only for 127.0.0.1/localhost)"
+    """Why `url` is unacceptable for a broker endpoint, or None if it is fine.
 
-
-def _is_local(host: str) -> bool:
-    if host in LOCAL_HOSTS:
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    The form of the URL only (outbound.policy); hosts are resolved and checked when an
+    administrator saves a custom broker and again at every connection.
+    """
+    return outbound_url_problem(url, resolve_host=False)
 
 
 def validate_profile(profile: BrokerProfile, *, require_sources: bool = True) -> list[str]:

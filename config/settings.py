@@ -232,6 +232,10 @@ SANDBOX_ENABLED = env_bool("SANDBOX_ENABLED", default=not PRODUCTION)
 # Real brokers whose BrokerApp is served by the sandbox emulating that broker ("*" = all):
 # how the demo and the contract suite exercise every profile with no real broker reachable.
 SANDBOX_EMULATE_BROKERS = env_list("SANDBOX_EMULATE_BROKERS")
+# Development switch of the outbound-URL policy (outbound.policy): plain http to a loopback
+# host (the sandbox on 127.0.0.1). Off in production, where every URL brokerlink calls must be
+# https to a public address.
+OUTBOUND_ALLOW_LOOPBACK_HTTP = env_bool("OUTBOUND_ALLOW_LOOPBACK_HTTP", default=not PRODUCTION)
 BROKER_CONNECT_TIMEOUT_SECONDS = float(env_str("BROKER_CONNECT_TIMEOUT_SECONDS", "5"))
 BROKER_READ_TIMEOUT_SECONDS = float(env_str("BROKER_READ_TIMEOUT_SECONDS", "10"))
 # /metrics and POST /health/check/ accept `Authorization: Bearer <token>` (or a staff session).

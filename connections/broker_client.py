@@ -28,7 +28,9 @@ from django.views.decorators.debug import sensitive_variables
 
 from brokers.models import BrokerApp
 from brokers.profile import BrokerProfile
-from connections.errors import NETWORK, UNEXPECTED, BrokerError, classify_response
+from connections.errors import CONFIGURATION, NETWORK, UNEXPECTED, BrokerError, classify_response
+from outbound.clients import outbound_session, refused_by_policy
+from outbound.policy import OutboundRefused
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +47,8 @@ def default_timeout() -> tuple[float, float]:
 
 
 def http_session() -> requests.Session:
-    session = requests.Session()
+    """A session under the outbound-URL policy: addresses checked and pinned, no proxies."""
+    session = outbound_session()
     session.headers["User-Agent"] = USER_AGENT
     session.headers["Accept"] = "application/json"
     return session
@@ -90,11 +93,15 @@ def broker_call(
     log_fields = {"broker": profile.slug, "during": during}
     try:
         response = session.request(method, url, timeout=timeout, allow_redirects=False, **kwargs)
+    except OutboundRefused as exc:
+        raise _policy_refusal(profile, log_fields) from exc
     except requests.Timeout as exc:
         seconds = timeout[1] if isinstance(timeout, tuple) else timeout
         logger.warning("connections.broker.timeout", extra=log_fields)
         raise BrokerError(NETWORK, f"{profile.name} did not answer within {seconds:g} seconds.") from exc
     except requests.ConnectionError as exc:
+        if refused_by_policy(exc):
+            raise _policy_refusal(profile, log_fields) from exc
         logger.warning("connections.broker.unreachable", extra=log_fields)
         raise BrokerError(NETWORK, f"brokerlink could not reach {profile.name}.") from exc
     except requests.RequestException as exc:
@@ -121,6 +128,14 @@ def broker_call(
             error.error_code = HTML_ERROR_CODE
         raise error
     return BrokerResponse(status=response.status_code, body=body, latency_ms=latency_ms, headers=headers)
+
+
+def _policy_refusal(profile: BrokerProfile, log_fields: dict) -> BrokerError:
+    logger.warning("connections.broker.outbound_refused", extra=log_fields)
+    return BrokerError(
+        CONFIGURATION,
+        f"{profile.name}'s endpoint is not an address brokerlink may call (https to a public host only).",
+    )
 
 
 @sensitive_variables()

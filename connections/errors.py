@@ -127,6 +127,13 @@ def classify_response(
             kind = "an HTML page" if "html" in content_type else "a response that is not JSON"
             return BrokerError(UNEXPECTED, f"{broker_name} sent {kind} instead of JSON.", http_status=status)
         return None
+    if 300 <= status < 400:
+        # Never followed: a redirect could lead anywhere (the outbound-URL policy), and a
+        # heartbeat that lands on some 200 page proves nothing about the token.
+        return BrokerError(
+            UNEXPECTED, f"{broker_name} answered with a redirect (HTTP {status}); brokerlink does not follow them.",
+            http_status=status,
+        )
     if status == 429:
         return BrokerError(
             RATE_LIMITED,

@@ -49,6 +49,14 @@ class WebhookEndpointForm(forms.ModelForm):
         model = WebhookEndpoint
         fields = ["name", "url", "enabled", "event_types"]
 
+    def clean_url(self):
+        from outbound.policy import outbound_url_problem
+
+        url = self.cleaned_data["url"]
+        if problem := outbound_url_problem(url):
+            raise forms.ValidationError(f"The URL {problem}.")
+        return url
+
     def clean(self):
         cleaned = super().clean()
         if not (self.instance.pk and self.instance.secret_sealed) and not cleaned.get("new_secret"):

@@ -33,6 +33,8 @@ from django.utils import timezone
 
 from config.env import tunable
 from ops.models import WebhookDelivery, WebhookEndpoint
+from outbound.clients import outbound_session, refused_by_policy
+from outbound.policy import OutboundRefused
 
 logger = logging.getLogger(__name__)
 
@@ -222,15 +224,20 @@ def webhook_deliver(delivery_id, *, now: datetime | None = None) -> str:
         error = "The endpoint is disabled."
     else:
         try:
-            response = requests.post(
+            response = outbound_session().post(
                 endpoint.url, data=body, headers=headers, timeout=webhook_setting("TIMEOUT_SECONDS"),
                 allow_redirects=False,
             )
             status_code = response.status_code
-            if not 200 <= status_code < 300:
+            if 300 <= status_code < 400:
+                error = f"The endpoint answered with a redirect (HTTP {status_code}); redirects are not followed."
+            elif not 200 <= status_code < 300:
                 error = f"The endpoint answered HTTP {status_code}."
-        except requests.RequestException as exc:
-            error = f"No answer from the endpoint ({type(exc).__name__})."
+        except (requests.RequestException, OutboundRefused) as exc:
+            if refused_by_policy(exc):
+                error = "The endpoint's URL is not allowed (https to a public host only)."
+            else:
+                error = f"No answer from the endpoint ({type(exc).__name__})."
     delivery.response_status = status_code
     delivery.last_error = error[:500]
     if not error:

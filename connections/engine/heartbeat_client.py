@@ -16,6 +16,8 @@ import aiohttp
 
 from connections import errors
 from connections.errors import BrokerError, classify_response
+from outbound.clients import outbound_connector, refused_by_policy
+from outbound.policy import OutboundRefused, url_target
 
 USER_AGENT = "brokerlink-heartbeat/1.0"
 
@@ -45,22 +47,35 @@ def _auth_header(token_type: str, token: str) -> str:
     return f"{scheme} {token}"
 
 
+def _refused(req: HeartbeatRequest) -> BrokerError:
+    return BrokerError(
+        errors.CONFIGURATION,
+        f"{req.broker_name}'s endpoint is not an address brokerlink may call (https to a public host only).",
+    )
+
+
 async def _one(session: aiohttp.ClientSession, sem: asyncio.Semaphore, req: HeartbeatRequest) -> HeartbeatResult:
     async with sem:
         started = time.perf_counter()
         try:
+            url_target(req.url)  # form only; the connector's resolver checks the addresses
             async with session.get(
-                req.url, headers={"Authorization": _auth_header(req.token_type, req.access_token)}
+                req.url, headers={"Authorization": _auth_header(req.token_type, req.access_token)},
+                allow_redirects=False,
             ) as response:
                 raw = await response.read()
                 status = response.status
                 content_type = response.headers.get("Content-Type", "")
                 headers = dict(response.headers)
+        except OutboundRefused:
+            return HeartbeatResult(req.key, False, 0, error=_refused(req))
         except TimeoutError:
             latency = int((time.perf_counter() - started) * 1000)
             message = f"{req.broker_name} did not answer in time."
             return HeartbeatResult(req.key, False, latency, error=BrokerError(errors.NETWORK, message))
         except aiohttp.ClientError as exc:
+            if refused_by_policy(exc):
+                return HeartbeatResult(req.key, False, 0, error=_refused(req))
             latency = int((time.perf_counter() - started) * 1000)
             message = f"{req.broker_name} could not be reached ({type(exc).__name__})."
             return HeartbeatResult(req.key, False, latency, error=BrokerError(errors.NETWORK, message))
@@ -89,7 +104,8 @@ async def heartbeats_run_async(
     if not items:
         return []
     sem = asyncio.Semaphore(max(1, concurrency))
-    connector = aiohttp.TCPConnector(limit=max(1, concurrency), ttl_dns_cache=300)
+    # The policy's resolver: every address checked, aiohttp connects to exactly those.
+    connector = outbound_connector(limit=max(1, concurrency), ttl_dns_cache=300)
     client_timeout = aiohttp.ClientTimeout(total=timeout)
     async with aiohttp.ClientSession(
         connector=connector, timeout=client_timeout, headers={"User-Agent": USER_AGENT, "Accept": "application/json"}

@@ -109,7 +109,7 @@ def test_broken_yaml_broker_error_names_file_broker_and_field(brokers_file):
     assert result.profiles == []
     assert result.errors == [
         f'BROKERS_FILE {path}: broker "acme": token_url: must be an https:// URL '
-        "(http allowed only for 127.0.0.1/localhost)"
+        "(http only to 127.0.0.1/localhost in development)"
     ]
     errors = check_broker_profiles()
     assert [e.id for e in errors] == ["brokers.E002"]
@@ -191,7 +191,8 @@ def test_discovery_failure_names_the_field(metadata_server):
     root, _ = metadata_server
     with pytest.raises(BrokerSpecError) as info:
         resolve_spec("x", {"discovery_url": f"{root}/missing", "api_base_url": root})
-    assert info.value.problems == [("discovery_url", "metadata answered HTTP 404")]
+    # One message whatever went wrong, so the form cannot probe ports (security finding 3).
+    assert info.value.problems == [("discovery_url", "could not fetch RFC 8414 metadata from this URL")]
 
 
 @pytest.mark.django_db

@@ -1,0 +1,133 @@
+"""HTTP clients that enforce outbound.policy at connection time, with the checked address pinned.
+
+The URL was checked when it was saved, but DNS can answer differently a minute later
+(rebinding). So the clients resolve the host themselves, check every address, and connect
+to an address they checked, never letting the library resolve the name again:
+
+- `outbound_session()`: a requests Session whose connection pools open sockets through
+  `_new_conn` below; proxies and .netrc from the environment are ignored (a proxy would
+  connect on our behalf to anything).
+- `outbound_connector()`: an aiohttp TCPConnector with a resolver that refuses disallowed
+  addresses (aiohttp connects to exactly what its resolver returned).
+
+Neither follows redirects: callers pass allow_redirects=False and treat 3xx as an error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.exceptions import NewConnectionError
+from urllib3.util import connection as urllib3_connection
+
+from outbound.policy import OutboundRefused, allowed_addresses, url_target
+
+
+class OutboundBlocked(NewConnectionError):
+    """urllib3's view of a policy refusal at connection time."""
+
+
+class OutboundAddressRefused(OSError):
+    """aiohttp's view of a policy refusal at connection time."""
+
+
+def refused_by_policy(exc: BaseException | None) -> bool:
+    """True when a requests/aiohttp exception (or its causes) is the policy refusing the address."""
+    seen = 0
+    while exc is not None and seen < 10:
+        if isinstance(exc, (OutboundRefused, OutboundBlocked, OutboundAddressRefused)):
+            return True
+        reason = getattr(exc, "reason", None) or getattr(exc, "os_error", None)
+        if isinstance(reason, (OutboundBlocked, OutboundAddressRefused)):
+            return True
+        args = getattr(exc, "args", ())
+        if args and isinstance(args[0], BaseException) and refused_by_policy(args[0]):
+            return True
+        exc = exc.__cause__ or exc.__context__
+        seen += 1
+    return False
+
+
+class _PinnedMixin:
+    def _new_conn(self) -> socket.socket:
+        try:
+            addresses = allowed_addresses(self._dns_host, self.port)
+        except OutboundRefused as refused:
+            raise OutboundBlocked(self, f"refused by the outbound-URL policy: {refused.message}") from None
+        last_error: OSError | None = None
+        for address in addresses:
+            try:
+                return urllib3_connection.create_connection(
+                    (address, self.port), self.timeout, source_address=self.source_address,
+                    socket_options=self.socket_options,
+                )
+            except OSError as exc:
+                last_error = exc
+        raise NewConnectionError(self, f"Failed to establish a new connection: {last_error}")
+
+
+class PinnedHTTPConnection(_PinnedMixin, HTTPConnection):
+    pass
+
+
+class PinnedHTTPSConnection(_PinnedMixin, HTTPSConnection):
+    pass
+
+
+class PinnedHTTPConnectionPool(HTTPConnectionPool):
+    ConnectionCls = PinnedHTTPConnection
+
+
+class PinnedHTTPSConnectionPool(HTTPSConnectionPool):
+    ConnectionCls = PinnedHTTPSConnection
+
+
+class OutboundAdapter(HTTPAdapter):
+    def init_poolmanager(self, *args, **kwargs):
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {"http": PinnedHTTPConnectionPool, "https": PinnedHTTPSConnectionPool}
+
+    def send(self, request, *args, **kwargs):
+        url_target(request.url)  # scheme, user-info, parser agreement, literal addresses
+        return super().send(request, *args, **kwargs)
+
+
+def outbound_session() -> requests.Session:
+    session = requests.Session()
+    session.trust_env = False
+    session.max_redirects = 0
+    adapter = OutboundAdapter()
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
+
+
+class PolicyResolver:
+    """aiohttp resolver: the policy's resolution and check, run in a thread."""
+
+    async def resolve(self, host: str, port: int = 0, family: int = socket.AF_INET) -> list[dict]:
+        loop = asyncio.get_running_loop()
+        try:
+            addresses = await loop.run_in_executor(None, allowed_addresses, host, port)
+        except OutboundRefused as refused:
+            raise OutboundAddressRefused(f"refused by the outbound-URL policy: {refused.message}") from None
+        return [
+            {"hostname": host, "host": address, "port": port,
+             "family": socket.AF_INET6 if ":" in address else socket.AF_INET, "proto": 0,
+             "flags": socket.AI_NUMERICHOST}
+            for address in addresses
+        ]
+
+    async def close(self) -> None:
+        return None
+
+
+def outbound_connector(**kwargs):
+    import aiohttp
+
+    return aiohttp.TCPConnector(resolver=PolicyResolver(), **kwargs)
