@@ -180,7 +180,9 @@ def _breakers(now) -> list[dict]:
 @login_required
 @require_GET
 def system_status(request):
-    if not request.user.is_staff:
+    from accounts.mfa import staff_verified
+
+    if not staff_verified(request.user):
         raise PermissionDenied
     now = timezone.now()
     overall, services = _services()

@@ -24,5 +24,7 @@ def bearer_matches(request: HttpRequest, expected: str) -> bool:
 
 
 def is_staff(request: HttpRequest) -> bool:
-    user = getattr(request, "user", None)
-    return bool(user is not None and user.is_authenticated and user.is_active and user.is_staff)
+    """Active staff who signed in with a second factor (accounts.mfa)."""
+    from accounts.mfa import staff_verified
+
+    return staff_verified(getattr(request, "user", None))

@@ -107,3 +107,24 @@ def running(cmd: list[str], *, env: dict[str, str], ready_url: str | None = None
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+def with_second_factor(user):
+    """Enrol a TOTP authenticator for `user` (staff need one for admin and operator pages).
+
+    Returns the user; its base32 secret is on `user.totp_secret` for tests that sign in.
+    """
+    from allauth.mfa.totp.internal.auth import TOTP, generate_totp_secret
+
+    secret = generate_totp_secret()
+    TOTP.activate(user, secret)
+    user.totp_secret = secret
+    return user
+
+
+def totp_code(secret: str) -> str:
+    import time
+
+    from allauth.mfa.totp.internal.auth import format_hotp_value, hotp_value
+
+    return format_hotp_value(hotp_value(secret, int(time.time()) // 30))

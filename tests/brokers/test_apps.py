@@ -9,6 +9,7 @@ from brokers.services import (
     broker_app_for,
     broker_catalog,
 )
+from tests.support import with_second_factor
 
 pytestmark = pytest.mark.django_db
 
@@ -26,6 +27,7 @@ def alpaca_app():
 @pytest.fixture
 def admin_client(client, django_user_model):
     admin = django_user_model.objects.create_superuser(email="root@example.com", password="correct horse battery")
+    with_second_factor(admin)
     client.force_login(admin)
     return client
 

@@ -12,6 +12,7 @@ from connections.engine.models import SweepRun
 from connections.models import CheckResult, Connection, ConnectionStatus
 from ops.alerts import alerts_evaluate, conditions_measure
 from ops.models import Alert
+from tests.support import with_second_factor
 
 pytestmark = pytest.mark.django_db
 
@@ -129,6 +130,7 @@ def test_too_few_checks_raise_nothing(user):
 
 def test_alerts_are_shown_and_acknowledged_on_the_system_status_page(user, client, django_user_model):
     staff = django_user_model.objects.create_user(email="ops@example.com", password="x" * 12, is_staff=True)
+    with_second_factor(staff)
     now = timezone.now()
     record_checks(make_connections(user, 5), at=now, ok=False)
     alerts_evaluate(now=now)
@@ -153,6 +155,7 @@ def test_alerts_are_shown_and_acknowledged_on_the_system_status_page(user, clien
 
 def test_alert_admin_acknowledge_action(user, client, django_user_model):
     root = django_user_model.objects.create_superuser(email="root@example.com", password="x" * 12)
+    with_second_factor(root)
     record_checks(make_connections(user, 5), at=timezone.now(), ok=False)
     alerts_evaluate()
     alert = open_alert(Alert.Kind.HIGH_ERROR_RATE)

@@ -6,6 +6,7 @@ from django.utils import timezone
 
 from ops import health
 from ops.models import ServiceHeartbeat
+from tests.support import with_second_factor
 
 # The checks run in their own threads (own database connections): rows must be committed.
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -126,6 +127,7 @@ def test_forced_check_by_staff_session_needs_csrf(settings, django_user_model):
     from django.test import Client
 
     staff = django_user_model.objects.create_user(email="ops@example.com", password="pw-ops-123", is_staff=True)
+    with_second_factor(staff)
     browser = Client(enforce_csrf_checks=True)
     browser.force_login(staff)
     assert browser.post("/health/check/").status_code == 403

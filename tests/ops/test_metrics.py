@@ -6,6 +6,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from connections.models import CheckResult, Connection, ConnectionEvent
 from ops import health
+from tests.support import with_second_factor
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -31,6 +32,7 @@ def test_metrics_require_token_or_staff(client, django_user_model):
     assert client.get("/metrics").status_code == 403
     assert client.get("/metrics", HTTP_AUTHORIZATION="Bearer nope").status_code == 403
     staff = django_user_model.objects.create_user(email="ops@example.com", password="pw-ops-123", is_staff=True)
+    with_second_factor(staff)
     client.force_login(staff)
     assert client.get("/metrics").status_code == 200
 

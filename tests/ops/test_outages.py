@@ -68,24 +68,24 @@ def test_postgres_restart_causes_no_error_page(private_postgres, django_user_mod
                              capture_output=True, text=True, timeout=180)
     assert migrate.returncode == 0, migrate.stderr[-3000:]
     create = subprocess.run(
-        [PYTHON, "manage.py", "createsuperuser", "--noinput", "--email", "admin@example.com"],
-        cwd=ROOT, env={**env, "DJANGO_SUPERUSER_PASSWORD": "pw-admin-123"}, capture_output=True, text=True, timeout=60,
+        [PYTHON, "manage.py", "ensure_demo_user", "--email", "person@example.com", "--password", "pw-person-123"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
     )
     assert create.returncode == 0, create.stderr[-3000:]
 
     base, server = serve(env)
     with server:
         browser = requests.Session()
-        browser.get(f"{base}/admin/login/", timeout=10)
+        browser.get(f"{base}/accounts/login/", timeout=10)
         browser.post(
-            f"{base}/admin/login/?next=/admin/",
-            data={"username": "admin@example.com", "password": "pw-admin-123",
-                  "csrfmiddlewaretoken": browser.cookies["csrftoken"], "next": "/admin/"},
-            headers={"Referer": f"{base}/admin/login/"}, timeout=10,
+            f"{base}/accounts/login/",
+            data={"login": "person@example.com", "password": "pw-person-123",
+                  "csrfmiddlewaretoken": browser.cookies["csrftoken"]},
+            headers={"Referer": f"{base}/accounts/login/"}, timeout=10,
         )
         # Pages that read the session and the user from the database, on persistent connections.
         for _ in range(3):
-            assert browser.get(f"{base}/admin/", timeout=10, allow_redirects=False).status_code == 200
+            assert browser.get(f"{base}/connections/", timeout=10, allow_redirects=False).status_code == 200
 
         private_postgres.stop()
         status, body = ready(base)
@@ -94,6 +94,6 @@ def test_postgres_restart_causes_no_error_page(private_postgres, django_user_mod
         private_postgres.start()
         time.sleep(0.5)
         # The first request after PostgreSQL is back: health-checked connections reconnect, no error page.
-        first = browser.get(f"{base}/admin/", timeout=10, allow_redirects=False)
+        first = browser.get(f"{base}/connections/", timeout=10, allow_redirects=False)
         assert first.status_code == 200, first.text[:500]
         assert ready(base)[0] == 200

@@ -16,6 +16,7 @@ from connections.state import connection_transition
 from ops.models import WebhookDelivery, WebhookEndpoint
 from ops.tasks import webhooks_retry_due
 from ops.webhooks import webhook_deliver, webhook_signature, webhook_signature_verify
+from tests.support import with_second_factor
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -172,6 +173,7 @@ def test_a_manual_check_that_recovers_is_a_recovery(connection):
 
 def test_endpoints_in_admin_keep_the_secret_write_only(client, django_user_model):
     root = django_user_model.objects.create_superuser(email="root@example.com", password="x" * 12)
+    with_second_factor(root)
     client.force_login(root)
     response = client.post(
         reverse("admin:ops_webhookendpoint_add"),

@@ -20,7 +20,7 @@ from connections.errors import CONFIGURATION, BrokerError
 from ops.models import WebhookDelivery, WebhookEndpoint
 from ops.webhooks import webhook_deliver
 from outbound import policy
-from tests.support import free_port
+from tests.support import free_port, with_second_factor
 
 SECRET = "whsec-test-0123456789abcdef"
 PROFILE = BrokerProfile(slug="acme", name="Acme", authorize_url="", token_url="", api_base_urls={},
@@ -116,6 +116,7 @@ def test_admin_custom_broker_refuses_a_host_resolving_to_a_private_address(clien
     hostile_resolver["auth.evil.test"] = ["10.1.2.3"]
     hostile_resolver["api.evil.test"] = ["93.184.215.14", "169.254.169.254"]
     root = django_user_model.objects.create_superuser(email="root@example.com", password="x" * 12)
+    with_second_factor(root)
     client.force_login(root)
     response = client.post(reverse("admin:brokers_custombroker_add"), {
         "slug": "evil", "name": "Evil", "authorize_url": "https://auth.evil.test/a",
@@ -180,6 +181,7 @@ def test_heartbeat_resolver_refuses_private_addresses(hostile_resolver):
 @pytest.mark.django_db(transaction=True)
 def test_webhook_admin_and_delivery_refuse_private_targets(client, django_user_model, hostile_resolver):
     root = django_user_model.objects.create_superuser(email="root@example.com", password="x" * 12)
+    with_second_factor(root)
     client.force_login(root)
     response = client.post(reverse("admin:ops_webhookendpoint_add"), {
         "name": "Redis", "url": "http://10.1.2.3:6379/", "enabled": "on", "new_secret": SECRET,

@@ -37,6 +37,8 @@ class Command(BaseCommand):
             "  Sign in with               " + user.email + "  /  " + password + "\n"
             "  Sandbox Broker login       " + sandbox_user.username + "  /  " + sandbox.DEMO_PASSWORD + "\n"
             "  Sandbox BrokerApp client   " + app.client_id + "\n"
+            "  Admin                      " + url + "/admin/ asks for a second factor: set up an\n"
+            "                             authenticator app at " + url + "/accounts/2fa/ once\n"
         )
 
     def _demo_user(self, password):
