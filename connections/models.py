@@ -144,6 +144,20 @@ class ConnectionEvent(models.Model):
         return f"{self.get_kind_display()} ({self.created_at:%Y-%m-%d %H:%M})"
 
 
+class OAuthStateUse(models.Model):
+    """A spent OAuth `state` (its SHA-256), so it is consumed exactly once across concurrent callbacks.
+
+    The session alone cannot do it: parallel requests each load the session before any of
+    them saves it. The unique insert is atomic on PostgreSQL and SQLite alike.
+    """
+
+    digest = models.CharField(max_length=64, unique=True)
+    used_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    def __str__(self) -> str:
+        return f"state {self.digest[:12]}… used {self.used_at:%Y-%m-%d %H:%M:%S}"
+
+
 class CheckResult(models.Model):
     """One heartbeat's raw outcome; kept for a bounded time, rolled up for uptime."""
 

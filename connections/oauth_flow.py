@@ -117,7 +117,31 @@ def flow_take(request, *, slug: str, state: str) -> PendingFlow:
         raise FlowError("state_unknown")
     if time.time() - flow.created_at > STATE_TTL_SECONDS:
         raise FlowError("state_expired")
+    if not state_consume(digest):
+        raise FlowError("state_replayed")
     return flow
+
+
+def state_consume(digest: str) -> bool:
+    """Mark a state spent, atomically, before any token request; False if someone already did.
+
+    Rows older than the state lifetime can never match a live flow, so they are pruned here.
+    """
+    from datetime import timedelta
+
+    from django.db import IntegrityError, transaction
+    from django.utils import timezone
+
+    from connections.models import OAuthStateUse
+
+    now = timezone.now()
+    OAuthStateUse.objects.filter(used_at__lt=now - timedelta(seconds=STATE_TTL_SECONDS * 2)).delete()
+    try:
+        with transaction.atomic():
+            OAuthStateUse.objects.create(digest=digest, used_at=now)
+    except IntegrityError:
+        return False
+    return True
 
 
 def _origin(url: str) -> tuple[str, str]:

@@ -142,3 +142,24 @@ def test_callback_requires_login(stack, path):
     response = Browser(stack).get(path, allow_redirects=False)
     assert response.status_code == 302
     assert urlsplit(response.headers["Location"]).path == "/accounts/login/"
+
+
+def test_one_state_spends_the_code_once_under_concurrent_callbacks(browser, sandbox_app, stack):
+    """Security finding 5: four simultaneous callbacks with one state make one token request."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import requests
+
+    _, client = sandbox_app
+    hop = browser.authorize("/connections/connect/sandbox/")
+    before = stack.sandbox.counters(client["client_id"])["token_requests"]
+
+    def callback(_):
+        session = requests.Session()
+        session.cookies.update(browser.session.cookies)
+        return session.get(hop.location, timeout=30).status_code
+
+    with ThreadPoolExecutor(4) as pool:
+        statuses = sorted(pool.map(callback, range(4)))
+    assert stack.sandbox.counters(client["client_id"])["token_requests"] - before == 1
+    assert statuses.count(200) == 1 and Connection.objects.count() == 1
