@@ -16,6 +16,7 @@ could carry one.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 NETWORK = "network"
@@ -92,6 +93,9 @@ def parse_retry_after(value: str | None) -> float | None:
         return max(0.0, (when - timezone.now()).total_seconds())
 
 
+SAFE_ERROR_CODE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+
+
 def _error_code(body) -> str:
     """The OAuth `error` code from a JSON body, including Schwab's nested description."""
     if not isinstance(body, dict):
@@ -102,7 +106,10 @@ def _error_code(body) -> str:
     errors = body.get("errors")
     if not code and isinstance(errors, list) and errors and isinstance(errors[0], dict):
         code = errors[0].get("id", "")
-    return str(code)
+    code = str(code)
+    # Echoed into messages and pages: anything but a short plain code (5,000 characters,
+    # control characters, markup) is dropped and the message falls back to the HTTP status.
+    return code if SAFE_ERROR_CODE.fullmatch(code) else ""
 
 
 def classify_response(
