@@ -4,6 +4,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from connections.models import ConnectionStatus
+from tests.support import with_second_factor
 
 pytestmark = pytest.mark.django_db
 
@@ -99,9 +100,10 @@ def test_detail_page(signed_in, make_connection):
     assert panel.status_code == 200 and f'id="panel-{connection.pk}"' in panel.content.decode()
 
 
-def test_check_now_returns_the_card_with_the_result(signed_in, make_connection, monkeypatch):
+def test_check_now_returns_the_card_with_the_result(signed_in, make_connection, monkeypatch, settings):
     from connections.engine import check
 
+    settings.CHECK_NOW_COOLDOWN_SECONDS = 0  # three presses in a row here; the cooldown has its own test
     connection = make_connection()
     seen = []
 
@@ -143,6 +145,8 @@ def test_system_status_is_staff_only(signed_in, user, client):
     user.is_staff = True
     user.save()
     client.force_login(user)
+    assert client.get(reverse("connections:system_status")).status_code == 403  # no second factor yet
+    with_second_factor(user)
     page = client.get(reverse("connections:system_status")).content.decode()
     assert 'data-service="database"' in page and 'data-service="workers"' in page
     assert 'data-broker="sandbox"' in page
