@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
@@ -71,6 +72,8 @@ def check_now(request, connection_id):
     notice = ""
     if connection_check_now is None:
         notice = "Checks are not available right now."
+    elif not check_now_allowed(connection):
+        notice = "This connection was checked moments ago; try again in a few seconds."
     else:
         try:
             connection_check_now(connection, actor=request.user)
@@ -97,7 +100,66 @@ def check_now(request, connection_id):
     return _fragment(request, "connections/partials/_card.html", context, final=view.is_final)
 
 
+def check_now_allowed(connection) -> bool:
+    """One "Check now" per connection per cooldown: each press is a call on the app's shared
+    broker quota. Atomic (cache.add); with the cache down it fails open, and the check's
+    lease still keeps presses from overlapping."""
+    from django.core.cache import cache
+
+    cooldown = int(getattr(settings, "CHECK_NOW_COOLDOWN_SECONDS", 10))
+    return cooldown <= 0 or cache.add(f"check-now-cooldown:{connection.pk}", 1, timeout=cooldown)
+
+
 # --- the stream -----------------------------------------------------------------------
+
+# Open streams per user in this process. Each holds a Redis subscription and a poll loop, so
+# one person's forty tabs must not hold forty of each. Per process on purpose: a crashed
+# process cannot leak counts, and the cap times the number of web processes stays small.
+_open_streams: dict[int, int] = {}
+
+
+def _too_many_streams() -> HttpResponse:
+    response = HttpResponse("Too many live pages open; close some tabs.", status=429, content_type="text/plain")
+    response["Retry-After"] = "30"
+    return response
+
+
+class _CountedStream:
+    """An event stream that gives its user's slot back exactly once, also when the client
+    left before it started (Django calls close() on every response it finishes)."""
+
+    def __init__(self, user_id: int, generator):
+        self.user_id = user_id
+        self.generator = generator
+        self.closed = False
+
+    def __aiter__(self):
+        return self._iterate()
+
+    async def _iterate(self):
+        try:
+            async for chunk in self.generator:
+                yield chunk
+        finally:
+            self.close()
+            await self.generator.aclose()
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        left = _open_streams.get(self.user_id, 1) - 1
+        if left > 0:
+            _open_streams[self.user_id] = left
+        else:
+            _open_streams.pop(self.user_id, None)
+
+
+def _user_stream(user_id: int, generator) -> StreamingHttpResponse | HttpResponse:
+    if _open_streams.get(user_id, 0) >= int(getattr(settings, "LIVE_STREAMS_PER_USER", 6)):
+        return _too_many_streams()
+    _open_streams[user_id] = _open_streams.get(user_id, 0) + 1
+    return _event_stream(_CountedStream(user_id, generator))
 
 
 def _event_stream(generator) -> StreamingHttpResponse:
@@ -112,7 +174,7 @@ async def stream(request):
     user = await request.auser()
     if not user.is_authenticated:
         return HttpResponse("Sign in to receive live updates.", status=403, content_type="text/plain")
-    return _event_stream(live.connection_stream(user.pk))
+    return _user_stream(user.pk, live.connection_stream(user.pk))
 
 
 async def connection_stream(request, connection_id):
@@ -123,7 +185,7 @@ async def connection_stream(request, connection_id):
     exists = await Connection.objects.filter(pk=connection_id, user=user).aexists()
     if not exists:
         raise Http404("No such connection.")
-    return _event_stream(live.connection_stream(user.pk, connection_id=connection_id))
+    return _user_stream(user.pk, live.connection_stream(user.pk, connection_id=connection_id))
 
 
 # --- system status --------------------------------------------------------------------
