@@ -254,6 +254,10 @@ HEALTH_FRESH_SECONDS = env_int("HEALTH_FRESH_SECONDS", 60)
 # /health/ready/ reuses its last report this long (per process); POST /health/check/ bypasses it.
 HEALTH_CACHE_SECONDS = float(env_str("HEALTH_CACHE_SECONDS", "5"))
 METRICS_WINDOW_SECONDS = env_int("METRICS_WINDOW_SECONDS", 3600)
+# A person's "Check now" on one connection at most once per this many seconds (shared broker quota).
+CHECK_NOW_COOLDOWN_SECONDS = env_int("CHECK_NOW_COOLDOWN_SECONDS", 10)
+# Live-update streams one user may hold open per web process (each holds a Redis subscription).
+LIVE_STREAMS_PER_USER = env_int("LIVE_STREAMS_PER_USER", 6)
 
 # --- Security -------------------------------------------------------------------------
 SESSION_COOKIE_HTTPONLY = True
