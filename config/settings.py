@@ -49,6 +49,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.humanize",
     "django_htmx",
+    "csp",
     "template_partials",
     "allauth",
     "allauth.account",
@@ -70,6 +71,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "allauth.account.middleware.AccountMiddleware",
     "accounts.middleware.SessionHardeningMiddleware",
@@ -284,6 +286,19 @@ if PRODUCTION:
     SECURE_HSTS_PRELOAD = True
     # /health/ is hit over plain HTTP by load balancers inside the private network.
     SECURE_REDIRECT_EXEMPT = [r"^health/", r"^metrics$"]
+
+# Content-Security-Policy on every response (django-csp): scripts and styles from this origin
+# only, no inline script, no eval (htmx's allowEval is off in templates/_base.html), no
+# plugins, no <base>, never framed. form-action is left open on purpose: "Connect" posts
+# to brokerlink, which redirects the browser to the broker's authorize page.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'none'"],
+        "frame-ancestors": ["'none'"],
+    }
+}
 
 DEFAULT_EXCEPTION_REPORTER = "ops.reporting.RedactingExceptionReporter"
 
