@@ -301,6 +301,7 @@ CONTENT_SECURITY_POLICY = {
 }
 
 DEFAULT_EXCEPTION_REPORTER = "ops.reporting.RedactingExceptionReporter"
+DEFAULT_EXCEPTION_REPORTER_FILTER = "ops.reporting.RedactingReporterFilter"
 
 # --- Logging ---------------------------------------------------------------------------
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO")

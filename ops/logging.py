@@ -54,6 +54,8 @@ PATTERNS = [
     ),
     # "key": "value" in JSON and Python reprs.
     (re.compile(rf"(?i)(['\"]{SENSITIVE_NAMES}['\"]\s*:\s*)(['\"])(.*?)(?<!\\)\2"), r"\1\2" + REDACTED + r"\2"),
+    # URL user-info (redis://:pw@host, postgres://user:pw@host): the password goes, the user stays.
+    (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^\s/:@'\"]*):(?!\[redacted\])[^\s/@'\"]+@"), r"\1:" + REDACTED + "@"),
 ]
 
 STANDARD_ATTRS = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "request_id", "task_id"}

@@ -6,9 +6,24 @@ does not cover is removed here: query parameters with secret names (an OAuth cal
 rendered report (the request URL carries the query string too).
 """
 
-from django.views.debug import ExceptionReporter
+import re
+
+from django.views.debug import ExceptionReporter, SafeExceptionReporterFilter
 
 from ops.logging import REDACTED, SENSITIVE_NAME_RE, redact
+
+
+class RedactingReporterFilter(SafeExceptionReporterFilter):
+    """Django's hidden settings plus every *_URL (DATABASE_URL, REDIS_URL, CELERY_BROKER_URL…)
+    and cache/channel LOCATIONs, which carry passwords in their user-info."""
+
+    hidden_settings = re.compile(
+        r"API|AUTH|TOKEN|KEY|SECRET|PASS|SIGNATURE|HTTP_COOKIE|URL|LOCATION|DSN", flags=re.I
+    )
+
+    def cleanse_setting(self, key, value):
+        cleaned = super().cleanse_setting(key, value)
+        return redact(cleaned) if isinstance(cleaned, str) else cleaned
 
 
 class RedactingExceptionReporter(ExceptionReporter):

@@ -44,3 +44,27 @@ def test_error_report_hides_tokens_secrets_code_and_state(failed_refresh, render
 
 def test_the_app_uses_the_redacting_reporter(settings):
     assert settings.DEFAULT_EXCEPTION_REPORTER == "ops.reporting.RedactingExceptionReporter"
+
+
+@pytest.mark.parametrize("render", ["get_traceback_text", "get_traceback_html"])
+def test_debug_pages_and_error_mails_hide_passwords_in_service_urls(failed_refresh, render, settings):
+    """Security finding 10: DATABASE_URL, REDIS_URL, CELERY_BROKER_URL and cache LOCATION carry passwords."""
+    settings.DEBUG = True  # the debug page shows every setting
+    settings.DATABASE_URL = "postgres://brokerlink:db-pw-5ecret@db.internal:5432/brokerlink"
+    settings.REDIS_URL = "redis://:redis-pw-5ecret@cache.internal:6379/0"
+    settings.CELERY_BROKER_URL = "redis://:celery-pw-5ecret@cache.internal:6379/1"
+    settings.CACHES = {**settings.CACHES, "extra": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
+                                                    "LOCATION": "redis://:location-pw-5ecret@cache.internal/2"}}
+    request = RequestFactory().get("/connections/")
+    report = getattr(RedactingExceptionReporter(request, *failed_refresh), render)()
+    assert "DATABASE_URL" in report  # the settings are listed, their values hidden
+    for secret in ("db-pw-5ecret", "redis-pw-5ecret", "celery-pw-5ecret", "location-pw-5ecret"):
+        assert secret not in report
+
+
+def test_logged_urls_lose_their_password():
+    from ops.logging import redact
+
+    assert redact("connect to redis://:pw-5ecret@cache:6379/0 failed") == (
+        "connect to redis://:[redacted]@cache:6379/0 failed"
+    )
