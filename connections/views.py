@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import logging
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import redirect, render
@@ -45,7 +46,16 @@ def _failure(request, code: str, *, slug: str = "", detail: str = "", connection
     return render(request, "connections/connect_error.html", context, status=failure.http_status)
 
 
+def _sandbox_off(slug: str) -> bool:
+    """The pretend broker is not offered when SANDBOX_ENABLED is off (production's default)."""
+    from brokers.registry import SANDBOX_SLUG
+
+    return slug == SANDBOX_SLUG and not settings.SANDBOX_ENABLED
+
+
 def _start(request, *, slug: str, purpose: str, connection_id: str = "", environment: str | None = None):
+    if _sandbox_off(slug):
+        return _failure(request, "not_configured", slug=slug)
     app = broker_app_for(slug, environment)
     try:
         profile = broker_client.profile_for(slug, app.environment if app else "live")
@@ -70,6 +80,8 @@ def connect_start(request, slug: str):
 def callback(request, slug: str):
     params = request.GET
     flow = None
+    if _sandbox_off(slug):
+        return _failure(request, "not_configured", slug=slug)
     try:
         flow = flow_take(request, slug=slug, state=params.get("state", ""))
         try:

@@ -73,7 +73,7 @@ def check_now(request, connection_id):
     if connection_check_now is None:
         notice = "Checks are not available right now."
     elif not check_now_allowed(connection):
-        notice = "This connection was checked moments ago; try again in a few seconds."
+        notice = "Checked moments ago: try again in a few seconds."
     else:
         try:
             connection_check_now(connection, actor=request.user)

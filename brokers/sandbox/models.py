@@ -37,8 +37,17 @@ class SandboxCounters(models.Model):
         abstract = True
 
 
+def secret_hash(secret: str) -> str:
+    """What the sandbox stores instead of a client secret (a random 32-byte value: no salt or
+    slow hash needed, unlike a password)."""
+    import hashlib
+
+    return "sha256$" + hashlib.sha256(secret.encode()).hexdigest()
+
+
 class SandboxClient(ClientMixin, SandboxCounters):
     client_id = models.CharField(max_length=64, unique=True)
+    # sha256$<hex> of the secret; the plaintext is shown once, when the client is created.
     client_secret = models.CharField(max_length=128, blank=True)
     name = models.CharField(max_length=120)
     # One exact URI per line.
@@ -80,6 +89,10 @@ class SandboxClient(ClientMixin, SandboxCounters):
 
     created_at = models.DateTimeField(auto_now_add=True)
 
+    class Meta:
+        # The control API and page change how a broker behaves for everyone using it: not for every staff member.
+        permissions = [("control_sandbox", "Can use the sandbox broker's control page and API")]
+
     def __str__(self) -> str:
         return f"{self.name} ({self.client_id})"
 
@@ -107,7 +120,7 @@ class SandboxClient(ClientMixin, SandboxCounters):
     def check_client_secret(self, client_secret):
         import hmac
 
-        return bool(self.client_secret) and hmac.compare_digest(self.client_secret, client_secret or "")
+        return bool(self.client_secret) and hmac.compare_digest(self.client_secret, secret_hash(client_secret or ""))
 
     def check_endpoint_auth_method(self, method, endpoint):
         return method == self.token_endpoint_auth_method

@@ -33,6 +33,7 @@ from brokers.sandbox.models import (
     SandboxToken,
     SandboxUser,
     TokenAuthMethod,
+    secret_hash,
     token_hash,
 )
 
@@ -76,9 +77,10 @@ def client_create(
     explicit arguments (auth method, rotation, other model fields) win over the copy."""
     if not redirect_uris:
         raise SandboxError("at least one redirect URI is required")
+    plain_secret = secrets.token_urlsafe(32)
     client = SandboxClient(
         client_id=f"sbx_{secrets.token_hex(8)}",
-        client_secret=secrets.token_urlsafe(32),
+        client_secret=secret_hash(plain_secret),
         name=name,
         redirect_uris="\n".join(redirect_uris),
         emulate=emulate,
@@ -98,9 +100,10 @@ def client_create(
             raise SandboxError(f"unknown client field: {key}")
         setattr(client, key, value)
     if client.token_endpoint_auth_method == TokenAuthMethod.NONE:
-        client.client_secret = ""
+        client.client_secret = plain_secret = ""
     client.full_clean()
     client.save()
+    client.plain_secret = plain_secret  # returned once, never stored
     return client
 
 
@@ -151,7 +154,8 @@ def client_describe(client: SandboxClient, *, with_secret: bool = False) -> dict
         "invalid_access": error_shape(client, "access").__dict__,
     }
     if with_secret:
-        data["client_secret"] = client.client_secret
+        # Only right after creation: the database holds a hash.
+        data["client_secret"] = getattr(client, "plain_secret", "")
     return data
 
 

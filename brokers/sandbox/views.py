@@ -46,6 +46,20 @@ def home(request: HttpRequest) -> HttpResponse:
     )
 
 
+LOGIN_ATTEMPTS = "10/m/ip,5/5m/key"
+
+
+def _failed_logins(request: HttpRequest, username: str, *, record: bool) -> bool:
+    """allauth's rate limiter over failed sign-ins: 10 a minute per address, 5 per 5 minutes per
+    (username, address). With `record` a failure is counted; without, only checked. True = allowed."""
+    from allauth.core.internal import ratelimit
+
+    key = f"{username.lower()}:{request.META.get('REMOTE_ADDR', '')}"
+    usage = ratelimit.consume(request, app="brokers.sandbox", action="login", key=key,
+                              config={"login": LOGIN_ATTEMPTS}, dry_run=not record)
+    return bool(usage)
+
+
 @require_http_methods(["GET", "POST"])
 def login(request: HttpRequest) -> HttpResponse:
     next_url = request.POST.get("next") or request.GET.get("next") or reverse("sandbox:home")
@@ -53,16 +67,22 @@ def login(request: HttpRequest) -> HttpResponse:
         next_url = reverse("sandbox:home")
     error = ""
     if request.method == "POST":
-        user = services.user_authenticate(
-            username=request.POST.get("username", ""), password=request.POST.get("password", "")
-        )
+        username = request.POST.get("username", "")
+        if not _failed_logins(request, username, record=False):
+            error = "Too many failed sign-ins. Wait a few minutes and try again."
+            user = None
+        else:
+            user = services.user_authenticate(username=username, password=request.POST.get("password", ""))
+            if user is None:
+                _failed_logins(request, username, record=True)
         if user is not None:
             response = redirect(next_url)
             response.set_signed_cookie(
-                LOGIN_COOKIE, str(user.pk), salt=LOGIN_SALT, max_age=LOGIN_MAX_AGE, httponly=True, samesite="Lax"
+                LOGIN_COOKIE, str(user.pk), salt=LOGIN_SALT, max_age=LOGIN_MAX_AGE, httponly=True, samesite="Lax",
+                secure=request.is_secure(),
             )
             return response
-        error = "Wrong username or password."
+        error = error or "Wrong username or password."
     context = {
         "next": next_url,
         "error": error,
@@ -216,9 +236,14 @@ def metadata(request: HttpRequest) -> JsonResponse:
 # --- control: staff page and JSON API ------------------------------------------------------
 
 
+CONTROL_PERMISSION = "sandbox.control_sandbox"
+
+
 def _is_staff(request: HttpRequest) -> bool:
+    """May use the control page and API: staff with the sandbox's own permission (superusers have it)."""
     user = getattr(request, "user", None)
-    return bool(user and user.is_authenticated and user.is_staff)
+    return bool(user and user.is_authenticated and user.is_active and user.is_staff
+                and user.has_perm(CONTROL_PERMISSION))
 
 
 def _control_token_ok(request: HttpRequest) -> bool:

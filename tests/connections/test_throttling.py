@@ -23,7 +23,7 @@ def test_check_now_presses_within_the_cooldown_make_one_broker_call(world, clien
     answers = [client.post(url, follow=True).content.decode() for _ in range(5)]
     assert world.counters()["account_calls"] - before == 1
     assert "Check passed." in answers[0]
-    assert all("checked moments ago" in answer for answer in answers[1:])
+    assert all("Checked moments ago" in answer for answer in answers[1:])
 
 
 def test_one_user_cannot_hold_more_live_streams_than_the_cap(stack, user):

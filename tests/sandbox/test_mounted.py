@@ -1,6 +1,7 @@
 """The sandbox mounted inside the main app at /sandbox/ (Django test client, no subprocess)."""
 
 import pytest
+from django.contrib.auth.models import Permission
 
 from brokers.sandbox import services
 
@@ -40,6 +41,9 @@ def test_control_page_and_api_are_staff_only(client, user):
     assert client.get("/sandbox/control/api/clients/x/faults").status_code == 403
     user.is_staff = True
     user.save()
+    assert client.get("/sandbox/control/api/clients/x/faults").status_code == 403  # staff alone is not enough
+    user.user_permissions.add(Permission.objects.get(codename="control_sandbox"))
+    client.force_login(type(user).objects.get(pk=user.pk))
     sandbox = services.client_create(name="Staff test", redirect_uris=["http://127.0.0.1:9/cb"])
     page = client.get("/sandbox/control/")
     assert page.status_code == 200
@@ -58,6 +62,7 @@ def test_staff_json_api_enforces_csrf(user):
 
     user.is_staff = True
     user.save()
+    user.user_permissions.add(Permission.objects.get(codename="control_sandbox"))
     strict = Client(enforce_csrf_checks=True)
     strict.force_login(user)
     sandbox = services.client_create(name="Csrf", redirect_uris=["http://127.0.0.1:9/cb"])

@@ -59,7 +59,7 @@ class Command(BaseCommand):
             client = sandbox.client_create(name="brokerlink demo", redirect_uris=[redirect_uri], emulate="sandbox")
             app = app or BrokerApp(broker_slug="sandbox", environment=Environment.PAPER)
             app.client_id = client.client_id
-            app.client_secret = client.client_secret
+            app.client_secret = client.plain_secret  # shown once at creation; the sandbox keeps a hash
             app.enabled = True
             app.save()
         elif redirect_uri not in client.redirect_uris.split():
