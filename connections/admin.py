@@ -22,12 +22,22 @@ DISCONNECT_OTHERS = "connections.disconnect_others"
 
 
 def admin_action_record(*, connection: Connection, user, action: str, result: str) -> ConnectionEvent:
-    """The event every admin action leaves on the connection it touched."""
+    """The event every admin action leaves on the connection it touched.
+
+    The owner reads the message on their timeline, so it says "an administrator"; who it was
+    stays in the event's actor and in Django's admin log, both visible to staff only.
+    """
+    from django.contrib.admin.models import CHANGE, LogEntry
+
+    LogEntry.objects.log_actions(
+        user_id=user.pk, queryset=[connection], action_flag=CHANGE, change_message=f"{action}: {result}"[:2000],
+        single_object=True,
+    )
     return connection_event_record(
         connection=connection,
         kind=ConnectionEvent.Kind.ADMIN_ACTION,
         actor=user,
-        message=f"{user.email} ran “{action}” in admin: {result}",
+        message=f"An administrator ran “{action}”: {result}",
     )
 
 
