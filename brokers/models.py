@@ -54,6 +54,14 @@ class BrokerApp(models.Model):
     def has_client_secret(self) -> bool:
         return bool(self.client_secret_sealed)
 
+    def clean(self) -> None:
+        super().clean()
+        if self.redirect_uri:
+            # Only brokerlink's own callback for this broker: anything else would send codes elsewhere.
+            expected = f"{settings.SITE_URL.rstrip('/')}/connections/callback/{self.broker_slug}/"
+            if self.redirect_uri.split("?", 1)[0] != expected:
+                raise ValidationError({"redirect_uri": f"Must be {expected} (from SITE_URL), or blank."})
+
     @property
     def effective_redirect_uri(self) -> str:
         if self.redirect_uri:

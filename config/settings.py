@@ -38,6 +38,13 @@ CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS")
 PORT = env_int("PORT", 8000)
 # The address users reach the app at; used to build OAuth redirect URIs outside a request.
 SITE_URL = env_str("SITE_URL", f"http://127.0.0.1:{PORT}").rstrip("/")
+if PRODUCTION:
+    # OAuth redirect URIs and links in emails are built from it: production must say, over https.
+    SITE_URL = env_required("SITE_URL", production=True).rstrip("/")
+    if not SITE_URL.startswith("https://"):
+        from django.core.exceptions import ImproperlyConfigured
+
+        raise ImproperlyConfigured(f"SITE_URL must be an https:// URL in production, got {SITE_URL!r}")
 
 INSTALLED_APPS = [
     "accounts.apps.BrokerlinkAdminConfig",  # django.contrib.admin behind allauth and a second factor
@@ -276,8 +283,11 @@ SESSION_ABSOLUTE_SECONDS = env_int("SESSION_ABSOLUTE_SECONDS", 12 * 3600)
 LOGIN_URL_PATH = "/accounts/login/"
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
-if PRODUCTION:
+# Trust X-Forwarded-Proto only when a TLS-terminating proxy in front sets it (and strips any
+# client-sent copy); otherwise any client could claim https.
+if env_bool("TRUST_X_FORWARDED_PROTO", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+if PRODUCTION:
     SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True

@@ -25,6 +25,10 @@ USED_KEY = "connections.oauth_used_states"
 MAX_PENDING = 10
 MAX_USED = 20
 
+PROTOCOL_PARAMS = frozenset(
+    {"response_type", "client_id", "redirect_uri", "state", "scope", "code_challenge", "code_challenge_method"}
+)
+
 PURPOSE_CONNECT = "connect"
 PURPOSE_RECONNECT = "reconnect"
 
@@ -84,12 +88,15 @@ def flow_begin(
     newest = sorted(pending.items(), key=lambda item: item[1]["created_at"])[-MAX_PENDING:]
     request.session[SESSION_KEY] = dict(newest)
 
+    # A profile's extra parameters first and never one of the protocol's own (state,
+    # redirect_uri, PKCE…): those are brokerlink's alone, even when a YAML file names them.
+    extra = {k: v for k, v in profile.extra_authorize_params.items() if k not in PROTOCOL_PARAMS}
     params = {
+        **extra,
         "response_type": "code",
         "client_id": app.client_id,
         "redirect_uri": flow.redirect_uri,
         "state": state,
-        **profile.extra_authorize_params,
     }
     if profile.scopes:
         params["scope"] = profile.scope_separator.join(profile.scopes)

@@ -159,3 +159,38 @@ def test_admin_rejects_an_environment_the_broker_lacks(admin_client):
     )
     assert response.status_code == 200
     assert "Charles Schwab has no paper environment" in response.content.decode()
+
+
+def test_redirect_uri_must_be_brokerlinks_own_callback(admin_client, settings):
+    """Security finding 13: an admin cannot point a broker's codes at another site."""
+    settings.SITE_URL = "https://brokerlink.example.com"
+    form = {"broker_slug": "alpaca", "environment": "live", "client_id": "cid", "new_client_secret": "s" * 20,
+            "enabled": "on"}
+    evil = admin_client.post("/admin/brokers/brokerapp/add/", {**form, "redirect_uri": "https://evil.example/cb"})
+    assert evil.status_code == 200 and not BrokerApp.objects.filter(broker_slug="alpaca").exists()
+    assert "https://brokerlink.example.com/connections/callback/alpaca/" in evil.content.decode()
+    good = {**form, "redirect_uri": "https://brokerlink.example.com/connections/callback/alpaca/"}
+    assert admin_client.post("/admin/brokers/brokerapp/add/", good).status_code == 302
+
+
+def test_extra_authorize_params_never_override_protocol_parameters(rf):
+    """Security finding 13: a YAML broker's extra_authorize_params are merged before state/redirect_uri."""
+    from dataclasses import replace
+    from urllib.parse import parse_qs, urlsplit
+
+    from django.contrib.sessions.backends.db import SessionStore
+
+    from brokers.registry import get_profile
+    from connections.oauth_flow import SESSION_KEY, flow_begin
+
+    profile = replace(get_profile("alpaca"), extra_authorize_params={
+        "state": "attacker", "redirect_uri": "https://evil.example/cb", "code_challenge_method": "plain",
+        "prompt": "consent",
+    })
+    app = BrokerApp(broker_slug="alpaca", environment="live", client_id="cid")
+    request = rf.get("/")
+    request.session = SessionStore()
+    params = {k: v[0] for k, v in parse_qs(urlsplit(flow_begin(request, profile=profile, app=app)).query).items()}
+    assert params["state"] in request.session[SESSION_KEY] and params["state"] != "attacker"
+    assert params["redirect_uri"] == app.effective_redirect_uri
+    assert params.get("code_challenge_method") in (None, "S256") and params["prompt"] == "consent"

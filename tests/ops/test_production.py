@@ -16,6 +16,7 @@ def production_env(tmp_path, **overrides):
         DJANGO_ENV="production",
         DJANGO_SECRET_KEY=SECRET_KEY,
         DJANGO_ALLOWED_HOSTS="127.0.0.1,localhost",
+        SITE_URL="https://brokerlink.example.com",
         BROKERLINK_VAR_DIR=str(tmp_path),
         DJANGO_DEBUG="",
     )
@@ -35,7 +36,9 @@ def test_check_deploy_passes_with_no_warnings(tmp_path, transactional_db):
     assert "System check identified no issues" in result.stdout
 
 
-@pytest.mark.parametrize("variable", ["DJANGO_SECRET_KEY", "TOKEN_ENCRYPTION_KEYS", "DJANGO_ALLOWED_HOSTS"])
+@pytest.mark.parametrize(
+    "variable", ["DJANGO_SECRET_KEY", "TOKEN_ENCRYPTION_KEYS", "DJANGO_ALLOWED_HOSTS", "SITE_URL"]
+)
 def test_missing_production_secret_refuses_to_start_naming_it(tmp_path, variable, transactional_db):
     env = production_env(tmp_path)
     env.pop(variable)
@@ -46,7 +49,7 @@ def test_missing_production_secret_refuses_to_start_naming_it(tmp_path, variable
 
 @pytest.mark.slow
 def test_gunicorn_serves_health_and_static_files_in_production(tmp_path, transactional_db):
-    env = production_env(tmp_path, LOG_FORMAT="json")
+    env = production_env(tmp_path, LOG_FORMAT="json", TRUST_X_FORWARDED_PROTO="1")  # the proxy in front
     collected = manage(env, "collectstatic", "--noinput")
     assert collected.returncode == 0, collected.stderr
     port = free_port()
@@ -74,3 +77,14 @@ def test_gunicorn_serves_health_and_static_files_in_production(tmp_path, transac
         # The pretend broker is off in production unless SANDBOX_ENABLED says otherwise.
         sandbox = requests.get(f"{base}/sandbox/.well-known/oauth-authorization-server", headers=https, timeout=5)
         assert sandbox.status_code == 404
+
+
+def test_production_needs_an_https_site_url_and_trusts_no_proxy_header_by_default(tmp_path, transactional_db):
+    """Security finding 13: SITE_URL https and required; X-Forwarded-Proto trusted only when configured."""
+    plain = manage(production_env(tmp_path, SITE_URL="http://brokerlink.example.com"), "check")
+    assert plain.returncode != 0 and "SITE_URL must be an https:// URL" in plain.stderr
+    show = "from django.conf import settings; print(settings.SECURE_PROXY_SSL_HEADER)"
+    default = manage(production_env(tmp_path), "shell", "-c", show)
+    assert default.stdout.strip().splitlines()[-1] == "None", default.stderr
+    trusted = manage(production_env(tmp_path, TRUST_X_FORWARDED_PROTO="1"), "shell", "-c", show)
+    assert "HTTP_X_FORWARDED_PROTO" in trusted.stdout
