@@ -6,13 +6,15 @@ PY := $(VENV)/bin/python
 PORT ?= 8000
 export SITE_URL ?= http://127.0.0.1:$(PORT)
 
-.PHONY: run test lint venv migrate seed sandbox bench-heartbeat clean
+.PHONY: run test lint venv migrate seed sandbox bench-heartbeat clean audit requirements
 
-# The venv is rebuilt only when requirements.txt changes, so a second `make run` is quick.
-$(VENV)/.installed: requirements.txt
+# The venv is rebuilt only when a lock file changes, so a second `make run` is quick.
+# Every package, transitive ones included, is pinned with its hashes (pip refuses anything else).
+# Production installs requirements.txt alone; this venv adds the development tools.
+$(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --require-hashes -r requirements.txt -r requirements-dev.txt
 	touch $@
 
 venv: $(VENV)/.installed
@@ -39,6 +41,17 @@ sandbox: venv .env
 
 bench-heartbeat: venv
 	$(PY) bench/heartbeat.py
+
+# Known vulnerabilities (PyPI advisory database / OSV) in the pinned runtime and dev sets; needs the network.
+audit: venv
+	$(VENV)/bin/pip-audit --progress-spinner off --require-hashes --disable-pip -r requirements.txt
+	$(VENV)/bin/pip-audit --progress-spinner off --require-hashes --disable-pip -r requirements-dev.txt
+
+# Recompile the lock files after editing requirements.in or requirements-dev.in (the only place to add a dependency).
+PIP_COMPILE := $(VENV)/bin/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras --no-emit-index-url --no-emit-find-links
+requirements: venv
+	$(PIP_COMPILE) -o requirements.txt requirements.in
+	$(PIP_COMPILE) -o requirements-dev.txt requirements-dev.in
 
 clean:
 	rm -rf var

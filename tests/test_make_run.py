@@ -2,7 +2,7 @@
 prints a URL and a login, serves the login page, shows "My connections" after signing in,
 runs web + worker + beat, and stops all three on Ctrl-C.
 
-The clone borrows this checkout's virtualenv (a symlink, with requirements.txt dated before
+The clone borrows this checkout's virtualenv (a symlink, with the lock files dated before
 it) so the test measures the app, not a download.
 """
 
@@ -44,7 +44,8 @@ def fresh_clone(tmp_path):
     clone = tmp_path / "brokerlink"
     subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
     (clone / ".venv").symlink_to(ROOT / ".venv")
-    os.utime(clone / "requirements.txt", (0, 0))
+    for lock in ("requirements.txt", "requirements-dev.txt"):
+        os.utime(clone / lock, (0, 0))
     return clone
 
 
