@@ -89,6 +89,12 @@ FAILURES: dict[str, Failure] = {
         "Sign-ins expire after 10 minutes, so nothing was connected.",
         TRY_AGAIN,
     ),
+    "issuer_missing": Failure(
+        "The answer did not name its authorization server",
+        "The callback carried no issuer (iss), although this broker always sends one.",
+        "brokerlink refused it to defend against authorization-server mix-up attacks.",
+        TRY_AGAIN + " If it keeps happening, tell your administrator.",
+    ),
     "issuer_mismatch": Failure(
         "The answer came from the wrong authorization server",
         "The callback's issuer (iss) does not match the broker you chose.",

@@ -38,6 +38,7 @@ def build_profile(root: str | None = None) -> BrokerProfile:
         revocation_scope="token",
         metadata_url=f"{root}/.well-known/oauth-authorization-server",
         issuer=root,
+        require_iss=True,  # its metadata advertises authorization_response_iss_parameter_supported
         api_base_urls={"live": root, "paper": root},
         heartbeat_path="/v1/account",
         scopes=("read", "trade"),

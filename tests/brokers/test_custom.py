@@ -178,6 +178,7 @@ brokers:
     assert profile.token_rules.token_auth_method == "client_secret_post"
 
 
+@pytest.mark.django_db
 def test_discovery_rejects_a_foreign_issuer(metadata_server):
     root, documents = metadata_server
     documents["/evil"] = {"issuer": "https://evil.example", "token_endpoint": "https://evil.example/t"}
@@ -187,11 +188,13 @@ def test_discovery_rejects_a_foreign_issuer(metadata_server):
     assert "issuer" in info.value.problems[0][1]
 
 
+@pytest.mark.django_db
 def test_discovery_failure_names_the_field(metadata_server):
     root, _ = metadata_server
     with pytest.raises(BrokerSpecError) as info:
         resolve_spec("x", {"discovery_url": f"{root}/missing", "api_base_url": root})
-    assert info.value.problems == [("discovery_url", "metadata answered HTTP 404")]
+    assert info.value.problems == [("discovery_url", "metadata answered HTTP 404 (retried in the background)")]
+    assert info.value.discovery_failed
 
 
 @pytest.mark.django_db
