@@ -41,7 +41,7 @@ def build_profile(root: str | None = None) -> BrokerProfile:
         require_iss=True,  # its metadata advertises authorization_response_iss_parameter_supported
         api_base_urls={"live": root, "paper": root},
         heartbeat_path="/v1/account",
-        scopes=("read", "trade"),
+        scopes=("read",),  # brokerlink only reads the account
         token_rules=TOKEN_RULES,
         token_invalid_statuses=(401,),
         rate_limit=RateLimit(600, 60, source=SANDBOX_DOC),
