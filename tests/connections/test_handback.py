@@ -13,11 +13,27 @@ from connections.errors import UNEXPECTED, BrokerError
 from connections.models import Connection
 from connections.oauth_flow import PURPOSE_CONNECT, PendingFlow
 from connections.services import ConnectFailed, connection_authorize_complete
-from tests.fixtures.sandbox import DEFAULT_REDIRECT_URI, pkce_pair
+from tests.fixtures.sandbox import DEFAULT_REDIRECT_URI, SandboxServer, pkce_pair
+from tests.support import free_port
+
+
+@pytest.fixture(scope="module")
+def shared_sandbox(django_db_setup):
+    """One sandbox process for the module (starting one takes seconds); data is per test."""
+    server = SandboxServer(free_port())
+    server.start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture
-def handback(sandbox_server, settings, monkeypatch):
+def sandbox_server(shared_sandbox, transactional_db):
+    shared_sandbox._ok(shared_sandbox.control("POST", "users", {"demo": True}))
+    return shared_sandbox
+
+
+@pytest.fixture
+def handback(sandbox_server, monkeypatch):
     """make(profile_changes, client_fields, **authorize params) -> (flow, code, client)."""
 
     def make(*, profile_changes=None, client_fields=None, **params):
