@@ -2,7 +2,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.db import models
 
-from brokers.models import BrokerApp, CustomBroker
+from brokers.models import BrokerApp, CustomBroker, DiscoveredMetadata
 from brokers.registry import UnknownBroker, all_profiles, get_profile
 from brokers.services import broker_app_clear_config_problem
 
@@ -112,7 +112,29 @@ class CustomBrokerAdmin(admin.ModelAdmin):
                                   "manual_revoke_url", "issuer"],
                        "description": "Give a discovery URL (RFC 8414) to fill in the endpoints left blank."}),
         ("Account API", {"fields": ["api_base_url", "paper_api_base_url", "heartbeat_path"]}),
-        ("OAuth", {"fields": ["scopes", "scope_separator", "token_auth_method", "pkce"]}),
+        ("Identity", {"fields": ["identity_id", "identity_label", "identity_number"],
+                      "description": "Where the account is in the heartbeat answer, when it is not in sub, id, "
+                                     "account_id, account_number or a list of accounts."}),
+        ("OAuth", {"fields": ["scopes", "scope_separator", "token_auth_method", "pkce", "pkce_opt_out",
+                              "require_iss"]}),
         ("Tokens", {"fields": ["issues_refresh_token", "rotates_refresh_token", "access_ttl", "refresh_ttl",
                                "absolute_cap"]}),
+        ("Tuning", {"fields": ["heartbeat_interval_seconds", "refresh_margin_seconds", "refresh_deadline_seconds",
+                               "backoff_kind", "backoff_base_seconds", "backoff_cap_seconds", "backoff_max_attempts",
+                               "circuit_failure_threshold", "circuit_cooldown_seconds"],
+                    "description": "Blank fields keep brokerlink's defaults."}),
     ]
+
+
+@admin.register(DiscoveredMetadata)
+class DiscoveredMetadataAdmin(admin.ModelAdmin):
+    """Read-only: what each discovery URL last answered, kept for outages."""
+
+    list_display = ["url", "fetched_at", "last_attempt_at", "last_error"]
+    readonly_fields = ["url", "metadata", "fetched_at", "last_attempt_at", "last_error"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False

@@ -246,3 +246,15 @@ def test_migrate_succeeds_with_the_discovery_url_unreachable(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     assert "brokers.W001" in done.stderr
     assert 'broker "northwind": discovery_url' in done.stderr
+
+
+@pytest.mark.django_db
+def test_admin_form_offers_identity_and_tuning(client, django_user_model):
+    admin = django_user_model.objects.create_superuser(email="root@example.com", password="pw-123456789")
+    client.force_login(admin)
+    page = client.get("/admin/brokers/custombroker/add/")
+    assert page.status_code == 200
+    for name in ("identity_id", "refresh_margin_seconds", "refresh_deadline_seconds", "heartbeat_interval_seconds",
+                 "backoff_kind", "circuit_failure_threshold", "require_iss", "pkce_opt_out"):
+        assert f'name="{name}"' in page.content.decode()
+    assert client.get("/admin/brokers/discoveredmetadata/").status_code == 200
