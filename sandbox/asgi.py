@@ -13,7 +13,7 @@ import uuid
 
 from django.core.asgi import get_asgi_application
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "brokers.sandbox.standalone_settings")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "sandbox.standalone_settings")
 
 django_application = get_asgi_application()
 
@@ -30,7 +30,7 @@ _FIXED_HEADERS = [
 
 
 async def _account_fast(scope, send) -> bool:
-    from brokers.sandbox import services, views
+    from sandbox import services, views
 
     auth = request_id = ""
     for name, value in scope["headers"]:
