@@ -4,7 +4,7 @@
 by the same code as the Django view (views.account_answer), without Django's request
 handler: that handler starts a thread per request for its request_started/finished signals,
 which was most of the endpoint's CPU time (one uvicorn process: ~230 req/s through Django,
-see README.md, "Benchmark"). Everything else, including unknown or malformed tokens, goes to Django.
+see docs/benchmarks.md). Everything else, including unknown or malformed tokens, goes to Django.
 """
 
 import os

@@ -10,7 +10,7 @@ from django.conf import settings
 from brokers.profile import BrokerProfile, RateLimit, TokenRules
 
 SLUG = "sandbox"
-SANDBOX_DOC = "README.md#the-sandbox-broker"
+SANDBOX_DOC = "docs/sandbox.md"
 
 TOKEN_RULES = TokenRules(
     access_ttl=900,
