@@ -136,3 +136,17 @@ def test_no_import_cycle_between_apps():
     assert {"accounts", "brokers", "connections", "ops", "sandbox", "vault"} <= set(graph)
     found = cycles(graph)
     assert not found, "apps importing each other: " + "; ".join(" <-> ".join(c) for c in found)
+
+
+def test_other_apps_reach_the_sandbox_only_through_its_surface():
+    """brokerlink's side talks to the Sandbox Broker over HTTP (its profile, its control API); in
+    process only through sandbox/api.py. (bench/ seeds the sandbox's tables directly, on purpose.)"""
+    graph = import_graph(project_modules())
+    reaching_in = {
+        f"{name} -> {dep}"
+        for name, deps in graph.items()
+        if name.split(".")[0] not in ("sandbox", "bench")
+        for dep in deps
+        if dep.split(".")[0] == "sandbox" and dep not in ("sandbox", "sandbox.api")
+    }
+    assert not reaching_in, f"imports of the sandbox's internals: {sorted(reaching_in)}"
