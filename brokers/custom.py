@@ -26,12 +26,13 @@ from urllib.parse import urlsplit
 import requests
 import yaml
 from django.conf import settings
-from django.core.exceptions import SynchronousOnlyOperation
+from django.core.exceptions import SynchronousOnlyOperation, ValidationError
 from django.db import DatabaseError
 
 from brokers.identity import IdentitySpec
 from brokers.profile import BackoffPolicy, BrokerProfile, CircuitPolicy, RateLimit, TokenRules
-from brokers.registry import RESERVED_SLUGS, url_problem, validate_profile
+from brokers.profiles import RESERVED_SLUGS
+from brokers.validation import url_problem, validate_profile
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +75,12 @@ MODEL_FIELDS = frozenset(
      "pkce_opt_out", "heartbeat_interval_seconds", "refresh_margin_seconds", "refresh_deadline_seconds"}
     | {f"{group}_{key}" for group, keys in GROUP_KEYS.items() for key in keys}
 )
+
+
+# CustomBroker fields discovery may fill in.
+RESOLVED_FIELDS = ("authorize_url", "token_url", "revoke_url", "issuer")
+# What custom_broker_resolve may fill on the row: the endpoints, the API base and require_iss.
+RESOLVED_FORM_FIELDS = (*RESOLVED_FIELDS, "api_base_url", "require_iss")
 
 
 class BrokerSpecError(ValueError):
@@ -465,6 +472,25 @@ def _parse_brokers_file(path: str, label: str) -> FileResult:
     # A discovery outage is looked at again soon, so every process recovers without a restart.
     retry_at = monotonic_clock.monotonic() + DISCOVERY_RETRY_SECONDS if warnings else None
     return FileResult(profiles, errors, warnings, retry_at)
+
+
+def custom_broker_resolve(broker) -> None:
+    """Check a CustomBroker row before it is saved (the admin form) and fill the endpoints left
+    blank from discovery, so serving it never needs the network. Raises ValidationError keyed by
+    the row's fields."""
+    try:
+        resolved = resolve_spec(broker.slug, broker.to_spec(), origin="admin")
+    except BrokerSpecError as exc:
+        raise ValidationError(exc.field_errors()) from exc
+    for name in RESOLVED_FIELDS:
+        if not getattr(broker, name) and resolved.get(name):
+            setattr(broker, name, resolved[name])
+    # The API base defaults to the discovered issuer; whether callbacks carry `iss` is what the
+    # metadata advertised when the form left it blank.
+    if not broker.api_base_url and resolved.get("api_base_urls", {}).get("live"):
+        broker.api_base_url = resolved["api_base_urls"]["live"]
+    if broker.require_iss is None and "require_iss" in resolved:
+        broker.require_iss = resolved["require_iss"]
 
 
 # --- all custom brokers ----------------------------------------------------------------------

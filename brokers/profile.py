@@ -21,6 +21,11 @@ BackoffKind = Literal["exponential", "linear", "fixed"]
 REFRESH_MARGIN_CAP_SECONDS = 300
 
 
+class TokenAnswerRejected(ValueError):
+    """A hook refuses a value in a token answer (Questrade's api_server on another host).
+    The message is for people and names no secret; connections turns it into BrokerError."""
+
+
 @dataclass(frozen=True)
 class ErrorShape:
     """How a broker answers one kind of failure: status, content type and body."""
@@ -128,8 +133,9 @@ class BrokerProfile:
     # How long before the access token expires it is refreshed. None: a third of the access
     # lifetime, capped at REFRESH_MARGIN_CAP_SECONDS (see refresh_margin()).
     refresh_margin_seconds: int | None = None
-    # How long a refresh answer is waited for before the attempt counts as failed.
-    refresh_deadline_seconds: float = 180.0
+    # How long a refresh of a rotating refresh token waits for its answer (None: the engine's
+    # REFRESH_DEADLINE_SECONDS). See connections.engine.refresh.
+    refresh_deadline_seconds: int | None = None
     # Statuses on an account call that mean "this access token is no longer valid".
     token_invalid_statuses: tuple[int, ...] = (401,)
     rate_limit: RateLimit | None = None

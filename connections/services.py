@@ -32,7 +32,7 @@ from connections.errors import (
 from connections.models import Connection, ConnectionEvent, ConnectionStatus
 from connections.oauth_flow import PURPOSE_RECONNECT, PendingFlow
 from connections.state import connection_event_record, connection_transition
-from connections.tokens import connection_apply_token_response
+from connections.tokens import connection_apply_token_response, token_meta_for, token_response_clean
 from vault.crypto import VaultError
 
 logger = logging.getLogger(__name__)
@@ -233,7 +233,8 @@ def _revoke_quietly(profile: BrokerProfile, app: BrokerApp, token: dict) -> None
     if not profile.can_revoke_single_user:
         return
     for name in ("refresh_token", "access_token"):
-        if token.get(name):
+        # Only strings: a malformed answer may carry anything under these names.
+        if isinstance(token.get(name), str) and token[name]:
             try:
                 broker_client.token_revoke(profile, app, token[name], name)
             except BrokerError:
@@ -357,8 +358,9 @@ def grant_check(profile: BrokerProfile, token: dict) -> None:
 def _complete_after_exchange(
     *, user, flow: PendingFlow, app: BrokerApp, profile: BrokerProfile, token: dict
 ) -> ConnectOutcome:
+    token, _ = token_response_clean(profile, token)  # BrokerError(unexpected) names the bad field
     grant_check(profile, token)
-    token_meta = profile.hooks.token_meta(token)
+    token_meta = token_meta_for(profile, token)
     identity = broker_client.account_identity(profile, flow.environment, token["access_token"], token_meta)
     try:
         with transaction.atomic():
@@ -420,11 +422,20 @@ def _store_connection(
         save=False,
     )
     connection.save()
+    _broker_answered(profile, now=now)
     logger.info(
         "connections.connect.done",
         extra={"connection_id": str(connection.pk), "broker": flow.slug, "kind": kind},
     )
     return ConnectOutcome(connection=connection, kind=kind)
+
+
+def _broker_answered(profile: BrokerProfile, *, now) -> None:
+    """The broker just issued tokens and answered the account call: it is up. Telling the
+    circuit breaker keeps a stale open breaker from overriding a fresh reconnect."""
+    from connections.engine.circuit import breaker_record
+
+    breaker_record(broker_slug=profile.slug, successes=1, faults=0, policy=profile.circuit, now=now)
 
 
 # --- disconnect ------------------------------------------------------------------------------

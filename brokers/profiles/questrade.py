@@ -4,7 +4,15 @@
 import re
 from typing import Any
 
-from brokers.profile import BrokerHooks, BrokerProfile, ErrorShape, RateLimit, TokenRules, mask_account_number
+from brokers.profile import (
+    BrokerHooks,
+    BrokerProfile,
+    ErrorShape,
+    RateLimit,
+    TokenAnswerRejected,
+    TokenRules,
+    mask_account_number,
+)
 
 AUTHORIZATION = "https://www.questrade.com/api/documentation/authorization"
 SECURITY = "https://www.questrade.com/api/documentation/security"
@@ -25,17 +33,14 @@ class QuestradeHooks(BrokerHooks):
     def token_meta(self, token_response: dict) -> dict:
         """Keep `api_server` only on the documented host pattern over https (SECURITY shows
         "https://api01.iq.questrade.com/"): a token answer naming any other host would have
-        brokerlink send the access token there. Raises BrokerError(unexpected) otherwise."""
+        brokerlink send the access token there. Raises TokenAnswerRejected otherwise."""
         server = token_response.get("api_server")
         if not server:
             return {}
         if not isinstance(server, str) or not API_SERVER_RE.match(server):
-            from connections.errors import UNEXPECTED, BrokerError
-
-            raise BrokerError(
-                UNEXPECTED,
+            raise TokenAnswerRejected(
                 "Questrade named an api_server that is not https://apiNN.iq.questrade.com/; "
-                "brokerlink will not send the access token there.",
+                "brokerlink will not send the access token there."
             )
         return {"api_server": server.rstrip("/")}
 

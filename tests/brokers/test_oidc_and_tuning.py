@@ -10,10 +10,9 @@ from brokers.checks import check_broker_profiles
 from brokers.custom import BrokerSpecError, profile_from_spec, read_brokers_file, resolve_spec
 from brokers.identity import IdentityError, IdentitySpec, identity_from_payload
 from brokers.models import CustomBroker, DiscoveredMetadata
-from brokers.profile import BrokerProfile, TokenRules
+from brokers.profile import BrokerProfile, TokenAnswerRejected, TokenRules
 from brokers.profiles import questrade
 from brokers.registry import get_profile
-from connections.errors import BrokerError
 from connections.oauth_flow import FlowError, authorize_params, flow_uses_pkce, issuer_check
 from tests.support import PYTHON, subprocess_env
 
@@ -118,7 +117,7 @@ def test_questrade_api_server_only_on_its_documented_host_pattern(server, ok):
     if ok:
         assert hooks.token_meta({"api_server": server})["api_server"] == server.rstrip("/")
     else:
-        with pytest.raises(BrokerError, match="not https://apiNN.iq.questrade.com/"):
+        with pytest.raises(TokenAnswerRejected, match="not https://apiNN.iq.questrade.com/"):
             hooks.token_meta({"api_server": server})
 
 
