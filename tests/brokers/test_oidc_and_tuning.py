@@ -153,16 +153,20 @@ def test_yaml_tuning_errors_name_the_field():
 
 
 @pytest.mark.django_db
-def test_admin_broker_tuning_and_identity(metadata_server):
+def test_admin_broker_tuning_and_identity(metadata_server, client, django_user_model):
+    from tests.brokers.test_custom import _custom_broker_form
+
     root, _ = metadata_server
-    broker = CustomBroker(
+    client.force_login(django_user_model.objects.create_superuser(email="root@example.com", password="pw-123456789"))
+    response = client.post("/admin/brokers/custombroker/add/", _custom_broker_form(
         slug="tuned", name="Tuned", discovery_url=f"{root}/.well-known/oauth-authorization-server",
-        heartbeat_path="/v1/account", identity_id="/user/id", refresh_margin_seconds=20, backoff_kind="fixed",
-        backoff_base_seconds=15, circuit_failure_threshold=2,
-    )
-    broker.full_clean()
-    assert broker.api_base_url == root  # from the discovered issuer
-    broker.save()
+        heartbeat_path="/v1/account", identity_id="/user/id", refresh_margin_seconds="20", backoff_kind="fixed",
+        backoff_base_seconds="15", circuit_failure_threshold="2", require_iss="unknown",
+    ))
+    assert response.status_code == 302, response.content.decode()[:3000]
+    row = CustomBroker.objects.get(slug="tuned")
+    assert row.api_base_url == root  # from the discovered issuer
+    assert row.require_iss is False  # the metadata does not advertise iss
     built = get_profile("tuned")
     assert built.identity == IdentitySpec(id="/user/id")
     assert (built.refresh_margin_seconds, built.backoff.kind, built.backoff.base_seconds) == (20, "fixed", 15)
