@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import logging
 
+from asgiref.sync import sync_to_async
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.http import Http404, HttpResponse, StreamingHttpResponse
+from django.http import HttpResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
@@ -107,23 +108,46 @@ def _event_stream(generator) -> StreamingHttpResponse:
     return response
 
 
+def _stream_authorise(request, connection_id=None):
+    """(user id, None) or (None, response): sign-in and ownership, read in the request's
+    thread, whose database connection is closed before the stream starts waiting."""
+    try:
+        user = request.user
+        if not user.is_authenticated:
+            return None, HttpResponse("Sign in to receive live updates.", status=403, content_type="text/plain")
+        if connection_id is not None and not Connection.objects.filter(pk=connection_id, user=user).exists():
+            return None, HttpResponse("No such connection.", status=404, content_type="text/plain")
+        return user.pk, None
+    finally:
+        # Without this the request's connection stays open (and out of the pool) for the
+        # whole life of the stream: that is what used to exhaust PostgreSQL.
+        live.db_release()
+
+
+async def _open(request, connection_id=None):
+    hub = live.hub_get()
+    try:
+        hub.admit(None)  # the per-process cap, before any database work
+        user_id, refused = await sync_to_async(_stream_authorise)(request, connection_id)
+        if refused is not None:
+            return refused
+        subscriber = hub.subscribe(user_id, connection_id)
+    except live.TooManyStreams as exc:
+        logger.info("connections.stream.refused", extra={"status": exc.status, "streams": hub.count})
+        response = HttpResponse(str(exc), status=exc.status, content_type="text/plain")
+        response["Retry-After"] = "30"
+        return response
+    return _event_stream(live.connection_stream(user_id, connection_id=connection_id, subscriber=subscriber))
+
+
 async def stream(request):
     """Server-sent events for the signed-in user's connections (an async view: run under ASGI)."""
-    user = await request.auser()
-    if not user.is_authenticated:
-        return HttpResponse("Sign in to receive live updates.", status=403, content_type="text/plain")
-    return _event_stream(live.connection_stream(user.pk))
+    return await _open(request)
 
 
 async def connection_stream(request, connection_id):
     """The same stream, for the events of one connection (another user's: 404)."""
-    user = await request.auser()
-    if not user.is_authenticated:
-        return HttpResponse("Sign in to receive live updates.", status=403, content_type="text/plain")
-    exists = await Connection.objects.filter(pk=connection_id, user=user).aexists()
-    if not exists:
-        raise Http404("No such connection.")
-    return _event_stream(live.connection_stream(user.pk, connection_id=connection_id))
+    return await _open(request, connection_id)
 
 
 # --- system status --------------------------------------------------------------------
