@@ -26,7 +26,7 @@ from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
 from brokers.profile import BrokerProfile
-from connections import errors
+from connections import display, errors
 from connections.engine import circuit
 from connections.engine.backoff import attempts_exhausted, backoff_delay
 from connections.engine.conf import engine_setting
@@ -360,6 +360,7 @@ def outcomes_write(outcomes: list[Outcome], *, now: datetime, owner: str, stats:
     stats.skipped += len(outcomes) - len(mine)
     inputs = health_inputs_for([o.connection.pk for o in mine], now=now)
     results = []
+    shown = display.display_versions(o.connection for o in mine)  # live pages: what users see, before
     with transaction.atomic():
         for outcome in mine:
             conn = outcome.connection
@@ -399,6 +400,7 @@ def outcomes_write(outcomes: list[Outcome], *, now: datetime, owner: str, stats:
             conn.updated_at = now
         connections_write_engine_fields([o.connection for o in mine])
         CheckResult.objects.bulk_create(results, batch_size=1000)
+        display.display_changed_publish((o.connection for o in mine), shown)  # after commit, changed rows only
     stats.outcomes.extend(mine)
 
 
