@@ -307,6 +307,13 @@ class Hub:
 _hubs: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
+def process_admit() -> None:
+    """The per-process cap, checked before a stream authorises itself (no hub is started)."""
+    hub = _hubs.get(asyncio.get_running_loop())
+    if hub is not None:
+        hub.admit(None)
+
+
 def hub_get() -> Hub:
     """This event loop's hub, started on first use."""
     loop = asyncio.get_running_loop()

@@ -15,7 +15,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseStopPolling
 
-from connections import live, presenters
+from connections import fragments, live, presenters
 from connections.models import Connection, ConnectionStatus
 from connections.selectors import connection_get_for_user
 
@@ -36,6 +36,9 @@ def card(request, connection_id):
     connection = connection_get_for_user(user=request.user, connection_id=connection_id)
     if not request.htmx:
         return redirect("connections:detail", connection_id=connection.pk)
+    if connection.status != ConnectionStatus.DISCONNECTED:
+        # The live re-fetch: the cached card unless what it shows changed.
+        return HttpResponse(fragments.cards_html(request, [connection])[1][0])
     view = presenters.card_for(connection)
     return _fragment(request, "connections/partials/_card.html", {"card": view}, final=view.is_final)
 
@@ -125,15 +128,14 @@ def _stream_authorise(request, connection_id=None):
 
 
 async def _open(request, connection_id=None):
-    hub = live.hub_get()
     try:
-        hub.admit(None)  # the per-process cap, before any database work
+        live.process_admit()  # the per-process cap, before any database work
         user_id, refused = await sync_to_async(_stream_authorise)(request, connection_id)
         if refused is not None:
             return refused
-        subscriber = hub.subscribe(user_id, connection_id)
+        subscriber = live.hub_get().subscribe(user_id, connection_id)
     except live.TooManyStreams as exc:
-        logger.info("connections.stream.refused", extra={"status": exc.status, "streams": hub.count})
+        logger.info("connections.stream.refused", extra={"status": exc.status})
         response = HttpResponse(str(exc), status=exc.status, content_type="text/plain")
         response["Retry-After"] = "30"
         return response
