@@ -215,10 +215,14 @@ class Hub:
 
     def deliver(self, user_id: str, pk: str, status: str, version: str) -> None:
         subs = self.by_user.get(user_id)
-        if not subs or self.versions.get(pk) == version:
+        if not subs:
             return
+        known = self.versions.get(pk)
         self.versions[pk] = version
         self.user_connections.setdefault(user_id, set()).add(pk)
+        # Unknown until now (a poll ran before the stream read its baseline): nothing to compare.
+        if known is None or known == version:
+            return
         for sub in subs:
             sub.put(pk, status)
 
