@@ -51,6 +51,21 @@ def rss_mb(pid: int) -> float:
     return total / 1024
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """user + system CPU seconds of a process and its children (gunicorn master + workers)."""
+    total, todo = 0.0, [pid]
+    while todo:
+        current = todo.pop()
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        todo.extend(int(c) for c in children)
+    return total
+
+
 def db_connections_in_use(db_name: str) -> int:
     import psycopg
 
@@ -65,7 +80,7 @@ def pct(values, p):
     return values[min(len(values) - 1, int(len(values) * p))] if values else float("nan")
 
 
-async def dashboard_load(base: str, cookies: list[str], concurrency: int, seconds: float) -> dict:
+async def dashboard_load(base: str, cookies: list[str], concurrency: int, seconds: float, web_pid: int) -> dict:
     import aiohttp
 
     latencies, statuses = [], {}
@@ -86,9 +101,9 @@ async def dashboard_load(base: str, cookies: list[str], concurrency: int, second
                 latencies.append((time.perf_counter() - started) * 1000)
                 statuses[status] = statuses.get(status, 0) + 1
 
-        started = time.monotonic()
+        started, cpu = time.monotonic(), tree_cpu_seconds(web_pid)
         await asyncio.gather(*(user(i) for i in range(concurrency)))
-        elapsed = time.monotonic() - started
+        elapsed, cpu = time.monotonic() - started, tree_cpu_seconds(web_pid) - cpu
     ok = statuses.get(200, 0)
     return {
         "rps": ok / elapsed,
@@ -96,6 +111,7 @@ async def dashboard_load(base: str, cookies: list[str], concurrency: int, second
         "p95": pct(latencies, 0.95),
         "p99": pct(latencies, 0.99),
         "errors": {k: v for k, v in statuses.items() if k != 200},
+        "cpu_ms": 1000 * cpu / max(1, len(latencies)),
     }
 
 
@@ -320,7 +336,7 @@ def run(args, db_name: str, web_pid: int) -> None:
 
         out = {"idle": {}, "streams": {}}
         for level in levels:
-            out["idle"][level] = await dashboard_load(base, cookies, level, args.seconds)
+            out["idle"][level] = await dashboard_load(base, cookies, level, args.seconds, web_pid)
         out["db_idle"] = db_connections_in_use(db_name)
         out["rss_idle"] = rss_mb(web_pid)
         streams = Streams(base, sessions, args.streams)
@@ -343,7 +359,7 @@ def run(args, db_name: str, web_pid: int) -> None:
             out["db_streams"] = db_connections_in_use(db_name)
             out["rss_streams"] = rss_mb(web_pid)
             for level in levels:
-                out["streams"][level] = await dashboard_load(base, cookies, level, args.seconds)
+                out["streams"][level] = await dashboard_load(base, cookies, level, args.seconds, web_pid)
             # The sweep's changes: every connection's broker goes down; one sweep as a worker runs it.
             SandboxServer(args.sandbox_port).set_faults(client["client_id"], outage=True)
             sweep = subprocess.run(
@@ -373,15 +389,15 @@ def run(args, db_name: str, web_pid: int) -> None:
     print(f"\nbrokerlink pages: {args.users} users x {args.per_user} connections, {args.web_workers} web workers "
           f"(gunicorn + uvicorn, DEBUG off), pool {args.pool}/process, {os.cpu_count()} cores, "
           f"load average before {load_before[0]:.2f} (shared machine)")  # fmt: skip
-    print(f"{'dashboard':<22}" + "".join(f"{f'{c} concurrent':>34}" for c in levels))
+    print(f"{'dashboard':<22}" + "".join(f"{f'{c} concurrent':>42}" for c in levels))
     for phase, label in (("idle", "no stream open"), ("streams", f"{out['held']} streams open")):
         cells = []
         for level in levels:
             r = out[phase][level]
             err = f" err {r['errors']}" if r["errors"] else ""
-            cells.append(f"{r['rps']:.0f}/s {r['p50']:.0f}/{r['p95']:.0f}/{r['p99']:.0f} ms{err}")
-        print(f"{label:<22}" + "".join(f"{c:>34}" for c in cells))
-    print("  (requests/s, then p50/p95/p99 latency)")
+            cells.append(f"{r['rps']:.0f}/s {r['p50']:.0f}/{r['p95']:.0f}/{r['p99']:.0f} ms cpu {r['cpu_ms']:.1f}{err}")
+        print(f"{label:<22}" + "".join(f"{c:>42}" for c in cells))
+    print("  (requests/s, p50/p95/p99 latency, web CPU ms per request: 1000 / that = page views per core-second)")
     print(
         f"open streams held: {out['held']} of {args.streams} in {out['open_seconds']:.1f}s, refused: "
         f"{out['refused'] or 'none'}"
