@@ -224,10 +224,10 @@ def main() -> None:
     )
     procs = []
     try:
-        sandbox_env = dict(os.environ, DJANGO_SETTINGS_MODULE="brokers.sandbox.standalone_settings")
+        sandbox_env = dict(os.environ, DJANGO_SETTINGS_MODULE="sandbox.standalone_settings")
         procs.append(
             subprocess.Popen(
-                [sys.executable, "-m", "uvicorn", "brokers.sandbox.asgi:application", "--host", "127.0.0.1",
+                [sys.executable, "-m", "uvicorn", "sandbox.asgi:application", "--host", "127.0.0.1",
                  "--port", str(args.sandbox_port), "--log-level", "warning", "--no-access-log"],
                 cwd=ROOT, env=sandbox_env, start_new_session=True,
             )
@@ -260,10 +260,10 @@ def seed(args, sandbox_url: str) -> tuple[list[tuple[str, list[str]]], dict]:
 
     from accounts.models import User
     from brokers.models import BrokerApp
-    from brokers.sandbox.models import SandboxClient
     from connections.broker_client import profile_for
     from connections.models import Connection, ConnectionStatus
     from connections.tokens import connection_apply_token_response
+    from sandbox.models import SandboxClient
     from tests.fixtures.sandbox import SandboxServer, pkce_pair
 
     sandbox = SandboxServer(args.sandbox_port)
