@@ -127,6 +127,9 @@ if DB_POOL_MAX_SIZE > 0 and DATABASES["default"]["ENGINE"] == "django.db.backend
         "timeout": float(env_str("DB_POOL_TIMEOUT", "10")),
         "max_idle": 300,
     }
+# Behind PgBouncer in transaction mode (instead of the pool above).
+if env_bool("DB_DISABLE_SERVER_SIDE_CURSORS", False):
+    DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis, cache, Celery -----------------------------------------------------------
