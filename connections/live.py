@@ -334,19 +334,37 @@ def sse(event: str, data: str = "") -> str:
     return f"event: {event}\ndata: {data}\n\n"
 
 
+async def stream_open(user_id, connection_id=None) -> Subscriber:
+    """Register a stream (raises TooManyStreams over a cap), wait for the hub's feed and read
+    the user's current versions. The view does this before answering: once the browser sees
+    the response it shows "Live", and a change after that must not be missed."""
+    hub = hub_get()
+    sub = hub.subscribe(user_id, connection_id)
+    try:
+        await _wait(hub.subscribed, 2)
+        hub.learn(await versions_read([user_id], connection_id))
+    except BaseException:
+        hub.unsubscribe(sub)
+        raise
+    return sub
+
+
+def stream_close_threadsafe(sub: Subscriber, loop: asyncio.AbstractEventLoop) -> None:
+    """Unregister from any thread (Django closes a response in a worker thread); idempotent."""
+    hub = _hubs.get(loop)
+    if hub is not None and not loop.is_closed():
+        loop.call_soon_threadsafe(hub.unsubscribe, sub)
+
+
 async def connection_stream(
     user_id, *, connection_id=None, max_seconds: float = STREAM_MAX_SECONDS, subscriber: Subscriber | None = None
 ) -> AsyncIterator[str]:
     """Server-sent events for one user's connections (or just `connection_id`) until
     `max_seconds` pass or the client leaves. Raises TooManyStreams when over a cap (the view
-    admits first, so it can answer with a status instead)."""
+    opens the stream first with `stream_open`, so it can answer with a status instead)."""
     hub = hub_get()
-    sub = subscriber or hub.subscribe(user_id, connection_id)
+    sub = subscriber or await stream_open(user_id, connection_id)
     try:
-        # Subscribed (or known to be polling) and the current versions read before the first
-        # byte: the page counts as live from then on, and a change in between is in neither.
-        await _wait(hub.subscribed, 2)
-        hub.learn(await versions_read([user_id], connection_id))
         yield f"retry: {RETRY_MS}\n\n"
         yield sse("hello", "live")
         started = last_sent = time.monotonic()

@@ -3,6 +3,7 @@ re-fetch, Check now, and the staff system status page."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from asgiref.sync import sync_to_async
@@ -104,11 +105,20 @@ def check_now(request, connection_id):
 # --- the stream -----------------------------------------------------------------------
 
 
-def _event_stream(generator) -> StreamingHttpResponse:
-    response = StreamingHttpResponse(generator, content_type="text/event-stream")
-    response["Cache-Control"] = "no-cache"
-    response["X-Accel-Buffering"] = "no"  # nginx: pass events through as they come
-    return response
+class EventStreamResponse(StreamingHttpResponse):
+    """Server-sent events; `on_close` runs when Django closes the response (always, even
+    when the client left before the first byte and the generator never started)."""
+
+    def __init__(self, generator, *, on_close=None):
+        super().__init__(generator, content_type="text/event-stream")
+        self["Cache-Control"] = "no-cache"
+        self["X-Accel-Buffering"] = "no"  # nginx: pass events through as they come
+        self._on_close = on_close
+
+    def close(self):
+        super().close()
+        if self._on_close is not None:
+            self._on_close()
 
 
 def _stream_authorise(request, connection_id=None):
@@ -133,13 +143,17 @@ async def _open(request, connection_id=None):
         user_id, refused = await sync_to_async(_stream_authorise)(request, connection_id)
         if refused is not None:
             return refused
-        subscriber = live.hub_get().subscribe(user_id, connection_id)
+        subscriber = await live.stream_open(user_id, connection_id)
     except live.TooManyStreams as exc:
         logger.info("connections.stream.refused", extra={"status": exc.status})
         response = HttpResponse(str(exc), status=exc.status, content_type="text/plain")
         response["Retry-After"] = "30"
         return response
-    return _event_stream(live.connection_stream(user_id, connection_id=connection_id, subscriber=subscriber))
+    loop = asyncio.get_running_loop()
+    return EventStreamResponse(
+        live.connection_stream(user_id, connection_id=connection_id, subscriber=subscriber),
+        on_close=lambda: live.stream_close_threadsafe(subscriber, loop),
+    )
 
 
 async def stream(request):
