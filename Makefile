@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PORT ?= 8000
 export SITE_URL ?= http://127.0.0.1:$(PORT)
 
-.PHONY: run test lint venv migrate seed sandbox bench-heartbeat clean audit requirements
+.PHONY: run test lint venv migrate seed sandbox bench-heartbeat bench-pages clean audit requirements
 
 # The venv is rebuilt only when a lock file changes, so a second `make run` is quick.
 # Every package, transitive ones included, is pinned with its hashes (pip refuses anything else).
@@ -41,6 +41,10 @@ sandbox: venv .env
 
 bench-heartbeat: venv
 	$(PY) bench/heartbeat.py
+
+# Dashboard under load and thousands of open live pages, in production mode (docs/operations.md).
+bench-pages: venv
+	$(PY) bench/pages.py
 
 # Known vulnerabilities (PyPI advisory database / OSV) in the pinned runtime and dev sets; needs the network.
 audit: venv

@@ -64,7 +64,7 @@ INSTALLED_APPS = [
     "accounts",
     "vault",
     "brokers",
-    "brokers.sandbox",
+    "sandbox",
     "connections",
     "ops",
 ]
@@ -82,6 +82,8 @@ MIDDLEWARE = [
     "django_htmx.middleware.HtmxMiddleware",
     "allauth.account.middleware.AccountMiddleware",
     "accounts.middleware.SessionHardeningMiddleware",
+    # Last, so it sees the view's exception first: no free database connection -> 503 "busy".
+    "ops.busy.DatabaseBusyMiddleware",
 ]
 # First, so every log line of a request (including the security middleware's) carries its id.
 MIDDLEWARE.insert(0, "ops.logging.RequestIdMiddleware")
@@ -122,6 +124,23 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
     DATABASES["default"]["CONN_MAX_AGE"] = 0
+# A connection pool per process (Django's psycopg pool), on when DB_POOL_MAX_SIZE > 0: the
+# Procfile's web processes set it, so a web process never holds more than that many
+# PostgreSQL connections however many requests and open pages it serves; a request that
+# finds them all busy waits up to DB_POOL_TIMEOUT seconds, then gets a 503 "busy" page.
+# Workers and beat run without it (their budget: see docs/operations.md, Scaling).
+DB_POOL_MAX_SIZE = env_int("DB_POOL_MAX_SIZE", 0)
+if DB_POOL_MAX_SIZE > 0 and DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    DATABASES["default"]["CONN_MAX_AGE"] = 0  # the pool keeps the connections, not Django
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": min(env_int("DB_POOL_MIN_SIZE", 2), DB_POOL_MAX_SIZE),
+        "max_size": DB_POOL_MAX_SIZE,
+        "timeout": float(env_str("DB_POOL_TIMEOUT", "10")),
+        "max_idle": 300,
+    }
+# Behind PgBouncer in transaction mode (instead of the pool above).
+if env_bool("DB_DISABLE_SERVER_SIDE_CURSORS", False):
+    DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis, cache, Celery -----------------------------------------------------------
@@ -241,6 +260,10 @@ STORAGES = {
     },
 }
 
+# Open live pages (event streams) one web process serves at once, in all and per user.
+LIVE_MAX_STREAMS_PER_PROCESS = env_int("LIVE_MAX_STREAMS_PER_PROCESS", 4000)
+LIVE_MAX_STREAMS_PER_USER = env_int("LIVE_MAX_STREAMS_PER_USER", 20)
+
 # --- brokerlink --------------------------------------------------------------------------
 BROKERS_FILE = env_str("BROKERS_FILE")
 HEARTBEAT_INTERVAL_SECONDS = env_int("HEARTBEAT_INTERVAL_SECONDS", 60)
@@ -248,6 +271,9 @@ HEARTBEAT_INTERVAL_SECONDS = env_int("HEARTBEAT_INTERVAL_SECONDS", 60)
 # standalone sandbox server (tests and benchmarks point this at their own port).
 SANDBOX_BASE_URL = env_str("SANDBOX_BASE_URL", f"{SITE_URL}/sandbox").rstrip("/")
 SANDBOX_CONTROL_TOKEN = env_str("SANDBOX_CONTROL_TOKEN")
+# How often a Sandbox Broker connection is checked (seconds). 60 like a real broker; demos and
+# tests of token rotation shorten it together with HEARTBEAT_INTERVAL_SECONDS.
+SANDBOX_HEARTBEAT_INTERVAL_SECONDS = env_int("SANDBOX_HEARTBEAT_INTERVAL_SECONDS", 60)
 # The mounted sandbox broker (and its catalog entry). A pretend broker has no place on a
 # production site unless the operator wants the demo there, so production leaves it off.
 SANDBOX_ENABLED = env_bool("SANDBOX_ENABLED", default=not PRODUCTION)
@@ -271,8 +297,6 @@ HEALTH_CACHE_SECONDS = float(env_str("HEALTH_CACHE_SECONDS", "5"))
 METRICS_WINDOW_SECONDS = env_int("METRICS_WINDOW_SECONDS", 3600)
 # A person's "Check now" on one connection at most once per this many seconds (shared broker quota).
 CHECK_NOW_COOLDOWN_SECONDS = env_int("CHECK_NOW_COOLDOWN_SECONDS", 10)
-# Live-update streams one user may hold open per web process (each holds a Redis subscription).
-LIVE_STREAMS_PER_USER = env_int("LIVE_STREAMS_PER_USER", 6)
 
 # --- Security -------------------------------------------------------------------------
 SESSION_COOKIE_HTTPONLY = True
@@ -324,7 +348,10 @@ LOGGING = {
         "context": {"()": "ops.logging.ContextFilter"},
     },
     "formatters": {
-        "text": {"format": "%(asctime)s %(levelname)s %(name)s [req=%(request_id)s task=%(task_id)s] %(message)s"},
+        "text": {
+            "()": "ops.logging.TextFormatter",
+            "format": "%(asctime)s %(levelname)s %(name)s [req=%(request_id)s task=%(task_id)s] %(message)s",
+        },
         "json": {
             "()": "pythonjsonlogger.json.JsonFormatter",
             "fmt": "%(asctime)s %(levelname)s %(name)s %(request_id)s %(task_id)s %(message)s",

@@ -26,6 +26,7 @@ import requests
 from django.conf import settings
 from django.views.decorators.debug import sensitive_variables
 
+from brokers.identity import IdentityError
 from brokers.models import BrokerApp
 from brokers.profile import BrokerProfile
 from connections.errors import CONFIGURATION, NETWORK, UNEXPECTED, BrokerError, classify_response
@@ -35,6 +36,8 @@ from outbound.policy import OutboundRefused
 logger = logging.getLogger(__name__)
 
 HTML_ERROR_CODE = "html_response"
+# A JSON answer to the identity call that names no account (see brokers.identity).
+IDENTITY_MISSING_CODE = "identity_missing"
 USER_AGENT = "brokerlink/0.1 (+https://github.com/brokerlink/brokerlink)"
 
 
@@ -72,6 +75,17 @@ def _parse_body(response: requests.Response) -> Any:
         return None
 
 
+def _never_connected(exc: requests.ConnectionError) -> bool:
+    """True when the TCP connection was never established, so no byte of the request left
+    (urllib3's NewConnectionError covers refused connections and DNS failures)."""
+    from urllib3.exceptions import MaxRetryError, NewConnectionError
+
+    inner = exc.args[0] if exc.args else None
+    if isinstance(inner, MaxRetryError):
+        inner = inner.reason
+    return isinstance(inner, NewConnectionError)
+
+
 @sensitive_variables()
 def broker_call(
     profile: BrokerProfile,
@@ -95,6 +109,9 @@ def broker_call(
         response = session.request(method, url, timeout=timeout, allow_redirects=False, **kwargs)
     except OutboundRefused as exc:
         raise _policy_refusal(profile, log_fields) from exc
+    except requests.ConnectTimeout as exc:
+        logger.warning("connections.broker.unreachable", extra={**log_fields, "error": "connect_timeout"})
+        raise BrokerError(NETWORK, f"brokerlink could not reach {profile.name}.", maybe_sent=False) from exc
     except requests.Timeout as exc:
         seconds = timeout[1] if isinstance(timeout, tuple) else timeout
         logger.warning("connections.broker.timeout", extra=log_fields)
@@ -102,8 +119,16 @@ def broker_call(
     except requests.ConnectionError as exc:
         if refused_by_policy(exc):
             raise _policy_refusal(profile, log_fields) from exc
-        logger.warning("connections.broker.unreachable", extra=log_fields)
-        raise BrokerError(NETWORK, f"brokerlink could not reach {profile.name}.") from exc
+        # Refused or unresolvable: nothing was sent. A connection dropped mid-answer may
+        # have been processed, so it counts as "maybe sent" like a timeout.
+        never_sent = _never_connected(exc)
+        logger.warning("connections.broker.unreachable", extra={**log_fields, "sent": not never_sent})
+        message = (
+            f"brokerlink could not reach {profile.name}."
+            if never_sent
+            else f"{profile.name} closed the connection before answering."
+        )
+        raise BrokerError(NETWORK, message, maybe_sent=not never_sent) from exc
     except requests.RequestException as exc:
         logger.warning("connections.broker.request_failed", extra={**log_fields, "error": type(exc).__name__})
         raise BrokerError(NETWORK, f"The request to {profile.name} failed ({type(exc).__name__}).") from exc
@@ -135,6 +160,7 @@ def _policy_refusal(profile: BrokerProfile, log_fields: dict) -> BrokerError:
     return BrokerError(
         CONFIGURATION,
         f"{profile.name}'s endpoint is not an address brokerlink may call (https to a public host only).",
+        maybe_sent=False,  # refused before connecting
     )
 
 
@@ -232,9 +258,29 @@ def account_identity(
 ) -> dict:
     """The account behind a token: {account_id, masked_number, label, paper} via the profile's hook."""
     response = account_fetch(profile, environment, access_token, token_meta, timeout=timeout)
-    identity = profile.hooks.parse_account(response.body)
+    if response.body is None:
+        raise BrokerError(
+            UNEXPECTED,
+            f"{profile.name} answered {profile.heartbeat_path} with something that is not JSON.",
+            http_status=response.status,
+            error_code=HTML_ERROR_CODE,
+        )
+    try:
+        identity = profile.parse_identity(response.body)
+    except IdentityError as exc:
+        raise BrokerError(
+            UNEXPECTED,
+            f"{profile.name} answered {profile.heartbeat_path} with JSON that names no account: {exc}.",
+            http_status=response.status,
+            error_code=IDENTITY_MISSING_CODE,
+        ) from exc
     if not identity.get("account_id"):
-        raise BrokerError(UNEXPECTED, f"{profile.name} did not say which account this is.", http_status=response.status)
+        raise BrokerError(
+            UNEXPECTED,
+            f"{profile.name} answered {profile.heartbeat_path} with JSON that names no account.",
+            http_status=response.status,
+            error_code=IDENTITY_MISSING_CODE,
+        )
     return identity
 
 

@@ -3,19 +3,21 @@ re-fetch, Check now, and the staff system status page."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.http import Http404, HttpResponse, StreamingHttpResponse
+from django.http import HttpResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseStopPolling
 
-from connections import live, presenters
+from connections import fragments, hub, live, presenters
 from connections.models import Connection, ConnectionStatus
 from connections.selectors import connection_get_for_user
 
@@ -36,6 +38,9 @@ def card(request, connection_id):
     connection = connection_get_for_user(user=request.user, connection_id=connection_id)
     if not request.htmx:
         return redirect("connections:detail", connection_id=connection.pk)
+    if connection.status != ConnectionStatus.DISCONNECTED:
+        # The live re-fetch: the cached card unless what it shows changed.
+        return HttpResponse(fragments.cards_html(request, [connection])[1][0])
     view = presenters.card_for(connection)
     return _fragment(request, "connections/partials/_card.html", {"card": view}, final=view.is_final)
 
@@ -112,93 +117,73 @@ def check_now_allowed(connection) -> bool:
 
 # --- the stream -----------------------------------------------------------------------
 
-# Open streams per user in this process. Each holds a Redis subscription and a poll loop, so
-# one person's forty tabs must not hold forty of each. Per process on purpose: a crashed
-# process cannot leak counts, and the cap times the number of web processes stays small.
-_open_streams: dict[int, int] = {}
+class EventStreamResponse(StreamingHttpResponse):
+    """Server-sent events; `on_close` runs when Django closes the response (always, even
+    when the client left before the first byte and the generator never started)."""
+
+    def __init__(self, generator, *, on_close=None):
+        super().__init__(generator, content_type="text/event-stream")
+        self["Cache-Control"] = "no-cache"
+        self["X-Accel-Buffering"] = "no"  # nginx: pass events through as they come
+        self._on_close = on_close
+
+    def close(self):
+        super().close()
+        if self._on_close is not None:
+            self._on_close()
 
 
-def _too_many_streams() -> HttpResponse:
-    response = HttpResponse("Too many live pages open; close some tabs.", status=429, content_type="text/plain")
-    response["Retry-After"] = "30"
-    return response
+def _stream_authorise(request, connection_id=None):
+    """(user id, None) or (None, response): sign-in and ownership, read in the request's
+    thread, whose database connection is closed before the stream starts waiting."""
+    try:
+        user = request.user
+        if not user.is_authenticated:
+            return None, HttpResponse("Sign in to receive live updates.", status=403, content_type="text/plain")
+        if connection_id is not None and not Connection.objects.filter(pk=connection_id, user=user).exists():
+            return None, HttpResponse("No such connection.", status=404, content_type="text/plain")
+        return user.pk, None
+    finally:
+        # Without this the request's connection stays open (and out of the pool) for the
+        # whole life of the stream: that is what used to exhaust PostgreSQL.
+        live.db_release()
 
 
-class _CountedStream:
-    """An event stream that gives its user's slot back exactly once, also when the client
-    left before it started (Django calls close() on every response it finishes)."""
-
-    def __init__(self, user_id: int, generator):
-        self.user_id = user_id
-        self.generator = generator
-        self.closed = False
-
-    def __aiter__(self):
-        return self._iterate()
-
-    async def _iterate(self):
-        try:
-            async for chunk in self.generator:
-                yield chunk
-        finally:
-            self.close()
-            await self.generator.aclose()
-
-    def close(self) -> None:
-        if self.closed:
-            return
-        self.closed = True
-        left = _open_streams.get(self.user_id, 1) - 1
-        if left > 0:
-            _open_streams[self.user_id] = left
-        else:
-            _open_streams.pop(self.user_id, None)
-
-
-def _user_stream(user_id: int, generator) -> StreamingHttpResponse | HttpResponse:
-    if _open_streams.get(user_id, 0) >= int(getattr(settings, "LIVE_STREAMS_PER_USER", 6)):
-        return _too_many_streams()
-    _open_streams[user_id] = _open_streams.get(user_id, 0) + 1
-    return _event_stream(_CountedStream(user_id, generator))
-
-
-def _event_stream(generator) -> StreamingHttpResponse:
-    response = StreamingHttpResponse(generator, content_type="text/event-stream")
-    response["Cache-Control"] = "no-cache"
-    response["X-Accel-Buffering"] = "no"  # nginx: pass events through as they come
-    return response
+async def _open(request, connection_id=None):
+    try:
+        live.process_admit()  # the per-process cap, before any database work
+        user_id, refused = await sync_to_async(_stream_authorise)(request, connection_id)
+        if refused is not None:
+            return refused
+        subscriber = await live.stream_open(user_id, connection_id)
+    except live.TooManyStreams as exc:
+        logger.info("connections.stream.refused", extra={"status": exc.status})
+        response = HttpResponse(str(exc), status=exc.status, content_type="text/plain")
+        response["Retry-After"] = "30"
+        return response
+    loop = asyncio.get_running_loop()
+    return EventStreamResponse(
+        live.connection_stream(user_id, connection_id=connection_id, subscriber=subscriber),
+        on_close=lambda: live.stream_close_threadsafe(subscriber, loop),
+    )
 
 
 async def stream(request):
     """Server-sent events for the signed-in user's connections (an async view: run under ASGI)."""
-    user = await request.auser()
-    if not user.is_authenticated:
-        return HttpResponse("Sign in to receive live updates.", status=403, content_type="text/plain")
-    return _user_stream(user.pk, live.connection_stream(user.pk))
+    return await _open(request)
 
 
 async def connection_stream(request, connection_id):
     """The same stream, for the events of one connection (another user's: 404)."""
-    user = await request.auser()
-    if not user.is_authenticated:
-        return HttpResponse("Sign in to receive live updates.", status=403, content_type="text/plain")
-    exists = await Connection.objects.filter(pk=connection_id, user=user).aexists()
-    if not exists:
-        raise Http404("No such connection.")
-    return _user_stream(user.pk, live.connection_stream(user.pk, connection_id=connection_id))
+    return await _open(request, connection_id)
 
 
 # --- system status --------------------------------------------------------------------
 
 
 def _services() -> tuple[str, list[dict]]:
-    try:
-        from ops.health import health_check_services, health_overall
-    except ImportError:
-        return "unknown", []
-    results = health_check_services()
-    overall = {"healthy": "healthy", "degraded": "degraded", "unhealthy": "down"}.get(health_overall(results), "down")
-    return overall, [{"name": r.name, "ok": r.ok, "detail": r.detail, "latency_ms": r.latency_ms} for r in results]
+    # Answered by ops (its health checks) through the hub; "unknown" without it.
+    return hub.ask("services_health", default=("unknown", []))
 
 
 def _breakers(now) -> list[dict]:

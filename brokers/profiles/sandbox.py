@@ -9,7 +9,8 @@ from django.conf import settings
 
 from brokers.profile import BrokerProfile, RateLimit, TokenRules
 
-SANDBOX_DOC = "README.md#the-sandbox-broker"
+SLUG = "sandbox"
+SANDBOX_DOC = "docs/sandbox.md"
 
 TOKEN_RULES = TokenRules(
     access_ttl=900,
@@ -28,7 +29,7 @@ def sandbox_root() -> str:
 def build_profile(root: str | None = None) -> BrokerProfile:
     root = (root or sandbox_root()).rstrip("/")
     return BrokerProfile(
-        slug="sandbox",
+        slug=SLUG,
         name="Sandbox Broker",
         mark="SB",
         website=root,
@@ -38,9 +39,11 @@ def build_profile(root: str | None = None) -> BrokerProfile:
         revocation_scope="token",
         metadata_url=f"{root}/.well-known/oauth-authorization-server",
         issuer=root,
+        require_iss=True,  # its metadata advertises authorization_response_iss_parameter_supported
         api_base_urls={"live": root, "paper": root},
         heartbeat_path="/v1/account",
-        scopes=("read", "trade"),
+        heartbeat_interval_seconds=int(getattr(settings, "SANDBOX_HEARTBEAT_INTERVAL_SECONDS", 60)),
+        scopes=("read",),  # brokerlink only reads the account
         token_rules=TOKEN_RULES,
         token_invalid_statuses=(401,),
         rate_limit=RateLimit(600, 60, source=SANDBOX_DOC),

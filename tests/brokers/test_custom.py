@@ -1,9 +1,6 @@
-import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from django.core.exceptions import ValidationError
+from django.urls import reverse
 
 from brokers.checks import check_broker_profiles
 from brokers.custom import BrokerSpecError, read_brokers_file, resolve_spec
@@ -46,45 +43,6 @@ def brokers_file(tmp_path, settings):
         return path
 
     return write
-
-
-@pytest.fixture
-def metadata_server():
-    """A tiny RFC 8414 metadata endpoint on 127.0.0.1."""
-    documents: dict[str, dict] = {}
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802
-            body = documents.get(self.path)
-            if body is None:
-                self.send_response(404)
-                self.end_headers()
-                return
-            payload = json.dumps(body).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    root = f"http://127.0.0.1:{server.server_address[1]}"
-    documents["/.well-known/oauth-authorization-server"] = {
-        "issuer": root,
-        "authorization_endpoint": f"{root}/oauth/authorize",
-        "token_endpoint": f"{root}/oauth/token",
-        "revocation_endpoint": f"{root}/oauth/revoke",
-        "code_challenge_methods_supported": ["S256"],
-        "token_endpoint_auth_methods_supported": ["client_secret_post"],
-    }
-    yield root, documents
-    server.shutdown()
-    server.server_close()
 
 
 @pytest.mark.django_db
@@ -178,6 +136,7 @@ brokers:
     assert profile.token_rules.token_auth_method == "client_secret_post"
 
 
+@pytest.mark.django_db
 def test_discovery_rejects_a_foreign_issuer(metadata_server):
     root, documents = metadata_server
     documents["/evil"] = {"issuer": "https://evil.example", "token_endpoint": "https://evil.example/t"}
@@ -187,32 +146,50 @@ def test_discovery_rejects_a_foreign_issuer(metadata_server):
     assert "issuer" in info.value.problems[0][1]
 
 
+@pytest.mark.django_db
 def test_discovery_failure_names_the_field(metadata_server):
     root, _ = metadata_server
     with pytest.raises(BrokerSpecError) as info:
         resolve_spec("x", {"discovery_url": f"{root}/missing", "api_base_url": root})
     # One message whatever went wrong, so the form cannot probe ports (security finding 3).
-    assert info.value.problems == [("discovery_url", "could not fetch RFC 8414 metadata from this URL")]
+    assert info.value.problems == [
+        ("discovery_url", "could not fetch RFC 8414 metadata from this URL (retried in the background)")
+    ]
+    assert info.value.discovery_failed
+
+
+def _custom_broker_form(**fields) -> dict:
+    """The admin's add form as a browser posts it (unchecked boxes are left out)."""
+    form = {
+        "slug": "", "name": "", "enabled": "on", "discovery_url": "", "authorize_url": "", "token_url": "",
+        "revoke_url": "", "revocation_scope": "token", "manual_revoke_url": "", "issuer": "", "api_base_url": "",
+        "paper_api_base_url": "", "heartbeat_path": "/", "scopes": "", "scope_separator": " ",
+        "token_auth_method": "client_secret_basic", "pkce": "on", "issues_refresh_token": "on",
+        "access_ttl": "", "refresh_ttl": "", "absolute_cap": "",
+    }
+    form.update(fields)
+    return form
 
 
 @pytest.mark.django_db
-def test_admin_custom_broker_validates_and_discovers_on_save(metadata_server):
+def test_admin_custom_broker_validates_and_discovers_on_save(metadata_server, admin_client):
     root, _ = metadata_server
-    broker = CustomBroker(
+    add = reverse("admin:brokers_custombroker_add")
+    response = admin_client.post(add, _custom_broker_form(
         slug="adminco", name="Admin Co", discovery_url=f"{root}/.well-known/oauth-authorization-server",
         api_base_url=root, heartbeat_path="/v1/account",
-    )
-    broker.full_clean()
-    assert broker.token_url == f"{root}/oauth/token"
-    broker.save()
+    ))
+    assert response.status_code == 302, response.content.decode()[:2000]
+    assert CustomBroker.objects.get(slug="adminco").token_url == f"{root}/oauth/token"
     assert get_profile("adminco").authorize_url == f"{root}/oauth/authorize"
 
-    bad = CustomBroker(slug="badco", name="Bad", authorize_url="https://a.example/a",
-                       token_url="http://a.example/t", api_base_url="https://a.example")
-    with pytest.raises(ValidationError) as info:
-        bad.full_clean()
-    assert "token_url" in info.value.message_dict
-    assert "https://" in info.value.message_dict["token_url"][0]
+    page = admin_client.post(add, _custom_broker_form(
+        slug="badco", name="Bad", authorize_url="https://a.example/a", token_url="http://a.example/t",
+        api_base_url="https://a.example",
+    ))
+    assert page.status_code == 200 and not CustomBroker.objects.filter(slug="badco").exists()
+    errors = page.context["adminform"].form.errors
+    assert "token_url" in errors and "https://" in errors["token_url"][0]
 
 
 def test_documented_example_file_is_valid(settings):

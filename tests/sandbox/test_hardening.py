@@ -6,8 +6,8 @@ import pytest
 from django.contrib.auth.models import Permission
 from django.core.cache import cache
 
-from brokers.sandbox import services
-from brokers.sandbox.models import SandboxClient
+from sandbox import services
+from sandbox.models import SandboxClient
 
 pytestmark = pytest.mark.django_db
 

@@ -3,7 +3,7 @@
 import pytest
 from django.contrib.auth.models import Permission
 
-from brokers.sandbox import services
+from sandbox import services
 
 pytestmark = pytest.mark.django_db
 

@@ -1,5 +1,0 @@
-"""URLconf of the standalone sandbox server: the sandbox alone, at the root."""
-
-from django.urls import include, path
-
-urlpatterns = [path("", include("brokers.sandbox.urls"))]

@@ -1,0 +1,65 @@
+"""ASGI entry point of the standalone sandbox server.
+
+`GET /v1/account` with a bearer token the sandbox knows (every heartbeat) is answered here,
+by the same code as the Django view (views.account_answer), without Django's request
+handler: that handler starts a thread per request for its request_started/finished signals,
+which was most of the endpoint's CPU time (one uvicorn process: ~230 req/s through Django,
+see docs/benchmarks.md). Everything else, including unknown or malformed tokens, goes to Django.
+"""
+
+import os
+import re
+import uuid
+
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "sandbox.standalone_settings")
+
+from sandbox.abandoned import finish_abandoned_requests  # noqa: E402 - after the settings default
+
+django_application = finish_abandoned_requests(get_asgi_application())
+
+ACCOUNT_PATH = "/v1/account"
+_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+# What Django's middleware adds to every answer (SecurityMiddleware, XFrameOptionsMiddleware,
+# the request id); kept so a heartbeat sees the same headers either way.
+_FIXED_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"same-origin"),
+    (b"cross-origin-opener-policy", b"same-origin"),
+    (b"x-frame-options", b"DENY"),
+]
+
+
+async def _account_fast(scope, send) -> bool:
+    from sandbox import services, views
+
+    auth = request_id = ""
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            auth = value.decode("latin-1")
+        elif name == b"x-request-id":
+            request_id = value.decode("latin-1")
+    if auth[:7].lower() != "bearer ":
+        return False
+    found = await services.atoken_for_access(auth[7:].strip())
+    if found is None:
+        return False
+    response = await views.account_answer(found)
+    body = response.content
+    headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in response.items()]
+    if not response.has_header("Content-Length"):
+        headers.append((b"content-length", str(len(body)).encode()))
+    headers.extend(_FIXED_HEADERS)
+    request_id = request_id if _REQUEST_ID_RE.match(request_id) else uuid.uuid4().hex
+    headers.append((b"x-request-id", request_id.encode()))
+    await send({"type": "http.response.start", "status": response.status_code, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+    return True
+
+
+async def application(scope, receive, send):
+    hot = scope["type"] == "http" and scope["path"] == ACCOUNT_PATH and scope["method"] == "GET"
+    if hot and await _account_fast(scope, send):
+        return
+    await django_application(scope, receive, send)
