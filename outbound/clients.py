@@ -97,10 +97,17 @@ class OutboundAdapter(HTTPAdapter):
         return super().send(request, *args, **kwargs)
 
 
+class OutboundSession(requests.Session):
+    """Never follows a redirect, whatever the caller passes: a 3xx comes back as the answer."""
+
+    def request(self, method, url, *args, **kwargs):
+        kwargs["allow_redirects"] = False
+        return super().request(method, url, *args, **kwargs)
+
+
 def outbound_session() -> requests.Session:
-    session = requests.Session()
+    session = OutboundSession()
     session.trust_env = False
-    session.max_redirects = 0
     adapter = OutboundAdapter()
     session.mount("http://", adapter)
     session.mount("https://", adapter)

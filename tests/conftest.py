@@ -11,6 +11,15 @@ pytest_plugins = [
 
 
 @pytest.fixture
+def admin_user(db, django_user_model):
+    """pytest-django's admin (and so `admin_client`), with the second factor staff need here."""
+    from tests.support import with_second_factor
+
+    admin = django_user_model.objects.create_superuser(email="admin@example.com", password="password")
+    return with_second_factor(admin)
+
+
+@pytest.fixture
 def user(django_user_model):
     return django_user_model.objects.create_user(email="ada@example.com", password="correct horse battery")
 
