@@ -26,7 +26,7 @@ from connections.models import CheckResult, Connection, ConnectionEvent, Connect
 from tests.fixtures.browser import chromium  # noqa: F401 - the Chromium fixture
 from tests.fixtures.sandbox import DEMO_PASSWORD, DEMO_USERNAME, SandboxServer
 from tests.harness import BrokerlinkServer
-from tests.support import free_port
+from tests.support import free_port, totp_code, with_second_factor
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -61,11 +61,15 @@ def sweep(connection_id) -> dict:
     return _worker.submit(_sweep_now, connection_id).result(timeout=60)
 
 
-def sign_in(page, url: str, email: str) -> None:
+def sign_in(page, url: str, email: str, totp_secret: str = "") -> None:
     page.goto(f"{url}/accounts/login/")
     page.fill("input[name=login]", email)
     page.fill("input[name=password]", PASSWORD)
     page.locator("form").filter(has=page.locator("input[name=password]")).locator("button[type=submit]").click()
+    if totp_secret:  # staff: the second factor allauth asks for
+        page.wait_for_url("**/accounts/2fa/authenticate/**")
+        page.fill("input[name=code]", totp_code(totp_secret))
+        page.locator("form").filter(has=page.locator("input[name=code]")).locator("button[type=submit]").click()
     page.wait_for_url(f"{url}/connections/")
 
 
@@ -121,11 +125,11 @@ def test_oidc_broker_declared_in_yaml_connects_and_stays_connected(
     cid = client["client_id"]
 
     # --- an admin adds the broker app in Django admin ---
-    django_user_model.objects.create_superuser(email="root@example.com", password=PASSWORD)
+    root = with_second_factor(django_user_model.objects.create_superuser(email="root@example.com", password=PASSWORD))
     admin_context = chromium.new_context()
     admin = admin_context.new_page()
     admin.set_default_timeout(15_000)
-    sign_in(admin, url, "root@example.com")
+    sign_in(admin, url, "root@example.com", root.totp_secret)
     admin.goto(f"{url}/admin/brokers/brokerapp/add/")
     admin.select_option("select[name=broker_slug]", "northwind")
     admin.select_option("select[name=environment]", "live")
