@@ -9,6 +9,7 @@ class BrokersConfig(AppConfig):
     def ready(self) -> None:
         from django.core import checks
 
-        from brokers.checks import check_broker_profiles
+        from brokers.checks import check_broker_profiles, check_outbound_switch
 
         checks.register(check_broker_profiles, "brokers")
+        checks.register(check_outbound_switch, "brokers", deploy=True)

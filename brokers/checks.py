@@ -28,3 +28,18 @@ def check_broker_profiles(app_configs=None, **kwargs) -> list[checks.CheckMessag
             )
         )
     return messages
+
+
+def check_outbound_switch(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
+    """The outbound-URL policy's development switch has no place in production."""
+    from django.conf import settings
+
+    if getattr(settings, "PRODUCTION", False) and getattr(settings, "OUTBOUND_ALLOW_LOOPBACK_HTTP", False):
+        return [
+            checks.Warning(
+                "OUTBOUND_ALLOW_LOOPBACK_HTTP is on in production: brokerlink may call plain http on loopback.",
+                hint="Unset it; production calls https URLs of public hosts only (docs/security.md).",
+                id="brokers.W002",
+            )
+        ]
+    return []

@@ -98,3 +98,10 @@ def test_production_needs_an_https_site_url_and_trusts_no_proxy_header_by_defaul
     assert default.stdout.strip().splitlines()[-1] == "None", default.stderr
     trusted = manage(production_env(tmp_path, TRUST_X_FORWARDED_PROTO="1"), "shell", "-c", show)
     assert "HTTP_X_FORWARDED_PROTO" in trusted.stdout
+
+
+def test_deploy_check_refuses_the_outbound_development_switch(tmp_path, transactional_db):
+    """Security finding 3: plain http to loopback is a development switch, never a production setting."""
+    result = manage(production_env(tmp_path, OUTBOUND_ALLOW_LOOPBACK_HTTP="1"), "check", "--deploy",
+                    "--fail-level", "WARNING")
+    assert result.returncode != 0 and "brokers.W002" in result.stdout + result.stderr
