@@ -284,3 +284,46 @@ class SweepRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "duration_ms",
     ]
     date_hierarchy = "started_at"
+
+
+# --- deleting a person -----------------------------------------------------------------------
+# Connection.user is PROTECT, so a user with connections cannot be deleted. This action on the
+# user admin does what deleting them would have meant, through the same service and permission
+# check as "Disconnect and revoke", and keeps the rows and their history as the audit trail.
+# It lives here, so accounts and connections never import each other.
+
+
+@admin.action(description="Disconnect (revoke) every connection and deactivate", permissions=["change"])
+def disconnect_and_deactivate(modeladmin, request, queryset):
+    connections = list(Connection.objects.filter(user__in=queryset).select_related("user"))
+    refused = [c for c in connections if not may_disconnect(request.user, c)]
+    if refused:
+        modeladmin.message_user(
+            request,
+            f"Nothing changed: you may not disconnect other people's connections ({len(refused)} selected). "
+            f"Ask for the “{DISCONNECT_OTHERS}” permission.",
+            messages.ERROR,
+        )
+        return
+    for connection in connections:
+        outcome = connection_disconnect(connection, actor=request.user)
+        admin_action_record(
+            connection=connection, user=request.user, action="disconnect and deactivate", result=outcome.message
+        )
+    for user in queryset:
+        if user.is_active and user.pk != request.user.pk:
+            user.is_active = False
+            user.save(update_fields=["is_active"])
+            modeladmin.log_change(request, user, "Deactivated after disconnecting every connection")
+    modeladmin.message_user(request, f"Disconnected {len(connections)} connection(s); deactivated the selected users.")
+
+
+def _add_user_action() -> None:
+    """On the user admin (accounts' admin module is loaded first: INSTALLED_APPS order)."""
+    from django.contrib.auth import get_user_model
+
+    user_admin = admin.site.get_model_admin(get_user_model())
+    user_admin.actions = [*(user_admin.actions or []), disconnect_and_deactivate]
+
+
+_add_user_action()

@@ -227,7 +227,7 @@ def _breakers(now) -> list[dict]:
 @login_required
 @require_GET
 def system_status(request):
-    from accounts.mfa import staff_verified
+    from config.staff import staff_verified
 
     if not staff_verified(request.user):
         raise PermissionDenied

@@ -24,7 +24,7 @@ def bearer_matches(request: HttpRequest, expected: str) -> bool:
 
 
 def is_staff(request: HttpRequest) -> bool:
-    """Active staff who signed in with a second factor (accounts.mfa)."""
-    from accounts.mfa import staff_verified
+    """Active staff who signed in with a second factor (config.staff)."""
+    from config.staff import staff_verified
 
     return staff_verified(getattr(request, "user", None))

@@ -1,4 +1,4 @@
-"""Second factors for staff (allauth.mfa: TOTP, WebAuthn, recovery codes).
+"""Second factors for staff (allauth.mfa: TOTP, WebAuthn, recovery codes): who counts as verified staff.
 
 Admin and every staff-only page require that the person has enrolled a second factor.
 Signing in happens only through allauth's login, which asks for that factor whenever one
