@@ -71,6 +71,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "allauth.account.middleware.AccountMiddleware",
+    # Last, so it sees the view's exception first: no free database connection -> 503 "busy".
+    "ops.busy.DatabaseBusyMiddleware",
 ]
 # First, so every log line of a request (including the security middleware's) carries its id.
 MIDDLEWARE.insert(0, "ops.logging.RequestIdMiddleware")
@@ -111,6 +113,23 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
     DATABASES["default"]["CONN_MAX_AGE"] = 0
+# A connection pool per process (Django's psycopg pool), on when DB_POOL_MAX_SIZE > 0: the
+# Procfile's web processes set it, so a web process never holds more than that many
+# PostgreSQL connections however many requests and open pages it serves; a request that
+# finds them all busy waits up to DB_POOL_TIMEOUT seconds, then gets a 503 "busy" page.
+# Workers and beat run without it (their budget: see docs/operations.md, Scaling).
+DB_POOL_MAX_SIZE = env_int("DB_POOL_MAX_SIZE", 0)
+if DB_POOL_MAX_SIZE > 0 and DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    DATABASES["default"]["CONN_MAX_AGE"] = 0  # the pool keeps the connections, not Django
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": min(env_int("DB_POOL_MIN_SIZE", 2), DB_POOL_MAX_SIZE),
+        "max_size": DB_POOL_MAX_SIZE,
+        "timeout": float(env_str("DB_POOL_TIMEOUT", "10")),
+        "max_idle": 300,
+    }
+# Behind PgBouncer in transaction mode (instead of the pool above).
+if env_bool("DB_DISABLE_SERVER_SIDE_CURSORS", False):
+    DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis, cache, Celery -----------------------------------------------------------
@@ -218,6 +237,10 @@ STORAGES = {
         else "django.contrib.staticfiles.storage.StaticFilesStorage"
     },
 }
+
+# Open live pages (event streams) one web process serves at once, in all and per user.
+LIVE_MAX_STREAMS_PER_PROCESS = env_int("LIVE_MAX_STREAMS_PER_PROCESS", 4000)
+LIVE_MAX_STREAMS_PER_USER = env_int("LIVE_MAX_STREAMS_PER_USER", 20)
 
 # --- brokerlink --------------------------------------------------------------------------
 BROKERS_FILE = env_str("BROKERS_FILE")

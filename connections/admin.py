@@ -220,8 +220,15 @@ class ConnectionEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
 @admin.register(CircuitBreaker)
 class CircuitBreakerAdmin(admin.ModelAdmin):
-    list_display = ["broker_slug", "state", "failure_count", "probe_failures", "opened_at", "next_probe_at",
-                    "last_error_message"]
+    list_display = [
+        "broker_slug",
+        "state",
+        "failure_count",
+        "probe_failures",
+        "opened_at",
+        "next_probe_at",
+        "last_error_message",
+    ]
     list_filter = ["state"]
     readonly_fields = list_display + ["updated_at"]
     actions = ["reset"]
@@ -248,6 +255,17 @@ class CircuitBreakerAdmin(admin.ModelAdmin):
 
 @admin.register(SweepRun)
 class SweepRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    list_display = ["started_at", "owner", "finished_at", "batches", "claimed", "checked", "refreshed", "failed",
-                    "deferred", "max_lag_seconds", "duration_ms"]
+    list_display = [
+        "started_at",
+        "owner",
+        "finished_at",
+        "batches",
+        "claimed",
+        "checked",
+        "refreshed",
+        "failed",
+        "deferred",
+        "max_lag_seconds",
+        "duration_ms",
+    ]
     date_hierarchy = "started_at"

@@ -391,9 +391,7 @@ def _store_connection(
         )
     created = connection is None
     if created:
-        connection = Connection(
-            user=user, broker_slug=flow.slug, environment=flow.environment, account_id=account_id
-        )
+        connection = Connection(user=user, broker_slug=flow.slug, environment=flow.environment, account_id=account_id)
     now = timezone.now()
     connection.broker_app = app
     connection.account_number_masked = str(identity.get("masked_number") or "")[:32]
@@ -541,8 +539,15 @@ def connection_disconnect(connection: Connection, actor=None) -> DisconnectOutco
 
 def _copy_state(source: Connection, target: Connection) -> None:
     for name in (
-        "status", "status_changed_at", "access_token_sealed", "refresh_token_sealed", "access_expires_at",
-        "refresh_expires_at", "reauth_deadline_at", "disconnected_at", "updated_at",
+        "status",
+        "status_changed_at",
+        "access_token_sealed",
+        "refresh_token_sealed",
+        "access_expires_at",
+        "refresh_expires_at",
+        "reauth_deadline_at",
+        "disconnected_at",
+        "updated_at",
     ):
         setattr(target, name, getattr(source, name))
 

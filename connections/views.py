@@ -12,9 +12,10 @@ from brokers.registry import UnknownBroker
 from brokers.services import broker_app_for, broker_app_is_configured, broker_catalog
 from connections import broker_client
 from connections.forms import CatalogSearchForm
+from connections.fragments import dashboard_cached
 from connections.models import ConnectionStatus
 from connections.oauth_flow import PURPOSE_CONNECT, PURPOSE_RECONNECT, FlowError, flow_begin, flow_take, issuer_check
-from connections.presenters import dashboard_for_user, detail_for
+from connections.presenters import detail_for
 from connections.selectors import connection_get_for_user
 from connections.services import FAILURES, ConnectFailed, connection_authorize_complete, connection_disconnect
 
@@ -23,7 +24,8 @@ logger = logging.getLogger(__name__)
 
 @login_required
 def dashboard(request):
-    return render(request, "connections/dashboard.html", {"dashboard": dashboard_for_user(user=request.user)})
+    dashboard, cards_html = dashboard_cached(request)
+    return render(request, "connections/dashboard.html", {"dashboard": dashboard, "cards_html": cards_html})
 
 
 @login_required
