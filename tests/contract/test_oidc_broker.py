@@ -232,6 +232,8 @@ def test_oidc_broker_declared_in_yaml_connects_and_stays_connected(
     grants = broker.counters(cid)["grants"]
     assert grants[-1]["revoked"] is True, "the other account's tokens were handed back"
     assert connection.events.filter(kind=ConnectionEvent.Kind.RECONNECT_REFUSED).exists()
+    page.goto(f"{url}/connections/{connection.pk}/")
+    expect(page.locator("#connection-events")).to_contain_text("Reconnect refused")
 
     # --- reconnect properly, then disconnect: tokens inactive at the broker afterwards ---
     context.clear_cookies(name="sandbox_login")

@@ -166,10 +166,12 @@ def _poison_world(world, fake_broker, brokers_file_path, settings):
         "expires_in": 1e20,
         "refresh_token_expires_in": "soon",
     }
+    # An hour-long token with 30 s left: due for a refresh (the margin is relative to the lifetime).
     poison["absurd"] = row(
         fake_profile,
         fake_app,
         {"access_token": "fake-access-1", "refresh_token": "rt-absurd", "expires_in": 30},
+        last_refreshed_at=now - timedelta(seconds=3570),
     )
     poison["closed"] = row(
         fake_profile, fake_app, {"access_token": "close-me", "refresh_token": "rt-closed", "expires_in": 3600}
