@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.contrib import messages
+from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -95,7 +96,7 @@ def time_zone_save(request):
     user = request.user
     if detected:
         if not user.time_zone:
-            type(user).objects.filter(pk=user.pk, time_zone="").update(time_zone=name)
+            get_user_model().objects.filter(pk=user.pk, time_zone="").update(time_zone=name)
         return HttpResponse(status=204)
     user.time_zone = name
     user.save(update_fields=["time_zone"])
