@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.db.models import Count, Q
 from django.db.models.functions import TruncHour
@@ -45,7 +45,7 @@ def daily_uptime(connection: Connection, *, days: int = 90, now: datetime | None
     }
     raw = (
         CheckResult.objects.filter(connection=connection, checked_at__gte=start)
-        .annotate(hour=TruncHour("checked_at", tzinfo=timezone.UTC))
+        .annotate(hour=TruncHour("checked_at", tzinfo=UTC))
         .values("hour")
         .annotate(n=Count("id"), ok=Count("id", filter=Q(ok=True)))
     )

@@ -5,7 +5,7 @@
   document.querySelectorAll("[data-filter-cards]").forEach(function (input) {
     var cards = document.querySelectorAll(input.dataset.filterCards + " [data-name]");
     var status = document.querySelector("[data-search-status]");
-    input.addEventListener("input", function () {
+    function apply() {
       var q = input.value.trim().toLowerCase();
       var shown = 0;
       cards.forEach(function (card) {
@@ -16,6 +16,8 @@
         section.hidden = !section.querySelector("[data-name]:not([hidden])");
       });
       if (status) status.textContent = shown ? "" : status.dataset.emptyTemplate.replace("{q}", input.value.trim());
-    });
+    }
+    input.addEventListener("input", apply);
+    if (input.value) apply();  // typed before this script ran
   });
 })();
