@@ -15,7 +15,7 @@ from connections.engine.notifications import expiry_warnings_send, notifications
 from connections.models import CheckResult, Connection, ConnectionStatus
 from connections.state import connection_transition
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture(autouse=True)

@@ -50,6 +50,12 @@ def brokerlink(django_db_setup, django_db_blocker, tmp_path_factory):
     server.stop()
 
 
+@pytest.fixture(autouse=True)
+def empty_server_mailbox(brokerlink):
+    for path in brokerlink.mail_dir.glob("*"):
+        path.unlink()
+
+
 def server_mail(server) -> list[email.message.Message]:
     messages = []
     for path in sorted(server.mail_dir.glob("*.log")):
