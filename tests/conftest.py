@@ -7,6 +7,7 @@ pytest_plugins = [
     "tests.fixtures.services",
     "tests.fixtures.servers",
     "tests.fixtures.receiver",
+    "tests.fixtures.fake_broker",
 ]
 
 

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('connections', '0004_connection_disconnect_others'),
+        ('connections', '0005_refresh_claim'),
     ]
 
     operations = [
