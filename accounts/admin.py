@@ -3,7 +3,7 @@ from allauth.account.admin import EmailAddressAdmin
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 
-from accounts.models import EmailAddress, NotificationChannel, NotificationSettings, User
+from accounts.models import EmailAddress, User
 
 
 @admin.register(User)
@@ -24,20 +24,3 @@ class UserAdmin(BaseUserAdmin):
 # that name in the sidebar: list them here instead, with allauth's own admin class.
 admin.site.unregister(allauth_models.EmailAddress)
 admin.site.register(EmailAddress, EmailAddressAdmin)
-
-
-@admin.register(NotificationSettings)
-class NotificationSettingsAdmin(admin.ModelAdmin):
-    list_display = ("user", "needs_you", "recovered", "expiring", "broker_outage", "email", "updated_at")
-    list_select_related = ("user",)
-
-
-@admin.register(NotificationChannel)
-class NotificationChannelAdmin(admin.ModelAdmin):
-    # The URL holds the channel's credentials: only its sealed column exists, and it is not shown.
-    list_display = ("name", "user", "display", "enabled", "created_at")
-    fields = ("user", "name", "display", "enabled", "created_at")
-    readonly_fields = ("user", "display", "created_at")
-
-    def has_add_permission(self, request) -> bool:
-        return False

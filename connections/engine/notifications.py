@@ -25,13 +25,13 @@ from django.template.loader import render_to_string
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
-from accounts.notify import notification_deliver
-from accounts.timezones import user_zone
 from brokers.registry import UnknownBroker, get_profile
 from connections.engine.conf import engine_setting
 from connections.engine.models import Notification
 from connections.models import CheckResult, Connection, ConnectionEvent, ConnectionStatus
 from connections.state import INACTIVE_STATUSES, connection_event_record
+from preferences.notify import notification_deliver
+from preferences.timezones import user_zone
 
 logger = logging.getLogger(__name__)
 Kind = Notification.Kind
@@ -73,7 +73,7 @@ def reconnect_url(connection: Connection) -> str:
 
 def notification_send(*, connection: Connection, kind: str, incident_at: datetime, now: datetime | None = None) -> bool:
     """Send one notification unless it was already sent for this incident, where the owner
-    wants it (accounts.notify: kinds on/off, email, personal channels). Returns True if sent."""
+    wants it (preferences.notify: kinds on/off, email, personal channels). Returns True if sent."""
     now = now or timezone.now()
     email = getattr(connection.user, "email", "") or ""
     try:

@@ -19,12 +19,12 @@ from django.core import mail
 from django.utils import timezone
 from playwright.sync_api import expect
 
-from accounts.models import NotificationSettings
 from brokers.models import BrokerRequest
 from connections.engine.notifications import notifications_dispatch
 from connections.exports import HISTORY_HEADER, UPTIME_HEADER
 from connections.models import CheckResult, Connection, ConnectionStatus
 from connections.state import connection_transition
+from preferences.models import NotificationSettings
 from tests.fixtures.sandbox import DEMO_PASSWORD, DEMO_USERNAME
 from tests.harness import BrokerlinkServer, Browser
 from tests.pages.test_browser import PASSWORD, SCREENSHOTS, connect_sandbox, sign_in

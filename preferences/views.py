@@ -10,10 +10,10 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
-from accounts.forms import ChannelForm, NotificationSettingsForm, TimeZoneForm
-from accounts.models import NotificationChannel
-from accounts.notify import ChannelInvalid, channel_create, notification_send_test, notification_settings_for
-from accounts.timezones import time_zone_valid
+from preferences.forms import ChannelForm, NotificationSettingsForm, TimeZoneForm
+from preferences.models import NotificationChannel
+from preferences.notify import ChannelInvalid, channel_create, notification_send_test, notification_settings_for
+from preferences.timezones import time_zone_valid
 
 
 def _page(request, *, notifications_form=None, channel_form=None, time_zone_form=None, status=200):
@@ -25,7 +25,7 @@ def _page(request, *, notifications_form=None, channel_form=None, time_zone_form
         "channels": NotificationChannel.objects.filter(user=user),
         "now": timezone.now(),
     }
-    return render(request, "accounts/settings.html", context, status=status)
+    return render(request, "preferences/settings.html", context, status=status)
 
 
 @login_required
@@ -42,7 +42,7 @@ def notifications_save(request):
         return _page(request, notifications_form=form, status=400)
     form.save()
     messages.success(request, "Notification settings saved.")
-    return redirect("accounts:settings")
+    return redirect("preferences:settings")
 
 
 @login_required
@@ -55,7 +55,7 @@ def notification_test(request):
         messages.error(request, f"Could not send the test to {', '.join(delivery.failed)}.")
     if not delivery.sent and not delivery.failed:
         messages.warning(request, "Nothing to send to: email is off and you have no channels.")
-    return redirect("accounts:settings")
+    return redirect("preferences:settings")
 
 
 @login_required
@@ -69,7 +69,7 @@ def channel_add(request):
             form.add_error("url", str(exc))
         else:
             messages.success(request, f"Channel “{channel.name}” added.")
-            return redirect("accounts:settings")
+            return redirect("preferences:settings")
     return _page(request, channel_form=form, status=400)
 
 
@@ -79,7 +79,7 @@ def channel_remove(request, channel_id):
     channel = get_object_or_404(NotificationChannel, pk=channel_id, user=request.user)
     channel.delete()
     messages.success(request, f"Channel “{channel.name}” removed.")
-    return redirect("accounts:settings")
+    return redirect("preferences:settings")
 
 
 @login_required
@@ -101,4 +101,4 @@ def time_zone_save(request):
     user.time_zone = name
     user.save(update_fields=["time_zone"])
     messages.success(request, f"Time zone set to {name.replace('_', ' ')}.")
-    return redirect("accounts:settings")
+    return redirect("preferences:settings")

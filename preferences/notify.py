@@ -16,7 +16,7 @@ import apprise
 from django.conf import settings
 from django.core.mail import send_mail
 
-from accounts.models import NotificationChannel, NotificationSettings
+from preferences.models import NotificationChannel, NotificationSettings
 from vault.crypto import VaultError
 
 logger = logging.getLogger(__name__)
@@ -81,7 +81,7 @@ def channel_create(*, user, name: str, url: str) -> NotificationChannel:
     channel = NotificationChannel(user=user, name=name.strip() or channel_display(url), display=channel_display(url))
     channel.url = url  # sealed, bound to this row's id
     channel.save()
-    logger.info("accounts.channel.created", extra={"channel_id": str(channel.pk), "display": channel.display})
+    logger.info("preferences.channel.created", extra={"channel_id": str(channel.pk), "display": channel.display})
     return channel
 
 
@@ -89,15 +89,15 @@ def channel_send(channel: NotificationChannel, *, subject: str, body: str) -> bo
     try:
         url = channel.url
     except VaultError:
-        logger.warning("accounts.channel.unreadable", extra={"channel_id": str(channel.pk)})
+        logger.warning("preferences.channel.unreadable", extra={"channel_id": str(channel.pk)})
         return False
     sender = apprise.Apprise()
     if not sender.add(url):
-        logger.warning("accounts.channel.invalid", extra={"channel_id": str(channel.pk), "display": channel.display})
+        logger.warning("preferences.channel.invalid", extra={"channel_id": str(channel.pk), "display": channel.display})
         return False
     ok = bool(sender.notify(title=subject, body=body))
     log = logger.info if ok else logger.warning
-    log("accounts.channel.sent" if ok else "accounts.channel.failed", extra={"channel_id": str(channel.pk)})
+    log("preferences.channel.sent" if ok else "preferences.channel.failed", extra={"channel_id": str(channel.pk)})
     return ok
 
 
@@ -125,7 +125,7 @@ def notification_send_test(*, user) -> Delivery:
     try:
         return notification_deliver(user=user, kind=KIND_TEST, subject=subject, body=body)
     except Exception:  # noqa: BLE001 - the mail server, not us: say so on the page
-        logger.exception("accounts.notification.test_email_failed")
+        logger.exception("preferences.notification.test_email_failed")
         delivery = Delivery(failed=["email"])
         for channel in NotificationChannel.objects.filter(user=user, enabled=True):
             (delivery.sent if channel_send(channel, subject=subject, body=body) else delivery.failed).append(

@@ -9,11 +9,11 @@ import pytest
 from django.core import mail
 from django.utils import timezone
 
-from accounts.models import NotificationChannel, NotificationSettings
-from accounts.notify import channel_create, channel_display, notification_send_test
 from connections.engine.notifications import expiry_warnings_send, notifications_dispatch
 from connections.models import CheckResult, Connection, ConnectionStatus
 from connections.state import connection_transition
+from preferences.models import NotificationChannel, NotificationSettings
+from preferences.notify import channel_create, channel_display, notification_send_test
 
 pytestmark = pytest.mark.django_db
 

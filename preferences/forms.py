@@ -1,7 +1,7 @@
 from django import forms
 
-from accounts.models import NotificationSettings
-from accounts.timezones import time_zone_choices
+from preferences.models import NotificationSettings
+from preferences.timezones import time_zone_choices
 
 
 class NotificationSettingsForm(forms.ModelForm):

@@ -1,8 +1,8 @@
 from django.urls import path
 
-from accounts import views
+from preferences import views
 
-app_name = "accounts"
+app_name = "preferences"
 
 urlpatterns = [
     path("", views.settings_page, name="settings"),
