@@ -241,12 +241,12 @@ def test_nickname_catalog_disconnect_revoke_again_archive_csv_dark(stack, user, 
     expect(page.locator("#messages")).to_contain_text("we told the administrators you would like Alpaca")
     expect(page.locator("[data-broker=alpaca] [data-requested]")).to_be_visible()
     page.wait_for_load_state()
+    page.screenshot(path=str(SCREENSHOTS / "catalog.png"), full_page=True)
     page.fill("#broker-search", "zzz")
     expect(page.locator("[data-search-status]")).to_have_text("No broker matches “zzz”.")
     page.fill("#broker-search", "coin")
     expect(page.locator("[data-broker=coinbase]")).to_be_visible()
     expect(page.locator("[data-broker=sandbox]")).to_be_hidden()
-    page.screenshot(path=str(SCREENSHOTS / "catalog.png"), full_page=True)
 
     # Staff hear about Alpaca once, however many people ask.
     second = Browser(stack)
