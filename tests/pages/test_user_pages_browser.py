@@ -303,6 +303,7 @@ def test_nickname_catalog_disconnect_revoke_again_archive_csv_dark(stack, user, 
     expect(dialog).to_contain_text("Not revoked at Coinbase.")
     expect(dialog.locator("[data-manual-revoke]")).to_have_attribute("href", "https://accounts.coinbase.com/")
     expect(dialog.get_by_role("button", name="Try revoking again")).to_be_visible()
+    page.screenshot(path=str(SCREENSHOTS / "disconnect-not-revoked.png"))
     dialog.get_by_role("button", name="Close").click()
 
     # The broker is back: "Try revoking again" revokes.
@@ -378,6 +379,8 @@ def test_phone_width_and_javascript_off(stack, user, chromium):
             ("/settings/", "settings"),
             ("/connections/", "dashboard"),
             ("/connections/connect/", "catalog"),
+            ("/accounts/email/", "email addresses"),
+            ("/accounts/password/change/", "change password"),
             (f"/connections/{conn.pk}/", "detail"),
         ]:
             page.goto(stack.url + path)
