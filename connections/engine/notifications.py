@@ -1,4 +1,5 @@
-"""Emails to a connection's owner: needs re-authentication, failed, recovered, and warnings
+"""Notifications to a connection's owner (by email and their channels, as they chose in
+preferences): needs re-authentication, failed, recovered, and warnings
 ahead of a hard expiry. Each is sent once per incident (Notification's unique key).
 
 - needs_reauth: sent at once. The broker itself refused the grant, so it cannot flap: the
@@ -9,6 +10,8 @@ ahead of a hard expiry. Each is sent once per incident (Notification's unique ke
   the connection's last NOTIFY_AFTER_CHECKS checks since the incident all passed, so a
   connection that flaps does not produce a storm of "fixed"/"broken" pairs. One email closes
   every open incident of the connection (two incidents before a recovery: one "recovered").
+- broker_outage: sent at once when the connection enters Broker outage (the circuit opened);
+  closed by "recovered" like the two above.
 - expiry_warning: once per deadline (reauth_deadline_at: Schwab's 7-day cap, a daily
   wall-clock expiry without refresh token), EXPIRY_WARNING_AHEAD before it.
 """
