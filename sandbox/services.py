@@ -239,6 +239,9 @@ _last_flush = time.monotonic()
 _flush_timer: asyncio.TimerHandle | None = None
 
 
+_flush_lock = threading.Lock()
+
+
 def count_later(client: SandboxClient | None, grant: SandboxGrant | None, field: str) -> None:
     with _pending_lock:
         if client is not None:
@@ -248,7 +251,14 @@ def count_later(client: SandboxClient | None, grant: SandboxGrant | None, field:
 
 
 def counters_flush() -> None:
-    """Write the pending counter increments (coalesced: one UPDATE per model, field and step)."""
+    """Write the pending counter increments (coalesced: one UPDATE per model, field and step).
+    One flush at a time: a reader flushing before it reads must not overtake a timer's flush
+    that has taken the increments but not written them yet."""
+    with _flush_lock:
+        _counters_flush()
+
+
+def _counters_flush() -> None:
     global _last_flush
     with _pending_lock:
         pending = dict(_pending)
