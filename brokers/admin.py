@@ -5,8 +5,8 @@ from django.contrib import admin, messages
 from django.db import models
 from django.forms.models import construct_instance
 
-from brokers.custom import RESOLVED_FIELDS, custom_broker_resolve
-from brokers.models import BrokerApp, CustomBroker
+from brokers.custom import RESOLVED_FORM_FIELDS, custom_broker_resolve
+from brokers.models import BrokerApp, CustomBroker, DiscoveredMetadata
 from brokers.registry import UnknownBroker, all_profiles, get_profile
 from brokers.services import broker_app_clear_config_problem, broker_app_is_configured
 
@@ -121,7 +121,10 @@ class CustomBrokerForm(forms.ModelForm):
             "slug", "name", "enabled", "discovery_url", "authorize_url", "token_url", "revoke_url", "revocation_scope",
             "manual_revoke_url", "issuer", "api_base_url", "paper_api_base_url", "heartbeat_path", "scopes",
             "scope_separator", "token_auth_method", "pkce", "issues_refresh_token", "rotates_refresh_token",
-            "access_ttl", "refresh_ttl", "absolute_cap",
+            "access_ttl", "refresh_ttl", "absolute_cap", "require_iss", "pkce_opt_out", "identity_id",
+            "identity_label", "identity_number", "heartbeat_interval_seconds", "refresh_margin_seconds",
+            "refresh_deadline_seconds", "backoff_kind", "backoff_base_seconds", "backoff_cap_seconds",
+            "backoff_max_attempts", "circuit_failure_threshold", "circuit_cooldown_seconds",
         ]
 
     def clean(self):
@@ -130,7 +133,7 @@ class CustomBrokerForm(forms.ModelForm):
             return cleaned
         broker = construct_instance(self, copy.copy(self.instance))
         custom_broker_resolve(broker)  # ValidationError keyed by field
-        for name in RESOLVED_FIELDS:
+        for name in RESOLVED_FORM_FIELDS:
             cleaned[name] = getattr(broker, name)
         return cleaned
 
@@ -148,7 +151,29 @@ class CustomBrokerAdmin(admin.ModelAdmin):
                                   "manual_revoke_url", "issuer"],
                        "description": "Give a discovery URL (RFC 8414) to fill in the endpoints left blank."}),
         ("Account API", {"fields": ["api_base_url", "paper_api_base_url", "heartbeat_path"]}),
-        ("OAuth", {"fields": ["scopes", "scope_separator", "token_auth_method", "pkce"]}),
+        ("Identity", {"fields": ["identity_id", "identity_label", "identity_number"],
+                      "description": "Where the account is in the heartbeat answer, when it is not in sub, id, "
+                                     "account_id, account_number or a list of accounts."}),
+        ("OAuth", {"fields": ["scopes", "scope_separator", "token_auth_method", "pkce", "pkce_opt_out",
+                              "require_iss"]}),
         ("Tokens", {"fields": ["issues_refresh_token", "rotates_refresh_token", "access_ttl", "refresh_ttl",
                                "absolute_cap"]}),
+        ("Tuning", {"fields": ["heartbeat_interval_seconds", "refresh_margin_seconds", "refresh_deadline_seconds",
+                               "backoff_kind", "backoff_base_seconds", "backoff_cap_seconds", "backoff_max_attempts",
+                               "circuit_failure_threshold", "circuit_cooldown_seconds"],
+                    "description": "Blank fields keep brokerlink's defaults."}),
     ]
+
+
+@admin.register(DiscoveredMetadata)
+class DiscoveredMetadataAdmin(admin.ModelAdmin):
+    """Read-only: what each discovery URL last answered, kept for outages."""
+
+    list_display = ["url", "fetched_at", "last_attempt_at", "last_error"]
+    readonly_fields = ["url", "metadata", "fetched_at", "last_attempt_at", "last_error"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False

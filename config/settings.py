@@ -298,7 +298,10 @@ LOGGING = {
         "context": {"()": "ops.logging.ContextFilter"},
     },
     "formatters": {
-        "text": {"format": "%(asctime)s %(levelname)s %(name)s [req=%(request_id)s task=%(task_id)s] %(message)s"},
+        "text": {
+            "()": "ops.logging.TextFormatter",
+            "format": "%(asctime)s %(levelname)s %(name)s [req=%(request_id)s task=%(task_id)s] %(message)s",
+        },
         "json": {
             "()": "pythonjsonlogger.json.JsonFormatter",
             "fmt": "%(asctime)s %(levelname)s %(name)s %(request_id)s %(task_id)s %(message)s",

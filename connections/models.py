@@ -121,6 +121,7 @@ class ConnectionEvent(models.Model):
     class Kind(models.TextChoices):
         CONNECTED = "connected", "Connected"
         RECONNECTED = "reconnected", "Reconnected"
+        RECONNECT_REFUSED = "reconnect_refused", "Reconnect refused"
         STATUS_CHANGED = "status_changed", "Status changed"
         REFRESHED = "refreshed", "Token refreshed"
         REFRESH_FAILED = "refresh_failed", "Refresh failed"

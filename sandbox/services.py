@@ -166,6 +166,8 @@ def client_describe(client: SandboxClient, *, with_secret: bool = False) -> dict
         "absolute_cap": client.absolute_cap,
         "daily_expiry": client.daily_expiry.strftime("%H:%M") if client.daily_expiry else None,
         "daily_expiry_tz": client.daily_expiry_tz,
+        "oidc": client.oidc,
+        "login_session_ttl": client.login_session_ttl,
         "invalid_refresh": error_shape(client, "refresh").__dict__,
         "invalid_access": error_shape(client, "access").__dict__,
     }
@@ -239,6 +241,9 @@ _last_flush = time.monotonic()
 _flush_timer: asyncio.TimerHandle | None = None
 
 
+_flush_lock = threading.Lock()
+
+
 def count_later(client: SandboxClient | None, grant: SandboxGrant | None, field: str) -> None:
     with _pending_lock:
         if client is not None:
@@ -248,7 +253,14 @@ def count_later(client: SandboxClient | None, grant: SandboxGrant | None, field:
 
 
 def counters_flush() -> None:
-    """Write the pending counter increments (coalesced: one UPDATE per model, field and step)."""
+    """Write the pending counter increments (coalesced: one UPDATE per model, field and step).
+    One flush at a time: a reader flushing before it reads must not overtake a timer's flush
+    that has taken the increments but not written them yet."""
+    with _flush_lock:
+        _counters_flush()
+
+
+def _counters_flush() -> None:
     global _last_flush
     with _pending_lock:
         pending = dict(_pending)
@@ -423,9 +435,35 @@ def refresh_token_check(*, refresh_token: str, client: SandboxClient) -> Sandbox
     now = client.now()
     if item.refresh_revoked or item.grant.is_revoked or item.grant.cap_reached(now):
         return None
+    if item.grant.session_expires_at is not None and now >= item.grant.session_expires_at:
+        return None  # OIDC mode without offline_access: the login session is over
     if item.refresh_expires_at is not None and now >= item.refresh_expires_at:
         return None
     return item
+
+
+OFFLINE_ACCESS = "offline_access"
+
+
+def oidc_granted_scope(client: SandboxClient, requested: str, *, prompt: str, now: datetime) -> tuple[str, Any]:
+    """(granted scope, when the grant's login session ends) for one consent.
+
+    OpenID Connect Core 1.0 §11: offline_access is ignored unless the request carries
+    prompt=consent. Without it an OIDC-mode grant lives only as long as the login session
+    (client.login_session_ttl), refresh tokens included. Other clients get what they asked for.
+    """
+    if not client.oidc:
+        return requested, None
+    scopes = requested.split()
+    if OFFLINE_ACCESS in scopes and "consent" not in prompt.split():
+        scopes = [s for s in scopes if s != OFFLINE_ACCESS]
+    session_end = None if OFFLINE_ACCESS in scopes else now + timedelta(seconds=client.login_session_ttl)
+    return " ".join(scopes), session_end
+
+
+def userinfo_payload(token: SandboxToken) -> dict[str, Any]:
+    """OIDC userinfo: the subject only, as a minimal provider answers (no account fields)."""
+    return {"sub": f"sbx-user-{token.grant.user_id}"}
 
 
 def grant_revoke(grant: SandboxGrant, *, reason: str) -> None:

@@ -47,7 +47,9 @@ PROFILE = BrokerProfile(
     token_url="https://api.schwabapi.com/v1/oauth/token",  # SCHWAB_PY_AUTH, SCHWABDEV_TOKENS
     api_base_urls={"live": "https://api.schwabapi.com"},  # no sandbox published
     heartbeat_path="/trader/v1/accounts/accountNumbers",  # ACCOUNT_NUMBERS
-    scopes=("api",),  # schwab-py requests no meaningful scope; "api" is what the portal shows (unconfirmed)
+    # Schwab documents no read-only scope: schwab-py requests no meaningful scope and "api" is
+    # what the portal shows (unconfirmed). Access is whatever the app was approved for.
+    scopes=("api",),
     token_rules=TokenRules(
         access_ttl=1800,  # expires_in 1800 (SCHWAB_PY_DOCS, SCHWABDEV_TOKENS)
         issues_refresh_token=True,

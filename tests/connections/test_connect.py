@@ -95,7 +95,12 @@ def test_reconnect_refuses_a_different_brokerage_account(browser, sandbox_app, u
     after = Connection.objects.get(pk=connection.pk)
     assert (after.access_token_sealed, after.status, after.account_id) == before
     assert Connection.objects.filter(user=user).count() == 1
-    assert kinds(after) == [ConnectionEvent.Kind.CONNECTED]
+    # The refusal is in the history; the tokens the broker issued were handed back.
+    assert kinds(after) == [ConnectionEvent.Kind.CONNECTED, ConnectionEvent.Kind.RECONNECT_REFUSED]
+    refused = after.events.get(kind=ConnectionEvent.Kind.RECONNECT_REFUSED)
+    assert "different Sandbox Broker account" in refused.message
+    grants = browser.server.sandbox.counters(sandbox_app[1]["client_id"])["grants"]
+    assert [g["revoked"] for g in grants] == [False, True]
 
 
 def test_not_configured_broker_cannot_start(browser, stack):

@@ -21,7 +21,7 @@ from connections.engine.sweep import sweep_run
 from connections.models import Connection, ConnectionEvent, ConnectionStatus
 from connections.state import connection_transition
 from connections.tokens import connection_apply_token_response
-from tests.engine.conftest import time_passes
+from tests.engine.conftest import time_passes, token_was_issued_long_ago
 from tests.engine.history import ACCESS_TOKEN, REFRESH_TOKEN, stored_connection
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -55,6 +55,8 @@ def reconnect(world, conn, *, expires_in: float | None = None) -> None:
     connection_apply_token_response(
         connection=conn, profile=profile_for("sandbox", "live"), token=token, first_grant=True
     )
+    if expires_in is not None:
+        token_was_issued_long_ago(conn, profile_for("sandbox", "live"))
     conn.retry_attempt = conn.consecutive_failures = 0
     conn.last_error_category, conn.last_error_message = "", ""
     conn.next_check_at = timezone.now()
