@@ -1,13 +1,12 @@
-"""allauth adapter: the failed-login limit keyed on account *and* address, safe without a cache.
+"""brokerlink's allauth adapter.
 
-allauth keys its per-account limit on the email alone, so anyone could lock a person out
-with five wrong passwords (security finding 8). Here the key is (email, client address):
-a stranger elsewhere cannot lock the account, and allauth's per-address limit still slows
-one address trying many accounts.
-
-While the cache (Redis) is down allauth's limiter sees no history and would allow every
-attempt; this adapter then counts failures in the process instead (degrading to a
-per-process limit, never to none).
+- Emails speak as brokerlink, not as the host they were requested from.
+- The failed-login limit is keyed on account *and* address (security finding 8). allauth keys
+  its per-account limit on the email alone, so anyone could lock a person out with five wrong
+  passwords; with (email, client address) a stranger elsewhere cannot, and allauth's
+  per-address limit still slows one address trying many accounts.
+- While the cache (Redis) is down allauth's limiter sees no history and would allow every
+  attempt; failures are then counted in the process instead (a per-process limit, never none).
 """
 
 from __future__ import annotations
@@ -15,14 +14,21 @@ from __future__ import annotations
 import threading
 import time
 from collections import defaultdict, deque
+from types import SimpleNamespace
+from urllib.parse import urlsplit
 
 from allauth.account.adapter import DefaultAccountAdapter
+from django.conf import settings
 from django.core.cache import cache
 
 FALLBACK_ATTEMPTS = 5
 FALLBACK_WINDOW_SECONDS = 300
 _fallback: dict[str, deque] = defaultdict(deque)
 _fallback_lock = threading.Lock()
+
+
+def brokerlink_site() -> SimpleNamespace:
+    return SimpleNamespace(name="brokerlink", domain=urlsplit(settings.SITE_URL).netloc or "brokerlink")
 
 
 def cache_available() -> bool:
@@ -35,6 +41,11 @@ def cache_available() -> bool:
 
 
 class AccountAdapter(DefaultAccountAdapter):
+    def send_mail(self, template_prefix: str, email: str, context: dict) -> None:
+        # Without this, allauth greets "Hello from 127.0.0.1:8103!" (the request's host).
+        context = {"current_site": brokerlink_site(), "site_url": settings.SITE_URL, **context}
+        super().send_mail(template_prefix, email, context)
+
     def _get_login_attempts_cache_key(self, request, **credentials) -> str:
         key = super()._get_login_attempts_cache_key(request, **credentials)
         return f"{key}:{self.get_client_ip(request)}"

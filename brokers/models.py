@@ -8,6 +8,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.urls import NoReverseMatch, reverse
+from django.utils import timezone
 
 from vault.fields import SealedField
 
@@ -206,3 +207,28 @@ class DiscoveredMetadata(models.Model):
 
     def __str__(self) -> str:
         return self.url
+
+
+class BrokerRequest(models.Model):
+    """A person asking for a broker this deployment cannot connect yet. Staff hear about a
+    broker once (its first request); later requests only add to the count in admin."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="broker_requests")
+    broker_slug = models.SlugField(max_length=64)
+    created_at = models.DateTimeField(default=timezone.now)
+    staff_notified_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["user", "broker_slug"], name="broker_request_once_per_user"),
+            # At most one request per broker carries the staff notice: that is what makes it once.
+            models.UniqueConstraint(
+                fields=["broker_slug"],
+                condition=models.Q(staff_notified_at__isnull=False),
+                name="broker_request_staff_notified_once",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.broker_slug} requested by {self.user}"

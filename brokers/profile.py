@@ -145,6 +145,8 @@ class BrokerProfile:
     baseline_latency_ms: int = 250
     mark: str = ""  # two or three letters shown in the broker's badge
     website: str = ""
+    # What users read in the catalog: what the broker is, in plain words. `notes` are for operators.
+    description: str = ""
     notes: str = ""
     # field name -> source link (../shared/brokers.md gives each value's source).
     sources: dict[str, str] = field(default_factory=dict)

@@ -62,6 +62,7 @@ INSTALLED_APPS = [
     "allauth.account",
     "allauth.mfa",
     "accounts",
+    "preferences",
     "vault",
     "brokers",
     "sandbox",
@@ -76,6 +77,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "preferences.timezones.UserTimeZoneMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
@@ -212,10 +214,12 @@ ACCOUNT_UNIQUE_EMAIL = True
 # sign-up hides whether an address is registered only when verification is mandatory.
 ACCOUNT_EMAIL_VERIFICATION = env_str("ACCOUNT_EMAIL_VERIFICATION", "mandatory" if PRODUCTION else "optional")
 ACCOUNT_PREVENT_ENUMERATION = True
-# Failed-login limit keyed on account and address, with a fallback while the cache is down.
-ACCOUNT_ADAPTER = "accounts.adapter.AccountAdapter"
 ACCOUNT_LOGOUT_ON_PASSWORD_CHANGE = False
 ACCOUNT_SESSION_REMEMBER = None
+# allauth's emails: "[brokerlink] Reset your password", greetings from templates/account/email/.
+ACCOUNT_EMAIL_SUBJECT_PREFIX = "[brokerlink] "
+# Emails as brokerlink; failed-login limit keyed on account and address, held while the cache is down.
+ACCOUNT_ADAPTER = "accounts.adapter.AccountAdapter"
 LOGIN_URL = "account_login"
 LOGIN_REDIRECT_URL = "connections:dashboard"
 ACCOUNT_LOGOUT_REDIRECT_URL = "account_login"
@@ -248,6 +252,8 @@ LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
+# Dates and times read the same on every page and in admin: 2026-12-02 04:29 CET.
+FORMAT_MODULE_PATH = ["config.formats"]
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = VAR_DIR / "staticfiles"

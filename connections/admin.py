@@ -93,7 +93,7 @@ class ConnectionAdmin(admin.ModelAdmin):
     # Explicit and read-only: the *_sealed columns are never form fields.
     fieldsets = [
         (None, {"fields": ["id", "user", "broker_slug", "environment", "broker_app", "status", "status_changed_at"]}),
-        ("Account", {"fields": ["account_id", "account_number_masked", "account_label"]}),
+        ("Account", {"fields": ["account_id", "account_number_masked", "account_label", "nickname"]}),
         (
             "Tokens",
             {
@@ -127,7 +127,7 @@ class ConnectionAdmin(admin.ModelAdmin):
                 ]
             },
         ),
-        ("History", {"fields": ["created_at", "updated_at", "disconnected_at"]}),
+        ("History", {"fields": ["created_at", "updated_at", "disconnected_at", "archived_at"]}),
     ]
     readonly_fields = [name for _, options in fieldsets for name in options["fields"]]
     inlines = [ConnectionEventInline]
@@ -140,6 +140,16 @@ class ConnectionAdmin(admin.ModelAdmin):
         # A deleted row would skip revocation and the permission check and erase the history:
         # connections leave only through "Disconnect and revoke" (connection_disconnect).
         return False
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        # Every field is read-only (changes go through the actions), so there is nothing to save.
+        extra_context = {
+            **(extra_context or {}),
+            "show_save": False,
+            "show_save_and_continue": False,
+            "show_save_and_add_another": False,
+        }
+        return super().change_view(request, object_id, form_url, extra_context)
 
     @admin.display(description="User", ordering="user__email")
     def user_email(self, obj: Connection) -> str:

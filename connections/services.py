@@ -8,6 +8,7 @@ Views, admin actions and tasks call these; none of them re-implements a rule.
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 
@@ -406,6 +407,8 @@ def _store_connection(
     connection.last_success_at = now
     connection.next_check_at = now
     connection.disconnected_at = None
+    connection.archived_at = None
+    connection.revoke_pending_sealed = ""  # a new grant: the old one is the broker's to expire
     connection.lease_until = None
     connection.lease_owner = ""
     if created:
@@ -445,12 +448,19 @@ class DisconnectOutcome:
     revoked: bool
     reason: str = ""
     manual_revoke_url: str = ""
+    # The broker did not confirm: a sealed copy is kept for "Try revoking again" only.
+    kept_for_retry: bool = False
 
     @property
     def message(self) -> str:
         if self.revoked:
             return f"Revoked at {self.broker_name}. The connection is disconnected and its tokens are deleted."
         where = self.manual_revoke_url or f"your {self.broker_name} account's security settings"
+        if self.kept_for_retry:
+            return (
+                f"Not revoked: {self.reason} Revoke access by hand at {where}, or try revoking again. "
+                "brokerlink can no longer use the tokens."
+            )
         return (
             f"Not revoked: {self.reason} Revoke access by hand at {where}. "
             "brokerlink has deleted its copy of the tokens."
@@ -532,9 +542,76 @@ def connection_disconnect(connection: Connection, actor=None) -> DisconnectOutco
                 broker_client.token_revoke(profile, app, tokens[hint], hint)
     except BrokerError as error:
         outcome.reason = f"{error.message}"
+        _revoke_pending_keep(connection, tokens)
+        outcome.kept_for_retry = True
         return _record_revocation(connection, actor, outcome, category=error.category)
     outcome.revoked = True
     return _record_revocation(connection, actor, outcome)
+
+
+def _revoke_pending_keep(connection: Connection, tokens: dict[str, str]) -> None:
+    """Keep the old tokens sealed for "Try revoking again" only; no status reads them."""
+    connection.revoke_pending = json.dumps({k: v for k, v in tokens.items() if v})
+    Connection.objects.filter(pk=connection.pk).update(revoke_pending_sealed=connection.revoke_pending_sealed)
+
+
+@sensitive_variables()
+def connection_revoke_retry(connection: Connection, actor=None) -> DisconnectOutcome:
+    """Try again to revoke at the broker what an earlier disconnect could not. Safe twice:
+    revoking a token twice is harmless (RFC 7009), and a confirmed revocation wipes the copy."""
+    try:
+        profile = broker_client.profile_for(connection.broker_slug, connection.environment)
+    except UnknownBroker:
+        return DisconnectOutcome(connection.broker_slug, False, "the broker is no longer configured.")
+    outcome = DisconnectOutcome(profile.name, False, manual_revoke_url=profile.manual_revoke_url)
+    if connection.status != ConnectionStatus.DISCONNECTED or not connection.revoke_pending_sealed:
+        outcome.reason = "brokerlink holds nothing more to revoke."
+        return outcome
+    try:
+        tokens = json.loads(connection.revoke_pending)
+    except (VaultError, ValueError):
+        Connection.objects.filter(pk=connection.pk).update(revoke_pending_sealed="")
+        outcome.reason = "brokerlink could not decrypt the stored tokens to revoke them."
+        return _record_revocation(connection, actor, outcome)
+    app = connection.broker_app
+    if app is None:
+        outcome.reason = "this brokerlink deployment no longer has credentials for the broker."
+        return _record_revocation(connection, actor, outcome)
+    try:
+        for hint in ("refresh_token", "access_token"):
+            if tokens.get(hint):
+                broker_client.token_revoke(profile, app, tokens[hint], hint)
+    except BrokerError as error:
+        outcome.reason = f"{error.message}"
+        outcome.kept_for_retry = True
+        return _record_revocation(connection, actor, outcome, category=error.category)
+    Connection.objects.filter(pk=connection.pk).update(revoke_pending_sealed="")
+    connection.revoke_pending_sealed = ""
+    outcome.revoked = True
+    return _record_revocation(connection, actor, outcome)
+
+
+def connection_rename(connection: Connection, nickname: str) -> None:
+    connection.nickname = " ".join(nickname.split())[:80]
+    Connection.objects.filter(pk=connection.pk).update(nickname=connection.nickname, updated_at=timezone.now())
+
+
+def connection_archive(connection: Connection) -> bool:
+    """Put a disconnected card away (off the dashboard). Only disconnected ones: False otherwise."""
+    if connection.status != ConnectionStatus.DISCONNECTED:
+        return False
+    connection.archived_at = connection.archived_at or timezone.now()
+    Connection.objects.filter(pk=connection.pk).update(archived_at=connection.archived_at)
+    return True
+
+
+def connection_remove(connection: Connection) -> bool:
+    """Delete a disconnected connection with its history (and any token copy kept to revoke)."""
+    if connection.status != ConnectionStatus.DISCONNECTED:
+        return False
+    logger.info("connections.removed", extra={"connection_id": str(connection.pk)})
+    connection.delete()
+    return True
 
 
 def _copy_state(source: Connection, target: Connection) -> None:

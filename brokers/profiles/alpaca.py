@@ -12,6 +12,7 @@ RATE_LIMIT = "https://alpaca.markets/support/usage-limit-api-calls/"
 PROFILE = BrokerProfile(
     slug="alpaca",
     name="Alpaca",
+    description="US stocks, ETFs and crypto, commission-free. Connect a paper or live Alpaca account.",
     mark="AL",
     website="https://alpaca.markets",
     authorize_url="https://app.alpaca.markets/oauth/authorize",  # WORKING_WITH_OAUTH

@@ -67,6 +67,7 @@ class QuestradeHooks(BrokerHooks):
 PROFILE = BrokerProfile(
     slug="questrade",
     name="Questrade",
+    description="Canadian online brokerage: stocks, ETFs, options and registered accounts (TFSA, RRSP).",
     mark="QT",
     website="https://www.questrade.com",
     authorize_url="https://login.questrade.com/oauth2/authorize",  # AUTHORIZATION

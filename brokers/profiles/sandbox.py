@@ -31,6 +31,7 @@ def build_profile(root: str | None = None) -> BrokerProfile:
     return BrokerProfile(
         slug=SLUG,
         name="Sandbox Broker",
+        description="A demo brokerage with paper accounts: try brokerlink without a real account or any credentials.",
         mark="SB",
         website=root,
         authorize_url=f"{root}/oauth/authorize",

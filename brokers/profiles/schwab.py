@@ -41,6 +41,8 @@ class SchwabHooks(BrokerHooks):
 PROFILE = BrokerProfile(
     slug="schwab",
     name="Charles Schwab",
+    description="US brokerage for stocks, ETFs, options and mutual funds. "
+    "Schwab asks you to sign in again every 7 days.",
     mark="CS",
     website="https://developer.schwab.com",
     authorize_url="https://api.schwabapi.com/v1/oauth/authorize",  # SCHWAB_PY_AUTH

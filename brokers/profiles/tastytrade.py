@@ -32,6 +32,7 @@ class TastytradeHooks(BrokerHooks):
 PROFILE = BrokerProfile(
     slug="tastytrade",
     name="tastytrade",
+    description="Options, futures and stocks for active traders.",
     mark="TT",
     website="https://tastytrade.com",
     authorize_url="https://my.tastytrade.com/auth.html",  # OAUTH_PY

@@ -30,6 +30,7 @@ class TradeStationHooks(BrokerHooks):
 PROFILE = BrokerProfile(
     slug="tradestation",
     name="TradeStation",
+    description="Stocks, options and futures with advanced trading tools.",
     mark="TS",
     website="https://www.tradestation.com",
     authorize_url="https://signin.tradestation.com/authorize",  # AUTH_CODE

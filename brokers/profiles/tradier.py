@@ -34,6 +34,7 @@ class TradierHooks(BrokerHooks):
 PROFILE = BrokerProfile(
     slug="tradier",
     name="Tradier",
+    description="US stocks and options through Tradier Brokerage.",
     mark="TR",
     website="https://tradier.com",
     authorize_url="https://api.tradier.com/v1/oauth/authorize",  # AUTHORIZATION_CODE

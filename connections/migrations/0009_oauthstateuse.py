@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('connections', '0007_connection_user_protect'),
+        ('connections', '0008_connection_user_protect'),
     ]
 
     operations = [

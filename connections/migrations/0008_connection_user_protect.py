@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('connections', '0006_reconnect_refused_event'),
+        ('connections', '0007_connection_nickname_archive_revoke_pending'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
