@@ -26,7 +26,7 @@ def test_dashboard_query_count_does_not_grow(signed_in, make_connection):
     large, page = _dashboard_queries(signed_in)
     assert page.count('class="card conn-card') == 50
     assert large == small, f"{small} queries for 5 connections, {large} for 50"
-    assert small <= 10
+    assert small <= 11  # includes the session UPDATE that renews the idle timeout on every request
 
 
 def test_dashboard_card_contents(signed_in, make_connection):
