@@ -308,9 +308,11 @@ def _apply(outcome: Outcome, *, now: datetime, breaker_open_until: dict[str, dat
         return ConnectionStatus.BROKER_OUTAGE, error.category, error.message
     conn.retry_attempt += 1
     if attempts_exhausted(profile.backoff, conn.retry_attempt):
-        conn.next_check_at = now + timedelta(seconds=profile.backoff.cap_seconds)
-        message = f"Gave up after {conn.retry_attempt} failed checks: {error.message}"
-        return ConnectionStatus.FAILED, error.category, message
+        # Out of fast retries, but the grant may be fine (a long outage, a network problem):
+        # the connection stays active, so the sweep keeps probing it at a slow cadence and
+        # keeps its tokens refreshed, and the first passed check brings it back by itself.
+        conn.next_check_at = now + timedelta(seconds=float(engine_setting("SLOW_PROBE_SECONDS")))
+        return ConnectionStatus.DEGRADED, error.category, error.message
     conn.next_check_at = now + timedelta(seconds=backoff_delay(profile.backoff, conn.retry_attempt))
     return ConnectionStatus.DEGRADED, error.category, error.message
 
