@@ -23,7 +23,9 @@ logger = logging.getLogger(__name__)
 
 @login_required
 def dashboard(request):
-    return render(request, "connections/dashboard.html", {"dashboard": dashboard_for_user(user=request.user)})
+    # ?show=<group>: the summary tiles filter the list.
+    dashboard = dashboard_for_user(user=request.user, show=request.GET.get("show", ""))
+    return render(request, "connections/dashboard.html", {"dashboard": dashboard})
 
 
 @login_required

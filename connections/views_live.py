@@ -15,7 +15,7 @@ from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseStopPolling
 
 from connections import live, presenters
-from connections.models import Connection, ConnectionStatus
+from connections.models import Connection
 from connections.selectors import connection_get_for_user
 
 logger = logging.getLogger(__name__)
@@ -54,7 +54,8 @@ def panel(request, connection_id):
 def summary(request):
     if not request.htmx:
         return redirect("connections:dashboard")
-    context = {"summary": presenters.summary_for_user(user=request.user), "monitoring": presenters.monitoring_status()}
+    summary = presenters.summary_for_user(user=request.user, show=request.GET.get("show", ""))
+    context = {"summary": summary, "monitoring": presenters.monitoring_status()}
     return render(request, "connections/partials/_summary_strip.html", context)
 
 
@@ -77,14 +78,16 @@ def check_now(request, connection_id):
         except CheckBusy:
             notice = "This connection is being checked right now; the result will appear shortly."
         except ValueError:
-            notice = f"A {connection.get_status_display().lower()} connection is not checked. Reconnect it first."
+            notice = "This connection is not checked until it is reconnected."
     connection.refresh_from_db()
     if notice:
         messages.info(request, notice)
-    elif connection.status == ConnectionStatus.CONNECTED:
-        messages.success(request, "Check passed.")
     else:
-        messages.warning(request, f"Check finished: {connection.get_status_display()}.")
+        state = presenters.card_for(connection).state
+        if state.key in ("connected", "slow"):
+            messages.success(request, "Check passed." if state.key == "connected" else "Check passed, slowly.")
+        else:
+            messages.warning(request, f"Check finished: {state.label}.")
     logger.info("connections.check_now.done", extra={"connection_id": str(connection.pk), "status": connection.status})
     if not request.htmx:
         return redirect("connections:detail", connection_id=connection.pk)

@@ -303,8 +303,8 @@ def health_explain(connection: Connection, *, baseline_ms: int, now: datetime | 
 # --- selectors for pages and admin ------------------------------------------------------
 
 
-def connection_uptime(connection: Connection, *, hours: int, now: datetime | None = None) -> float | None:
-    """Share of passed checks over the last `hours` (24 or 720 for 30 days), or None without data.
+def connection_uptime_counts(connection: Connection, *, hours: int, now: datetime | None = None) -> tuple[int, int]:
+    """(passed, checks) over the last `hours` (24, 168, 720, 8760).
 
     Hourly rollups cover the whole hours already rolled up; raw results cover the rest (the
     part-hour at the start of the window, while its raw rows are kept, and the hours since the
@@ -318,10 +318,13 @@ def connection_uptime(connection: Connection, *, hours: int, now: datetime | Non
     if rolled["last"]:
         raw = raw.filter(Q(checked_at__lt=rolled["first"]) | Q(checked_at__gte=rolled["last"] + timedelta(hours=1)))
     raw = raw.aggregate(n=Count("id"), ok=Count("id", filter=Q(ok=True)))
-    total = (rolled["n"] or 0) + raw["n"]
-    if not total:
-        return None
-    return ((rolled["ok"] or 0) + raw["ok"]) / total
+    return (rolled["ok"] or 0) + raw["ok"], (rolled["n"] or 0) + raw["n"]
+
+
+def connection_uptime(connection: Connection, *, hours: int, now: datetime | None = None) -> float | None:
+    """Share of passed checks over the last `hours`, or None without data."""
+    ok, total = connection_uptime_counts(connection, hours=hours, now=now)
+    return ok / total if total else None
 
 
 def connection_latency_history(connection: Connection, *, hours: int = 24, now: datetime | None = None) -> list[dict]:

@@ -1,7 +1,10 @@
+from datetime import timedelta
+
 import pytest
 from django.db import connection as db
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
+from django.utils import timezone
 
 from connections.models import ConnectionStatus
 
@@ -77,7 +80,7 @@ def test_stream_requires_sign_in(client):
 def test_summary_fragment(signed_in, make_connection):
     make_connection(status=ConnectionStatus.BROKER_OUTAGE)
     body = signed_in.get(reverse("connections:summary"), headers={"HX-Request": "true"}).content.decode()
-    assert 'data-count="outage">1<' in body and 'data-count="healthy">0<' in body
+    assert 'data-count="waiting">1<' in body and 'data-count="working">0<' in body and 'data-count="total">1<' in body
 
 
 def test_detail_page(signed_in, make_connection):
@@ -87,12 +90,14 @@ def test_detail_page(signed_in, make_connection):
         status=ConnectionStatus.DEGRADED,
         last_error_category="broker_fault",
         last_error_message="Sandbox Broker had a server error (HTTP 503).",
+        last_success_at=timezone.now() - timedelta(minutes=5),
     )
     page = signed_in.get(reverse("connections:detail", args=[connection.pk])).content.decode()
-    assert "Broker fault:" in page and "HTTP 503" in page
+    assert "Broker error:" in page and "HTTP 503" in page
     assert "What it means" in page and "The broker answered with a server error." in page
     assert "What to do next" in page and "retries automatically" in page
-    assert "Uptime 24 h" in page and "83.33%" in page
+    assert "Uptime 24 h" in page and "5 of 6 checks passed" in page
+    assert "How the health score is built" in page and "Checks passed" in page
     assert "chart--latency" in page and "chart--uptime" in page
     assert "Access token" in page and "expires in 12 min" in page
     panel = signed_in.get(reverse("connections:panel", args=[connection.pk]), headers={"HX-Request": "true"})
@@ -110,6 +115,7 @@ def test_check_now_returns_the_card_with_the_result(signed_in, make_connection, 
         conn.status = ConnectionStatus.DEGRADED
         conn.last_error_category = "network"
         conn.last_error_message = "Timed out."
+        conn.last_check_at = timezone.now()
         conn.save()
 
     monkeypatch.setattr(check, "connection_check_now", fake_check)
@@ -117,7 +123,7 @@ def test_check_now_returns_the_card_with_the_result(signed_in, make_connection, 
     response = signed_in.post(url, headers={"HX-Request": "true", "HX-Target": f"card-{connection.pk}"})
     body = response.content.decode()
     assert response.status_code == 200 and f'id="card-{connection.pk}"' in body
-    assert "badge--degraded" in body and "Check finished: Degraded." in body and 'hx-swap-oob="true"' in body
+    assert "badge--retrying" in body and "Check finished: Retrying." in body and 'hx-swap-oob="true"' in body
     panel = signed_in.post(url, headers={"HX-Request": "true", "HX-Target": f"panel-{connection.pk}"})
     assert f'id="panel-{connection.pk}"' in panel.content.decode()
     plain = signed_in.post(url)
@@ -127,7 +133,7 @@ def test_check_now_returns_the_card_with_the_result(signed_in, make_connection, 
 def test_check_now_on_inactive_connection_explains(signed_in, make_connection):
     connection = make_connection(status=ConnectionStatus.NEEDS_REAUTH)
     response = signed_in.post(reverse("connections:check_now", args=[connection.pk]), follow=True)
-    assert "is not checked. Reconnect it first." in response.content.decode()
+    assert "is not checked until it is reconnected." in response.content.decode()
 
 
 def test_disconnect_dialog_is_htmx_with_plain_form_fallback(signed_in, make_connection):
