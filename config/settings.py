@@ -71,6 +71,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "allauth.account.middleware.AccountMiddleware",
+    # htmx requests after the session ended: "You were signed out", not a login page in a card.
+    "connections.middleware.HtmxSignedOutMiddleware",
 ]
 # First, so every log line of a request (including the security middleware's) carries its id.
 MIDDLEWARE.insert(0, "ops.logging.RequestIdMiddleware")

@@ -110,11 +110,22 @@ def _event_stream(generator) -> StreamingHttpResponse:
     return response
 
 
+def _signed_out_stream() -> StreamingHttpResponse:
+    """The session ended: one `signed-out` event (the page shows "You were signed out"), and a
+    long `retry:` so the browser does not keep knocking; the page closes the stream itself."""
+
+    async def events():
+        yield "retry: 3600000\n\n"
+        yield live.sse("signed-out", "signed-out")
+
+    return _event_stream(events())
+
+
 async def stream(request):
     """Server-sent events for the signed-in user's connections (an async view: run under ASGI)."""
     user = await request.auser()
     if not user.is_authenticated:
-        return HttpResponse("Sign in to receive live updates.", status=403, content_type="text/plain")
+        return _signed_out_stream()
     return _event_stream(live.connection_stream(user.pk))
 
 
@@ -122,7 +133,7 @@ async def connection_stream(request, connection_id):
     """The same stream, for the events of one connection (another user's: 404)."""
     user = await request.auser()
     if not user.is_authenticated:
-        return HttpResponse("Sign in to receive live updates.", status=403, content_type="text/plain")
+        return _signed_out_stream()
     exists = await Connection.objects.filter(pk=connection_id, user=user).aexists()
     if not exists:
         raise Http404("No such connection.")
@@ -188,12 +199,19 @@ def system_status(request):
     now = timezone.now()
     overall, services = _services()
     monitoring = presenters.monitoring_status(now=now)
-    if overall == "healthy" and not monitoring.active:
-        overall = "degraded"
+    breakers = _breakers(now)
+    try:
+        from ops.alerts import alerts_open
+
+        alerts = list(alerts_open())
+    except ImportError:
+        alerts = []
+    badge = presenters.system_badge(services=overall, alerts=alerts, breakers=breakers, monitoring=monitoring)
     context = {
-        "overall": overall,
+        "overall": badge.key,
+        "badge": badge,
         "services": services,
-        "breakers": _breakers(now),
+        "breakers": breakers,
         "monitoring": monitoring,
         "checked_at": now,
     }

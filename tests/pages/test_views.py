@@ -73,8 +73,33 @@ def test_fragments_and_stream_are_404_for_other_users(client, other_user, make_c
     assert client.post(reverse("connections:check_now", args=[connection.pk])).status_code == 404
 
 
-def test_stream_requires_sign_in(client):
-    assert client.get(reverse("connections:stream")).status_code == 403
+def test_stream_of_a_signed_out_visitor_says_so_and_ends():
+    import asyncio
+
+    from django.test import AsyncClient
+
+    async def read():
+        response = await AsyncClient().get(reverse("connections:stream"))
+        assert response.status_code == 200 and response["Content-Type"] == "text/event-stream"
+        return "".join([chunk.decode() async for chunk in response.streaming_content])
+
+    body = asyncio.run(read())
+    assert "event: signed-out" in body and "retry: 3600000" in body  # then it ends
+
+
+def test_fragments_after_the_session_ended_signal_signed_out_not_a_login_page(client, make_connection):
+    connection = make_connection()
+    headers = {"HX-Request": "true", "HX-Current-URL": "http://testserver/connections/?show=working"}
+    for url in (reverse("connections:card", args=[connection.pk]), reverse("connections:summary")):
+        response = client.get(url, headers=headers)
+        assert response.status_code == 286  # htmx stops polling this element
+        assert response["HX-Reswap"] == "none" and response.content == b""
+        trigger = response["HX-Trigger"]
+        assert "brokerlink:signed-out" in trigger and "next=%2Fconnections%2F%3Fshow%3Dworking" in trigger
+    post = client.post(reverse("connections:check_now", args=[connection.pk]), headers=headers)
+    assert post.status_code in (286, 403)  # CSRF may answer first; never a login page
+    # Without htmx (a plain page load) the login redirect stays.
+    assert client.get(reverse("connections:dashboard")).status_code == 302
 
 
 def test_summary_fragment(signed_in, make_connection):
@@ -154,3 +179,19 @@ def test_system_status_is_staff_only(signed_in, user, client):
     assert 'data-broker="sandbox"' in page
     assert 'data-monitoring="stopped"' in page
     assert 'data-overall="degraded"' in page or 'data-overall="down"' in page
+
+
+def test_system_status_badge_counts_open_alerts(signed_in, user, client):
+    from django.utils import timezone
+
+    from connections.engine.models import SweepRun
+    from ops.models import Alert
+
+    user.is_staff = True
+    user.save()
+    client.force_login(user)
+    SweepRun.objects.create(owner="t", started_at=timezone.now())
+    Alert.objects.create(key="k", kind="high_error_rate", severity="critical", message="Errors at Sandbox Broker")
+    page = client.get(reverse("connections:system_status")).content.decode()
+    assert 'data-overall="healthy"' not in page
+    assert "1 critical alert open" in page

@@ -31,6 +31,8 @@ class Command(BaseCommand):
             sandbox_user = sandbox.sandbox_demo_user_ensure()
             app = self._sandbox_app()
         url = settings.SITE_URL
+        if getattr(self, "password_kept", False):
+            password = "(unchanged: the password this demo user already has)"
         self.stdout.write(
             "\n"
             "  brokerlink is starting at  " + url + "/\n"
@@ -41,8 +43,13 @@ class Command(BaseCommand):
 
     def _demo_user(self, password):
         User = get_user_model()
-        user, _ = User.objects.get_or_create(email=DEMO_EMAIL)
-        user.set_password(password)
+        user, created = User.objects.get_or_create(email=DEMO_EMAIL)
+        # An existing demo user keeps its password: setting it again on every start would sign
+        # out every open tab (the session hash changes) and undo a password the person chose.
+        if created or not user.has_usable_password():
+            user.set_password(password)
+        elif not user.check_password(password):
+            self.password_kept = True
         # Staff, so the demo can open the sandbox's fault controls and the admin.
         user.is_staff = user.is_superuser = True
         user.save()
