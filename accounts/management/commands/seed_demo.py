@@ -31,12 +31,13 @@ class Command(BaseCommand):
             sandbox_user = sandbox.sandbox_demo_user_ensure()
             app = self._sandbox_app()
         url = settings.SITE_URL
+        shown = password
         if getattr(self, "password_kept", False):
-            password = "(unchanged: the password this demo user already has)"
+            shown = "(unchanged: the password this demo user already has)"
         self.stdout.write(
             "\n"
             "  brokerlink is starting at  " + url + "/\n"
-            "  Sign in with               " + user.email + "  /  " + password + "\n"
+            "  Sign in with               " + user.email + "  /  " + shown + "\n"
             "  Sandbox Broker login       " + sandbox_user.username + "  /  " + sandbox.DEMO_PASSWORD + "\n"
             "  Sandbox BrokerApp client   " + app.client_id + "\n"
         )
