@@ -84,8 +84,9 @@ def robust_top(values: Sequence[float]) -> float:
     return _nice_ceiling(min(ordered[-1], max(1.5 * p90, 2 * median, 1.0)))
 
 
-def _time(moment: datetime) -> str:
-    return f"{timezone.localtime(moment):%H:%M}" if timezone.is_aware(moment) else f"{moment:%H:%M}"
+def _time(moment: datetime, *, seconds: bool = False) -> str:
+    local = timezone.localtime(moment) if timezone.is_aware(moment) else moment
+    return f"{local:%H:%M:%S}" if seconds else f"{local:%H:%M}"
 
 
 def _empty(width: int, height: int, text: str, css_class: str) -> SafeString:
@@ -127,12 +128,13 @@ def latency_chart(points: Sequence[tuple], *, width: int = 600, height: int = 16
             f'<line x1="{left}" y1="{y:.1f}" x2="{width - right}" y2="{y:.1f}" stroke="{EMPTY_COLOR}"/>'
             f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end" class="chart__tick">{tick:,.0f} ms</text>'
         )
-    # x axis: first, middle and last check times
+    # x axis: first, middle and last check times (with seconds when they span under 10 minutes)
+    short = (rows[-1][0] - rows[0][0]).total_seconds() < 600
     for i in sorted({0, (n - 1) // 2, n - 1}):
         anchor = "start" if i == 0 and n > 1 else "end" if i == n - 1 and n > 1 else "middle"
         body.append(
             f'<text x="{x_at(i):.1f}" y="{height - 8}" text-anchor="{anchor}" class="chart__tick">'
-            f"{_time(rows[i][0])}</text>"
+            f"{_time(rows[i][0], seconds=short)}</text>"
         )
     segments, current = [], []
     for i, (_, v, ok) in enumerate(rows):

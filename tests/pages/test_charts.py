@@ -50,7 +50,7 @@ def test_latency_chart_has_axes_time_labels_and_focusable_points():
     points = [(T0 + timedelta(minutes=i), 100.0 + i, True) for i in range(10)]
     svg = str(charts.latency_chart(points))
     assert ">0 ms<" in svg and " ms</text>" in svg  # the ms axis
-    assert ">12:00<" in svg and ">12:09<" in svg  # first and last check times
+    assert ">12:00:00<" in svg and ">12:09:00<" in svg  # first and last check times (short span: seconds)
     assert svg.count('tabindex="0"') == 10  # every point reachable by keyboard
     assert 'aria-label="12:03:00: 103 ms"' in svg and 'class="chart__value"' in svg
 
