@@ -71,6 +71,7 @@ class ConnectionAdmin(admin.ModelAdmin):
         "broker_slug",
         "account_number_masked",
         "status",
+        "state_words",
         "health_score",
         "quality",
         "last_check_at",
@@ -125,6 +126,13 @@ class ConnectionAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request) -> bool:
         return False  # connections are made by people authorizing at their broker
+
+    @admin.display(description="Shown as")
+    def state_words(self, obj: Connection) -> str:
+        """The state in the words the person's pages use (docs/pages.md, Glossary)."""
+        from connections.presenters import ProfileCache, status_for
+
+        return status_for(obj, profile=ProfileCache()[obj.broker_slug], now=timezone.now()).label
 
     @admin.display(description="User", ordering="user__email")
     def user_email(self, obj: Connection) -> str:

@@ -85,6 +85,7 @@ def test_needs_reauth_emails_the_owner_once_with_a_reconnect_link_and_no_token(w
     assert message.to == [user.email]
     assert message.subject == "Reconnect your Sandbox account on brokerlink"
     assert page_link(conn) in message.body
+    assert "invalid_grant" not in message.body and "Needs you" in message.body  # plain words only
     assert_no_token(message, *tokens)
     assert conn.events.filter(kind=ConnectionEvent.Kind.NOTIFIED).count() == 1
 
