@@ -258,13 +258,13 @@ def test_slow_rate_limited_html_errors_retry_budget_and_outage(stack, user, page
     sweeper(connection)
     card.reads("Connected", "The last check passed")
     counts(page, working=1, waiting=0)
+    page.screenshot(path=str(SCREENSHOTS / "dashboard.png"), full_page=True)
     # Tiles filter the list.
     page.locator("[data-tile=needs_you]").click()
     expect(page.locator(".conn-card")).to_have_count(0)
     expect(page.locator("#filter-empty")).to_be_visible()
     page.locator("[data-tile=working]").click()
     expect(page.locator(".conn-card")).to_have_count(1)
-    page.screenshot(path=str(SCREENSHOTS / "dashboard.png"), full_page=True)
 
 
 def test_dead_grant_reconnect_and_revoke_all(stack, user, page, sweeper):
