@@ -107,6 +107,8 @@ def latency_factor(latency_ms: int | None, baseline_ms: int) -> float:
 
 
 def _has_live_token(connection: Connection, now: datetime) -> bool:
+    if connection.status in (ConnectionStatus.NEEDS_REAUTH, ConnectionStatus.FAILED, ConnectionStatus.DISCONNECTED):
+        return False  # the broker refused the grant (or it was given up): the tokens are dead
     has_access = bool(connection.access_token_sealed) and (
         connection.access_expires_at is None or connection.access_expires_at > now
     )
