@@ -694,10 +694,10 @@ EVENT_WORDS = {
     ConnectionEvent.Kind.NOTIFIED: "Email sent",
 }
 EMAIL_WORDS = {
-    "needs_reauth": "Email sent: reconnect needed.",
-    "failed": "Email sent: connection stopped.",
-    "recovered": "Email sent: working again.",
-    "expiry_warning": "Email sent: sign-in due soon.",
+    "needs_reauth": "Reconnect needed.",
+    "failed": "Connection stopped.",
+    "recovered": "Working again.",
+    "expiry_warning": "Sign-in due soon.",
 }
 
 
@@ -705,7 +705,7 @@ def event_view(event: ConnectionEvent) -> EventView:
     message = plain(event.message)
     if event.kind == ConnectionEvent.Kind.NOTIFIED:
         code = event.message.removeprefix("Email sent: ").rstrip(".")
-        message = EMAIL_WORDS.get(code, "Email sent.")
+        message = EMAIL_WORDS.get(code, "")
     return EventView(
         kind=event.kind,
         kind_label=EVENT_WORDS.get(event.kind, event.get_kind_display()),
