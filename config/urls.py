@@ -11,4 +11,4 @@ urlpatterns = [
     path("", include("ops.urls")),
 ]
 if settings.SANDBOX_ENABLED:
-    urlpatterns.append(path("sandbox/", include("brokers.sandbox.urls")))
+    urlpatterns.append(path("sandbox/", include("sandbox.urls")))

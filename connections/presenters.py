@@ -17,7 +17,7 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from brokers.registry import UnknownBroker, get_profile
-from connections import charts, errors, selectors
+from connections import charts, errors, hub, selectors
 from connections.models import CheckResult, Connection, ConnectionEvent, ConnectionStatus, Quality
 from connections.state import INACTIVE_STATUSES
 
@@ -198,14 +198,7 @@ def monitoring_last_run() -> datetime | None:
             return last
     except ImportError:  # engine not installed in this build
         pass
-    from ops.models import ServiceHeartbeat
-
-    return (
-        ServiceHeartbeat.objects.filter(kind=ServiceHeartbeat.Kind.BEAT)
-        .order_by("-last_seen_at")
-        .values_list("last_seen_at", flat=True)
-        .first()
-    )
+    return hub.ask("beat_last_seen")  # ops records beat's liveness and answers through the hub
 
 
 def monitoring_status(*, now: datetime | None = None, last: datetime | None = None) -> MonitoringView:

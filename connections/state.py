@@ -6,6 +6,7 @@ import logging
 
 from django.utils import timezone
 
+from connections import hub
 from connections.models import Connection, ConnectionEvent, ConnectionStatus
 
 logger = logging.getLogger(__name__)
@@ -71,18 +72,9 @@ def connection_transition(
         extra={"connection_id": str(connection.pk), "from": from_status, "to": to_status, "category": category},
     )
     _publish_change(connection)
-    _webhooks(connection, from_status, to_status, kind)
+    # Subscribers (ops: outgoing webhooks) hear of it through the hub; connections imports none of them.
+    hub.status_changed_send(connection, from_status=from_status, to_status=to_status, kind=kind)
     return True
-
-
-def _webhooks(connection: Connection, from_status: str, to_status: str, kind: str) -> None:
-    """Tell the systems embedding brokerlink (outgoing webhooks), after commit. Best effort."""
-    try:
-        from ops.webhooks import webhook_enqueue_for_transition
-
-        webhook_enqueue_for_transition(connection, from_status, to_status, kind=kind)
-    except Exception:  # noqa: BLE001 - a webhook problem must never block a status change
-        logger.exception("connections.webhooks.hook_failed", extra={"connection_id": str(connection.pk)})
 
 
 def _publish_change(connection: Connection) -> None:

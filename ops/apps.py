@@ -12,6 +12,7 @@ class OpsConfig(AppConfig):
         from ops.logging import celery_task_finished, celery_task_started, install_record_redaction
 
         install_record_redaction()
+        self._subscribe_to_connections()
         task_prerun.connect(celery_task_started, weak=False, dispatch_uid="ops.task_id.start")
         task_postrun.connect(celery_task_finished, weak=False, dispatch_uid="ops.task_id.end")
         if not settings.REDIS_URL:
@@ -22,3 +23,20 @@ class OpsConfig(AppConfig):
             for key in ("data_folder_in", "data_folder_out", "processed_folder", "control_folder"):
                 if options.get(key):
                     Path(options[key]).mkdir(parents=True, exist_ok=True)
+
+    @staticmethod
+    def _subscribe_to_connections() -> None:
+        """ops builds on connections, never the other way: it hears of transitions and answers the
+        pages' questions through connections.hub."""
+        from functools import partial
+
+        from connections import hub
+        from ops.alerts import alerts_open
+        from ops.health import health_status_page
+        from ops.services import service_heartbeat_latest
+        from ops.webhooks import webhook_enqueue_for_transition
+
+        hub.status_changed.connect(webhook_enqueue_for_transition, dispatch_uid="ops.webhooks.transition")
+        hub.provide("beat_last_seen", partial(service_heartbeat_latest, kind="beat"))
+        hub.provide("services_health", health_status_page)
+        hub.provide("open_alerts", lambda: list(alerts_open()))

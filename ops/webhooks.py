@@ -28,11 +28,14 @@ import uuid
 from datetime import datetime, timedelta
 
 import requests
+from celery import signature as task_signature
 from django.db import transaction
 from django.utils import timezone
 
 from config.env import tunable
 from ops.models import WebhookDelivery, WebhookEndpoint
+
+DELIVER_TASK = "ops.tasks.webhook_deliver"
 
 logger = logging.getLogger(__name__)
 
@@ -164,17 +167,16 @@ def webhook_enqueue(connection, event_type: str) -> list[WebhookDelivery]:
 
 
 def _send_task(delivery_id, countdown: float | None = None) -> None:
-    from ops.tasks import webhook_deliver
-
+    # By name, so this module does not import ops.tasks (whose thin tasks import it).
     try:
-        webhook_deliver.apply_async(args=[str(delivery_id)], countdown=countdown)
+        task_signature(DELIVER_TASK, args=[str(delivery_id)]).apply_async(countdown=countdown)
     except Exception:  # noqa: BLE001 - the beat's retry sweep sends it when the broker is back
         logger.warning("ops.webhooks.task_not_sent", extra={"delivery_id": str(delivery_id)})
 
 
-def webhook_enqueue_for_transition(connection, from_status: str, to_status: str, *, kind: str = "") -> None:
-    """Hook called by `connection_transition`. Best effort, after the transaction commits: a
-    webhook problem never affects the status change itself."""
+def webhook_enqueue_for_transition(connection, from_status: str, to_status: str, *, kind: str = "", **_) -> None:
+    """Receiver of `connections.hub.status_changed` (connected in OpsConfig.ready). Best effort,
+    after the transaction commits: a webhook problem never affects the status change itself."""
 
     def enqueue() -> None:
         try:

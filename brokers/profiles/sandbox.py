@@ -9,7 +9,8 @@ from django.conf import settings
 
 from brokers.profile import BrokerProfile, RateLimit, TokenRules
 
-SANDBOX_DOC = "README.md#the-sandbox-broker"
+SLUG = "sandbox"
+SANDBOX_DOC = "docs/sandbox.md"
 
 TOKEN_RULES = TokenRules(
     access_ttl=900,
@@ -28,7 +29,7 @@ def sandbox_root() -> str:
 def build_profile(root: str | None = None) -> BrokerProfile:
     root = (root or sandbox_root()).rstrip("/")
     return BrokerProfile(
-        slug="sandbox",
+        slug=SLUG,
         name="Sandbox Broker",
         mark="SB",
         website=root,
@@ -40,6 +41,7 @@ def build_profile(root: str | None = None) -> BrokerProfile:
         issuer=root,
         api_base_urls={"live": root, "paper": root},
         heartbeat_path="/v1/account",
+        heartbeat_interval_seconds=int(getattr(settings, "SANDBOX_HEARTBEAT_INTERVAL_SECONDS", 60)),
         scopes=("read", "trade"),
         token_rules=TOKEN_RULES,
         token_invalid_statuses=(401,),

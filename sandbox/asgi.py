@@ -4,7 +4,7 @@
 by the same code as the Django view (views.account_answer), without Django's request
 handler: that handler starts a thread per request for its request_started/finished signals,
 which was most of the endpoint's CPU time (one uvicorn process: ~230 req/s through Django,
-see README.md, "Benchmark"). Everything else, including unknown or malformed tokens, goes to Django.
+see docs/benchmarks.md). Everything else, including unknown or malformed tokens, goes to Django.
 """
 
 import os
@@ -13,9 +13,11 @@ import uuid
 
 from django.core.asgi import get_asgi_application
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "brokers.sandbox.standalone_settings")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "sandbox.standalone_settings")
 
-django_application = get_asgi_application()
+from sandbox.abandoned import finish_abandoned_requests  # noqa: E402 - after the settings default
+
+django_application = finish_abandoned_requests(get_asgi_application())
 
 ACCOUNT_PATH = "/v1/account"
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -30,7 +32,7 @@ _FIXED_HEADERS = [
 
 
 async def _account_fast(scope, send) -> bool:
-    from brokers.sandbox import services, views
+    from sandbox import services, views
 
     auth = request_id = ""
     for name, value in scope["headers"]:
