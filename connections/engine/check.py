@@ -347,6 +347,14 @@ def connections_check(connections: list[Connection], *, now: datetime | None = N
 
 def _apply(outcome: Outcome, *, now: datetime, breaker_open_until: dict[str, datetime]) -> tuple[str, str, str]:
     """Set the row's engine fields from the outcome. Returns (to_status, category, message)."""
+    decided = _decide(outcome, now=now, breaker_open_until=breaker_open_until)
+    # The health score is computed before the transition is written: it scores the status
+    # this check decided (a connection that now needs you is capped), not the one before.
+    outcome.connection.health_status = decided[0]
+    return decided
+
+
+def _decide(outcome: Outcome, *, now: datetime, breaker_open_until: dict[str, datetime]) -> tuple[str, str, str]:
     conn, profile, error = outcome.connection, outcome.profile, outcome.error
     if profile is None:
         conn.last_error_category, conn.last_error_message = error.category, error.message

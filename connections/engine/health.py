@@ -106,8 +106,14 @@ def latency_factor(latency_ms: int | None, baseline_ms: int) -> float:
     return max(0.0, 1.0 - (latency_ms - baseline) / (4 * baseline))
 
 
+def _status(connection: Connection) -> str:
+    """The status being scored: the one this check decided (engine.check._apply sets it before
+    the transition is written), else the row's."""
+    return getattr(connection, "health_status", None) or connection.status
+
+
 def _has_live_token(connection: Connection, now: datetime) -> bool:
-    if connection.status in (ConnectionStatus.NEEDS_REAUTH, ConnectionStatus.FAILED, ConnectionStatus.DISCONNECTED):
+    if _status(connection) in (ConnectionStatus.NEEDS_REAUTH, ConnectionStatus.FAILED, ConnectionStatus.DISCONNECTED):
         return False  # the broker refused the grant (or it was given up): the tokens are dead
     has_access = bool(connection.access_token_sealed) and (
         connection.access_expires_at is None or connection.access_expires_at > now
@@ -206,7 +212,7 @@ def health_compute(
     if checks < min_checks:
         return report
     score = int(round(max(0.0, min(100.0, sum(p.points for p in parts)))))
-    if connection.status in (ConnectionStatus.NEEDS_REAUTH, ConnectionStatus.FAILED) and score > 20:
+    if _status(connection) in (ConnectionStatus.NEEDS_REAUTH, ConnectionStatus.FAILED) and score > 20:
         score, report.capped = 20, True
     if ok is not True and previous is not None and score > previous:
         score, report.held = previous, True

@@ -342,3 +342,12 @@ def test_the_explanation_uses_the_same_inputs(user):
     inputs = health_inputs_for([conn.pk], now=NOW)[conn.pk]
     assert report.parts[0].current == f"{inputs.successes} of {inputs.checks} passed"
     assert sum(p.weight for p in report.parts) == 100
+
+
+def test_the_status_this_check_decided_is_scored(user):
+    # The engine scores before it writes the transition: a check that found the grant dead is
+    # capped although the row still says connected.
+    conn = connection_at(user)
+    a_good_day(conn)
+    conn.health_status = ConnectionStatus.NEEDS_REAUTH
+    assert score(conn, ok=False) == 20
