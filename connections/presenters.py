@@ -341,6 +341,14 @@ def status_for(connection: Connection, *, profile, now: datetime, last_sweep: da
     when = until_phrase(at, now=now) if at > now + timedelta(seconds=1) else "any moment now"
     clock = f" (at {clock_phrase(at)})" if at > now + timedelta(seconds=1) else ""
     timed = {"next_at": at, "next_text": when}
+    # An open circuit may hold a connection back before its first check: still true.
+    if status == ConnectionStatus.BROKER_OUTAGE:
+        return _state(
+            "waiting",
+            f"{name} is failing for everyone. Nothing to do: brokerlink checks again {when}{clock} "
+            "and resumes by itself.",
+            **timed,
+        )
     if not checked_this_grant(connection):
         return _state("checking", f"Waiting for the first check, {when}{clock}.", **timed)
     passed = last_check_passed(connection)
@@ -349,13 +357,6 @@ def status_for(connection: Connection, *, profile, now: datetime, last_sweep: da
         return _state(
             "rate_limited",
             f"{name} asked brokerlink to slow down. Nothing to do: the next check is {when}{clock}.",
-            **timed,
-        )
-    if status == ConnectionStatus.BROKER_OUTAGE:
-        return _state(
-            "waiting",
-            f"{name} is failing for everyone. Nothing to do: brokerlink checks again {when}{clock} "
-            "and resumes by itself.",
             **timed,
         )
     if status == ConnectionStatus.DEGRADED and not passed:
