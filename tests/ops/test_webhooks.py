@@ -68,8 +68,12 @@ def endpoint_for(url: str, **fields) -> WebhookEndpoint:
 @pytest.fixture
 def connection(user):
     return Connection.objects.create(
-        user=user, broker_slug="sandbox", account_id="a1", account_number_masked="****7788",
-        status=ConnectionStatus.DEGRADED, environment="live",
+        user=user,
+        broker_slug="sandbox",
+        account_id="a1",
+        account_number_masked="****7788",
+        status=ConnectionStatus.DEGRADED,
+        environment="live",
     )
 
 
@@ -118,7 +122,10 @@ def test_a_recovery_is_delivered_after_one_failed_attempt_with_backoff(connectio
     assert body == receiver.received[0]["body"]  # same event id on retry
     assert body["type"] == "recovered" and body["id"] == str(delivery.event_id)
     assert body["connection"] == {
-        "id": str(connection.pk), "broker": "sandbox", "account": "****7788", "status": "connected",
+        "id": str(connection.pk),
+        "broker": "sandbox",
+        "account": "****7788",
+        "status": "connected",
         "user_email": "ada@example.com",
     }
     assert set(body) == {"id", "type", "created_at", "connection"}
@@ -176,9 +183,13 @@ def test_endpoints_in_admin_keep_the_secret_write_only(client, django_user_model
     response = client.post(
         reverse("admin:ops_webhookendpoint_add"),
         {
-            "name": "CRM", "url": "https://crm.example.com/hooks", "enabled": "on", "event_types": ["failed"],
+            "name": "CRM",
+            "url": "https://crm.example.com/hooks",
+            "enabled": "on",
+            "event_types": ["failed"],
             "new_secret": SECRET,
-            "deliveries-TOTAL_FORMS": "0", "deliveries-INITIAL_FORMS": "0",
+            "deliveries-TOTAL_FORMS": "0",
+            "deliveries-INITIAL_FORMS": "0",
         },
     )
     assert response.status_code == 302, response.content.decode()[:2000]
