@@ -110,7 +110,7 @@ def broker_call(
         raise BrokerError(NETWORK, f"The request to {profile.name} failed ({type(exc).__name__}).") from exc
     latency_ms = int((time.monotonic() - started) * 1000)
     body = _parse_body(response)
-    headers = dict(response.headers)
+    headers = requests.structures.CaseInsensitiveDict(response.headers)
     error = classify_response(
         status=response.status_code,
         content_type=response.headers.get("Content-Type", ""),
