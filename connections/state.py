@@ -70,19 +70,9 @@ def connection_transition(
         "connections.status.changed",
         extra={"connection_id": str(connection.pk), "from": from_status, "to": to_status, "category": category},
     )
+    # Outgoing webhooks follow from the event row written above (ops subscribes to it).
     _publish_change(connection)
-    _webhooks(connection, from_status, to_status, kind)
     return True
-
-
-def _webhooks(connection: Connection, from_status: str, to_status: str, kind: str) -> None:
-    """Tell the systems embedding brokerlink (outgoing webhooks), after commit. Best effort."""
-    try:
-        from ops.webhooks import webhook_enqueue_for_transition
-
-        webhook_enqueue_for_transition(connection, from_status, to_status, kind=kind)
-    except Exception:  # noqa: BLE001 - a webhook problem must never block a status change
-        logger.exception("connections.webhooks.hook_failed", extra={"connection_id": str(connection.pk)})
 
 
 def _publish_change(connection: Connection) -> None:

@@ -12,6 +12,7 @@ class OpsConfig(AppConfig):
         from ops.logging import celery_task_finished, celery_task_started, install_record_redaction
 
         install_record_redaction()
+        self._subscribe_webhooks()
         task_prerun.connect(celery_task_started, weak=False, dispatch_uid="ops.task_id.start")
         task_postrun.connect(celery_task_finished, weak=False, dispatch_uid="ops.task_id.end")
         if not settings.REDIS_URL:
@@ -22,3 +23,15 @@ class OpsConfig(AppConfig):
             for key in ("data_folder_in", "data_folder_out", "processed_folder", "control_folder"):
                 if options.get(key):
                     Path(options[key]).mkdir(parents=True, exist_ok=True)
+
+    @staticmethod
+    def _subscribe_webhooks() -> None:
+        """Webhooks listen to the connection history; connections never imports ops."""
+        from django.db.models.signals import post_save
+
+        from connections.engine.models import Notification
+        from connections.models import ConnectionEvent
+        from ops.webhooks import on_connection_event, on_notification
+
+        post_save.connect(on_connection_event, sender=ConnectionEvent, dispatch_uid="ops.webhooks.event")
+        post_save.connect(on_notification, sender=Notification, dispatch_uid="ops.webhooks.notification")
