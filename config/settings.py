@@ -58,6 +58,9 @@ INSTALLED_APPS = [
     "brokers.sandbox",
     "connections",
     "ops",
+    "api",
+    # django-ninja: in INSTALLED_APPS so its docs page uses the bundled Swagger UI files (no CDN).
+    "ninja",
 ]
 
 MIDDLEWARE = [
