@@ -273,7 +273,6 @@ def connection_refresh(request, connection_id: UUID):
     response={200: TokenOut, 403: Problem, 404: Problem, 409: Problem},
     summary="A fresh access token (keys with the tokens:read scope only)",
 )
-@sensitive_variables()
 def connection_token(request, connection_id: UUID):
     key = _require(request, Scope.READ_TOKENS, "token", connection_id)
     connection = _connection(request, key, connection_id, "token")
