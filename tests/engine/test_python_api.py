@@ -126,3 +126,14 @@ def test_the_rate_limit_is_shared_across_processes():
     allowed = sum(int(p.communicate(timeout=60)[0].strip().splitlines()[-1]) for p in procs)
     mine = sum(rate_limit_hit(key, limit=10, per_seconds=60) == 0 for _ in range(4))
     assert allowed + mine == 10
+
+
+def test_questrade_calls_go_to_the_api_server_of_the_token(user):
+    from connections.api import connection_api_url
+    from connections.models import Connection
+
+    conn = Connection(user=user, broker_slug="questrade", environment="live",
+                      token_meta={"api_server": "https://api05.iq.questrade.com"})
+    assert connection_api_url(conn, "v1/accounts") == "https://api05.iq.questrade.com/v1/accounts"
+    conn.token_meta = {"api_server": "https://api07.iq.questrade.com/"}  # a refresh moved it
+    assert connection_api_url(conn, "/v1/accounts") == "https://api07.iq.questrade.com/v1/accounts"
