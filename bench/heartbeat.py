@@ -83,11 +83,11 @@ def main() -> None:
 
     call_command("migrate", verbosity=0)
     cmd = [
-        sys.executable, "-m", "uvicorn", "brokers.sandbox.asgi:application", "--host", "127.0.0.1",
+        sys.executable, "-m", "uvicorn", "sandbox.asgi:application", "--host", "127.0.0.1",
         "--port", str(args.port), "--workers", str(args.sandbox_workers), "--backlog", "4096",
         "--log-level", "warning", "--no-access-log",
     ]  # fmt: skip
-    env = dict(os.environ, DJANGO_SETTINGS_MODULE="brokers.sandbox.standalone_settings")
+    env = dict(os.environ, DJANGO_SETTINGS_MODULE="sandbox.standalone_settings")
     sandbox = subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True)
     try:
         run(args, sandbox_url, sandbox.pid)
@@ -124,7 +124,7 @@ def run(args, sandbox_url: str, sandbox_pid: int) -> None:
     wait_for_http(f"{sandbox_url}/.well-known/oauth-authorization-server", timeout=30)
     sandbox = SandboxServer(args.port)
     sandbox._ok(sandbox.control("POST", "users", {"demo": True}))
-    from brokers.sandbox.models import SandboxClient, SandboxToken, token_hash
+    from sandbox.models import SandboxClient, SandboxToken, token_hash
 
     SandboxClient.objects.filter(name="bench").delete()  # earlier runs' clients, grants and tokens
     client = sandbox.create_client(name="bench")

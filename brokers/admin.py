@@ -1,10 +1,14 @@
+import copy
+
 from django import forms
 from django.contrib import admin, messages
 from django.db import models
+from django.forms.models import construct_instance
 
+from brokers.custom import RESOLVED_FIELDS, custom_broker_resolve
 from brokers.models import BrokerApp, CustomBroker
 from brokers.registry import UnknownBroker, all_profiles, get_profile
-from brokers.services import broker_app_clear_config_problem
+from brokers.services import broker_app_clear_config_problem, broker_app_is_configured
 
 
 def broker_choices() -> list[tuple[str, str]]:
@@ -81,7 +85,7 @@ class BrokerAppAdmin(admin.ModelAdmin):
 
     @admin.display(boolean=True, description="Configured")
     def configured(self, obj: BrokerApp) -> bool:
-        return obj.is_configured and not obj.config_problem
+        return broker_app_is_configured(obj) and not obj.config_problem
 
     @admin.display(description="Redirect URI in use")
     def effective_redirect_uri(self, obj: BrokerApp) -> str:
@@ -100,8 +104,40 @@ class BrokerAppAdmin(admin.ModelAdmin):
         super().save_model(request, obj, form, change)
 
 
+def _https_urls(db_field, **kwargs):
+    if isinstance(db_field, models.URLField):
+        kwargs.setdefault("assume_scheme", "https")
+    return db_field.formfield(**kwargs)
+
+
+class CustomBrokerForm(forms.ModelForm):
+    """Checks the broker as brokerlink will serve it and fills the endpoints left blank from
+    discovery (RFC 8414) before the row is saved."""
+
+    class Meta:
+        model = CustomBroker
+        formfield_callback = _https_urls
+        fields = [
+            "slug", "name", "enabled", "discovery_url", "authorize_url", "token_url", "revoke_url", "revocation_scope",
+            "manual_revoke_url", "issuer", "api_base_url", "paper_api_base_url", "heartbeat_path", "scopes",
+            "scope_separator", "token_auth_method", "pkce", "issues_refresh_token", "rotates_refresh_token",
+            "access_ttl", "refresh_ttl", "absolute_cap",
+        ]
+
+    def clean(self):
+        cleaned = super().clean()
+        if self.errors:
+            return cleaned
+        broker = construct_instance(self, copy.copy(self.instance))
+        custom_broker_resolve(broker)  # ValidationError keyed by field
+        for name in RESOLVED_FIELDS:
+            cleaned[name] = getattr(broker, name)
+        return cleaned
+
+
 @admin.register(CustomBroker)
 class CustomBrokerAdmin(admin.ModelAdmin):
+    form = CustomBrokerForm
     formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
     list_display = ["slug", "name", "enabled", "token_url", "token_auth_method", "pkce"]
     list_filter = ["enabled"]

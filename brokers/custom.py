@@ -24,10 +24,12 @@ from urllib.parse import urlsplit
 import requests
 import yaml
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import DatabaseError
 
 from brokers.profile import BrokerProfile, RateLimit, TokenRules
-from brokers.registry import RESERVED_SLUGS, url_problem, validate_profile
+from brokers.profiles import RESERVED_SLUGS
+from brokers.validation import url_problem, validate_profile
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +54,10 @@ MODEL_FIELDS = frozenset(
      "manual_revoke_url", "issuer", "heartbeat_path", "scopes", "scope_separator", "token_auth_method", "pkce",
      "issues_refresh_token", "rotates_refresh_token", "access_ttl", "refresh_ttl", "absolute_cap"}
 )
+
+
+# CustomBroker fields discovery may fill in.
+RESOLVED_FIELDS = ("authorize_url", "token_url", "revoke_url", "issuer")
 
 
 class BrokerSpecError(ValueError):
@@ -300,6 +306,19 @@ def _parse_brokers_file(path: str, label: str) -> FileResult:
         except BrokerSpecError as exc:
             errors.extend(exc.messages())
     return FileResult(profiles, errors)
+
+
+def custom_broker_resolve(broker) -> None:
+    """Check a CustomBroker row before it is saved (the admin form) and fill the endpoints left
+    blank from discovery, so serving it never needs the network. Raises ValidationError keyed by
+    the row's fields."""
+    try:
+        resolved = resolve_spec(broker.slug, broker.to_spec(), origin="admin")
+    except BrokerSpecError as exc:
+        raise ValidationError(exc.field_errors()) from exc
+    for name in RESOLVED_FIELDS:
+        if not getattr(broker, name) and resolved.get(name):
+            setattr(broker, name, resolved[name])
 
 
 # --- all custom brokers ----------------------------------------------------------------------

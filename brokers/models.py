@@ -5,7 +5,6 @@ from __future__ import annotations
 import uuid
 
 from django.conf import settings
-from django.core.exceptions import ValidationError
 from django.db import models
 from django.urls import NoReverseMatch, reverse
 
@@ -63,19 +62,6 @@ class BrokerApp(models.Model):
         except NoReverseMatch:
             path = f"/connections/callback/{self.broker_slug}/"
         return f"{settings.SITE_URL.rstrip('/')}{path}"
-
-    @property
-    def is_configured(self) -> bool:
-        """Enough to start an authorization: enabled, client id, and a secret unless the broker needs none."""
-        if not (self.enabled and self.client_id):
-            return False
-        from brokers.registry import UnknownBroker, get_profile
-
-        try:
-            needs_secret = get_profile(self.broker_slug).token_rules.token_auth_method != "none"  # noqa: S105
-        except UnknownBroker:
-            return False
-        return self.has_client_secret or not needs_secret
 
 
 class TokenAuthMethod(models.TextChoices):
@@ -147,14 +133,3 @@ class CustomBroker(models.Model):
         if self.paper_api_base_url:
             spec["api_base_urls"]["paper"] = self.paper_api_base_url
         return {key: value for key, value in spec.items() if value not in ("", None)}
-
-    def clean(self) -> None:
-        from brokers.custom import BrokerSpecError, resolve_spec
-
-        try:
-            resolved = resolve_spec(self.slug, self.to_spec(), origin="admin")
-        except BrokerSpecError as exc:
-            raise ValidationError(exc.field_errors()) from exc
-        for name in ("authorize_url", "token_url", "revoke_url", "issuer"):
-            if not getattr(self, name) and resolved.get(name):
-                setattr(self, name, resolved[name])

@@ -125,6 +125,9 @@ class BrokerProfile:
     extra_authorize_params: dict[str, str] = field(default_factory=dict)
     heartbeat_interval_seconds: int = 60
     refresh_margin_seconds: int = 300
+    # How long a refresh of a rotating refresh token waits for its answer (None: the engine's
+    # REFRESH_DEADLINE_SECONDS). See connections.engine.refresh.
+    refresh_deadline_seconds: int | None = None
     # Statuses on an account call that mean "this access token is no longer valid".
     token_invalid_statuses: tuple[int, ...] = (401,)
     rate_limit: RateLimit | None = None

@@ -11,9 +11,23 @@ from django.utils import timezone
 
 from brokers.models import BrokerApp, Environment
 from brokers.profile import BrokerProfile
-from brokers.registry import all_profiles
+from brokers.registry import UnknownBroker, all_profiles, get_profile
 
 log = logging.getLogger(__name__)
+
+
+def broker_app_is_configured(app: BrokerApp, profile: BrokerProfile | None = None) -> bool:
+    """Enough to start an authorization: enabled, client id, and a secret unless the broker needs
+    none (a public client). `profile` saves the lookup when the caller has it."""
+    if not (app.enabled and app.client_id):
+        return False
+    if profile is None:
+        try:
+            profile = get_profile(app.broker_slug)
+        except UnknownBroker:
+            return False
+    needs_secret = profile.token_rules.token_auth_method != "none"  # noqa: S105
+    return app.has_client_secret or not needs_secret
 
 
 @dataclass(frozen=True)
@@ -69,7 +83,7 @@ def broker_catalog() -> list[CatalogEntry]:
             continue
         candidates = sorted(apps.get(profile.slug, []), key=lambda a: (not a.enabled, a.environment != "live"))
         app = candidates[0] if candidates else None
-        configured = bool(app and app.is_configured and not app.config_problem)
+        configured = bool(app and broker_app_is_configured(app, profile) and not app.config_problem)
         entries.append(CatalogEntry(profile, app, configured, "" if configured else _admin_hint(profile, app)))
     # What a user can connect now comes first (on a fresh install: the Sandbox Broker).
     entries.sort(key=lambda entry: not entry.configured)

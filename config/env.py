@@ -51,7 +51,7 @@ def env_required(name: str, *, production: bool, dev_default: str = "") -> str:
     if production:
         raise MissingSetting(
             f"{name} is not set. DJANGO_ENV=production refuses to start without it; "
-            f"see the configuration table in README.md."
+            f"see the configuration table in docs/configuration.md."
         )
     return dev_default
 

@@ -55,7 +55,7 @@ INSTALLED_APPS = [
     "accounts",
     "vault",
     "brokers",
-    "brokers.sandbox",
+    "sandbox",
     "connections",
     "ops",
     "api",

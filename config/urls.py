@@ -14,4 +14,4 @@ urlpatterns = [
     path("api/v1/", api.urls),
 ]
 if settings.SANDBOX_ENABLED:
-    urlpatterns.append(path("sandbox/", include("brokers.sandbox.urls")))
+    urlpatterns.append(path("sandbox/", include("sandbox.urls")))

@@ -35,7 +35,7 @@ from django.views.decorators.debug import sensitive_variables
 
 from connections import errors
 from connections.broker_client import BrokerResponse, broker_call, profile_for
-from connections.engine.refresh import connection_refresh
+from connections.engine.refresh import IN_PROGRESS, OUTCOME_UNKNOWN, connection_refresh
 from connections.errors import BrokerError
 from connections.models import CheckResult, Connection, ConnectionStatus
 from connections.ratelimit import RateLimited, pause_left, pause_set, rate_limit_wait
@@ -56,6 +56,8 @@ DROPPED_HEADERS = {"authorization", "cookie", "host", "content-length", "connect
 # A token this close to its expiry is refreshed before it is handed out.
 MIN_TOKEN_LIFE = timedelta(seconds=30)
 DEFAULT_MAX_WAIT = 5.0
+# How long a caller waits for a refresh another process is making, instead of making its own.
+REFRESH_WAIT_SECONDS = 10.0
 
 
 class ConnectionUnavailable(Exception):
@@ -117,7 +119,8 @@ def connection_fresh(connection_id, *, actor=None) -> Connection:
     if _usable(connection, now=now, margin=timedelta(seconds=profile.refresh_margin_seconds)):
         return connection
     try:
-        result = connection_refresh(connection.pk, reason="api", actor=actor)
+        # "expiring": the same routine refresh the engine makes ahead of expiry.
+        result = connection_refresh(connection.pk, reason="expiring", actor=actor, wait=REFRESH_WAIT_SECONDS)
     except BrokerError as error:
         if error.needs_reauth:
             raise _dead_grant(connection, error, actor) from None
@@ -131,7 +134,11 @@ def connection_fresh(connection_id, *, actor=None) -> Connection:
     if result.reason == "inactive":
         raise _unavailable_for_status(connection)
     if not _usable(connection, now=timezone.now(), margin=timedelta(0)):
-        raise ConnectionUnavailable(connection.pk, f"Connection {connection.pk} has no valid access token.")
+        why = {
+            IN_PROGRESS: "a refresh is still in progress; try again in a few seconds",
+            OUTCOME_UNKNOWN: "the broker did not answer the last refresh; brokerlink is waiting before it asks again",
+        }.get(result.reason, "its access token has expired")
+        raise ConnectionUnavailable(connection.pk, f"Connection {connection.pk} has no valid token: {why}.")
     return connection
 
 
@@ -237,7 +244,8 @@ def connection_call(
             rejected = connection.access_token_sealed
             try:
                 connection_refresh(
-                    connection.pk, reason="api_401", actor=actor, force=True, rejected_access_sealed=rejected
+                    connection.pk, reason="api_401", actor=actor, force=True, rejected_access_sealed=rejected,
+                    wait=REFRESH_WAIT_SECONDS,
                 )
             except BrokerError as error:
                 _record(connection, response, None)
@@ -249,6 +257,13 @@ def connection_call(
                     category=error.category,
                 ) from None
             connection.refresh_from_db()
+            if connection.access_token_sealed == rejected:  # no new token (in progress or outcome unknown)
+                _record(connection, response, None)
+                raise ConnectionUnavailable(
+                    connection.pk,
+                    f"{profile.name} rejected the token and no new one is available yet; try again shortly.",
+                    category=errors.AUTH,
+                )
             url = connection_api_url(connection, path)  # a refresh can move Questrade's api_server
             logger.info("connections.api.retry_after_refresh", extra={"connection_id": str(connection.pk)})
             continue

@@ -73,6 +73,17 @@ def _parse_body(response: requests.Response) -> Any:
         return None
 
 
+def _never_connected(exc: requests.ConnectionError) -> bool:
+    """True when the TCP connection was never established, so no byte of the request left
+    (urllib3's NewConnectionError covers refused connections and DNS failures)."""
+    from urllib3.exceptions import MaxRetryError, NewConnectionError
+
+    inner = exc.args[0] if exc.args else None
+    if isinstance(inner, MaxRetryError):
+        inner = inner.reason
+    return isinstance(inner, NewConnectionError)
+
+
 @sensitive_variables()
 def broker_call(
     profile: BrokerProfile,
@@ -98,13 +109,24 @@ def broker_call(
     log_fields = {"broker": profile.slug, "during": during}
     try:
         response = session.request(method, url, timeout=timeout, allow_redirects=False, **kwargs)
+    except requests.ConnectTimeout as exc:
+        logger.warning("connections.broker.unreachable", extra={**log_fields, "error": "connect_timeout"})
+        raise BrokerError(NETWORK, f"brokerlink could not reach {profile.name}.", maybe_sent=False) from exc
     except requests.Timeout as exc:
         seconds = timeout[1] if isinstance(timeout, tuple) else timeout
         logger.warning("connections.broker.timeout", extra=log_fields)
         raise BrokerError(NETWORK, f"{profile.name} did not answer within {seconds:g} seconds.") from exc
     except requests.ConnectionError as exc:
-        logger.warning("connections.broker.unreachable", extra=log_fields)
-        raise BrokerError(NETWORK, f"brokerlink could not reach {profile.name}.") from exc
+        # Refused or unresolvable: nothing was sent. A connection dropped mid-answer may
+        # have been processed, so it counts as "maybe sent" like a timeout.
+        never_sent = _never_connected(exc)
+        logger.warning("connections.broker.unreachable", extra={**log_fields, "sent": not never_sent})
+        message = (
+            f"brokerlink could not reach {profile.name}."
+            if never_sent
+            else f"{profile.name} closed the connection before answering."
+        )
+        raise BrokerError(NETWORK, message, maybe_sent=not never_sent) from exc
     except requests.RequestException as exc:
         logger.warning("connections.broker.request_failed", extra={**log_fields, "error": type(exc).__name__})
         raise BrokerError(NETWORK, f"The request to {profile.name} failed ({type(exc).__name__}).") from exc

@@ -63,6 +63,9 @@ class BrokerError(Exception):
     needs_reauth: bool = False
     retry_after: float | None = None
     error_code: str = ""
+    # False only when the request certainly never reached the broker (refused, connect
+    # timeout): a refresh that failed that way can be sent again without spending anything.
+    maybe_sent: bool = True
 
     def __post_init__(self) -> None:
         super().__init__(self.message)

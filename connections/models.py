@@ -77,6 +77,12 @@ class Connection(models.Model):
     next_check_at = models.DateTimeField(default=timezone.now, db_index=True)
     lease_until = models.DateTimeField(null=True, blank=True)
     lease_owner = models.CharField(max_length=128, blank=True)
+    # Single-flight refresh (engine.refresh): who is spending the refresh token and until when,
+    # and when that request went out. A sent_at that outlives its claim means the outcome of
+    # that request is unknown (the worker died, or the broker never answered).
+    refresh_claim_owner = models.CharField(max_length=128, blank=True, default="")
+    refresh_claim_until = models.DateTimeField(null=True, blank=True)
+    refresh_sent_at = models.DateTimeField(null=True, blank=True)
     last_check_at = models.DateTimeField(null=True, blank=True)
     last_success_at = models.DateTimeField(null=True, blank=True)
     consecutive_failures = models.PositiveIntegerField(default=0)

@@ -15,7 +15,7 @@ from django.utils import timezone
 from django.utils.safestring import SafeString
 
 from brokers.registry import UnknownBroker, get_profile
-from connections import charts, errors
+from connections import charts, errors, hub
 from connections.models import CheckResult, Connection, ConnectionEvent, ConnectionStatus, ErrorCategory, Quality
 from connections.selectors import connection_list_for_user
 from connections.state import INACTIVE_STATUSES
@@ -144,14 +144,7 @@ def monitoring_last_run() -> datetime | None:
             return last
     except ImportError:  # engine not installed in this build
         pass
-    from ops.models import ServiceHeartbeat
-
-    return (
-        ServiceHeartbeat.objects.filter(kind=ServiceHeartbeat.Kind.BEAT)
-        .order_by("-last_seen_at")
-        .values_list("last_seen_at", flat=True)
-        .first()
-    )
+    return hub.ask("beat_last_seen")  # ops records beat's liveness and answers through the hub
 
 
 def monitoring_status(*, now: datetime | None = None) -> MonitoringView:

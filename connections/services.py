@@ -32,7 +32,7 @@ from connections.errors import (
 from connections.models import Connection, ConnectionEvent, ConnectionStatus
 from connections.oauth_flow import PURPOSE_RECONNECT, PendingFlow
 from connections.state import connection_event_record, connection_transition
-from connections.tokens import connection_apply_token_response
+from connections.tokens import connection_apply_token_response, token_response_clean
 from vault.crypto import VaultError
 
 logger = logging.getLogger(__name__)
@@ -241,6 +241,13 @@ def connection_authorize_complete(*, user, flow: PendingFlow, code: str) -> Conn
             _flag_configuration(app, error)
         logger.warning("connections.connect.exchange_failed", extra={"broker": flow.slug, "category": error.category})
         raise ConnectFailed(failure_code_for(error), detail=error.message) from error
+    try:
+        token, _ = token_response_clean(profile, token)
+    except BrokerError as error:
+        # Issued but unusable: hand back what can be handed back, and say what was wrong.
+        _revoke_quietly(profile, app, {k: v for k, v in token.items() if isinstance(v, str)})
+        logger.warning("connections.connect.token_unusable", extra={"broker": flow.slug})
+        raise ConnectFailed("unexpected_response", detail=error.message) from error
     if profile.token_rules.issues_refresh_token and not token.get("refresh_token"):
         _revoke_quietly(profile, app, token)
         raise ConnectFailed("missing_refresh_token")
@@ -319,11 +326,20 @@ def _store_connection(
         save=False,
     )
     connection.save()
+    _broker_answered(profile, now=now)
     logger.info(
         "connections.connect.done",
         extra={"connection_id": str(connection.pk), "broker": flow.slug, "kind": kind},
     )
     return ConnectOutcome(connection=connection, kind=kind)
+
+
+def _broker_answered(profile: BrokerProfile, *, now) -> None:
+    """The broker just issued tokens and answered the account call: it is up. Telling the
+    circuit breaker keeps a stale open breaker from overriding a fresh reconnect."""
+    from connections.engine.circuit import breaker_record
+
+    breaker_record(broker_slug=profile.slug, successes=1, faults=0, policy=profile.circuit, now=now)
 
 
 # --- disconnect ------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from django.views.decorators.debug import sensitive_variables
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from brokers.registry import UnknownBroker
-from brokers.services import broker_app_for, broker_catalog
+from brokers.services import broker_app_for, broker_app_is_configured, broker_catalog
 from connections import broker_client
 from connections.forms import CatalogSearchForm
 from connections.models import ConnectionStatus
@@ -51,7 +51,7 @@ def _start(request, *, slug: str, purpose: str, connection_id: str = "", environ
         profile = broker_client.profile_for(slug, app.environment if app else "live")
     except UnknownBroker:
         return _failure(request, "not_configured", slug=slug)
-    if app is None or not app.is_configured or app.config_problem:
+    if app is None or not broker_app_is_configured(app, profile) or app.config_problem:
         return _failure(request, "not_configured", slug=slug)
     url = flow_begin(request, profile=profile, app=app, purpose=purpose, connection_id=connection_id)
     logger.info("connections.connect.started", extra={"broker": slug, "purpose": purpose})

@@ -5,7 +5,7 @@ connections, and the sweep falling behind its schedule.
 updates the open one with the same key, and clears open alerts whose condition has ended.
 
 Thresholds: Django setting `ALERT_<NAME>` wins, then the environment variable
-`BROKERLINK_ALERT_<NAME>`, then the default below (see README.md, "Alerts").
+`BROKERLINK_ALERT_<NAME>`, then the default below (see docs/operations.md, "Alerts").
 """
 
 from __future__ import annotations

@@ -180,6 +180,14 @@ _cache_lock = threading.Lock()
 _cache: dict = {"at": 0.0, "report": None}
 
 
+def health_status_page() -> tuple[str, list[dict]]:
+    """Fresh checks for the staff system-status page (asked through connections.hub): the
+    overall word the page shows ("healthy", "degraded", "down") and one row per service."""
+    results = health_check_services()
+    overall = {"healthy": "healthy", "degraded": "degraded", "unhealthy": "down"}.get(health_overall(results), "down")
+    return overall, [{"name": r.name, "ok": r.ok, "detail": r.detail, "latency_ms": r.latency_ms} for r in results]
+
+
 def health_report(*, force: bool = False) -> dict:
     """The readiness report; reused for HEALTH_CACHE_SECONDS unless `force`.
 

@@ -9,7 +9,8 @@ from django.conf import settings
 
 from brokers.profile import BrokerProfile, RateLimit, TokenRules
 
-SANDBOX_DOC = "README.md#the-sandbox-broker"
+SLUG = "sandbox"
+SANDBOX_DOC = "docs/sandbox.md"
 
 TOKEN_RULES = TokenRules(
     access_ttl=900,
@@ -28,7 +29,7 @@ def sandbox_root() -> str:
 def build_profile(root: str | None = None) -> BrokerProfile:
     root = (root or sandbox_root()).rstrip("/")
     return BrokerProfile(
-        slug="sandbox",
+        slug=SLUG,
         name="Sandbox Broker",
         mark="SB",
         website=root,

@@ -1,11 +1,17 @@
 """Checking a batch of connections: make the token valid, call the heartbeat, record the outcome.
 
+Every step is isolated per connection: whatever goes wrong with one row (a token that cannot be
+decrypted, a malformed stored value, a crash in a hook) becomes that connection's error, and
+the rest of the batch is checked and written as usual.
+
 Used by the sweep and by the manual "check now" / "refresh now" services, so both follow
 the same rules. Phases per batch (database work stays synchronous, HTTP is concurrent):
 
 1. gate:      the broker's circuit breaker decides pass / probe / blocked (no call at all)
-2. refresh:   tokens expiring within the profile's margin (or idle too long) are refreshed in a
-              small thread pool, each single-flight under a row lock (engine.refresh)
+2. refresh:   tokens expiring within the profile's margin (or idle too long) are refreshed on the
+              process's refresh pool (engine.refresh_runner), each single-flight by a claim on
+              the row (engine.refresh). A refresh still running after a short wait goes on by
+              itself; the connection is checked with the token it has while that one lives
 3. heartbeat: aiohttp, bounded concurrency, per-request timeout (engine.heartbeat_client)
 4. 401:       exactly one forced refresh, then one more heartbeat
 5. write:     one transaction: status transitions (with events) only on change, bulk_update of
@@ -16,7 +22,6 @@ from __future__ import annotations
 
 import logging
 import random
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -30,9 +35,18 @@ from connections import errors
 from connections.engine import circuit
 from connections.engine.backoff import attempts_exhausted, backoff_delay
 from connections.engine.conf import engine_setting
+from connections.engine.dbretry import db_write_retried
 from connections.engine.health import health_inputs_for, health_score, quality_for
 from connections.engine.heartbeat_client import HeartbeatRequest, heartbeats_run
-from connections.engine.refresh import connection_profile, connection_refresh, refresh_due
+from connections.engine.refresh import (
+    IN_PROGRESS,
+    OUTCOME_UNKNOWN,
+    connection_profile,
+    connection_refresh,
+    refresh_due,
+    refresh_resend_at,
+)
+from connections.engine.refresh_runner import PENDING, refreshes_run
 from connections.errors import BrokerError
 from connections.models import CheckResult, Connection, ConnectionEvent, ConnectionStatus
 from connections.state import INACTIVE_STATUSES, connection_transition
@@ -57,8 +71,13 @@ WRITE_FIELDS = [
     "updated_at",
 ]
 FAULT_CATEGORIES = {errors.NETWORK, errors.BROKER_FAULT}
-# Spread healthy checks a little so a burst of new connections does not stay a burst.
-INTERVAL_JITTER = 0.1
+# Spread healthy checks a little so a burst of new connections does not stay a burst; small
+# enough (with the sweep's look-ahead) that every check lands within 60 ± 6 s of the last.
+INTERVAL_JITTER = 0.05
+# An access token with less life than this is not used for a heartbeat while its refresh runs.
+MIN_TOKEN_LIFE = timedelta(seconds=15)
+# A connection whose refresh is still running, with no usable token, is looked at again after this.
+REFRESH_PENDING_RECHECK = timedelta(seconds=10)
 # Heartbeats use at most this share of a broker's per-user request budget.
 RATE_LIMIT_SHARE = 0.1
 
@@ -76,6 +95,9 @@ class Outcome:
     deferred_until: datetime | None = None
     access_token: str = ""
     access_sealed: str = ""
+    # The refresh is still running (or its outcome is unknown) and no token can be used yet:
+    # nothing was checked, the status stays, and the connection is looked at again soon.
+    waiting_for_refresh: str = ""
 
     @property
     def checked(self) -> bool:
@@ -106,57 +128,96 @@ def _jittered(seconds: float) -> timedelta:
     return timedelta(seconds=seconds * random.uniform(1 - INTERVAL_JITTER, 1))
 
 
-def _refresh_in_thread(connection_id, kwargs):
-    try:
-        return connection_refresh(connection_id, **kwargs)
-    except BrokerError as exc:
-        return exc
-    except Exception as exc:  # noqa: BLE001 - one bad row must not sink the batch
-        logger.exception("connections.refresh.crashed", extra={"connection_id": str(connection_id)})
-        return BrokerError(errors.UNEXPECTED, f"Refresh crashed ({type(exc).__name__}).")
-    finally:
-        db_connection.close()
+def _token_usable(conn: Connection, now: datetime) -> bool:
+    return bool(
+        conn.access_token_sealed and (conn.access_expires_at is None or conn.access_expires_at - now > MIN_TOKEN_LIFE)
+    )
 
 
-def _refresh_many(jobs: list[tuple[Outcome, dict]]) -> None:
-    """Run refreshes concurrently; each outcome gets its new token or its error."""
+def _use_stored_token(outcome: Outcome) -> None:
+    conn = outcome.connection
+    outcome.access_sealed = conn.access_token_sealed
+    outcome.access_token = conn.access_token if conn.access_token_sealed else ""
+
+
+def _refresh_many(jobs: list[tuple[Outcome, dict]], *, now: datetime) -> None:
+    """Run refreshes on the refresh pool; each outcome gets its new token, its error, or (the
+    refresh still running) the token it has while that one lives."""
     if not jobs:
         return
-    threads = max(1, min(int(engine_setting("REFRESH_THREADS")), len(jobs)))
-    if threads == 1:
-        results = [_refresh_one_inline(o.connection.pk, kw) for o, kw in jobs]
-    else:
-        with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="refresh") as pool:
-            results = list(pool.map(lambda job: _refresh_in_thread(job[0].connection.pk, job[1]), jobs))
+    results = refreshes_run([(o.connection.pk, o.connection.broker_slug, kw) for o, kw in jobs])
     for (outcome, _), result in zip(jobs, results, strict=True):
-        if isinstance(result, BrokerError):
-            outcome.error = result
-            continue
+        try:
+            _refresh_settle(outcome, result, now=now)
+        except Exception as exc:  # noqa: BLE001 - one bad row must not sink the batch
+            _row_crashed(outcome, exc, during="refresh")
+
+
+def _refresh_settle(outcome: Outcome, result, *, now: datetime) -> None:
+    conn = outcome.connection
+    waiting = ""
+    if result is PENDING or (not isinstance(result, BrokerError) and result.reason == IN_PROGRESS):
+        waiting = f"A token refresh with {outcome.profile.name} is still running."
+    elif not isinstance(result, BrokerError) and result.reason == OUTCOME_UNKNOWN:
         fresh = result.connection
-        if result.reason == "inactive":
-            outcome.error = BrokerError(errors.AUTH, "The connection is no longer active.", needs_reauth=True)
-            outcome.connection.status = fresh.status
-            continue
-        outcome.refreshed = outcome.refreshed or result.refreshed
-        outcome.access_sealed = fresh.access_token_sealed
-        outcome.access_token = fresh.access_token if fresh.access_token_sealed else ""
-        for name in (
-            "access_token_sealed",
-            "refresh_token_sealed",
-            "access_expires_at",
-            "refresh_expires_at",
-            "reauth_deadline_at",
-            "last_refreshed_at",
-            "token_type",
-        ):
-            setattr(outcome.connection, name, getattr(fresh, name))
+        resend_at = refresh_resend_at(fresh, outcome.profile)
+        waiting = (
+            f"{outcome.profile.name} did not answer an earlier token refresh; brokerlink waits until "
+            f"{resend_at:%H:%M} UTC before sending it again, so the refresh token is not spent twice."
+        )
+    if waiting or (isinstance(result, BrokerError) and result.retryable):
+        # While the token it has still lives, a slow or failing refresh does not degrade the
+        # connection: check with that token, and the refresh is tried again later.
+        if _token_usable(conn, now):
+            _use_stored_token(outcome)
+        elif waiting:
+            outcome.waiting_for_refresh = waiting
+        else:
+            outcome.error = result
+        return
+    if isinstance(result, BrokerError):
+        outcome.error = result
+        return
+    fresh = result.connection
+    if result.reason == "inactive":
+        outcome.error = BrokerError(errors.AUTH, "The connection is no longer active.", needs_reauth=True)
+        conn.status = fresh.status
+        return
+    outcome.refreshed = outcome.refreshed or result.refreshed
+    for name in (
+        "access_token_sealed",
+        "refresh_token_sealed",
+        "access_expires_at",
+        "refresh_expires_at",
+        "reauth_deadline_at",
+        "last_refreshed_at",
+        "token_type",
+        "token_meta",
+    ):
+        setattr(conn, name, getattr(fresh, name))
+    _use_stored_token(outcome)
 
 
-def _refresh_one_inline(connection_id, kwargs):
-    try:
-        return connection_refresh(connection_id, **kwargs)
-    except BrokerError as exc:
-        return exc
+def _row_crashed(outcome: Outcome, exc: Exception, *, during: str) -> None:
+    """Turn an exception about one connection into that connection's error."""
+    from vault.crypto import VaultError
+
+    logger.exception(
+        "connections.check.row_failed", extra={"connection_id": str(outcome.connection.pk), "during": during}
+    )
+    if isinstance(exc, VaultError):
+        outcome.error = BrokerError(
+            errors.UNEXPECTED,
+            "brokerlink cannot open this connection's stored tokens (encryption key missing or data damaged). "
+            "An administrator must restore the key; reconnecting stores new tokens.",
+        )
+    elif isinstance(exc, BrokerError):
+        outcome.error = exc
+    else:
+        outcome.error = BrokerError(
+            errors.UNEXPECTED,
+            f"Checking this connection failed inside brokerlink during the {during} ({type(exc).__name__}).",
+        )
 
 
 @sensitive_variables()
@@ -164,17 +225,20 @@ def _heartbeat_many(outcomes: list[Outcome]) -> None:
     items = []
     for outcome in outcomes:
         profile, conn = outcome.profile, outcome.connection
-        base = profile.hooks.api_base_url(profile, environment=conn.environment, token_meta=conn.token_meta or {})
-        items.append(
-            HeartbeatRequest(
-                key=outcome,
-                url=base.rstrip("/") + profile.heartbeat_path,
-                access_token=outcome.access_token,
-                token_type=conn.token_type or "Bearer",
-                token_invalid_statuses=profile.token_invalid_statuses,
-                broker_name=profile.name,
+        try:
+            base = profile.hooks.api_base_url(profile, environment=conn.environment, token_meta=conn.token_meta or {})
+            items.append(
+                HeartbeatRequest(
+                    key=outcome,
+                    url=base.rstrip("/") + profile.heartbeat_path,
+                    access_token=outcome.access_token,
+                    token_type=conn.token_type or "Bearer",
+                    token_invalid_statuses=profile.token_invalid_statuses,
+                    broker_name=profile.name,
+                )
             )
-        )
+        except Exception as exc:  # noqa: BLE001 - one bad row must not sink the batch
+            _row_crashed(outcome, exc, during="heartbeat")
     results = heartbeats_run(
         items, concurrency=int(engine_setting("CONCURRENCY")), timeout=float(engine_setting("HTTP_TIMEOUT"))
     )
@@ -227,20 +291,21 @@ def connections_check(connections: list[Connection], *, now: datetime | None = N
     # 2. refresh what is expiring (or idle too long)
     jobs = []
     for outcome in active:
-        conn = outcome.connection
-        reason = refresh_due(conn, outcome.profile, now=now)
-        if reason:
-            jobs.append((outcome, {"reason": reason}))
-        else:
-            outcome.access_sealed = conn.access_token_sealed
-            outcome.access_token = conn.access_token if conn.access_token_sealed else ""
-    _refresh_many(jobs)
+        try:
+            reason = refresh_due(outcome.connection, outcome.profile, now=now)
+            if reason:
+                jobs.append((outcome, {"reason": reason}))
+            else:
+                _use_stored_token(outcome)
+        except Exception as exc:  # noqa: BLE001 - one bad row must not sink the batch
+            _row_crashed(outcome, exc, during="token check")
+    _refresh_many(jobs, now=now)
     for outcome in active:
-        if outcome.error is None and not outcome.access_token:
+        if outcome.error is None and not outcome.access_token and not outcome.waiting_for_refresh:
             outcome.error = BrokerError(errors.AUTH, "This connection has no usable token.", needs_reauth=True)
 
     # 3. heartbeat
-    _heartbeat_many([o for o in active if o.error is None])
+    _heartbeat_many([o for o in active if o.error is None and not o.waiting_for_refresh])
 
     # 4. 401: exactly one refresh, then one more heartbeat
     rejected = [
@@ -255,10 +320,21 @@ def connections_check(connections: list[Connection], *, now: datetime | None = N
         retry_jobs = [
             (o, {"reason": "rejected", "force": True, "rejected_access_sealed": o.access_sealed}) for o in rejected
         ]
+        rejected_sealed = {id(o): o.access_sealed for o in rejected}
         for outcome in rejected:
             outcome.error = None
-        _refresh_many(retry_jobs)
-        again = [o for o in rejected if o.error is None]
+            outcome.access_token = ""
+        _refresh_many(retry_jobs, now=timezone.now())
+        for outcome in rejected:
+            if outcome.error is None and outcome.waiting_for_refresh:
+                continue
+            if outcome.error is None and outcome.access_sealed == rejected_sealed[id(outcome)]:
+                # The refresh could not run (still running elsewhere, or failing): the token
+                # the broker just rejected is no answer.
+                outcome.error = BrokerError(
+                    errors.AUTH, f"{outcome.profile.name} rejected the access token and it could not be refreshed yet."
+                )
+        again = [o for o in rejected if o.error is None and not o.waiting_for_refresh]
         _heartbeat_many(again)
         for outcome in again:
             if outcome.error is not None and outcome.error.category == errors.AUTH:
@@ -276,6 +352,12 @@ def _apply(outcome: Outcome, *, now: datetime, breaker_open_until: dict[str, dat
         conn.last_error_category, conn.last_error_message = error.category, error.message
         conn.next_check_at = now + timedelta(days=1)
         return ConnectionStatus.DEGRADED, error.category, error.message
+    if outcome.waiting_for_refresh:
+        conn.next_check_at = now + REFRESH_PENDING_RECHECK
+        if conn.status in (ConnectionStatus.CHECKING, ConnectionStatus.PENDING):
+            conn.last_error_category, conn.last_error_message = errors.NETWORK, outcome.waiting_for_refresh[:500]
+            return ConnectionStatus.DEGRADED, errors.NETWORK, outcome.waiting_for_refresh
+        return conn.status, "", ""
     if outcome.deferred_until is not None:
         conn.next_check_at = outcome.deferred_until
         message = f"{profile.name} is having an outage; brokerlink is waiting for it to recover."
@@ -333,6 +415,9 @@ def outcomes_write(outcomes: list[Outcome], *, now: datetime, owner: str, stats:
             messages[slug] = outcome.error.message
     open_until: dict[str, datetime] = {}
     for slug, (successes, faults) in per_broker.items():
+        population = None
+        if faults and not successes:
+            population = Connection.objects.filter(broker_slug=slug).exclude(status__in=INACTIVE_STATUSES).count()
         breaker = circuit.breaker_record(
             broker_slug=slug,
             successes=successes,
@@ -340,14 +425,10 @@ def outcomes_write(outcomes: list[Outcome], *, now: datetime, owner: str, stats:
             policy=policies[slug],
             now=now,
             message=messages.get(slug, ""),
+            population=population,
         )
         if breaker is not None and breaker.state != circuit.CLOSED:
             open_until[slug] = breaker.next_probe_at or now
-        elif breaker is not None and successes and not faults:
-            # Recovered: everyone waiting out the outage is due at the next sweep.
-            Connection.objects.filter(
-                broker_slug=slug, status=ConnectionStatus.BROKER_OUTAGE, next_check_at__gt=now, lease_owner=""
-            ).update(next_check_at=now)
 
     ids = [o.connection.pk for o in outcomes]
     # Someone (a user disconnecting, an expired lease taken over) may have moved a row while we
@@ -359,33 +440,39 @@ def outcomes_write(outcomes: list[Outcome], *, now: datetime, owner: str, stats:
     mine = [o for o in outcomes if current.get(o.connection.pk) == (o.connection.status, owner)]
     stats.skipped += len(outcomes) - len(mine)
     inputs = health_inputs_for([o.connection.pk for o in mine], now=now)
+    # Decide every row in memory first (once: _apply counts failures), then write it all in one
+    # transaction that can be retried as a whole when the database refuses.
+    decisions = []
     results = []
-    with transaction.atomic():
-        for outcome in mine:
-            conn = outcome.connection
+    for outcome in mine:
+        conn = outcome.connection
+        try:
             to_status, category, message = _apply(outcome, now=now, breaker_open_until=open_until)
-            if to_status != conn.status:
-                kind = ConnectionEvent.Kind.STATUS_CHANGED
-                connection_transition(
-                    connection=conn, to_status=to_status, message=message, category=category, kind=kind, save=False
+        except Exception as exc:  # noqa: BLE001 - one bad row must not sink the batch
+            _row_crashed(outcome, exc, during="write")
+            cap = outcome.profile.backoff.cap_seconds if outcome.profile else 3600
+            conn.next_check_at = now + timedelta(seconds=cap)
+            conn.last_error_category, conn.last_error_message = outcome.error.category, outcome.error.message[:500]
+            to_status, category, message = ConnectionStatus.DEGRADED, outcome.error.category, outcome.error.message
+        decisions.append((outcome, to_status, category, message))
+        if outcome.deferred_until is not None or outcome.waiting_for_refresh:
+            stats.deferred += 1
+        else:
+            stats.checked += 1
+            stats.failed += 0 if outcome.ok else 1
+            results.append(
+                CheckResult(
+                    connection=conn,
+                    checked_at=now,
+                    ok=outcome.ok,
+                    latency_ms=outcome.latency_ms,
+                    http_status=outcome.http_status,
+                    category="" if outcome.ok else outcome.error.category,
                 )
-            if outcome.deferred_until is not None:
-                stats.deferred += 1
-            else:
-                stats.checked += 1
-                stats.failed += 0 if outcome.ok else 1
-                results.append(
-                    CheckResult(
-                        connection=conn,
-                        checked_at=now,
-                        ok=outcome.ok,
-                        latency_ms=outcome.latency_ms,
-                        http_status=outcome.http_status,
-                        category="" if outcome.ok else outcome.error.category,
-                    )
-                )
-            stats.refreshed += 1 if outcome.refreshed else 0
-            if outcome.profile is not None:
+            )
+        stats.refreshed += 1 if outcome.refreshed else 0
+        if outcome.profile is not None and not outcome.waiting_for_refresh:
+            try:
                 conn.health_score = health_score(
                     conn,
                     inputs[conn.pk],
@@ -395,10 +482,30 @@ def outcomes_write(outcomes: list[Outcome], *, now: datetime, owner: str, stats:
                     now=now,
                 )
                 conn.quality = quality_for(conn.health_score)
-            conn.lease_owner, conn.lease_until = "", None
-            conn.updated_at = now
-        connections_write_engine_fields([o.connection for o in mine])
-        CheckResult.objects.bulk_create(results, batch_size=1000)
+            except Exception:  # noqa: BLE001 - a score is not worth a batch
+                logger.exception("connections.check.score_failed", extra={"connection_id": str(conn.pk)})
+        conn.lease_owner, conn.lease_until = "", None
+        conn.updated_at = now
+    before = {o.connection.pk: (o.connection.status, o.connection.status_changed_at) for o in mine}
+
+    def write() -> None:
+        for outcome in mine:
+            outcome.connection.status, outcome.connection.status_changed_at = before[outcome.connection.pk]
+        with transaction.atomic():
+            for outcome, to_status, category, message in decisions:
+                if to_status != outcome.connection.status:
+                    connection_transition(
+                        connection=outcome.connection,
+                        to_status=to_status,
+                        message=message,
+                        category=category,
+                        kind=ConnectionEvent.Kind.STATUS_CHANGED,
+                        save=False,
+                    )
+            connections_write_engine_fields([o.connection for o in mine])
+            CheckResult.objects.bulk_create(results, batch_size=1000)
+
+    db_write_retried(write)
     stats.outcomes.extend(mine)
 
 
@@ -430,6 +537,10 @@ def connections_write_engine_fields(rows: list[Connection]) -> None:
 # --- manual actions (views, admin) -------------------------------------------------------
 
 
+# "Refresh now" waits this long for a refresh someone else is running, then reports it running.
+MANUAL_REFRESH_WAIT = 20.0
+
+
 class CheckBusy(Exception):
     """Another worker holds this connection's lease right now."""
 
@@ -458,10 +569,25 @@ def connection_check_now(connection: Connection, *, actor=None) -> Outcome:
     if not _claim_one(connection, owner=owner, now=now, lease_seconds=engine_setting("LEASE_SECONDS")):
         raise CheckBusy(str(connection.pk))
     connection.refresh_from_db()
+    before = connection.status
     connection_transition(
         connection=connection, to_status=ConnectionStatus.CHECKING, actor=actor, message="Check requested."
     )
-    stats = connections_check([connection], now=now, owner=owner)
+    try:
+        stats = connections_check([connection], now=now, owner=owner)
+    except Exception:
+        # Never leave the row "checking": put the status back and let the sweep check it.
+        logger.exception("connections.check_now.failed", extra={"connection_id": str(connection.pk)})
+        Connection.objects.filter(pk=connection.pk, lease_owner=owner).update(lease_owner="", lease_until=None)
+        connection.refresh_from_db()
+        if connection.status == ConnectionStatus.CHECKING:
+            connection_transition(
+                connection=connection,
+                to_status=before,
+                message="The check could not finish inside brokerlink; the next scheduled check will run it.",
+                category=errors.UNEXPECTED,
+            )
+        raise
     if stats.outcomes:
         return stats.outcomes[0]
     return Outcome(connection=connection)
@@ -471,7 +597,16 @@ def connection_refresh_now(connection: Connection, *, actor=None) -> Connection:
     """Refresh the tokens right away ("Refresh now"), single-flight like every refresh. A dead
     grant moves the connection to needs_reauth; other errors are re-raised for the caller to show."""
     try:
-        result = connection_refresh(connection.pk, reason="manual", actor=actor, force=True)
+        result = connection_refresh(connection.pk, reason="manual", actor=actor, force=True, wait=MANUAL_REFRESH_WAIT)
+        if result.reason == IN_PROGRESS:
+            raise BrokerError(errors.NETWORK, "A token refresh is already running; its result will appear shortly.")
+        if result.reason == OUTCOME_UNKNOWN:
+            resend_at = refresh_resend_at(result.connection, connection_profile(result.connection))
+            raise BrokerError(
+                errors.NETWORK,
+                f"The broker did not answer the last refresh; brokerlink will not send the refresh token again "
+                f"before {resend_at:%H:%M} UTC, so it is not spent twice.",
+            )
     except BrokerError as error:
         connection.refresh_from_db()
         if error.needs_reauth and connection.status not in INACTIVE_STATUSES:

@@ -54,11 +54,29 @@ def breaker_gate(breaker: CircuitBreaker | None, *, policy: CircuitPolicy, now: 
     return BLOCKED
 
 
+def breaker_threshold(policy: CircuitPolicy, population: int | None) -> int:
+    """Failures in a row that open the breaker. A broker with only one or two active
+    connections could never gather five different failures before its users notice, so the
+    threshold shrinks to the population (never below two: one blip is not an outage)."""
+    if population is None:
+        return policy.failure_threshold
+    return max(1, min(policy.failure_threshold, max(2, population)))
+
+
 def breaker_record(
-    *, broker_slug: str, successes: int, faults: int, policy: CircuitPolicy, now: datetime, message: str = ""
+    *,
+    broker_slug: str,
+    successes: int,
+    faults: int,
+    policy: CircuitPolicy,
+    now: datetime,
+    message: str = "",
+    population: int | None = None,
 ) -> CircuitBreaker | None:
     """Fold one batch's outcomes for a broker into its breaker. Returns the breaker (None when
-    there is no row and nothing to record)."""
+    there is no row and nothing to record). Any success closes it: a connect, a reconnect or a
+    manual check that reached the broker counts like a sweep's check. `population` is how
+    many active connections the broker has (see breaker_threshold)."""
     if not faults:
         if not successes:
             return None
@@ -77,7 +95,7 @@ def breaker_record(
             if breaker.state == HALF_OPEN:
                 breaker.probe_failures += 1
             if breaker.state == HALF_OPEN or (
-                breaker.state == CLOSED and breaker.failure_count >= policy.failure_threshold
+                breaker.state == CLOSED and breaker.failure_count >= breaker_threshold(policy, population)
             ):
                 breaker.state = OPEN
                 breaker.opened_at = breaker.opened_at if before == HALF_OPEN else now
@@ -87,7 +105,18 @@ def breaker_record(
         breaker.save()
     if before != breaker.state:
         logger.info("connections.circuit.changed", extra={"broker": broker_slug, "from": before, "to": breaker.state})
+        if breaker.state == CLOSED:
+            _outage_waiters_due(broker_slug, now=now)
     return breaker
+
+
+def _outage_waiters_due(broker_slug: str, *, now: datetime) -> None:
+    """The broker is back: everyone waiting out its outage is due at the next sweep."""
+    from connections.models import Connection, ConnectionStatus
+
+    Connection.objects.filter(
+        broker_slug=broker_slug, status=ConnectionStatus.BROKER_OUTAGE, next_check_at__gt=now, lease_owner=""
+    ).update(next_check_at=now)
 
 
 def circuit_reset(broker_slug: str, actor=None) -> bool:
@@ -97,8 +126,6 @@ def circuit_reset(broker_slug: str, actor=None) -> bool:
     breaker was already closed with nothing counted (safe to run twice)."""
     from django.utils import timezone
 
-    from connections.models import Connection, ConnectionStatus
-
     now = timezone.now()
     changed = (
         CircuitBreaker.objects.filter(broker_slug=broker_slug)
@@ -106,9 +133,7 @@ def circuit_reset(broker_slug: str, actor=None) -> bool:
         .update(state=CLOSED, failure_count=0, probe_failures=0, opened_at=None, next_probe_at=None, updated_at=now)
     )
     if changed:
-        Connection.objects.filter(
-            broker_slug=broker_slug, status=ConnectionStatus.BROKER_OUTAGE, next_check_at__gt=now, lease_owner=""
-        ).update(next_check_at=now)
+        _outage_waiters_due(broker_slug, now=now)
         logger.info(
             "connections.circuit.reset",
             extra={"broker": broker_slug, "actor_id": getattr(actor, "pk", None)},

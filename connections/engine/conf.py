@@ -18,8 +18,24 @@ DEFAULTS: dict[str, float] = {
     "LEASE_SECONDS": 120,
     # A sweep stops claiming new batches after this long, leaving the rest to the next tick.
     "SWEEP_BUDGET_SECONDS": 50,
-    # Threads refreshing tokens at once (each holds a row lock and a DB connection).
+    # Threads refreshing tokens at once per worker process (each holds a DB connection only
+    # while it reads or stores, never across the broker call).
     "REFRESH_THREADS": 8,
+    # At most this many of them on one broker, so one stalled broker cannot starve the others.
+    "REFRESH_THREADS_PER_BROKER": 4,
+    # How long a batch waits for its refreshes before it goes on without them (they finish
+    # on their own threads).
+    "REFRESH_WAIT_SECONDS": 10,
+    # How long a refresh of a rotating refresh token waits for the broker's answer, unless the
+    # profile says otherwise: far longer than the heartbeat timeout, because a request given up
+    # on may still be processed, and sending the same token again then revokes the grant.
+    "REFRESH_DEADLINE_SECONDS": 180,
+    # A sweep also takes connections falling due this many seconds after it claims a batch, so
+    # the check after next is not a whole sweep late (with the 5 % jitter: within 60 ± 6 s).
+    "SWEEP_LOOKAHEAD_SECONDS": 3,
+    # Writes of a batch's results (and of refreshed tokens) are retried this long when the
+    # database refuses, instead of being dropped.
+    "WRITE_RETRY_SECONDS": 30,
     # A recovered connection must pass this many checks before the "recovered" email.
     "NOTIFY_AFTER_CHECKS": 3,
     # Raw CheckResult rows are kept this long (hourly rollups keep uptime for longer).

@@ -45,7 +45,20 @@ def _auth_header(token_type: str, token: str) -> str:
     return f"{scheme} {token}"
 
 
+def _stored_token_problem(req: HeartbeatRequest) -> str:
+    """Rows written before token answers were validated may hold values no header can carry."""
+    from connections.tokens import TOKEN_PATTERN, TOKEN_TYPE_PATTERN
+
+    if req.token_type and not TOKEN_TYPE_PATTERN.fullmatch(req.token_type):
+        return "This connection's stored token type is malformed (control characters); reconnect to store new tokens."
+    if not TOKEN_PATTERN.fullmatch(req.access_token or ""):
+        return "This connection's stored access token is malformed; reconnect to store new tokens."
+    return ""
+
+
 async def _one(session: aiohttp.ClientSession, sem: asyncio.Semaphore, req: HeartbeatRequest) -> HeartbeatResult:
+    if problem := _stored_token_problem(req):
+        return HeartbeatResult(req.key, False, None, error=BrokerError(errors.UNEXPECTED, problem))
     async with sem:
         started = time.perf_counter()
         try:
@@ -64,6 +77,9 @@ async def _one(session: aiohttp.ClientSession, sem: asyncio.Semaphore, req: Hear
             latency = int((time.perf_counter() - started) * 1000)
             message = f"{req.broker_name} could not be reached ({type(exc).__name__})."
             return HeartbeatResult(req.key, False, latency, error=BrokerError(errors.NETWORK, message))
+        except Exception as exc:  # noqa: BLE001 - e.g. a stored value aiohttp refuses in a header
+            message = f"brokerlink could not send the check to {req.broker_name} ({type(exc).__name__})."
+            return HeartbeatResult(req.key, False, None, error=BrokerError(errors.UNEXPECTED, message))
         latency = int((time.perf_counter() - started) * 1000)
     body = None
     if raw:

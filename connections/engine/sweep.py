@@ -23,8 +23,9 @@ from django.db import transaction
 from django.db.models import Min, Q
 from django.utils import timezone
 
-from connections.engine.check import connections_check
+from connections.engine.check import BatchStats, connections_check
 from connections.engine.conf import engine_setting
+from connections.engine.dbretry import db_write_retried
 from connections.engine.models import SweepRun
 from connections.models import Connection
 from connections.state import INACTIVE_STATUSES
@@ -61,6 +62,31 @@ def connections_claim(*, owner: str, limit: int, cutoff: datetime, lease_seconds
     return list(Connection.objects.select_related("broker_app").filter(pk__in=ids, lease_owner=owner))
 
 
+def leases_release(ids, *, owner: str, retry_in: timedelta) -> int:
+    """Give back a batch's leases after it failed as a whole; its rows are due again soon."""
+    now = timezone.now()
+    return Connection.objects.filter(pk__in=ids, lease_owner=owner).update(
+        lease_owner="", lease_until=None, next_check_at=now + retry_in
+    )
+
+
+def batch_run(claimed: list[Connection], *, owner: str) -> BatchStats:
+    """Check one claimed batch. Whatever happens, its leases are released: a batch that fails
+    as a whole (a bug, the database gone for longer than the write retries) gives its rows back
+    to be checked again shortly, instead of holding them until the lease runs out."""
+    try:
+        return connections_check(claimed, owner=owner)
+    except Exception:
+        logger.exception("connections.sweep.batch_failed", extra={"owner": owner, "size": len(claimed)})
+        try:
+            leases_release([c.pk for c in claimed], owner=owner, retry_in=timedelta(seconds=30))
+        except Exception:  # noqa: BLE001 - the leases then simply expire
+            logger.exception("connections.sweep.release_failed", extra={"owner": owner})
+        stats = BatchStats()
+        stats.failed = len(claimed)
+        return stats
+
+
 def sweep_run(
     *,
     batch_size: int | None = None,
@@ -68,33 +94,40 @@ def sweep_run(
     budget_seconds: float | None = None,
     max_batches: int | None = None,
 ) -> SweepRun:
-    """One sweep: every connection due when it started is checked (or left to the next sweep
-    when the time budget runs out). Safe to run concurrently and twice."""
+    """One sweep: every connection due when it started, or falling due while it runs, is
+    checked (or left to the next sweep when the time budget runs out). Safe to run
+    concurrently and twice. Always finishes its SweepRun, whatever a batch does."""
     batch_size = int(batch_size or engine_setting("BATCH_SIZE"))
     lease_seconds = float(lease_seconds or engine_setting("LEASE_SECONDS"))
     budget_seconds = float(budget_seconds or engine_setting("SWEEP_BUDGET_SECONDS"))
+    lookahead = timedelta(seconds=float(engine_setting("SWEEP_LOOKAHEAD_SECONDS")))
     started = time.monotonic()
-    cutoff = timezone.now()
-    run = SweepRun.objects.create(owner=claim_owner(), started_at=cutoff)
+    run = SweepRun.objects.create(owner=claim_owner(), started_at=timezone.now())
     batches = 0
-    while time.monotonic() - started < budget_seconds and (max_batches is None or batches < max_batches):
-        owner = claim_owner()
-        claimed = connections_claim(owner=owner, limit=batch_size, cutoff=cutoff, lease_seconds=lease_seconds)
-        if not claimed:
-            break
-        batches += 1
-        oldest = min(c.next_check_at for c in claimed)
-        run.max_lag_seconds = max(run.max_lag_seconds, (timezone.now() - oldest).total_seconds())
-        stats = connections_check(claimed, owner=owner)
-        run.claimed += len(claimed)
-        run.checked += stats.checked
-        run.refreshed += stats.refreshed
-        run.failed += stats.failed
-        run.deferred += stats.deferred
-    run.batches = batches
-    run.finished_at = timezone.now()
-    run.duration_ms = int((time.monotonic() - started) * 1000)
-    run.save()
+    try:
+        while time.monotonic() - started < budget_seconds and (max_batches is None or batches < max_batches):
+            owner = claim_owner()
+            cutoff = timezone.now() + lookahead
+            claimed = connections_claim(owner=owner, limit=batch_size, cutoff=cutoff, lease_seconds=lease_seconds)
+            if not claimed:
+                break
+            batches += 1
+            oldest = min(c.next_check_at for c in claimed)
+            run.max_lag_seconds = max(run.max_lag_seconds, (timezone.now() - oldest).total_seconds())
+            stats = batch_run(claimed, owner=owner)
+            run.claimed += len(claimed)
+            run.checked += stats.checked
+            run.refreshed += stats.refreshed
+            run.failed += stats.failed
+            run.deferred += stats.deferred
+    finally:
+        run.batches = batches
+        run.finished_at = timezone.now()
+        run.duration_ms = int((time.monotonic() - started) * 1000)
+        try:
+            db_write_retried(lambda: run.save())
+        except Exception:  # noqa: BLE001 - the sweep's work is written; only its summary is lost
+            logger.exception("connections.sweep.summary_failed")
     try:
         from connections.engine.notifications import notifications_dispatch
 

@@ -65,7 +65,7 @@ def api_client(stack):
 def expire_at_the_broker(sandbox, client_id: str) -> None:
     """The sandbox (sharing the test database) lets every access token it issued expire;
     brokerlink still believes them valid."""
-    from brokers.sandbox.models import SandboxToken
+    from sandbox.models import SandboxToken
 
     SandboxToken.objects.filter(client__client_id=client_id).update(
         access_expires_at=timezone.now() - timedelta(seconds=1)

@@ -3,7 +3,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from django.core.exceptions import ValidationError
+from django.urls import reverse
 
 from brokers.checks import check_broker_profiles
 from brokers.custom import BrokerSpecError, read_brokers_file, resolve_spec
@@ -194,24 +194,38 @@ def test_discovery_failure_names_the_field(metadata_server):
     assert info.value.problems == [("discovery_url", "metadata answered HTTP 404")]
 
 
+def _custom_broker_form(**fields) -> dict:
+    """The admin's add form as a browser posts it (unchecked boxes are left out)."""
+    form = {
+        "slug": "", "name": "", "enabled": "on", "discovery_url": "", "authorize_url": "", "token_url": "",
+        "revoke_url": "", "revocation_scope": "token", "manual_revoke_url": "", "issuer": "", "api_base_url": "",
+        "paper_api_base_url": "", "heartbeat_path": "/", "scopes": "", "scope_separator": " ",
+        "token_auth_method": "client_secret_basic", "pkce": "on", "issues_refresh_token": "on",
+        "access_ttl": "", "refresh_ttl": "", "absolute_cap": "",
+    }
+    form.update(fields)
+    return form
+
+
 @pytest.mark.django_db
-def test_admin_custom_broker_validates_and_discovers_on_save(metadata_server):
+def test_admin_custom_broker_validates_and_discovers_on_save(metadata_server, admin_client):
     root, _ = metadata_server
-    broker = CustomBroker(
+    add = reverse("admin:brokers_custombroker_add")
+    response = admin_client.post(add, _custom_broker_form(
         slug="adminco", name="Admin Co", discovery_url=f"{root}/.well-known/oauth-authorization-server",
         api_base_url=root, heartbeat_path="/v1/account",
-    )
-    broker.full_clean()
-    assert broker.token_url == f"{root}/oauth/token"
-    broker.save()
+    ))
+    assert response.status_code == 302, response.content.decode()[:2000]
+    assert CustomBroker.objects.get(slug="adminco").token_url == f"{root}/oauth/token"
     assert get_profile("adminco").authorize_url == f"{root}/oauth/authorize"
 
-    bad = CustomBroker(slug="badco", name="Bad", authorize_url="https://a.example/a",
-                       token_url="http://a.example/t", api_base_url="https://a.example")
-    with pytest.raises(ValidationError) as info:
-        bad.full_clean()
-    assert "token_url" in info.value.message_dict
-    assert "https://" in info.value.message_dict["token_url"][0]
+    page = admin_client.post(add, _custom_broker_form(
+        slug="badco", name="Bad", authorize_url="https://a.example/a", token_url="http://a.example/t",
+        api_base_url="https://a.example",
+    ))
+    assert page.status_code == 200 and not CustomBroker.objects.filter(slug="badco").exists()
+    errors = page.context["adminform"].form.errors
+    assert "token_url" in errors and "https://" in errors["token_url"][0]
 
 
 def test_documented_example_file_is_valid(settings):

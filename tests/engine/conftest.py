@@ -46,7 +46,7 @@ class EngineWorld:
     def expire_access_tokens(self) -> None:
         """The broker's clock passes every access token it issued so far (the sandbox server
         shares the test database); brokerlink still believes them valid."""
-        from brokers.sandbox.models import SandboxToken
+        from sandbox.models import SandboxToken
 
         SandboxToken.objects.filter(client__client_id=self.client_id).update(
             access_expires_at=timezone.now() - timedelta(seconds=1)

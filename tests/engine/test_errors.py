@@ -79,16 +79,30 @@ def test_a_broken_connection_costs_a_bounded_number_of_calls(world):
 
 
 def test_5xx_backs_off_then_fails_when_the_breaker_stays_closed(world):
-    # Two connections: one broken by HTML errors, one healthy keeps the breaker closed.
+    # One failure at a broker with five active connections (four not due) stays below the
+    # breaker's threshold: the failing connection backs off on its own.
     broken = world.connection()
-    healthy = world.connection()
+    for _ in range(4):
+        world.connection(next_check_at=timezone.now() + timedelta(hours=1))
     world.faults(html_errors=True)
     sweep_run()
     broken.refresh_from_db()
     assert broken.last_error_category == "broker_fault"
     assert broken.status == ConnectionStatus.DEGRADED and broken.retry_attempt == 1
     assert broken.next_check_at >= timezone.now() + timedelta(seconds=4)
-    del healthy
+    assert CircuitBreaker.objects.get(broker_slug="sandbox").state == CircuitBreaker.State.CLOSED
+
+
+def test_a_broker_with_two_connections_is_recognised_as_down(world):
+    # RFC-style small deployments: two connections failing together are an outage, not two
+    # unlucky connections (the default threshold of five could never be reached in one sweep).
+    first, second = world.connection(), world.connection()
+    world.faults(outage=True)
+    sweep_run()
+    for conn in (first, second):
+        conn.refresh_from_db()
+        assert conn.status == ConnectionStatus.BROKER_OUTAGE, conn.last_error_message
+    assert CircuitBreaker.objects.get(broker_slug="sandbox").state == CircuitBreaker.State.OPEN
 
 
 def test_html_with_a_success_status_is_an_unexpected_answer_not_a_pass(world):

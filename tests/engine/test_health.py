@@ -1,4 +1,4 @@
-"""Health score (README.md, "States, health, quality"), quality labels, uptime, trends and missed heartbeats,
+"""Health score (docs/engine.md, "States, health, quality"), quality labels, uptime, trends and missed heartbeats,
 from constructed histories."""
 
 from __future__ import annotations

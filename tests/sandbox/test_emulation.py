@@ -11,8 +11,8 @@ from django.core.management import call_command
 
 from brokers.profile import ErrorShape, TokenRules
 from brokers.registry import get_profile
-from brokers.sandbox import services
-from brokers.sandbox.models import SandboxClient
+from sandbox import services
+from sandbox.models import SandboxClient
 
 DAY = 86400
 

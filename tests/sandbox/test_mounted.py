@@ -2,7 +2,7 @@
 
 import pytest
 
-from brokers.sandbox import services
+from sandbox import services
 
 pytestmark = pytest.mark.django_db
 

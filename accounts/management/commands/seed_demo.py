@@ -13,8 +13,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
 from brokers.models import BrokerApp, Environment
-from brokers.sandbox import services as sandbox
-from brokers.sandbox.models import SandboxClient
+from sandbox import api as sandbox
 
 DEMO_EMAIL = "demo@brokerlink.local"
 
@@ -28,14 +27,14 @@ class Command(BaseCommand):
             raise CommandError("DEMO_PASSWORD is not set (make run writes one to .env on first start)")
         with transaction.atomic():
             user = self._demo_user(password)
-            sandbox_user = sandbox.sandbox_demo_user_ensure()
+            sandbox_username = sandbox.demo_user_ensure()
             app = self._sandbox_app()
         url = settings.SITE_URL
         self.stdout.write(
             "\n"
             "  brokerlink is starting at  " + url + "/\n"
             "  Sign in with               " + user.email + "  /  " + password + "\n"
-            "  Sandbox Broker login       " + sandbox_user.username + "  /  " + sandbox.DEMO_PASSWORD + "\n"
+            "  Sandbox Broker login       " + sandbox_username + "  /  " + sandbox.DEMO_PASSWORD + "\n"
             "  Sandbox BrokerApp client   " + app.client_id + "\n"
         )
 
@@ -52,15 +51,12 @@ class Command(BaseCommand):
     def _sandbox_app(self):
         app = BrokerApp.objects.filter(broker_slug="sandbox", environment=Environment.PAPER).first()
         redirect_uri = f"{settings.SITE_URL}/connections/callback/sandbox/"
-        client = SandboxClient.objects.filter(client_id=app.client_id).first() if app else None
-        if client is None:
-            client = sandbox.client_create(name="brokerlink demo", redirect_uris=[redirect_uri], emulate="sandbox")
+        client_id = app.client_id if app else None
+        created = sandbox.client_ensure(client_id, name="brokerlink demo", redirect_uri=redirect_uri)
+        if created:
             app = app or BrokerApp(broker_slug="sandbox", environment=Environment.PAPER)
-            app.client_id = client.client_id
-            app.client_secret = client.client_secret
+            app.client_id = created["client_id"]
+            app.client_secret = created["client_secret"]
             app.enabled = True
             app.save()
-        elif redirect_uri not in client.redirect_uris.split():
-            client.redirect_uris = redirect_uri
-            client.save(update_fields=["redirect_uris"])
         return app

@@ -20,11 +20,12 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST
 
-from brokers.sandbox import services
-from brokers.sandbox.models import SandboxClient, SandboxUser
-from brokers.sandbox.oauth import Consent, require_oauth, server
+from sandbox import services
+from sandbox.models import SandboxClient, SandboxUser
+from sandbox.oauth import Consent, require_oauth, server
 
 LOGIN_COOKIE = "sandbox_login"
+# The salt predates the move out of brokers/: kept so signed-in sandbox sessions survive it.
 LOGIN_SALT = "brokers.sandbox.login"
 LOGIN_MAX_AGE = 8 * 3600
 
@@ -166,7 +167,7 @@ async def account(request: HttpRequest) -> HttpResponse:
     """The heartbeat endpoint. Async: the latency fault waits on the event loop, the token,
     client, grant and account come from one (briefly cached) query, the call counter is
     batched. Same answers as authlib's ResourceProtector for every case. (The standalone
-    server answers the found-token case without Django's handler: brokers/sandbox/asgi.py.)"""
+    server answers the found-token case without Django's handler: sandbox/asgi.py.)"""
     auth = request.headers.get("Authorization", "")
     found = await services.atoken_for_access(auth[7:].strip()) if auth[:7].lower() == "bearer " else None
     if found is None:

@@ -2,15 +2,15 @@
 same database, with only the sandbox mounted at `/`.
 
 The two sync-only middlewares are swapped for async-capable equivalents so the async
-account endpoint runs on uvicorn's event loop (see brokers/sandbox/middleware.py)."""
+account endpoint runs on uvicorn's event loop (see sandbox/middleware.py)."""
 
 from config.settings import *  # noqa: F401,F403
 from config.settings import MIDDLEWARE as _MAIN_MIDDLEWARE
 
-ROOT_URLCONF = "brokers.sandbox.standalone_urls"
+ROOT_URLCONF = "sandbox.standalone_urls"
 
 _SWAP = {
-    "ops.logging.RequestIdMiddleware": "brokers.sandbox.middleware.SandboxRequestIdMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware": "brokers.sandbox.middleware.SandboxStaticMiddleware",
+    "ops.logging.RequestIdMiddleware": "sandbox.middleware.SandboxRequestIdMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware": "sandbox.middleware.SandboxStaticMiddleware",
 }
 MIDDLEWARE = [_SWAP.get(name, name) for name in _MAIN_MIDDLEWARE]

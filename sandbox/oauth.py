@@ -17,8 +17,8 @@ from authlib.oauth2.rfc7636 import CodeChallenge
 from django.db import transaction
 from django.utils import timezone
 
-from brokers.sandbox import services
-from brokers.sandbox.models import (
+from sandbox import services
+from sandbox.models import (
     SandboxAccount,
     SandboxAuthorizationCode,
     SandboxClient,

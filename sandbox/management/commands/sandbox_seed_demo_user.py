@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand
 
-from brokers.sandbox import services
+from sandbox import services
 
 
 class Command(BaseCommand):

@@ -5,7 +5,7 @@ from django.conf import settings
 
 
 class SandboxConfig(AppConfig):
-    name = "brokers.sandbox"
+    name = "sandbox"
     label = "sandbox"
     verbose_name = "Sandbox broker"
     default_auto_field = "django.db.models.BigAutoField"
@@ -13,8 +13,8 @@ class SandboxConfig(AppConfig):
     def ready(self):
         from django.db.models.signals import post_delete, post_save
 
-        from brokers.sandbox import services
-        from brokers.sandbox.models import SandboxClient, SandboxGrant, SandboxToken
+        from sandbox import services
+        from sandbox.models import SandboxClient, SandboxGrant, SandboxToken
 
         for model in (SandboxClient, SandboxGrant, SandboxToken):
             uid = f"sandbox-token-cache-{model.__name__}"

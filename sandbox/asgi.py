@@ -4,7 +4,7 @@
 by the same code as the Django view (views.account_answer), without Django's request
 handler: that handler starts a thread per request for its request_started/finished signals,
 which was most of the endpoint's CPU time (one uvicorn process: ~230 req/s through Django,
-see README.md, "Benchmark"). Everything else, including unknown or malformed tokens, goes to Django.
+see docs/benchmarks.md). Everything else, including unknown or malformed tokens, goes to Django.
 """
 
 import os
@@ -13,7 +13,7 @@ import uuid
 
 from django.core.asgi import get_asgi_application
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "brokers.sandbox.standalone_settings")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "sandbox.standalone_settings")
 
 django_application = get_asgi_application()
 
@@ -30,7 +30,7 @@ _FIXED_HEADERS = [
 
 
 async def _account_fast(scope, send) -> bool:
-    from brokers.sandbox import services, views
+    from sandbox import services, views
 
     auth = request_id = ""
     for name, value in scope["headers"]:

@@ -26,7 +26,7 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 
 from brokers.profile import STANDARD_INVALID_GRANT, STANDARD_INVALID_TOKEN, ErrorShape, TokenRules
-from brokers.sandbox.models import (
+from sandbox.models import (
     SandboxAccount,
     SandboxClient,
     SandboxGrant,

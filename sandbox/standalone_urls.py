@@ -2,4 +2,4 @@
 
 from django.urls import include, path
 
-urlpatterns = [path("", include("brokers.sandbox.urls"))]
+urlpatterns = [path("", include("sandbox.urls"))]

@@ -2,7 +2,7 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 
-from brokers.sandbox import services
+from sandbox import services
 
 
 class Command(BaseCommand):

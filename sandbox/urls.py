@@ -1,6 +1,6 @@
 from django.urls import path
 
-from brokers.sandbox import views
+from sandbox import views
 
 app_name = "sandbox"
 

@@ -15,9 +15,9 @@ class Command(BaseCommand):
         parser.add_argument("--log-level", default="warning")
 
     def handle(self, *args, **options):
-        env = dict(os.environ, DJANGO_SETTINGS_MODULE="brokers.sandbox.standalone_settings")
+        env = dict(os.environ, DJANGO_SETTINGS_MODULE="sandbox.standalone_settings")
         cmd = [
-            sys.executable, "-m", "uvicorn", "brokers.sandbox.asgi:application",
+            sys.executable, "-m", "uvicorn", "sandbox.asgi:application",
             "--host", options["host"], "--port", str(options["port"]), "--log-level", options["log_level"],
         ]  # fmt: skip
         self.stdout.write(f"Sandbox broker on http://{options['host']}:{options['port']}")

@@ -1,0 +1,116 @@
+"""The README and docs/ stay true to the repository: every page is reachable from the README, every
+relative link and anchor resolves, and every `make <target>` / `manage.py <command>` they tell a
+reader to run exists (no dead instructions)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from django.core.management import get_commands
+
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+DOC_PAGES = sorted((ROOT / "docs").glob("*.md"))
+ALL_PAGES = [README, *DOC_PAGES]
+
+LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
+FENCE = re.compile(r"^(```|~~~)")
+INLINE_CODE = re.compile(r"`([^`\n]+)`")
+MAKE = re.compile(r"(?:^|[\s;&|(])make[ \t]+([a-z][\w.-]*)")
+MANAGE = re.compile(r"manage\.py[ \t]+([a-z][a-z0-9_]*)")
+
+
+def prose_and_code(text: str) -> tuple[str, str]:
+    """(the text outside code, the code: fenced blocks and inline spans)."""
+    prose, code, in_fence = [], [], False
+    for line in text.split("\n"):
+        if FENCE.match(line.strip()):
+            in_fence = not in_fence
+            continue
+        if in_fence:
+            code.append(line)
+        else:
+            code.extend(INLINE_CODE.findall(line))
+            prose.append(INLINE_CODE.sub("", line))
+    return "\n".join(prose), "\n".join(code)
+
+
+def github_anchor(heading: str) -> str:
+    """GitHub's id for a heading: lower case, punctuation dropped, spaces to hyphens."""
+    text = re.sub(r"[^\w\- ]", "", heading.strip().lower().replace("`", ""))
+    return text.replace(" ", "-")
+
+
+def anchors(page: Path) -> set[str]:
+    found, seen, in_fence = set(), {}, False
+    for line in page.read_text(encoding="utf-8").split("\n"):
+        if FENCE.match(line.strip()):
+            in_fence = not in_fence
+            continue
+        match = re.match(r"^#{1,6}\s+(.*)$", line)
+        if match and not in_fence:
+            slug = github_anchor(match.group(1))
+            count = seen.get(slug, 0)
+            found.add(slug if count == 0 else f"{slug}-{count}")
+            seen[slug] = count + 1
+    return found
+
+
+def relative_links(page: Path) -> list[str]:
+    prose, _ = prose_and_code(page.read_text(encoding="utf-8"))
+    return [t for t in LINK.findall(prose) if not re.match(r"^[a-z][a-z0-9+.-]*:", t)]
+
+
+def make_targets() -> set[str]:
+    text = (ROOT / "Makefile").read_text(encoding="utf-8")
+    return {m.group(1) for m in re.finditer(r"^([A-Za-z][\w.-]*)\s*:(?!=)", text, re.MULTILINE)}
+
+
+def test_readme_is_short_and_starts_with_the_two_commands():
+    text = README.read_text(encoding="utf-8")
+    assert len(text.split("\n")) <= 200
+    headings = re.findall(r"^## (.+)$", text, re.MULTILINE)
+    assert headings[:2] == ["The two commands", "What you can try in the demo"]
+
+
+def test_every_docs_page_is_linked_from_the_readme():
+    linked = {(README.parent / t.split("#")[0]).resolve() for t in relative_links(README) if t.split("#")[0]}
+    assert DOC_PAGES, "docs/ has no pages"
+    missing = [p.name for p in DOC_PAGES if p.resolve() not in linked]
+    assert not missing, f"docs pages not linked from README.md: {missing}"
+
+
+@pytest.mark.parametrize("page", ALL_PAGES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_relative_link_and_anchor_resolves(page):
+    problems = []
+    for target in relative_links(page):
+        path, _, fragment = target.partition("#")
+        file = (page.parent / path).resolve() if path else page
+        if not file.exists():
+            problems.append(f"{target}: no such file")
+        elif fragment and file.suffix == ".md" and fragment not in anchors(file):
+            problems.append(f"{target}: no heading #{fragment} in {file.relative_to(ROOT)}")
+    assert not problems, f"{page.relative_to(ROOT)}:\n" + "\n".join(problems)
+
+
+@pytest.mark.parametrize("page", ALL_PAGES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_make_target_and_management_command_exists(page):
+    _, code = prose_and_code(page.read_text(encoding="utf-8"))
+    targets, commands = make_targets(), set(get_commands())
+    dead = [f"make {t}" for t in MAKE.findall(code) if t not in targets]
+    dead += [f"manage.py {c}" for c in MANAGE.findall(code) if c not in commands]
+    assert not dead, f"{page.relative_to(ROOT)} tells readers to run what does not exist: {sorted(set(dead))}"
+
+
+def test_the_checks_catch_dead_links_and_commands(tmp_path):
+    page = tmp_path / "page.md"
+    page.write_text("# Title\n\nSee [gone](missing.md) and [here](#title).\n\n```sh\nmake nosuchtarget\n```\n")
+    assert relative_links(page) == ["missing.md", "#title"]
+    assert "title" in anchors(page)
+    assert MAKE.findall(prose_and_code(page.read_text())[1]) == ["nosuchtarget"]
+    assert "nosuchtarget" not in make_targets() and "run" in make_targets()
+    assert github_anchor("The sweep (`connections.tasks.heartbeat_sweep` → `engine.sweep.sweep_run`)") == (
+        "the-sweep-connectionstasksheartbeat_sweep--enginesweepsweep_run"
+    )
