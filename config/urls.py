@@ -3,15 +3,13 @@ from django.contrib import admin
 from django.urls import include, path
 from django.views.generic import RedirectView
 
-from api.views import api
-
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="connections:dashboard", permanent=False)),
     path("accounts/", include("allauth.urls")),
     path("admin/", admin.site.urls),
     path("connections/", include("connections.urls")),
     path("", include("ops.urls")),
-    path("api/v1/", api.urls),
+    path("api/v1/", include("api.urls")),
 ]
 if settings.SANDBOX_ENABLED:
     urlpatterns.append(path("sandbox/", include("sandbox.urls")))
