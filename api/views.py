@@ -30,6 +30,7 @@ from connections.api import (
     connection_api_url,
     connection_call,
     connection_fresh,
+    connection_unsealed_token,
 )
 from connections.errors import BrokerError
 from connections.models import Connection, ConnectionStatus
@@ -278,6 +279,7 @@ def connection_token(request, connection_id: UUID):
     connection = _connection(request, key, connection_id, "token")
     try:
         fresh = connection_fresh(connection.pk)
+        token = connection_unsealed_token(fresh)
     except ConnectionUnavailable as exc:
         _audit(request, key, "token", 409, connection_id=connection.pk, result=exc.message)
         raise HttpError(409, exc.message) from None
@@ -285,7 +287,7 @@ def connection_token(request, connection_id: UUID):
            result=f"Token handed out (expires {fresh.access_expires_at:%Y-%m-%d %H:%M:%S} UTC)."
            if fresh.access_expires_at else "Token handed out.")
     return TokenOut(
-        access_token=fresh.access_token,
+        access_token=token,
         token_type="Bearer",  # noqa: S106 - the scheme name
         expires_at=fresh.access_expires_at,
         api_base_url=connection_api_url(fresh, "").rstrip("/"),

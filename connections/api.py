@@ -40,6 +40,7 @@ from connections.errors import BrokerError
 from connections.models import CheckResult, Connection, ConnectionStatus
 from connections.ratelimit import RateLimited, pause_left, pause_set, rate_limit_wait
 from connections.state import INACTIVE_STATUSES, connection_transition
+from vault.crypto import VaultError
 
 logger = logging.getLogger(__name__)
 
@@ -145,7 +146,21 @@ def connection_fresh(connection_id, *, actor=None) -> Connection:
 @sensitive_variables()
 def connection_access_token(connection_id, *, actor=None) -> str:
     """A valid access token for this connection (see the module docstring)."""
-    return connection_fresh(connection_id, actor=actor).access_token
+    return connection_unsealed_token(connection_fresh(connection_id, actor=actor))
+
+
+@sensitive_variables()
+def connection_unsealed_token(connection: Connection) -> str:
+    """The connection's access token in clear (for the HTTP API's token endpoint); raises
+    ConnectionUnavailable when the stored ciphertext cannot be opened."""
+    try:
+        return connection.access_token
+    except VaultError:
+        # One unreadable ciphertext fails this connection alone, with a message that says so.
+        raise ConnectionUnavailable(
+            connection.pk, f"Connection {connection.pk}: the stored access token cannot be decrypted with the "
+            "configured keys (TOKEN_ENCRYPTION_KEYS).", category=errors.CONFIGURATION,
+        ) from None
 
 
 def connection_api_url(connection: Connection, path: str) -> str:
@@ -202,7 +217,7 @@ def _record(connection: Connection, response: BrokerResponse | None, error: Brok
 @sensitive_variables()
 def _send(connection: Connection, method: str, url: str, *, headers: dict, **kwargs) -> BrokerResponse:
     profile = profile_for(connection.broker_slug, connection.environment)
-    headers = {**headers, "Authorization": f"Bearer {connection.access_token}"}
+    headers = {**headers, "Authorization": f"Bearer {connection_unsealed_token(connection)}"}
     return broker_call(profile, method, url, during="account", passthrough=True, headers=headers, **kwargs)
 
 

@@ -15,7 +15,7 @@ from connections.api import (
     connection_access_token,
     connection_call,
 )
-from connections.models import CheckResult, ConnectionEvent, ConnectionStatus
+from connections.models import CheckResult, Connection, ConnectionEvent, ConnectionStatus
 from connections.ratelimit import rate_limit_hit
 from tests.support import ROOT, subprocess_env
 
@@ -137,3 +137,13 @@ def test_questrade_calls_go_to_the_api_server_of_the_token(user):
     assert connection_api_url(conn, "v1/accounts") == "https://api05.iq.questrade.com/v1/accounts"
     conn.token_meta = {"api_server": "https://api07.iq.questrade.com/"}  # a refresh moved it
     assert connection_api_url(conn, "/v1/accounts") == "https://api07.iq.questrade.com/v1/accounts"
+
+
+def test_an_unreadable_token_fails_that_connection_alone_with_a_precise_message(world):
+    broken, healthy = world.connection(), world.connection()
+    Connection.objects.filter(pk=broken.pk).update(access_token_sealed="v1:t1:not-a-ciphertext")
+    with pytest.raises(ConnectionUnavailable, match="cannot be decrypted"):
+        connection_access_token(broken.pk)
+    with pytest.raises(ConnectionUnavailable, match="cannot be decrypted"):
+        connection_call(broken.pk, "GET", "v1/account")
+    assert connection_call(healthy.pk, "GET", "v1/account").status == 200
