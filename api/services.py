@@ -6,12 +6,13 @@ import hashlib
 import hmac
 import logging
 import secrets
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.db.models import QuerySet
 from django.utils import timezone
 
 from api.models import ApiAuditEntry, ServiceKey
+from config.env import tunable
 from connections.models import Connection
 
 logger = logging.getLogger(__name__)
@@ -117,3 +118,12 @@ def api_audit_record(
         result=result[:300],
         remote_addr=remote_addr or None,
     )
+
+
+def api_audit_prune(*, now: datetime | None = None) -> int:
+    """Delete audit entries older than API_AUDIT_RETENTION_DAYS (setting, then
+    BROKERLINK_API_AUDIT_RETENTION_DAYS, default 90). Returns how many went."""
+    days = tunable("API", "AUDIT_RETENTION_DAYS", {"AUDIT_RETENTION_DAYS": 90})
+    cutoff = (now or timezone.now()) - timedelta(days=days)
+    deleted, _ = ApiAuditEntry.objects.filter(created_at__lt=cutoff).delete()
+    return deleted

@@ -57,3 +57,15 @@ def test_a_key_limited_to_users_and_brokers_sees_only_their_connections(user, ot
     assert list(service_key_connections(key)) == [mine]
     everything, _ = service_key_create(name="all", scopes=[Scope.READ_STATUS])
     assert service_key_connections(everything).count() == 3
+
+
+def test_the_audit_trail_is_pruned_after_its_retention(settings):
+    from api.models import ApiAuditEntry
+    from api.services import api_audit_prune, api_audit_record
+
+    settings.API_AUDIT_RETENTION_DAYS = 30
+    old = api_audit_record(key=None, action="proxy", status_code=200)
+    ApiAuditEntry.objects.filter(pk=old.pk).update(created_at=timezone.now() - timedelta(days=31))
+    recent = api_audit_record(key=None, action="proxy", status_code=200)
+    assert api_audit_prune() == 1
+    assert list(ApiAuditEntry.objects.all()) == [recent]
