@@ -195,7 +195,7 @@ class Problem(Schema):
 
 
 @api.get("/connections", response=list[ConnectionOut], summary="List connections and their health")
-def connections_list(request, filters: Query[ConnectionFilters]):
+def list_connections(request, filters: Query[ConnectionFilters]):
     key = _require(request, Scope.READ_STATUS, "list")
     qs = service_key_connections(key).order_by("-created_at")
     if filters.broker:
@@ -215,7 +215,7 @@ def connections_list(request, filters: Query[ConnectionFilters]):
 
 
 @api.get("/connections/{connection_id}", response={200: ConnectionOut, 404: Problem}, summary="One connection")
-def connection_detail(request, connection_id: UUID):
+def get_connection(request, connection_id: UUID):
     key = _require(request, Scope.READ_STATUS, "status", connection_id)
     connection = _connection(request, key, connection_id, "status")
     _audit(request, key, "status", 200, connection_id=connection.pk, result=connection.status)
@@ -227,7 +227,7 @@ def connection_detail(request, connection_id: UUID):
     response={200: ConnectionOut, 404: Problem, 409: Problem},
     summary="Check the connection now (heartbeat with the engine's rules)",
 )
-def connection_check(request, connection_id: UUID):
+def check_connection(request, connection_id: UUID):
     from connections.engine.check import CheckBusy, connection_check_now
 
     key = _require(request, Scope.READ_STATUS, "check", connection_id)
@@ -250,7 +250,7 @@ def connection_check(request, connection_id: UUID):
     response={200: ConnectionOut, 404: Problem, 409: Problem, 502: Problem},
     summary="Refresh the tokens now (single-flight)",
 )
-def connection_refresh(request, connection_id: UUID):
+def refresh_connection(request, connection_id: UUID):
     from connections.engine.check import connection_refresh_now
 
     key = _require(request, Scope.CALL, "refresh", connection_id)
@@ -274,7 +274,7 @@ def connection_refresh(request, connection_id: UUID):
     response={200: TokenOut, 403: Problem, 404: Problem, 409: Problem},
     summary="A fresh access token (keys with the tokens:read scope only)",
 )
-def connection_token(request, connection_id: UUID):
+def get_connection_token(request, connection_id: UUID):
     key = _require(request, Scope.READ_TOKENS, "token", connection_id)
     connection = _connection(request, key, connection_id, "token")
     try:
@@ -302,7 +302,7 @@ def connection_token(request, connection_id: UUID):
     description="The path (and query string) is relative to the broker's API base for this connection. The "
     "broker's status, body and content type come back as they are. A 401 gets one refresh and one retry.",
 )
-def connection_proxy(request, connection_id: UUID, path: str):
+def proxy_to_broker(request, connection_id: UUID, path: str):
     key = _require(request, Scope.CALL, "proxy", connection_id)
     connection = _connection(request, key, connection_id, "proxy")
     headers = {k: v for k, v in request.headers.items() if k.lower() in PROXIED_REQUEST_HEADERS}

@@ -335,3 +335,18 @@ def test_admin_shows_a_generated_secret_once_and_rotates_it(client, django_user_
     )
     assert bad.status_code == 200 and "whsec_" in bad.content.decode()
     assert client.get(reverse("admin:ops_webhookdelivery_changelist")).status_code == 200
+
+
+def test_admin_replays_a_delivered_event(client, django_user_model, connection):
+    root = django_user_model.objects.create_superuser(email="root@example.com", password="x" * 12)
+    client.force_login(root)
+    endpoint_for("http://127.0.0.1:9/never", webhook_secret_new())
+    connection_transition(connection=connection, to_status=ConnectionStatus.CONNECTED)
+    (delivery,) = WebhookDelivery.objects.all()
+    WebhookDelivery.objects.filter(pk=delivery.pk).update(status="delivered", attempts=1, delivered_at=timezone.now())
+    response = client.post(
+        reverse("admin:ops_webhookdelivery_changelist"), {"action": "replay", "_selected_action": [delivery.pk]}
+    )
+    assert response.status_code == 302
+    delivery.refresh_from_db()
+    assert delivery.status == "pending" and delivery.attempts == 0 and delivery.delivered_at is None
