@@ -229,6 +229,9 @@ HEARTBEAT_INTERVAL_SECONDS = env_int("HEARTBEAT_INTERVAL_SECONDS", 60)
 # standalone sandbox server (tests and benchmarks point this at their own port).
 SANDBOX_BASE_URL = env_str("SANDBOX_BASE_URL", f"{SITE_URL}/sandbox").rstrip("/")
 SANDBOX_CONTROL_TOKEN = env_str("SANDBOX_CONTROL_TOKEN")
+# How often a Sandbox Broker connection is checked (seconds). 60 like a real broker; demos and
+# tests of token rotation shorten it together with HEARTBEAT_INTERVAL_SECONDS.
+SANDBOX_HEARTBEAT_INTERVAL_SECONDS = env_int("SANDBOX_HEARTBEAT_INTERVAL_SECONDS", 60)
 # The mounted sandbox broker (and its catalog entry). A pretend broker has no place on a
 # production site unless the operator wants the demo there, so production leaves it off.
 SANDBOX_ENABLED = env_bool("SANDBOX_ENABLED", default=not PRODUCTION)

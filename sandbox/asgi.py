@@ -15,7 +15,9 @@ from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "sandbox.standalone_settings")
 
-django_application = get_asgi_application()
+from sandbox.abandoned import finish_abandoned_requests  # noqa: E402 - after the settings default
+
+django_application = finish_abandoned_requests(get_asgi_application())
 
 ACCOUNT_PATH = "/v1/account"
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")

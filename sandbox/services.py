@@ -132,6 +132,25 @@ def client_apply_token_rules(client: SandboxClient, rules: TokenRules) -> None:
     client.invalid_access_content_type = rules.invalid_access.content_type
 
 
+def client_update(client: SandboxClient, **fields: Any) -> SandboxClient:
+    """Change a client's token semantics (access_ttl, rotates_refresh_token, ...) from the control
+    API. Applies to tokens issued from now on; identity, secret and counters cannot be changed here."""
+    allowed = {f.name for f in SandboxClient._meta.get_fields() if f.concrete} - {
+        "id",
+        "client_id",
+        "client_secret",
+        *COUNTER_FIELDS,
+        *FAULT_FIELDS,
+    }
+    for key, value in fields.items():
+        if key not in allowed:
+            raise SandboxError(f"unknown or read-only client field: {key}")
+        setattr(client, key, value)
+    client.full_clean()
+    client.save()
+    return client
+
+
 def client_describe(client: SandboxClient, *, with_secret: bool = False) -> dict[str, Any]:
     data = {
         "client_id": client.client_id,
@@ -220,6 +239,9 @@ _last_flush = time.monotonic()
 _flush_timer: asyncio.TimerHandle | None = None
 
 
+_flush_lock = threading.Lock()
+
+
 def count_later(client: SandboxClient | None, grant: SandboxGrant | None, field: str) -> None:
     with _pending_lock:
         if client is not None:
@@ -229,7 +251,14 @@ def count_later(client: SandboxClient | None, grant: SandboxGrant | None, field:
 
 
 def counters_flush() -> None:
-    """Write the pending counter increments (coalesced: one UPDATE per model, field and step)."""
+    """Write the pending counter increments (coalesced: one UPDATE per model, field and step).
+    One flush at a time: a reader flushing before it reads must not overtake a timer's flush
+    that has taken the increments but not written them yet."""
+    with _flush_lock:
+        _counters_flush()
+
+
+def _counters_flush() -> None:
     global _last_flush
     with _pending_lock:
         pending = dict(_pending)

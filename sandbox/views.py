@@ -12,6 +12,7 @@ from authlib.integrations.django_oauth2.resource_protector import return_error_r
 from authlib.oauth2 import OAuth2Error
 from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.middleware.csrf import CsrfViewMiddleware
 from django.shortcuts import get_object_or_404, redirect, render
@@ -259,9 +260,14 @@ def api_clients(request: HttpRequest, data: dict) -> JsonResponse:
 
 
 @control_api
-@require_http_methods(["GET"])
+@require_http_methods(["GET", "PATCH"])
 def api_client(request: HttpRequest, data: dict, client_id: str) -> JsonResponse:
     client = get_object_or_404(SandboxClient, client_id=client_id)
+    if request.method == "PATCH":
+        try:
+            services.client_update(client, **data)
+        except (services.SandboxError, ValidationError) as exc:
+            return JsonResponse({"error": "invalid_request", "error_description": str(exc)}, status=400)
     return JsonResponse(services.client_describe(client) | {"faults": services.client_faults(client)})
 
 

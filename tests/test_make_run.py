@@ -111,3 +111,87 @@ def test_make_run_on_a_fresh_clone(fresh_clone: Path):
     assert leftovers == [], output()[-3000:]
     for name in ("web.1", "worker.1", "beat.1"):
         assert re.search(rf"{re.escape(name)} stopped", output()), output()[-3000:]
+
+
+def test_make_run_keeps_a_rotating_sandbox_connection_alive_across_refreshes(fresh_clone: Path):
+    """The embedded default (SQLite, filesystem Celery broker, the sandbox mounted in the same
+    app and database file) through at least three real refreshes of a rotating refresh token.
+    Access tokens live 20 s and checks come every 5 s (compressed from 60), so every check
+    refreshes; the sandbox must see no reused refresh token."""
+    import sqlite3
+    from types import SimpleNamespace
+
+    from tests.harness import Browser
+
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k not in NOT_ON_A_FRESH_MACHINE}
+    env.update({"HEARTBEAT_INTERVAL_SECONDS": "2", "SANDBOX_HEARTBEAT_INTERVAL_SECONDS": "5"})
+    log_path = fresh_clone / "make-run.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            ["make", "run", f"PORT={port}"],
+            cwd=fresh_clone,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    output = lambda: log_path.read_text(errors="replace")  # noqa: E731
+    base = f"http://127.0.0.1:{port}"
+    database = fresh_clone / "var" / "brokerlink.sqlite3"
+
+    def rows():
+        with sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=10) as db:
+            return db.execute("SELECT status, last_error_message FROM connections_connection").fetchall()
+
+    try:
+        login = wait_until(
+            lambda: re.search(r"Sign in with\s+(\S+)\s+/\s+(\S+)", output()), timeout=60, message="printed login"
+        )
+        client_id = wait_until(lambda: re.search(r"Sandbox BrokerApp client\s+(\S+)", output()), timeout=10).group(1)
+        wait_for_http(f"{base}/accounts/login/", timeout=30, process=proc)
+        control_token = re.search(r"SANDBOX_CONTROL_TOKEN=(\S+)", (fresh_clone / ".env").read_text()).group(1)
+        changed = requests.patch(
+            f"{base}/sandbox/control/api/clients/{client_id}",
+            json={"access_ttl": 20, "rotates_refresh_token": True},
+            headers={"X-Sandbox-Control-Token": control_token},
+            timeout=10,
+        )
+        assert changed.status_code == 200, changed.text
+
+        def counters():
+            return requests.get(
+                f"{base}/sandbox/control/api/clients/{client_id}/counters",
+                headers={"X-Sandbox-Control-Token": control_token},
+                timeout=10,
+            ).json()
+
+        server = SimpleNamespace(url=base, sandbox=SimpleNamespace(url=f"{base}/sandbox"))
+        browser = Browser(server)
+        browser.login(login.group(1), login.group(2))
+        landed = browser.connect("sandbox")
+        assert landed.status_code == 200 and "Sandbox Broker" in landed.text
+        seen = []
+        wait_until(
+            lambda: seen.append((counters()["refreshes"], rows())) or counters()["refreshes"] >= 3,
+            timeout=180,
+            interval=1,
+            message="three refreshes",
+        )
+        # Connected throughout, and the last check (after the third refresh) passed.
+        wait_until(lambda: counters()["refreshes"] >= 4 or rows()[0][0] == "connected", timeout=30)
+        status, message = rows()[0]
+        assert status == "connected", message
+        for _, observed in seen:
+            assert observed[0][0] in ("connected", "checking", "pending"), observed
+        assert counters()["rotated_reuses"] == 0
+    except BaseException:
+        print(output()[-6000:])
+        raise
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGINT)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)

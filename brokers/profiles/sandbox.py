@@ -41,6 +41,7 @@ def build_profile(root: str | None = None) -> BrokerProfile:
         issuer=root,
         api_base_urls={"live": root, "paper": root},
         heartbeat_path="/v1/account",
+        heartbeat_interval_seconds=int(getattr(settings, "SANDBOX_HEARTBEAT_INTERVAL_SECONDS", 60)),
         scopes=("read", "trade"),
         token_rules=TOKEN_RULES,
         token_invalid_statuses=(401,),

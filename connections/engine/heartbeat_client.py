@@ -63,7 +63,9 @@ async def _one(session: aiohttp.ClientSession, sem: asyncio.Semaphore, req: Hear
         started = time.perf_counter()
         try:
             async with session.get(
-                req.url, headers={"Authorization": _auth_header(req.token_type, req.access_token)}
+                req.url,
+                headers={"Authorization": _auth_header(req.token_type, req.access_token)},
+                allow_redirects=False,  # a 3xx is not the broker accepting the token
             ) as response:
                 raw = await response.read()
                 status = response.status

@@ -59,8 +59,10 @@ TOKEN_FIELDS = [
 IDLE_REFRESH_MIN_GAP = timedelta(days=1)
 # How often a waiting caller looks at the row again.
 POLL_SECONDS = 0.2
-# A claim outlives the deadline by this much, so only a dead claimant's claim expires.
-CLAIM_GRACE_SECONDS = 30
+# A claim outlives the deadline by this share of it (at least 5 s), so only a dead claimant's
+# claim expires: the claimant needs that long at most to store the answer or let go.
+CLAIM_GRACE_SHARE = 0.25
+CLAIM_GRACE_MIN_SECONDS = 5.0
 
 # RefreshResult.reason values that mean "no refresh was made by this call".
 IN_PROGRESS = "in_progress"
@@ -251,7 +253,7 @@ def connection_refresh(
             _refresh_failed(connection, error, actor=actor, reason=reason)
         deadline = refresh_deadline_seconds(profile)
         claimed_at = timezone.now()
-        until = claimed_at + timedelta(seconds=deadline + CLAIM_GRACE_SECONDS)
+        until = claimed_at + timedelta(seconds=deadline + max(CLAIM_GRACE_MIN_SECONDS, deadline * CLAIM_GRACE_SHARE))
         retrying_unknown = connection.refresh_sent_at is not None and profile.token_rules.rotates_refresh_token
         try:
             refresh_token = connection.refresh_token
