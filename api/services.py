@@ -18,6 +18,7 @@ from connections.models import Connection
 logger = logging.getLogger(__name__)
 
 KEY_PREFIX = "blk_"
+LAST_USED_PRECISION = timedelta(minutes=1)
 
 
 def _hash(secret: str) -> str:
@@ -74,7 +75,9 @@ def service_key_authenticate(raw: str, *, now: datetime | None = None) -> Servic
     now = now or timezone.now()
     if not key.is_active(now):
         return None
-    ServiceKey.objects.filter(pk=key.pk).update(last_used_at=now)
+    if key.last_used_at is None or now - key.last_used_at > LAST_USED_PRECISION:
+        # A minute's precision is enough to see a key in use; not one write per request.
+        ServiceKey.objects.filter(pk=key.pk).update(last_used_at=now)
     return key
 
 
