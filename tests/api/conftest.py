@@ -10,6 +10,7 @@ from django.utils import timezone
 from api.models import Scope
 from api.services import service_key_create
 from connections.models import Connection
+from tests.fixtures.browser import chromium, page  # noqa: F401 - fixtures for the docs page test
 from tests.harness import Browser
 
 PASSWORD = "correct horse battery"
