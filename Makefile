@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PORT ?= 8000
 export SITE_URL ?= http://127.0.0.1:$(PORT)
 
-.PHONY: run test lint venv migrate seed sandbox bench-heartbeat clean
+.PHONY: run test lint venv migrate seed sandbox bench-heartbeat bench-pages clean
 
 # The venv is rebuilt only when requirements.txt changes, so a second `make run` is quick.
 $(VENV)/.installed: requirements.txt
@@ -39,6 +39,10 @@ sandbox: venv .env
 
 bench-heartbeat: venv
 	$(PY) bench/heartbeat.py
+
+# Dashboard under load and thousands of open live pages, in production mode (docs/operations.md).
+bench-pages: venv
+	$(PY) bench/pages.py
 
 clean:
 	rm -rf var

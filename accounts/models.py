@@ -1,3 +1,4 @@
+from allauth.account import models as allauth_models
 from django.contrib.auth.models import AbstractUser, BaseUserManager
 from django.db import models
 
@@ -29,6 +30,9 @@ class User(AbstractUser):
 
     username = None
     email = models.EmailField("email address", unique=True)
+    # IANA name (Europe/Paris). Empty until the browser reports it on the first visit; pages
+    # show UTC until then.
+    time_zone = models.CharField("time zone", max_length=64, blank=True)
 
     USERNAME_FIELD = "email"
     REQUIRED_FIELDS: list[str] = []
@@ -37,3 +41,12 @@ class User(AbstractUser):
 
     def __str__(self) -> str:
         return self.email
+
+
+class EmailAddress(allauth_models.EmailAddress):
+    """allauth's email addresses, listed in admin under this app: one "Accounts" section."""
+
+    class Meta:
+        proxy = True
+        verbose_name = "email address"
+        verbose_name_plural = "email addresses"

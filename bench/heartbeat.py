@@ -46,10 +46,17 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=1000)
     parser.add_argument("--port", type=int, default=9177)
     parser.add_argument("--sandbox-workers", type=int, default=1, help="uvicorn worker processes")
-    parser.add_argument("--token-cache-seconds", type=float, default=1.0,
-                        help="sandbox token-lookup cache TTL (0 = one query per request)")
-    parser.add_argument("--shared-token", action="store_true",
-                        help="every connection holds the same access token (default: one token each)")
+    parser.add_argument(
+        "--token-cache-seconds",
+        type=float,
+        default=1.0,
+        help="sandbox token-lookup cache TTL (0 = one query per request)",
+    )
+    parser.add_argument(
+        "--shared-token",
+        action="store_true",
+        help="every connection holds the same access token (default: one token each)",
+    )
     parser.add_argument("--debug", action="store_true", help="DJANGO_DEBUG on (the default off, as in production)")
     args = parser.parse_args()
 
@@ -132,8 +139,12 @@ def run(args, sandbox_url: str, sandbox_pid: int) -> None:
     code = sandbox.browser().authorize(client, code_challenge=challenge).code
     token = requests.post(
         f"{sandbox_url}/oauth/token",
-        data={"grant_type": "authorization_code", "code": code, "redirect_uri": client["redirect_uris"][0],
-              "code_verifier": verifier},
+        data={
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": client["redirect_uris"][0],
+            "code_verifier": verifier,
+        },
         auth=(client["client_id"], client["client_secret"]),
         timeout=10,
     ).json()
@@ -158,15 +169,29 @@ def run(args, sandbox_url: str, sandbox_pid: int) -> None:
         real = SandboxToken.objects.get(access_token_hash=token_hash(token["access_token"]))
         access_tokens = [secrets.token_urlsafe(32) for _ in range(args.connections)]
         SandboxToken.objects.bulk_create(
-            [SandboxToken(client_id=real.client_id, grant_id=real.grant_id, access_token_hash=token_hash(value),
-                          scope=real.scope, issued_at=real.issued_at, access_expires_at=real.access_expires_at)
-             for value in access_tokens],
+            [
+                SandboxToken(
+                    client_id=real.client_id,
+                    grant_id=real.grant_id,
+                    access_token_hash=token_hash(value),
+                    scope=real.scope,
+                    issued_at=real.issued_at,
+                    access_expires_at=real.access_expires_at,
+                )
+                for value in access_tokens
+            ],
             batch_size=2000,
         )
     rows = []
     for i in range(args.connections):
-        conn = Connection(user=user, broker_slug="sandbox", broker_app=app, environment="live",
-                          account_id=f"bench-{i}", status=ConnectionStatus.CONNECTED)
+        conn = Connection(
+            user=user,
+            broker_slug="sandbox",
+            broker_app=app,
+            environment="live",
+            account_id=f"bench-{i}",
+            status=ConnectionStatus.CONNECTED,
+        )
         connection_apply_token_response(
             connection=conn, profile=profile, token=dict(token, access_token=access_tokens[i]), first_grant=True
         )
@@ -204,19 +229,27 @@ def run(args, sandbox_url: str, sandbox_pid: int) -> None:
     def pct(values, p):
         return values[min(len(values) - 1, int(len(values) * p))] if values else None
 
-    print(f"\nconnections={args.connections} latency={args.latency_ms}ms concurrency={args.concurrency} "
-          f"batch={args.batch_size} cores={os.cpu_count()} tokens={'shared' if args.shared_token else 'one each'} "
-          f"sandbox token cache={args.token_cache_seconds}s load average before={load_before:.2f}")
-    print(f"raw aiohttp (no DB/crypto): {args.connections / raw_seconds:,.0f} req/s, {raw_ok} ok, "
-          f"p50 {statistics.median(raw_lat)} ms, p99 {pct(raw_lat, 0.99)} ms, {raw_seconds:.1f}s")
-    print(f"sweep: {run_.checked} checked ({ok} ok) in {seconds:.1f}s = {run_.checked / seconds:,.0f} checks/s, "
-          f"{run_.batches} batches")
+    print(
+        f"\nconnections={args.connections} latency={args.latency_ms}ms concurrency={args.concurrency} "
+        f"batch={args.batch_size} cores={os.cpu_count()} tokens={'shared' if args.shared_token else 'one each'} "
+        f"sandbox token cache={args.token_cache_seconds}s load average before={load_before:.2f}"
+    )
+    print(
+        f"raw aiohttp (no DB/crypto): {args.connections / raw_seconds:,.0f} req/s, {raw_ok} ok, "
+        f"p50 {statistics.median(raw_lat)} ms, p99 {pct(raw_lat, 0.99)} ms, {raw_seconds:.1f}s"
+    )
+    print(
+        f"sweep: {run_.checked} checked ({ok} ok) in {seconds:.1f}s = {run_.checked / seconds:,.0f} checks/s, "
+        f"{run_.batches} batches"
+    )
     print(f"check time p50 {pct(lat, 0.5)} ms, p99 {pct(lat, 0.99)} ms")
     print(f"SQL queries: {counter['n']} = {counter['n'] / max(1, run_.checked):.3f} per check")
     print(f"peak memory of the sweeping process: {peak_mb:.0f} MB")
-    print(f"CPU: sweep process {sweep_cpu:.1f}s = {sweep_cpu / max(1, run_.checked) * 1000:.2f} ms per check; "
-          f"sandbox {sandbox_cpu:.1f}s during the sweep, {sandbox_cpu_raw / args.connections * 1000:.2f} ms "
-          f"per request in the raw run")
+    print(
+        f"CPU: sweep process {sweep_cpu:.1f}s = {sweep_cpu / max(1, run_.checked) * 1000:.2f} ms per check; "
+        f"sandbox {sandbox_cpu:.1f}s during the sweep, {sandbox_cpu_raw / args.connections * 1000:.2f} ms "
+        f"per request in the raw run"
+    )
     calls = sandbox.counters(client["client_id"])["account_calls"]
     print(f"sandbox account_calls counter: {calls} (expected {2 * args.connections}: raw + sweep)")
     print(f"fits a 60 s cycle: {'yes' if seconds < 60 else 'no'}")

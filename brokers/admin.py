@@ -1,12 +1,13 @@
 import copy
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.db import models
 from django.forms.models import construct_instance
 
-from brokers.custom import RESOLVED_FIELDS, custom_broker_resolve
-from brokers.models import BrokerApp, CustomBroker
+from brokers.custom import RESOLVED_FORM_FIELDS, custom_broker_resolve
+from brokers.models import BrokerApp, BrokerRequest, CustomBroker, DiscoveredMetadata
 from brokers.registry import UnknownBroker, all_profiles, get_profile
 from brokers.services import broker_app_clear_config_problem, broker_app_is_configured
 
@@ -24,7 +25,7 @@ class BrokerAppForm(forms.ModelForm):
         required=False,
         strip=True,
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
-        help_text="Write-only. Leave blank to keep the current secret.",
+        help_text="Write-only: not set yet.",
     )
     clear_client_secret = forms.BooleanField(label="Remove the stored secret", required=False)
     redirect_uri = forms.URLField(
@@ -37,6 +38,22 @@ class BrokerAppForm(forms.ModelForm):
     class Meta:
         model = BrokerApp
         fields = ["broker_slug", "environment", "client_id", "redirect_uri", "enabled"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        app = self.instance
+        # One "Client secret" row: whether one is stored is said here, not on a second row.
+        if app.pk and app.has_client_secret:
+            self.fields["new_client_secret"].help_text = (
+                "A secret is stored (write-only, never shown). Leave blank to keep it."
+            )
+        # Admin renders help text as HTML: a literal <broker> vanished ("…/callback//.").
+        callback = f"{settings.SITE_URL.rstrip('/')}/connections/callback/"
+        if app.broker_slug:
+            example = f"{callback}{app.broker_slug}/"
+        else:
+            example = f"{callback}&lt;broker&gt;/, e.g. {callback}sandbox/"
+        self.fields["redirect_uri"].help_text = f"Leave blank for {example}."
 
     def clean(self):
         cleaned = super().clean()
@@ -68,11 +85,11 @@ class BrokerAppAdmin(admin.ModelAdmin):
     formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
     list_display = ["broker_slug", "environment", "enabled", "configured", "secret_status", "config_problem"]
     list_filter = ["broker_slug", "environment", "enabled"]
-    readonly_fields = ["secret_status", "effective_redirect_uri", "config_problem", "config_problem_at",
+    readonly_fields = ["effective_redirect_uri", "config_problem", "config_problem_at",
                        "created_at", "updated_at"]
     fieldsets = [
         (None, {"fields": ["broker_slug", "environment", "enabled"]}),
-        ("Credentials", {"fields": ["client_id", "secret_status", "new_client_secret", "clear_client_secret"]}),
+        ("Credentials", {"fields": ["client_id", "new_client_secret", "clear_client_secret"]}),
         ("Redirect", {"fields": ["redirect_uri", "effective_redirect_uri"]}),
         ("Problems", {"fields": ["config_problem", "config_problem_at"]}),
         ("History", {"fields": ["created_at", "updated_at"]}),
@@ -121,7 +138,10 @@ class CustomBrokerForm(forms.ModelForm):
             "slug", "name", "enabled", "discovery_url", "authorize_url", "token_url", "revoke_url", "revocation_scope",
             "manual_revoke_url", "issuer", "api_base_url", "paper_api_base_url", "heartbeat_path", "scopes",
             "scope_separator", "token_auth_method", "pkce", "issues_refresh_token", "rotates_refresh_token",
-            "access_ttl", "refresh_ttl", "absolute_cap",
+            "access_ttl", "refresh_ttl", "absolute_cap", "require_iss", "pkce_opt_out", "identity_id",
+            "identity_label", "identity_number", "heartbeat_interval_seconds", "refresh_margin_seconds",
+            "refresh_deadline_seconds", "backoff_kind", "backoff_base_seconds", "backoff_cap_seconds",
+            "backoff_max_attempts", "circuit_failure_threshold", "circuit_cooldown_seconds",
         ]
 
     def clean(self):
@@ -130,7 +150,7 @@ class CustomBrokerForm(forms.ModelForm):
             return cleaned
         broker = construct_instance(self, copy.copy(self.instance))
         custom_broker_resolve(broker)  # ValidationError keyed by field
-        for name in RESOLVED_FIELDS:
+        for name in RESOLVED_FORM_FIELDS:
             cleaned[name] = getattr(broker, name)
         return cleaned
 
@@ -148,7 +168,39 @@ class CustomBrokerAdmin(admin.ModelAdmin):
                                   "manual_revoke_url", "issuer"],
                        "description": "Give a discovery URL (RFC 8414) to fill in the endpoints left blank."}),
         ("Account API", {"fields": ["api_base_url", "paper_api_base_url", "heartbeat_path"]}),
-        ("OAuth", {"fields": ["scopes", "scope_separator", "token_auth_method", "pkce"]}),
+        ("Identity", {"fields": ["identity_id", "identity_label", "identity_number"],
+                      "description": "Where the account is in the heartbeat answer, when it is not in sub, id, "
+                                     "account_id, account_number or a list of accounts."}),
+        ("OAuth", {"fields": ["scopes", "scope_separator", "token_auth_method", "pkce", "pkce_opt_out",
+                              "require_iss"]}),
         ("Tokens", {"fields": ["issues_refresh_token", "rotates_refresh_token", "access_ttl", "refresh_ttl",
                                "absolute_cap"]}),
+        ("Tuning", {"fields": ["heartbeat_interval_seconds", "refresh_margin_seconds", "refresh_deadline_seconds",
+                               "backoff_kind", "backoff_base_seconds", "backoff_cap_seconds", "backoff_max_attempts",
+                               "circuit_failure_threshold", "circuit_cooldown_seconds"],
+                    "description": "Blank fields keep brokerlink's defaults."}),
     ]
+
+
+@admin.register(DiscoveredMetadata)
+class DiscoveredMetadataAdmin(admin.ModelAdmin):
+    """Read-only: what each discovery URL last answered, kept for outages."""
+
+    list_display = ["url", "fetched_at", "last_attempt_at", "last_error"]
+    readonly_fields = ["url", "metadata", "fetched_at", "last_attempt_at", "last_error"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(BrokerRequest)
+class BrokerRequestAdmin(admin.ModelAdmin):
+    list_display = ["broker_slug", "user", "created_at", "staff_notified_at"]
+    list_filter = ["broker_slug"]
+    readonly_fields = ["broker_slug", "user", "created_at", "staff_notified_at"]
+
+    def has_add_permission(self, request) -> bool:
+        return False

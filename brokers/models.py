@@ -7,6 +7,7 @@ import uuid
 from django.conf import settings
 from django.db import models
 from django.urls import NoReverseMatch, reverse
+from django.utils import timezone
 
 from vault.fields import SealedField
 
@@ -96,7 +97,9 @@ class CustomBroker(models.Model):
     revocation_scope = models.CharField(max_length=20, choices=RevocationScope.choices, default=RevocationScope.TOKEN)
     manual_revoke_url = models.URLField(max_length=500, blank=True)
     issuer = models.CharField(max_length=500, blank=True)
-    api_base_url = models.URLField(max_length=500, help_text="Base URL of account calls (live).")
+    api_base_url = models.URLField(
+        max_length=500, blank=True, help_text="Base URL of account calls (live); blank = the discovered issuer."
+    )
     paper_api_base_url = models.URLField(max_length=500, blank=True)
     heartbeat_path = models.CharField(max_length=200, default="/", help_text="GET path, relative to the API base.")
     scopes = models.CharField(max_length=500, blank=True, help_text="Space-separated.")
@@ -110,6 +113,35 @@ class CustomBroker(models.Model):
     access_ttl = models.PositiveIntegerField(null=True, blank=True, help_text="Seconds; blank = not stated.")
     refresh_ttl = models.PositiveIntegerField(null=True, blank=True, help_text="Seconds; blank = does not expire.")
     absolute_cap = models.PositiveIntegerField(null=True, blank=True, help_text="Seconds from first consent.")
+    require_iss = models.BooleanField(
+        null=True, blank=True, help_text="Callbacks must carry iss (RFC 9207). Blank = as the metadata advertises."
+    )
+    pkce_opt_out = models.CharField(
+        max_length=500, blank=True,
+        help_text="Leave blank: PKCE S256 is always sent. Only for a broker documented to reject it: the source.",
+    )
+    identity_id = models.CharField(
+        max_length=200, blank=True, help_text="JSON pointer (/data/0/id) or dotted path (data.0.id) of the account id "
+        "in the heartbeat answer. Blank = sub, id, account_id, account_number or a list of accounts.",
+    )
+    identity_label = models.CharField(max_length=200, blank=True, help_text="Path of the account's display name.")
+    identity_number = models.CharField(max_length=200, blank=True, help_text="Path of the account number (masked).")
+    heartbeat_interval_seconds = models.PositiveIntegerField(null=True, blank=True, help_text="Default 60.")
+    refresh_margin_seconds = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Refresh this long before expiry. Blank = a third of the access lifetime, "
+        "at most 300 s.",
+    )
+    refresh_deadline_seconds = models.PositiveIntegerField(null=True, blank=True, help_text="Default 180.")
+    backoff_kind = models.CharField(
+        max_length=12, blank=True, choices=[("exponential", "exponential"), ("linear", "linear"), ("fixed", "fixed")]
+    )
+    backoff_base_seconds = models.PositiveIntegerField(null=True, blank=True, help_text="Default 30.")
+    backoff_cap_seconds = models.PositiveIntegerField(null=True, blank=True, help_text="Default 1800.")
+    backoff_max_attempts = models.PositiveIntegerField(null=True, blank=True, help_text="Default 8.")
+    circuit_failure_threshold = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Failures in a row that open the broker's breaker. Default 5."
+    )
+    circuit_cooldown_seconds = models.PositiveIntegerField(null=True, blank=True, help_text="Default 60.")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -126,10 +158,68 @@ class CustomBroker(models.Model):
                 "name", "discovery_url", "authorize_url", "token_url", "revoke_url", "revocation_scope",
                 "manual_revoke_url", "issuer", "heartbeat_path", "scope_separator", "token_auth_method", "pkce",
                 "issues_refresh_token", "rotates_refresh_token", "access_ttl", "refresh_ttl", "absolute_cap",
+                "require_iss", "pkce_opt_out", "heartbeat_interval_seconds", "refresh_margin_seconds",
+                "refresh_deadline_seconds",
             )
         }
         spec["scopes"] = self.scopes.split()
-        spec["api_base_urls"] = {"live": self.api_base_url}
-        if self.paper_api_base_url:
-            spec["api_base_urls"]["paper"] = self.paper_api_base_url
-        return {key: value for key, value in spec.items() if value not in ("", None)}
+        if self.api_base_url:
+            spec["api_base_urls"] = {"live": self.api_base_url}
+            if self.paper_api_base_url:
+                spec["api_base_urls"]["paper"] = self.paper_api_base_url
+        if self.identity_id:
+            spec["identity"] = {"id": self.identity_id, "label": self.identity_label, "number": self.identity_number}
+        spec["backoff"] = {
+            key: getattr(self, f"backoff_{key}") for key in ("kind", "base_seconds", "cap_seconds", "max_attempts")
+        }
+        spec["circuit"] = {key: getattr(self, f"circuit_{key}") for key in ("failure_threshold", "cooldown_seconds")}
+        for group in ("identity", "backoff", "circuit"):
+            if group in spec:
+                spec[group] = {k: v for k, v in spec[group].items() if v not in ("", None)}
+        return {key: value for key, value in spec.items() if value not in ("", None, {})}
+
+
+class DiscoveredMetadata(models.Model):
+    """The last good metadata document fetched from a discovery URL (RFC 8414 / OIDC Discovery).
+
+    Used while the URL is unreachable, so a discovery outage neither blocks a deploy nor
+    breaks connections; refreshed by the `brokers.tasks.discovery_refresh` beat task.
+    """
+
+    url = models.URLField(max_length=500, unique=True)
+    metadata = models.JSONField(default=dict)
+    fetched_at = models.DateTimeField()
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        verbose_name = "discovered metadata"
+        verbose_name_plural = "discovered metadata"
+
+    def __str__(self) -> str:
+        return self.url
+
+
+class BrokerRequest(models.Model):
+    """A person asking for a broker this deployment cannot connect yet. Staff hear about a
+    broker once (its first request); later requests only add to the count in admin."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="broker_requests")
+    broker_slug = models.SlugField(max_length=64)
+    created_at = models.DateTimeField(default=timezone.now)
+    staff_notified_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["user", "broker_slug"], name="broker_request_once_per_user"),
+            # At most one request per broker carries the staff notice: that is what makes it once.
+            models.UniqueConstraint(
+                fields=["broker_slug"],
+                condition=models.Q(staff_notified_at__isnull=False),
+                name="broker_request_staff_notified_once",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.broker_slug} requested by {self.user}"

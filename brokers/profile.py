@@ -13,9 +13,17 @@ from dataclasses import dataclass, field, replace
 from datetime import time
 from typing import Any, Literal
 
+from brokers.identity import IdentitySpec, identity_from_payload, mask_account_number  # noqa: F401 - re-exported
+
 TokenAuthMethod = Literal["client_secret_basic", "client_secret_post", "none"]
 RevocationScope = Literal["token", "grant", "all_users_of_key", "none"]
 BackoffKind = Literal["exponential", "linear", "fixed"]
+REFRESH_MARGIN_CAP_SECONDS = 300
+
+
+class TokenAnswerRejected(ValueError):
+    """A hook refuses a value in a token answer (Questrade's api_server on another host).
+    The message is for people and names no secret; connections turns it into BrokerError."""
 
 
 @dataclass(frozen=True)
@@ -88,21 +96,12 @@ class BrokerHooks:
         return {}
 
     def parse_account(self, payload: Any) -> dict:
-        """Turn the heartbeat/identity payload into {account_id, masked_number, label, paper}."""
-        if isinstance(payload, dict):
-            number = str(payload.get("account_number") or payload.get("id") or "")
-            return {
-                "account_id": str(payload.get("id") or number),
-                "masked_number": mask_account_number(number),
-                "label": str(payload.get("label") or payload.get("name") or ""),
-                "paper": bool(payload.get("paper", False)),
-            }
-        return {"account_id": "", "masked_number": "", "label": "", "paper": False}
+        """Turn the heartbeat/identity payload into {account_id, masked_number, label, paper}.
 
-
-def mask_account_number(number: str) -> str:
-    digits = "".join(ch for ch in number if ch.isalnum())
-    return f"••{digits[-4:]}" if digits else ""
+        The usual shapes (sub, id, account_id, account_number, a list of accounts) are read by
+        brokers.identity; an answer with none of them raises IdentityError saying so.
+        """
+        return identity_from_payload(payload)
 
 
 @dataclass(frozen=True)
@@ -121,10 +120,19 @@ class BrokerProfile:
     revocation_scope: RevocationScope = "token"
     # Where a user revokes access by hand when brokerlink cannot (or must not) do it.
     manual_revoke_url: str = ""
-    issuer: str = ""  # RFC 9207 `iss` expected on the callback, where the broker sends it
+    issuer: str = ""  # RFC 9207: the `iss` value a callback must carry when it carries one
+    # Whether every callback must carry `iss`: the metadata advertises
+    # authorization_response_iss_parameter_supported, or the operator declared it (RFC 9207 §2.4).
+    # Otherwise a callback without `iss` passes and one with it must match (or share the origin).
+    require_iss: bool = False
+    # PKCE S256 is sent on every authorization (RFC 9700 §2.1.1); brokers ignore unknown
+    # parameters. Non-empty only for a broker documented to reject it: the source saying so.
+    pkce_opt_out: str = ""
     extra_authorize_params: dict[str, str] = field(default_factory=dict)
     heartbeat_interval_seconds: int = 60
-    refresh_margin_seconds: int = 300
+    # How long before the access token expires it is refreshed. None: a third of the access
+    # lifetime, capped at REFRESH_MARGIN_CAP_SECONDS (see refresh_margin()).
+    refresh_margin_seconds: int | None = None
     # How long a refresh of a rotating refresh token waits for its answer (None: the engine's
     # REFRESH_DEADLINE_SECONDS). See connections.engine.refresh.
     refresh_deadline_seconds: int | None = None
@@ -137,10 +145,14 @@ class BrokerProfile:
     baseline_latency_ms: int = 250
     mark: str = ""  # two or three letters shown in the broker's badge
     website: str = ""
+    # What users read in the catalog: what the broker is, in plain words. `notes` are for operators.
+    description: str = ""
     notes: str = ""
     # field name -> source link (../shared/brokers.md gives each value's source).
     sources: dict[str, str] = field(default_factory=dict)
     hooks: BrokerHooks = field(default_factory=BrokerHooks)
+    # Where the account id is in the heartbeat answer, when the usual shapes do not fit.
+    identity: IdentitySpec | None = None
     is_sandbox: bool = False
     is_custom: bool = False
     # Added by the registry (defaults keep older callers working):
@@ -151,6 +163,22 @@ class BrokerProfile:
     metadata_url: str = ""
     # True on a real profile re-pointed at the sandbox broker (contract suite).
     sandbox_emulation: bool = False
+
+    def parse_identity(self, payload: Any) -> dict:
+        """{account_id, masked_number, label, paper}: the declared identity paths, else the hook."""
+        if self.identity is not None:
+            return identity_from_payload(payload, self.identity)
+        return self.hooks.parse_account(payload)
+
+    def refresh_margin(self, access_lifetime_seconds: float | None) -> float:
+        """Seconds before expiry to refresh: the declared margin, else a third of the access
+        lifetime capped at REFRESH_MARGIN_CAP_SECONDS (60 s tokens refresh 20 s ahead, not every check)."""
+        if self.refresh_margin_seconds is not None:
+            return float(self.refresh_margin_seconds)
+        lifetime = access_lifetime_seconds or self.token_rules.access_ttl
+        if not lifetime or lifetime <= 0:
+            return float(REFRESH_MARGIN_CAP_SECONDS)
+        return min(float(REFRESH_MARGIN_CAP_SECONDS), lifetime / 3)
 
     @property
     def environments(self) -> tuple[str, ...]:

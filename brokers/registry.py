@@ -87,6 +87,7 @@ def profile_for_sandbox_emulation(slug: str, *, root: str | None = None) -> Brok
         revoke_url=f"{base}/oauth/revoke" if real.revoke_url else "",
         metadata_url=f"{base}/.well-known/oauth-authorization-server",
         issuer=base if real.issuer else "",
+        require_iss=real.require_iss,
         api_base_urls={env: base for env in (real.api_base_urls or {"live": ""})},
         heartbeat_path="/v1/account",
         environment_urls={},

@@ -6,10 +6,13 @@ import logging
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db import transaction
+from django.contrib.auth import get_user_model
+from django.core.mail import send_mail
+from django.db import IntegrityError, transaction
+from django.urls import reverse
 from django.utils import timezone
 
-from brokers.models import BrokerApp, Environment
+from brokers.models import BrokerApp, BrokerRequest, Environment
 from brokers.profile import BrokerProfile
 from brokers.registry import UnknownBroker, all_profiles, get_profile
 
@@ -109,3 +112,38 @@ def broker_app_clear_config_problem(app: BrokerApp) -> None:
     BrokerApp.objects.filter(pk=app.pk).update(config_problem="", config_problem_at=None, updated_at=timezone.now())
     app.config_problem, app.config_problem_at = "", None
     log.info("brokers.app.config_problem_cleared", extra={"broker": app.broker_slug, "environment": app.environment})
+
+
+def broker_request_create(*, user, profile: BrokerProfile) -> bool:
+    """Record that `user` wants `profile`'s broker; email staff on the broker's first request only.
+
+    Returns True when this is a new request from this person (False if they asked before)."""
+    try:
+        with transaction.atomic():
+            request = BrokerRequest.objects.create(user=user, broker_slug=profile.slug)
+    except IntegrityError:
+        return False
+    try:
+        with transaction.atomic():
+            claimed = BrokerRequest.objects.filter(pk=request.pk).update(staff_notified_at=timezone.now())
+    except IntegrityError:
+        claimed = 0  # staff already heard about this broker (the partial unique constraint)
+    if claimed:
+        staff = list(
+            get_user_model()
+            .objects.filter(is_staff=True, is_active=True)
+            .exclude(email="")
+            .values_list("email", flat=True)
+        )
+        link = settings.SITE_URL.rstrip("/") + reverse("admin:brokers_brokerapp_add")
+        if staff:
+            send_mail(
+                f"[brokerlink] A user asked for {profile.name}",
+                f"Someone asked to connect {profile.name}, which this brokerlink cannot connect yet.\n\n"
+                f"Add its client credentials in admin to offer it:\n{link}\n",
+                settings.DEFAULT_FROM_EMAIL,
+                staff,
+                fail_silently=True,
+            )
+        log.info("brokers.request.staff_notified", extra={"broker": profile.slug, "staff": len(staff)})
+    return True

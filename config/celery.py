@@ -56,6 +56,14 @@ app.conf.beat_schedule = {
         "schedule": 60.0,
         "options": {"expires": 55},
     },
+    # Custom brokers' discovery metadata (RFC 8414 / OIDC) is fetched again and the last good
+    # copy stored: a discovery outage at deploy time heals within 5 minutes without a restart,
+    # and endpoints that move are picked up. Metadata rarely changes, so 5 minutes is plenty.
+    "brokers-discovery-refresh": {
+        "task": "brokers.tasks.discovery_refresh",
+        "schedule": 300.0,
+        "options": {"expires": 290},
+    },
     # Webhook retries are scheduled as countdown tasks; this catches the ones whose message was
     # lost (broker restart, killed worker). Retries start at 5 s, so a lost one is at most 30 s late.
     "webhooks-retry-due": {

@@ -53,6 +53,7 @@ INSTALLED_APPS = [
     "allauth",
     "allauth.account",
     "accounts",
+    "preferences",
     "vault",
     "brokers",
     "sandbox",
@@ -70,10 +71,13 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "preferences.timezones.UserTimeZoneMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "allauth.account.middleware.AccountMiddleware",
+    # Last, so it sees the view's exception first: no free database connection -> 503 "busy".
+    "ops.busy.DatabaseBusyMiddleware",
 ]
 # First, so every log line of a request (including the security middleware's) carries its id.
 MIDDLEWARE.insert(0, "ops.logging.RequestIdMiddleware")
@@ -114,6 +118,23 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
     DATABASES["default"]["CONN_MAX_AGE"] = 0
+# A connection pool per process (Django's psycopg pool), on when DB_POOL_MAX_SIZE > 0: the
+# Procfile's web processes set it, so a web process never holds more than that many
+# PostgreSQL connections however many requests and open pages it serves; a request that
+# finds them all busy waits up to DB_POOL_TIMEOUT seconds, then gets a 503 "busy" page.
+# Workers and beat run without it (their budget: see docs/operations.md, Scaling).
+DB_POOL_MAX_SIZE = env_int("DB_POOL_MAX_SIZE", 0)
+if DB_POOL_MAX_SIZE > 0 and DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    DATABASES["default"]["CONN_MAX_AGE"] = 0  # the pool keeps the connections, not Django
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": min(env_int("DB_POOL_MIN_SIZE", 2), DB_POOL_MAX_SIZE),
+        "max_size": DB_POOL_MAX_SIZE,
+        "timeout": float(env_str("DB_POOL_TIMEOUT", "10")),
+        "max_idle": 300,
+    }
+# Behind PgBouncer in transaction mode (instead of the pool above).
+if env_bool("DB_DISABLE_SERVER_SIDE_CURSORS", False):
+    DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis, cache, Celery -----------------------------------------------------------
@@ -184,6 +205,9 @@ ACCOUNT_UNIQUE_EMAIL = True
 ACCOUNT_EMAIL_VERIFICATION = env_str("ACCOUNT_EMAIL_VERIFICATION", "optional")
 ACCOUNT_LOGOUT_ON_PASSWORD_CHANGE = False
 ACCOUNT_SESSION_REMEMBER = None
+# allauth's emails: "[brokerlink] Reset your password", greetings from templates/account/email/.
+ACCOUNT_EMAIL_SUBJECT_PREFIX = "[brokerlink] "
+ACCOUNT_ADAPTER = "accounts.adapter.AccountAdapter"
 LOGIN_URL = "account_login"
 LOGIN_REDIRECT_URL = "connections:dashboard"
 ACCOUNT_LOGOUT_REDIRECT_URL = "account_login"
@@ -210,6 +234,8 @@ LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
+# Dates and times read the same on every page and in admin: 2026-12-02 04:29 CET.
+FORMAT_MODULE_PATH = ["config.formats"]
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = VAR_DIR / "staticfiles"
@@ -221,6 +247,10 @@ STORAGES = {
         else "django.contrib.staticfiles.storage.StaticFilesStorage"
     },
 }
+
+# Open live pages (event streams) one web process serves at once, in all and per user.
+LIVE_MAX_STREAMS_PER_PROCESS = env_int("LIVE_MAX_STREAMS_PER_PROCESS", 4000)
+LIVE_MAX_STREAMS_PER_USER = env_int("LIVE_MAX_STREAMS_PER_USER", 20)
 
 # --- brokerlink --------------------------------------------------------------------------
 BROKERS_FILE = env_str("BROKERS_FILE")
@@ -278,7 +308,10 @@ LOGGING = {
         "context": {"()": "ops.logging.ContextFilter"},
     },
     "formatters": {
-        "text": {"format": "%(asctime)s %(levelname)s %(name)s [req=%(request_id)s task=%(task_id)s] %(message)s"},
+        "text": {
+            "()": "ops.logging.TextFormatter",
+            "format": "%(asctime)s %(levelname)s %(name)s [req=%(request_id)s task=%(task_id)s] %(message)s",
+        },
         "json": {
             "()": "pythonjsonlogger.json.JsonFormatter",
             "fmt": "%(asctime)s %(levelname)s %(name)s %(request_id)s %(task_id)s %(message)s",

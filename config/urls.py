@@ -6,6 +6,7 @@ from django.views.generic import RedirectView
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="connections:dashboard", permanent=False)),
     path("accounts/", include("allauth.urls")),
+    path("settings/", include("preferences.urls")),
     path("admin/", admin.site.urls),
     path("connections/", include("connections.urls")),
     path("", include("ops.urls")),

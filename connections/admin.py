@@ -83,7 +83,7 @@ class ConnectionAdmin(admin.ModelAdmin):
     # Explicit and read-only: the *_sealed columns are never form fields.
     fieldsets = [
         (None, {"fields": ["id", "user", "broker_slug", "environment", "broker_app", "status", "status_changed_at"]}),
-        ("Account", {"fields": ["account_id", "account_number_masked", "account_label"]}),
+        ("Account", {"fields": ["account_id", "account_number_masked", "account_label", "nickname"]}),
         (
             "Tokens",
             {
@@ -117,7 +117,7 @@ class ConnectionAdmin(admin.ModelAdmin):
                 ]
             },
         ),
-        ("History", {"fields": ["created_at", "updated_at", "disconnected_at"]}),
+        ("History", {"fields": ["created_at", "updated_at", "disconnected_at", "archived_at"]}),
     ]
     readonly_fields = [name for _, options in fieldsets for name in options["fields"]]
     inlines = [ConnectionEventInline]
@@ -125,6 +125,16 @@ class ConnectionAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request) -> bool:
         return False  # connections are made by people authorizing at their broker
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        # Every field is read-only (changes go through the actions), so there is nothing to save.
+        extra_context = {
+            **(extra_context or {}),
+            "show_save": False,
+            "show_save_and_continue": False,
+            "show_save_and_add_another": False,
+        }
+        return super().change_view(request, object_id, form_url, extra_context)
 
     @admin.display(description="User", ordering="user__email")
     def user_email(self, obj: Connection) -> str:
@@ -220,8 +230,15 @@ class ConnectionEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
 @admin.register(CircuitBreaker)
 class CircuitBreakerAdmin(admin.ModelAdmin):
-    list_display = ["broker_slug", "state", "failure_count", "probe_failures", "opened_at", "next_probe_at",
-                    "last_error_message"]
+    list_display = [
+        "broker_slug",
+        "state",
+        "failure_count",
+        "probe_failures",
+        "opened_at",
+        "next_probe_at",
+        "last_error_message",
+    ]
     list_filter = ["state"]
     readonly_fields = list_display + ["updated_at"]
     actions = ["reset"]
@@ -248,6 +265,17 @@ class CircuitBreakerAdmin(admin.ModelAdmin):
 
 @admin.register(SweepRun)
 class SweepRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    list_display = ["started_at", "owner", "finished_at", "batches", "claimed", "checked", "refreshed", "failed",
-                    "deferred", "max_lag_seconds", "duration_ms"]
+    list_display = [
+        "started_at",
+        "owner",
+        "finished_at",
+        "batches",
+        "claimed",
+        "checked",
+        "refreshed",
+        "failed",
+        "deferred",
+        "max_lag_seconds",
+        "duration_ms",
+    ]
     date_hierarchy = "started_at"

@@ -26,6 +26,7 @@ import requests
 from django.conf import settings
 from django.views.decorators.debug import sensitive_variables
 
+from brokers.identity import IdentityError
 from brokers.models import BrokerApp
 from brokers.profile import BrokerProfile
 from connections.errors import NETWORK, UNEXPECTED, BrokerError, classify_response
@@ -33,6 +34,8 @@ from connections.errors import NETWORK, UNEXPECTED, BrokerError, classify_respon
 logger = logging.getLogger(__name__)
 
 HTML_ERROR_CODE = "html_response"
+# A JSON answer to the identity call that names no account (see brokers.identity).
+IDENTITY_MISSING_CODE = "identity_missing"
 USER_AGENT = "brokerlink/0.1 (+https://github.com/brokerlink/brokerlink)"
 
 
@@ -251,9 +254,29 @@ def account_identity(
 ) -> dict:
     """The account behind a token: {account_id, masked_number, label, paper} via the profile's hook."""
     response = account_fetch(profile, environment, access_token, token_meta, timeout=timeout)
-    identity = profile.hooks.parse_account(response.body)
+    if response.body is None:
+        raise BrokerError(
+            UNEXPECTED,
+            f"{profile.name} answered {profile.heartbeat_path} with something that is not JSON.",
+            http_status=response.status,
+            error_code=HTML_ERROR_CODE,
+        )
+    try:
+        identity = profile.parse_identity(response.body)
+    except IdentityError as exc:
+        raise BrokerError(
+            UNEXPECTED,
+            f"{profile.name} answered {profile.heartbeat_path} with JSON that names no account: {exc}.",
+            http_status=response.status,
+            error_code=IDENTITY_MISSING_CODE,
+        ) from exc
     if not identity.get("account_id"):
-        raise BrokerError(UNEXPECTED, f"{profile.name} did not say which account this is.", http_status=response.status)
+        raise BrokerError(
+            UNEXPECTED,
+            f"{profile.name} answered {profile.heartbeat_path} with JSON that names no account.",
+            http_status=response.status,
+            error_code=IDENTITY_MISSING_CODE,
+        )
     return identity
 
 

@@ -1,165 +1,389 @@
-"""Live updates for open pages: who publishes a change, and the event stream that carries it.
+"""Live updates for open pages: who publishes a change, and the event streams that carry it.
 
-Two feeds, one stream format (server-sent events, one named event per connection,
-`conn-<uuid>`, plus `summary` for the strip):
+One stream format (server-sent events, one named event per connection, `conn-<uuid>`, plus
+`summary` for the strip). Open streams hold **no database connection while they wait**:
 
-- Redis pub/sub when `settings.REDIS_URL` is set: `connection_transition` publishes
-  {id, status} on the owner's channel after the transaction commits; the stream listens.
-  A slow database poll still runs beside it, for changes that are not status transitions
-  (a new health score, a check that passed again).
-- Database polling (every second) on the embedded default, reading `updated_at` and
-  `status_changed_at` of the user's connections: no server needed.
+- Each web process runs one `Hub` (per event loop). It learns of changes for every user with
+  an open page in that process and wakes only the streams of that user.
+- With `REDIS_URL` the hub subscribes once to the deployment's channel
+  (`display.live_channel()`), where the engine's write phase and `connection_transition`
+  publish `[user, connection, status, version]` after commit. A slow shared database poll
+  (every `REDIS_BACKSTOP_SECONDS`) catches changes nobody published. If Redis goes away
+  the hub polls every `POLL_SECONDS` and keeps trying to subscribe again; once it is
+  subscribed it goes back to the slow poll (after one catch-up poll).
+- Without Redis (the embedded default) the hub polls the database every `POLL_SECONDS`:
+  one query per process for all open pages, not one per page.
+- A change is sent only when `display.display_version` of the row changed (what a person
+  sees), never for a heartbeat that only moved `updated_at`.
+
+A stream touches the database only to authorise itself and to read its user's current
+versions, each time in a connection it closes right after. The number of streams is capped
+per user and per process (`LIVE_MAX_STREAMS_PER_USER`, `LIVE_MAX_STREAMS_PER_PROCESS`);
+the view answers 429 / 503 "too many open pages" beyond them instead of failing.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
+import weakref
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import transaction
+from django.db import connections as db_connections
 
+from connections import display
 from connections.models import Connection
 
 logger = logging.getLogger(__name__)
 
 POLL_SECONDS = 1.0
-# With Redis feeding status changes, the database poll only catches score/latency updates.
-REDIS_POLL_SECONDS = 5.0
+# With Redis publishing changes, the shared poll only catches what nobody published.
+REDIS_BACKSTOP_SECONDS = 15.0
+REDIS_RETRY_SECONDS = 2.0
+REDIS_PING_SECONDS = 10.0
 KEEPALIVE_SECONDS = 15.0
 # A stream ends after this long; the browser reconnects at once (`retry:`), which bounds
 # how long a stream holds a worker and picks up a new deployment.
 STREAM_MAX_SECONDS = 300.0
 RETRY_MS = 1000
-
-_client = None
-
-
-def channel_for(user_id) -> str:
-    prefix = getattr(settings, "CACHES", {}).get("default", {}).get("KEY_PREFIX", "") or ""
-    return f"{prefix}brokerlink:live:user:{user_id}"
+# Users per IN (…) of the shared poll.
+POLL_CHUNK = 500
 
 
-def _redis():
-    global _client
-    if _client is None:
-        import redis
-
-        _client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=0.5, socket_connect_timeout=0.5)
-    return _client
+def max_streams_per_user() -> int:
+    return int(getattr(settings, "LIVE_MAX_STREAMS_PER_USER", 20))
 
 
-def _publish(user_id, payload: dict) -> None:
-    try:
-        _redis().publish(channel_for(user_id), json.dumps(payload))
-    except Exception as exc:  # noqa: BLE001 - best effort: pages fall back to polling
-        logger.warning("connections.live.publish_failed", extra={"error": type(exc).__name__})
+def max_streams_per_process() -> int:
+    return int(getattr(settings, "LIVE_MAX_STREAMS_PER_PROCESS", 4000))
+
+
+# --- publishing (status transitions) ---------------------------------------------------
 
 
 def publish_connection_changed(connection: Connection) -> None:
-    """Tell the owner's open pages that this connection changed. Never raises.
+    """Tell open pages that this connection changed. Never raises.
 
-    Sent after commit, so a page that re-fetches the card reads the new row."""
+    Sent after commit with the version of the row as committed, so a page that re-fetches
+    the card reads the new row, and the engine's own publish of the same row is a duplicate
+    the hubs drop."""
     if not getattr(settings, "REDIS_URL", ""):
-        return  # the stream polls the database instead
+        return  # the hubs poll the database instead
     try:
-        payload = {"id": str(connection.pk), "status": connection.status}
-        user_id = connection.user_id
-        transaction.on_commit(lambda: _publish(user_id, payload))
+        from django.db import transaction
+
+        def send():
+            version = display.display_version(connection)
+            display.changes_publish([[str(connection.user_id), str(connection.pk), connection.status, version]])
+
+        transaction.on_commit(send)
     except Exception as exc:  # noqa: BLE001
         logger.warning("connections.live.publish_failed", extra={"error": type(exc).__name__})
 
 
-# --- the stream -----------------------------------------------------------------------
+def db_release() -> None:
+    """Close this thread's database connections (with the pool: hand them back), unless one
+    is inside a transaction (a test's, say), which closing would break."""
+    for conn in db_connections.all(initialized_only=True):
+        if not conn.in_atomic_block:
+            conn.close()
+
+
+# --- reading versions (brief database use, connection closed after) ---------------------
+
+
+def _versions_read(user_ids: list, connection_id=None) -> list[tuple[str, str, str, str]]:
+    """[(user_id, connection_id, status, version)] of these users' connections.
+
+    Runs in a worker thread and closes its database connection before returning (with the
+    pool, hands it back), so no stream or hub keeps one while it waits."""
+    try:
+        out = []
+        for start in range(0, len(user_ids), POLL_CHUNK):
+            rows = Connection.objects.filter(user_id__in=user_ids[start : start + POLL_CHUNK])
+            if connection_id is not None:
+                rows = rows.filter(pk=connection_id)
+            for values in rows.values("id", "user_id", *display.FIELDS):
+                pk = values["id"]
+                out.append((str(values["user_id"]), str(pk), values["status"], display.display_version_of(pk, values)))
+        return out
+    finally:
+        db_release()
+
+
+versions_read = sync_to_async(_versions_read, thread_sensitive=False)
+
+
+# --- the hub: one per process (event loop) ---------------------------------------------
+
+
+async def _wait(event: asyncio.Event, timeout: float) -> None:
+    """Until `event` is set or `timeout` passes."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(event.wait(), timeout=timeout)
+
+
+class TooManyStreams(Exception):
+    def __init__(self, message: str, status: int):
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(eq=False)
+class Subscriber:
+    user_id: str
+    connection_id: str | None
+    pending: dict[str, str] = field(default_factory=dict)
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def put(self, connection_id: str, status: str) -> None:
+        if self.connection_id is None or self.connection_id == connection_id:
+            self.pending[connection_id] = status
+            self.wake.set()
+
+    def take(self) -> dict[str, str]:
+        changed, self.pending = self.pending, {}
+        self.wake.clear()
+        return changed
+
+
+class Hub:
+    def __init__(self):
+        self.redis_url = getattr(settings, "REDIS_URL", "") or ""
+        self.by_user: dict[str, set[Subscriber]] = {}
+        self.count = 0
+        # connection id -> version last sent to this process's pages; user -> their ids
+        self.versions: dict[str, str] = {}
+        self.user_connections: dict[str, set[str]] = {}
+        self.redis_ok = False
+        self.subscribed = asyncio.Event()  # set once the first subscribe attempt ended
+        self.poll_now = asyncio.Event()
+        self.polls = 0
+        self.messages = 0
+        self._tasks = [asyncio.ensure_future(self._poll_loop())]
+        if self.redis_url:
+            self._tasks.append(asyncio.ensure_future(self._redis_loop()))
+        else:
+            self.subscribed.set()
+
+    # -- streams --
+
+    def admit(self, user_id) -> None:
+        """Raise TooManyStreams when this process or this user has no room for one more stream."""
+        if self.count >= max_streams_per_process():
+            raise TooManyStreams(
+                "Too many open pages on this server right now: live updates are paused; "
+                "the page checks for changes by itself instead.",
+                503,
+            )
+        if len(self.by_user.get(str(user_id), ())) >= max_streams_per_user():
+            raise TooManyStreams(
+                f"Too many open pages: live updates are limited to {max_streams_per_user()} open pages "
+                "per account. Close some brokerlink tabs.",
+                429,
+            )
+
+    def subscribe(self, user_id, connection_id=None) -> Subscriber:
+        self.admit(user_id)
+        sub = Subscriber(str(user_id), str(connection_id) if connection_id else None)
+        self.by_user.setdefault(sub.user_id, set()).add(sub)
+        self.count += 1
+        return sub
+
+    def unsubscribe(self, sub: Subscriber) -> None:
+        subs = self.by_user.get(sub.user_id)
+        if subs is None or sub not in subs:
+            return
+        subs.discard(sub)
+        self.count -= 1
+        if not subs:
+            del self.by_user[sub.user_id]
+            for pk in self.user_connections.pop(sub.user_id, ()):
+                self.versions.pop(pk, None)
+
+    def learn(self, rows) -> None:
+        """Versions a stream read when it opened: the baseline later changes are compared to."""
+        for user_id, pk, _status, version in rows:
+            self.user_connections.setdefault(user_id, set()).add(pk)
+            self.versions.setdefault(pk, version)
+
+    def deliver(self, user_id: str, pk: str, status: str, version: str) -> None:
+        subs = self.by_user.get(user_id)
+        if not subs:
+            return
+        known = self.versions.get(pk)
+        self.versions[pk] = version
+        self.user_connections.setdefault(user_id, set()).add(pk)
+        # Unknown until now (a poll ran before the stream read its baseline): nothing to compare.
+        if known is None or known == version:
+            return
+        for sub in subs:
+            sub.put(pk, status)
+
+    # -- feeds --
+
+    async def _poll_once(self) -> None:
+        users = list(self.by_user)
+        if not users:
+            return
+        self.polls += 1
+        for row in await versions_read(users):
+            self.deliver(*row)
+
+    async def _poll_loop(self) -> None:
+        while True:
+            every = REDIS_BACKSTOP_SECONDS if self.redis_ok else POLL_SECONDS
+            await _wait(self.poll_now, every)
+            self.poll_now.clear()
+            try:
+                await self._poll_once()
+            except Exception as exc:  # noqa: BLE001 - the database is away: try again next round
+                logger.warning("connections.live.poll_failed", extra={"error": type(exc).__name__})
+
+    def _on_message(self, data) -> None:
+        try:
+            payload = json.loads(data)
+            for user_id, pk, status, version in payload["changes"]:
+                self.deliver(str(user_id), str(pk), str(status), str(version))
+        except (ValueError, KeyError, TypeError):
+            logger.warning("connections.live.bad_message")
+
+    async def _redis_loop(self) -> None:
+        import redis.asyncio as aredis
+
+        while True:
+            client = pubsub = None
+            try:
+                client = aredis.Redis.from_url(self.redis_url, socket_connect_timeout=1)
+                pubsub = client.pubsub()
+                await pubsub.subscribe(display.live_channel())
+                if not self.redis_ok:
+                    logger.info("connections.live.redis_subscribed")
+                self.redis_ok = True
+                self.subscribed.set()
+                # Catch up with whatever changed while we were not subscribed.
+                self.poll_now.set()
+                last_seen = last_ping = time.monotonic()
+                while True:
+                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                    now = time.monotonic()
+                    if message is not None:
+                        last_seen = now
+                        if message.get("type") == "message":
+                            self.messages += 1
+                            self._on_message(message["data"])
+                    if now - last_ping >= REDIS_PING_SECONDS:
+                        last_ping = now
+                        await asyncio.wait_for(pubsub.ping(), timeout=2)
+                    if now - last_seen > 2.5 * REDIS_PING_SECONDS:
+                        raise ConnectionError("no answer to ping")
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - Redis away: poll the database until it is back
+                if self.redis_ok:
+                    logger.warning("connections.live.redis_lost", extra={"error": type(exc).__name__})
+                    self.poll_now.set()
+                self.redis_ok = False
+                self.subscribed.set()
+            finally:
+                for closing in (pubsub, client):
+                    if closing is not None:
+                        with contextlib.suppress(Exception):  # closing a dead connection
+                            await closing.aclose()
+            await asyncio.sleep(REDIS_RETRY_SECONDS)
+
+    def stats(self) -> dict:
+        return {
+            "streams": self.count,
+            "users": len(self.by_user),
+            "feed": "redis" if self.redis_ok else "database poll",
+            "polls": self.polls,
+            "messages": self.messages,
+        }
+
+
+_hubs: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def process_admit() -> None:
+    """The per-process cap, checked before a stream authorises itself (no hub is started)."""
+    hub = _hubs.get(asyncio.get_running_loop())
+    if hub is not None:
+        hub.admit(None)
+
+
+def hub_get() -> Hub:
+    """This event loop's hub, started on first use."""
+    loop = asyncio.get_running_loop()
+    hub = _hubs.get(loop)
+    if hub is None:
+        hub = _hubs[loop] = Hub()
+    return hub
+
+
+# --- the stream ---------------------------------------------------------------------------
 
 
 def sse(event: str, data: str = "") -> str:
     return f"event: {event}\ndata: {data}\n\n"
 
 
-async def _snapshot(user_id, connection_id=None) -> dict[str, tuple]:
-    rows = Connection.objects.filter(user_id=user_id)
-    if connection_id is not None:
-        rows = rows.filter(pk=connection_id)
-    rows = rows.values_list("id", "status", "status_changed_at", "updated_at")
-    return {str(pk): (status, changed, updated) async for pk, status, changed, updated in rows}
-
-
-def _changes(before: dict, after: dict) -> list[tuple[str, str]]:
-    return [(pk, row[0]) for pk, row in after.items() if before.get(pk) != row]
-
-
-async def _redis_messages(user_id):
-    """An async pub/sub subscription, or None when Redis is not configured or not reachable."""
-    if not getattr(settings, "REDIS_URL", ""):
-        return None
+async def stream_open(user_id, connection_id=None) -> Subscriber:
+    """Register a stream (raises TooManyStreams over a cap), wait for the hub's feed and read
+    the user's current versions. The view does this before answering: once the browser sees
+    the response it shows "Live", and a change after that must not be missed."""
+    hub = hub_get()
+    sub = hub.subscribe(user_id, connection_id)
     try:
-        import redis.asyncio as aredis
+        await _wait(hub.subscribed, 2)
+        hub.learn(await versions_read([user_id], connection_id))
+    except BaseException:
+        hub.unsubscribe(sub)
+        raise
+    return sub
 
-        client = aredis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=1)
-        pubsub = client.pubsub()
-        await pubsub.subscribe(channel_for(user_id))
-        pubsub.owner_client = client
-        return pubsub
-    except Exception as exc:  # noqa: BLE001 - fall back to database polling
-        logger.warning("connections.live.subscribe_failed", extra={"error": type(exc).__name__})
-        return None
+
+def stream_close_threadsafe(sub: Subscriber, loop: asyncio.AbstractEventLoop) -> None:
+    """Unregister from any thread (Django closes a response in a worker thread); idempotent."""
+    hub = _hubs.get(loop)
+    if hub is not None and not loop.is_closed():
+        loop.call_soon_threadsafe(hub.unsubscribe, sub)
 
 
 async def connection_stream(
-    user_id, *, connection_id=None, max_seconds: float = STREAM_MAX_SECONDS
+    user_id, *, connection_id=None, max_seconds: float = STREAM_MAX_SECONDS, subscriber: Subscriber | None = None
 ) -> AsyncIterator[str]:
     """Server-sent events for one user's connections (or just `connection_id`) until
-    `max_seconds` pass or the client leaves."""
-    # Subscribe and take the snapshot before the first byte: the page counts as live from
-    # then on, and a change in between would otherwise be in neither.
-    pubsub = await _redis_messages(user_id)
-    known = await _snapshot(user_id, connection_id)
-    yield f"retry: {RETRY_MS}\n\n"
-    yield sse("hello", "live")
-    started = last_poll = last_keepalive = time.monotonic()
-    poll_every = REDIS_POLL_SECONDS if pubsub is not None else POLL_SECONDS
+    `max_seconds` pass or the client leaves. Raises TooManyStreams when over a cap (the view
+    opens the stream first with `stream_open`, so it can answer with a status instead)."""
+    hub = hub_get()
+    sub = subscriber or await stream_open(user_id, connection_id)
     try:
-        while time.monotonic() - started < max_seconds:
-            changed: dict[str, str] = {}
-            if pubsub is not None:
-                try:
-                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=POLL_SECONDS)
-                except Exception as exc:  # noqa: BLE001 - Redis went away: poll the database instead
-                    logger.warning("connections.live.redis_lost", extra={"error": type(exc).__name__})
-                    pubsub, poll_every = None, POLL_SECONDS
-                    message = None
-                if message and message.get("type") == "message":
-                    try:
-                        payload = json.loads(message["data"])
-                        if connection_id is None or str(payload["id"]) == str(connection_id):
-                            changed[str(payload["id"])] = str(payload.get("status", ""))
-                    except (ValueError, KeyError, TypeError):
-                        pass
-            else:
-                await asyncio.sleep(POLL_SECONDS)
+        yield f"retry: {RETRY_MS}\n\n"
+        yield sse("hello", "live")
+        started = last_sent = time.monotonic()
+        while True:
             now = time.monotonic()
-            if now - last_poll >= poll_every or changed:
-                last_poll = now
-                current = await _snapshot(user_id, connection_id)
-                for pk, status in _changes(known, current):
-                    changed.setdefault(pk, status)
-                known = current
-            for pk, status in changed.items():
-                yield sse(f"conn-{pk}", status)
+            left = max_seconds - (now - started)
+            if left <= 0:
+                break
+            wait = min(left, KEEPALIVE_SECONDS - (now - last_sent))
+            if wait > 0:
+                await _wait(sub.wake, wait)
+            changed = sub.take()
             if changed:
+                for pk, status in changed.items():
+                    yield sse(f"conn-{pk}", status)
                 yield sse("summary", str(len(changed)))
-                last_keepalive = now
-            elif now - last_keepalive >= KEEPALIVE_SECONDS:
-                last_keepalive = now
+                last_sent = time.monotonic()
+            elif time.monotonic() - last_sent >= KEEPALIVE_SECONDS:
+                last_sent = time.monotonic()
                 yield ": keepalive\n\n"
     finally:
-        if pubsub is not None:
-            try:
-                await pubsub.aclose()
-                await pubsub.owner_client.aclose()
-            except Exception:  # noqa: BLE001, S110 - closing a dead connection
-                pass
+        hub.unsubscribe(sub)

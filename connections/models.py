@@ -52,6 +52,8 @@ class Connection(models.Model):
     account_id = models.CharField(max_length=255)
     account_number_masked = models.CharField(max_length=32, blank=True)
     account_label = models.CharField(max_length=255, blank=True)
+    # The person's own name for the account ("Retirement"); titles lead with it.
+    nickname = models.CharField(max_length=80, blank=True)
 
     status = models.CharField(max_length=16, choices=ConnectionStatus.choices, default=ConnectionStatus.PENDING)
     status_changed_at = models.DateTimeField(default=timezone.now)
@@ -96,6 +98,13 @@ class Connection(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     disconnected_at = models.DateTimeField(null=True, blank=True)
+    # A disconnected card the person put away: off the dashboard, still in the archive.
+    archived_at = models.DateTimeField(null=True, blank=True)
+    # Only after a revocation the broker did not confirm: the old tokens, sealed, kept for
+    # "Try revoking again" and nothing else (the engine never reads them). Wiped once the
+    # broker confirms, or when the connection is removed.
+    revoke_pending_sealed = models.TextField(blank=True, default="", editable=False)
+    revoke_pending = SealedField("revoke_pending_sealed")
 
     class Meta:
         ordering = ["-created_at"]
@@ -121,6 +130,7 @@ class ConnectionEvent(models.Model):
     class Kind(models.TextChoices):
         CONNECTED = "connected", "Connected"
         RECONNECTED = "reconnected", "Reconnected"
+        RECONNECT_REFUSED = "reconnect_refused", "Reconnect refused"
         STATUS_CHANGED = "status_changed", "Status changed"
         REFRESHED = "refreshed", "Token refreshed"
         REFRESH_FAILED = "refresh_failed", "Refresh failed"

@@ -55,10 +55,25 @@ def _state_digest(state: str) -> str:
 
 
 def flow_uses_pkce(profile: BrokerProfile) -> bool:
-    """PKCE S256 where the broker supports it, and always for public clients (RFC 9700 §2.1.1):
-    without a client secret the verifier is the only thing binding the code to brokerlink.
-    Brokers that do not know PKCE ignore the extra parameters."""
-    return profile.token_rules.pkce or profile.token_rules.token_auth_method == "none"  # noqa: S105 - a method name
+    """PKCE S256 on every authorization (RFC 9700 §2.1.1): brokers that do not know it ignore
+    the extra parameters. Only a broker documented to reject it opts out (`pkce_opt_out`
+    names the source), and never a public client: without a client secret the verifier is
+    the only thing binding the code to brokerlink."""
+    return not profile.pkce_opt_out or profile.token_rules.token_auth_method == "none"  # noqa: S105 - a method name
+
+
+def authorize_params(profile: BrokerProfile) -> dict[str, str]:
+    """Scope and OIDC parameters of the authorize URL.
+
+    OpenID Connect Core 1.0 §11: a provider ignores offline_access unless the request has
+    prompt=consent, and the tokens would then die with the user's login session there.
+    """
+    params: dict[str, str] = {}
+    if profile.scopes:
+        params["scope"] = profile.scope_separator.join(profile.scopes)
+    if "openid" in profile.scopes and "offline_access" in profile.scopes:
+        params["prompt"] = "consent"
+    return params
 
 
 def flow_begin(
@@ -89,10 +104,9 @@ def flow_begin(
         "client_id": app.client_id,
         "redirect_uri": flow.redirect_uri,
         "state": state,
+        **authorize_params(profile),
         **profile.extra_authorize_params,
     }
-    if profile.scopes:
-        params["scope"] = profile.scope_separator.join(profile.scopes)
     if verifier:
         params["code_challenge"] = create_s256_code_challenge(verifier)
         params["code_challenge_method"] = "S256"
@@ -128,13 +142,18 @@ def _origin(url: str) -> tuple[str, str]:
 def issuer_check(profile: BrokerProfile, iss: str | None) -> None:
     """RFC 9207 mix-up defence.
 
-    A profile that declares its issuer requires `iss` to be exactly that; a callback that
-    carries `iss` for a profile without a declared issuer must at least come from the
-    authorization server's origin.
+    A callback without `iss` fails only where the broker advertises the parameter
+    (authorization_response_iss_parameter_supported) or the operator declared it
+    (`require_iss`). A callback with `iss` must match the declared issuer exactly, or,
+    where none is declared, come from the authorization endpoint's origin.
     """
+    if not iss:
+        if profile.require_iss:
+            raise FlowError("issuer_missing")
+        return
     if profile.issuer:
         if iss != profile.issuer:
             raise FlowError("issuer_mismatch")
         return
-    if iss and _origin(iss) != _origin(profile.authorize_url):
+    if _origin(iss) != _origin(profile.authorize_url):
         raise FlowError("issuer_mismatch")

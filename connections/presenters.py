@@ -156,7 +156,7 @@ def monitoring_status(*, now: datetime | None = None) -> MonitoringView:
     if now - last > limit:
         text = (
             f"Monitoring is not running: the last check round was {ago_phrase(last, now=now)} "
-            f"({timezone.localtime(last):%Y-%m-%d %H:%M}). Statuses below are as of then."
+            f"({timezone.localtime(last):%Y-%m-%d %H:%M %Z}). Statuses below are as of then."
         )
         return MonitoringView(False, last, text)
     return MonitoringView(True, last, f"Monitoring is active: last check round {ago_phrase(last, now=now)}.")
@@ -202,10 +202,17 @@ class ConnectionView:
     manual_revoke_url: str = ""
     disconnect_result: dict | None = None
     last_success_ago: str = ""
+    nickname: str = ""
+    revoke_pending: bool = False
+
+    @property
+    def name(self) -> str:
+        """What the person calls the account: their nickname, else the broker's label, else its number."""
+        return self.nickname or self.label or self.account
 
     @property
     def title(self) -> str:
-        return f"{self.broker_name} {self.account}"
+        return f"{self.name} at {self.broker_name}"
 
 
 class ProfileCache(dict):
@@ -279,6 +286,8 @@ def present_connection(
         error=error_view(connection),
         manual_revoke_url=getattr(profile, "manual_revoke_url", "") or "",
         last_success_ago=ago_phrase(connection.last_success_at, now=now) if connection.last_success_at else "never",
+        nickname=connection.nickname,
+        revoke_pending=bool(connection.revoke_pending_sealed),
     )
 
 
@@ -412,7 +421,7 @@ def _expiry(moment: datetime | None, *, now: datetime, none: str) -> str:
     if moment is None:
         return none
     verb = "expires" if moment > now else "expired"
-    return f"{verb} {until_phrase(moment, now=now)} ({timezone.localtime(moment):%Y-%m-%d %H:%M})"
+    return f"{verb} {until_phrase(moment, now=now)} ({timezone.localtime(moment):%Y-%m-%d %H:%M %Z})"
 
 
 def detail_for(connection: Connection, *, now: datetime | None = None, events: int = 30) -> DetailView:

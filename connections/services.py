@@ -8,6 +8,7 @@ Views, admin actions and tasks call these; none of them re-implements a rule.
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 
@@ -32,11 +33,12 @@ from connections.errors import (
 from connections.models import Connection, ConnectionEvent, ConnectionStatus
 from connections.oauth_flow import PURPOSE_RECONNECT, PendingFlow
 from connections.state import connection_event_record, connection_transition
-from connections.tokens import connection_apply_token_response, token_response_clean
+from connections.tokens import connection_apply_token_response, token_meta_for, token_response_clean
 from vault.crypto import VaultError
 
 logger = logging.getLogger(__name__)
 
+OFFLINE_ACCESS = "offline_access"
 TRY_AGAIN = "Start the connection again from the broker list."
 
 
@@ -87,6 +89,12 @@ FAILURES: dict[str, Failure] = {
         "More than 10 minutes passed between leaving brokerlink and coming back.",
         "Sign-ins expire after 10 minutes, so nothing was connected.",
         TRY_AGAIN,
+    ),
+    "issuer_missing": Failure(
+        "The answer did not name its authorization server",
+        "The callback carried no issuer (iss), although this broker always sends one.",
+        "brokerlink refused it to defend against authorization-server mix-up attacks.",
+        TRY_AGAIN + " If it keeps happening, tell your administrator.",
     ),
     "issuer_mismatch": Failure(
         "The answer came from the wrong authorization server",
@@ -139,6 +147,26 @@ FAILURES: dict[str, Failure] = {
         "The broker granted access but sent no refresh token, although it normally issues one.",
         "Without it brokerlink cannot keep the connection alive, so it did not connect the account.",
         TRY_AGAIN + " Make sure you grant every permission (offline access) the broker asks for.",
+    ),
+    "offline_access_denied": Failure(
+        "The broker did not grant offline access",
+        "The broker left offline_access out of what it granted, so its tokens end with your sign-in session there.",
+        "brokerlink could not keep the connection alive, so it handed the tokens back and connected nothing.",
+        TRY_AGAIN + " On the broker's consent page, allow brokerlink to stay connected (offline access).",
+    ),
+    "identity_missing": Failure(
+        "The broker did not say which account this is",
+        "The broker's account endpoint answered with JSON that names no account id.",
+        "brokerlink handed the tokens back and connected nothing.",
+        "Tell your administrator: the broker's heartbeat_path or identity setting needs attention.",
+        502,
+    ),
+    "internal_error": Failure(
+        "brokerlink could not finish connecting",
+        "Something went wrong inside brokerlink after the broker issued tokens.",
+        "brokerlink handed the tokens back and connected nothing.",
+        TRY_AGAIN + " If it keeps happening, tell your administrator.",
+        500,
     ),
     "different_account": Failure(
         "That is a different brokerage account",
@@ -206,7 +234,8 @@ def _revoke_quietly(profile: BrokerProfile, app: BrokerApp, token: dict) -> None
     if not profile.can_revoke_single_user:
         return
     for name in ("refresh_token", "access_token"):
-        if token.get(name):
+        # Only strings: a malformed answer may carry anything under these names.
+        if isinstance(token.get(name), str) and token[name]:
             try:
                 broker_client.token_revoke(profile, app, token[name], name)
             except BrokerError:
@@ -223,7 +252,9 @@ def _flag_configuration(app: BrokerApp, error: BrokerError) -> None:
 def connection_authorize_complete(*, user, flow: PendingFlow, code: str) -> ConnectOutcome:
     """Exchange the code, learn the account, then create or update the connection in one transaction.
 
-    The network work happens first, so a failure leaves nothing behind. Raises ConnectFailed.
+    Once the broker has issued tokens, every way out but success hands them back (revoked
+    where the broker allows it) before the failure is raised: `_complete_after_exchange` runs
+    inside one try/except that catches any exception. Raises ConnectFailed.
     """
     app = BrokerApp.objects.filter(pk=flow.app_id, enabled=True).first()
     try:
@@ -242,33 +273,99 @@ def connection_authorize_complete(*, user, flow: PendingFlow, code: str) -> Conn
         logger.warning("connections.connect.exchange_failed", extra={"broker": flow.slug, "category": error.category})
         raise ConnectFailed(failure_code_for(error), detail=error.message) from error
     try:
-        token, _ = token_response_clean(profile, token)
-    except BrokerError as error:
-        # Issued but unusable: hand back what can be handed back, and say what was wrong.
-        _revoke_quietly(profile, app, {k: v for k, v in token.items() if isinstance(v, str)})
-        logger.warning("connections.connect.token_unusable", extra={"broker": flow.slug})
-        raise ConnectFailed("unexpected_response", detail=error.message) from error
-    if profile.token_rules.issues_refresh_token and not token.get("refresh_token"):
+        return _complete_after_exchange(user=user, flow=flow, app=app, profile=profile, token=token)
+    except Exception as exc:  # noqa: BLE001 - whatever went wrong, the tokens go back first
+        failed = _as_connect_failed(exc, slug=flow.slug)
         _revoke_quietly(profile, app, token)
-        raise ConnectFailed("missing_refresh_token")
-    token_meta = profile.hooks.token_meta(token)
-    try:
-        identity = broker_client.account_identity(profile, flow.environment, token["access_token"], token_meta)
-    except BrokerError as error:
-        logger.warning("connections.connect.identity_failed", extra={"broker": flow.slug, "category": error.category})
-        code_name = "unexpected_response" if error.category == AUTH else failure_code_for(error)
-        raise ConnectFailed(code_name, detail=error.message) from error
+        if failed.code == "different_account":
+            _record_refused_reconnect(user=user, flow=flow, profile=profile)
+        raise failed from exc
 
+
+def _as_connect_failed(exc: Exception, *, slug: str) -> ConnectFailed:
+    """The failure a person sees for an exception raised after the code exchange."""
+    if isinstance(exc, ConnectFailed):
+        return exc
+    if isinstance(exc, BrokerError):
+        logger.warning("connections.connect.after_exchange_failed", extra={"broker": slug, "category": exc.category})
+        if exc.error_code == broker_client.IDENTITY_MISSING_CODE:
+            return ConnectFailed("identity_missing", detail=exc.message)
+        code_name = "unexpected_response" if exc.category == AUTH else failure_code_for(exc)
+        return ConnectFailed(code_name, detail=exc.message)
+    if isinstance(exc, VaultError):
+        logger.error("connections.connect.vault_error", extra={"broker": slug})
+        return ConnectFailed("vault")
+    # A bug or an unforeseen answer: logged with its type only (its message could quote a
+    # broker's answer or a token), shown as an internal error.
+    name = type(exc).__name__
+    logger.error("connections.connect.internal_error", extra={"broker": slug, "error": name})
+    return ConnectFailed("internal_error", detail=f"brokerlink failed while storing the connection ({name}).")
+
+
+def _record_refused_reconnect(*, user, flow: PendingFlow, profile: BrokerProfile) -> None:
+    """A reconnect that signed in to another account leaves a line in the connection's history."""
+    connection = Connection.objects.filter(pk=flow.connection_id, user=user).first() if flow.connection_id else None
+    if connection is None:
+        return
+    connection_event_record(
+        connection=connection,
+        kind=ConnectionEvent.Kind.RECONNECT_REFUSED,
+        message=f"Reconnect refused: you signed in to a different {profile.name} account; nothing changed",
+        actor=user,
+    )
+
+
+def requested_scopes(profile: BrokerProfile) -> set[str]:
+    return {scope for scope in profile.scopes if scope}
+
+
+def granted_scopes(profile: BrokerProfile, token: dict) -> set[str]:
+    """What the broker says it granted; RFC 6749 §5.1: no `scope` means exactly what was asked."""
+    raw = token.get("scope")
+    if raw in (None, ""):
+        return requested_scopes(profile)
+    if isinstance(raw, list):
+        return {str(item) for item in raw}
+    separators = {profile.scope_separator, " ", ","}
+    text = str(raw)
+    for separator in separators - {" "}:
+        text = text.replace(separator, " ")
+    return set(text.split())
+
+
+def grant_check(profile: BrokerProfile, token: dict) -> None:
+    """Refuse a grant brokerlink cannot keep alive. Raises ConnectFailed (tokens handed back by the caller).
+
+    - a broker that issues refresh tokens sent none;
+    - offline_access was asked for (OIDC) and not granted: any refresh token dies with the
+      broker's login session, so the connection would break within minutes or hours.
+    Other scopes the broker left out are logged, not refused: brokerlink only reads the account.
+    """
+    asked, granted = requested_scopes(profile), granted_scopes(profile, token)
+    if OFFLINE_ACCESS in asked and OFFLINE_ACCESS not in granted:
+        raise ConnectFailed(
+            "offline_access_denied",
+            detail=f"{profile.name} granted {' '.join(sorted(granted)) or 'no scopes'} without offline_access.",
+        )
+    if profile.token_rules.issues_refresh_token and not token.get("refresh_token"):
+        raise ConnectFailed("missing_refresh_token")
+    if missing := asked - granted:
+        logger.warning(
+            "connections.connect.scopes_narrowed", extra={"broker": profile.slug, "missing": " ".join(sorted(missing))}
+        )
+
+
+@sensitive_variables()
+def _complete_after_exchange(
+    *, user, flow: PendingFlow, app: BrokerApp, profile: BrokerProfile, token: dict
+) -> ConnectOutcome:
+    token, _ = token_response_clean(profile, token)  # BrokerError(unexpected) names the bad field
+    grant_check(profile, token)
+    token_meta = token_meta_for(profile, token)
+    identity = broker_client.account_identity(profile, flow.environment, token["access_token"], token_meta)
     try:
         with transaction.atomic():
             return _store_connection(user=user, flow=flow, app=app, profile=profile, token=token, identity=identity)
-    except ConnectFailed as failed:
-        if failed.code == "different_account":
-            _revoke_quietly(profile, app, token)
-        raise
-    except VaultError as exc:
-        logger.error("connections.connect.vault_error", extra={"broker": flow.slug})
-        raise ConnectFailed("vault") from exc
     except IntegrityError:
         # A concurrent callback for the same account created the row first: update it instead.
         with transaction.atomic():
@@ -295,9 +392,7 @@ def _store_connection(
         )
     created = connection is None
     if created:
-        connection = Connection(
-            user=user, broker_slug=flow.slug, environment=flow.environment, account_id=account_id
-        )
+        connection = Connection(user=user, broker_slug=flow.slug, environment=flow.environment, account_id=account_id)
     now = timezone.now()
     connection.broker_app = app
     connection.account_number_masked = str(identity.get("masked_number") or "")[:32]
@@ -312,6 +407,8 @@ def _store_connection(
     connection.last_success_at = now
     connection.next_check_at = now
     connection.disconnected_at = None
+    connection.archived_at = None
+    connection.revoke_pending_sealed = ""  # a new grant: the old one is the broker's to expire
     connection.lease_until = None
     connection.lease_owner = ""
     if created:
@@ -351,12 +448,19 @@ class DisconnectOutcome:
     revoked: bool
     reason: str = ""
     manual_revoke_url: str = ""
+    # The broker did not confirm: a sealed copy is kept for "Try revoking again" only.
+    kept_for_retry: bool = False
 
     @property
     def message(self) -> str:
         if self.revoked:
             return f"Revoked at {self.broker_name}. The connection is disconnected and its tokens are deleted."
         where = self.manual_revoke_url or f"your {self.broker_name} account's security settings"
+        if self.kept_for_retry:
+            return (
+                f"Not revoked: {self.reason} Revoke access by hand at {where}, or try revoking again. "
+                "brokerlink can no longer use the tokens."
+            )
         return (
             f"Not revoked: {self.reason} Revoke access by hand at {where}. "
             "brokerlink has deleted its copy of the tokens."
@@ -438,15 +542,89 @@ def connection_disconnect(connection: Connection, actor=None) -> DisconnectOutco
                 broker_client.token_revoke(profile, app, tokens[hint], hint)
     except BrokerError as error:
         outcome.reason = f"{error.message}"
+        _revoke_pending_keep(connection, tokens)
+        outcome.kept_for_retry = True
         return _record_revocation(connection, actor, outcome, category=error.category)
     outcome.revoked = True
     return _record_revocation(connection, actor, outcome)
 
 
+def _revoke_pending_keep(connection: Connection, tokens: dict[str, str]) -> None:
+    """Keep the old tokens sealed for "Try revoking again" only; no status reads them."""
+    connection.revoke_pending = json.dumps({k: v for k, v in tokens.items() if v})
+    Connection.objects.filter(pk=connection.pk).update(revoke_pending_sealed=connection.revoke_pending_sealed)
+
+
+@sensitive_variables()
+def connection_revoke_retry(connection: Connection, actor=None) -> DisconnectOutcome:
+    """Try again to revoke at the broker what an earlier disconnect could not. Safe twice:
+    revoking a token twice is harmless (RFC 7009), and a confirmed revocation wipes the copy."""
+    try:
+        profile = broker_client.profile_for(connection.broker_slug, connection.environment)
+    except UnknownBroker:
+        return DisconnectOutcome(connection.broker_slug, False, "the broker is no longer configured.")
+    outcome = DisconnectOutcome(profile.name, False, manual_revoke_url=profile.manual_revoke_url)
+    if connection.status != ConnectionStatus.DISCONNECTED or not connection.revoke_pending_sealed:
+        outcome.reason = "brokerlink holds nothing more to revoke."
+        return outcome
+    try:
+        tokens = json.loads(connection.revoke_pending)
+    except (VaultError, ValueError):
+        Connection.objects.filter(pk=connection.pk).update(revoke_pending_sealed="")
+        outcome.reason = "brokerlink could not decrypt the stored tokens to revoke them."
+        return _record_revocation(connection, actor, outcome)
+    app = connection.broker_app
+    if app is None:
+        outcome.reason = "this brokerlink deployment no longer has credentials for the broker."
+        return _record_revocation(connection, actor, outcome)
+    try:
+        for hint in ("refresh_token", "access_token"):
+            if tokens.get(hint):
+                broker_client.token_revoke(profile, app, tokens[hint], hint)
+    except BrokerError as error:
+        outcome.reason = f"{error.message}"
+        outcome.kept_for_retry = True
+        return _record_revocation(connection, actor, outcome, category=error.category)
+    Connection.objects.filter(pk=connection.pk).update(revoke_pending_sealed="")
+    connection.revoke_pending_sealed = ""
+    outcome.revoked = True
+    return _record_revocation(connection, actor, outcome)
+
+
+def connection_rename(connection: Connection, nickname: str) -> None:
+    connection.nickname = " ".join(nickname.split())[:80]
+    Connection.objects.filter(pk=connection.pk).update(nickname=connection.nickname, updated_at=timezone.now())
+
+
+def connection_archive(connection: Connection) -> bool:
+    """Put a disconnected card away (off the dashboard). Only disconnected ones: False otherwise."""
+    if connection.status != ConnectionStatus.DISCONNECTED:
+        return False
+    connection.archived_at = connection.archived_at or timezone.now()
+    Connection.objects.filter(pk=connection.pk).update(archived_at=connection.archived_at)
+    return True
+
+
+def connection_remove(connection: Connection) -> bool:
+    """Delete a disconnected connection with its history (and any token copy kept to revoke)."""
+    if connection.status != ConnectionStatus.DISCONNECTED:
+        return False
+    logger.info("connections.removed", extra={"connection_id": str(connection.pk)})
+    connection.delete()
+    return True
+
+
 def _copy_state(source: Connection, target: Connection) -> None:
     for name in (
-        "status", "status_changed_at", "access_token_sealed", "refresh_token_sealed", "access_expires_at",
-        "refresh_expires_at", "reauth_deadline_at", "disconnected_at", "updated_at",
+        "status",
+        "status_changed_at",
+        "access_token_sealed",
+        "refresh_token_sealed",
+        "access_expires_at",
+        "refresh_expires_at",
+        "reauth_deadline_at",
+        "disconnected_at",
+        "updated_at",
     ):
         setattr(target, name, getattr(source, name))
 

@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
-from brokers.profile import BrokerProfile, TokenRules
+from brokers.profile import BrokerProfile, TokenAnswerRejected, TokenRules
 from connections.errors import UNEXPECTED, BrokerError
 from connections.models import Connection
 
@@ -92,6 +92,15 @@ def token_response_clean(profile: BrokerProfile, token: dict) -> tuple[dict, lis
     return clean, notes
 
 
+def token_meta_for(profile: BrokerProfile, token: dict) -> dict:
+    """The profile hook's non-secret values from a token answer; a value the hook refuses
+    (TokenAnswerRejected) becomes BrokerError(UNEXPECTED), which fails this connect or refresh alone."""
+    try:
+        return profile.hooks.token_meta(token)
+    except TokenAnswerRejected as exc:
+        raise BrokerError(UNEXPECTED, str(exc)) from exc
+
+
 def next_daily_expiry(rules: TokenRules, *, now: datetime) -> datetime | None:
     """The next wall-clock expiry (e.g. 03:30 Asia/Kolkata) after `now`, in UTC."""
     if rules.daily_expiry is None:
@@ -156,5 +165,5 @@ def connection_apply_token_response(
     connection.reauth_deadline_at = _min(cap, None if connection.refresh_token_sealed else connection.access_expires_at)
     connection.last_refreshed_at = now
     meta = dict(connection.token_meta or {})
-    meta.update(profile.hooks.token_meta(token))
+    meta.update(token_meta_for(profile, token))
     connection.token_meta = meta

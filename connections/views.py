@@ -9,32 +9,47 @@ from django.views.decorators.debug import sensitive_variables
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from brokers.registry import UnknownBroker
-from brokers.services import broker_app_for, broker_app_is_configured, broker_catalog
+from brokers.services import broker_app_for, broker_app_is_configured
 from connections import broker_client
-from connections.forms import CatalogSearchForm
+from connections.fragments import dashboard_cached
 from connections.models import ConnectionStatus
 from connections.oauth_flow import PURPOSE_CONNECT, PURPOSE_RECONNECT, FlowError, flow_begin, flow_take, issuer_check
-from connections.presenters import dashboard_for_user, detail_for
-from connections.selectors import connection_get_for_user
-from connections.services import FAILURES, ConnectFailed, connection_authorize_complete, connection_disconnect
+from connections.presenters import card_for, detail_for
+from connections.selectors import connection_get_for_user, connection_list_disconnected_for_user
+from connections.services import (
+    FAILURES,
+    ConnectFailed,
+    connection_archive,
+    connection_authorize_complete,
+    connection_disconnect,
+    connection_remove,
+    connection_rename,
+    connection_revoke_retry,
+)
 
 logger = logging.getLogger(__name__)
 
 
 @login_required
 def dashboard(request):
-    return render(request, "connections/dashboard.html", {"dashboard": dashboard_for_user(user=request.user)})
+    dashboard, cards_html = dashboard_cached(request)
+    # Disconnected cards stay in view (to archive, remove or connect again) until archived.
+    put_away = connection_list_disconnected_for_user(user=request.user)
+    context = {
+        "dashboard": dashboard,
+        "cards_html": cards_html,
+        "disconnected": [card_for(c) for c in put_away.filter(archived_at__isnull=True)],
+        "archived_count": put_away.filter(archived_at__isnull=False).count(),
+    }
+    return render(request, "connections/dashboard.html", context)
 
 
 @login_required
 @require_GET
-def catalog(request):
-    form = CatalogSearchForm(request.GET or None)
-    entries = broker_catalog()
-    query = form.cleaned_query() if form.is_valid() else ""
-    if query:
-        entries = [e for e in entries if query in e.profile.name.lower() or query in e.profile.slug]
-    return render(request, "connections/catalog.html", {"entries": entries, "form": form, "query": query})
+def archived(request):
+    put_away = connection_list_disconnected_for_user(user=request.user).filter(archived_at__isnull=False)
+    cards = [card_for(c) for c in put_away]
+    return render(request, "connections/archived.html", {"cards": cards})
 
 
 def _failure(request, code: str, *, slug: str = "", detail: str = "", connection_id: str = ""):
@@ -119,7 +134,8 @@ def disconnect(request, connection_id):
     connection = connection_get_for_user(user=request.user, connection_id=connection_id)
     if request.method == "GET":
         template = "connections/partials/_disconnect_dialog.html" if request.htmx else "connections/disconnect.html"
-        return render(request, template, {"connection": connection, **_revocation_preview(connection)})
+        context = {"connection": connection, "card_name": card_for(connection).name, **_revocation_preview(connection)}
+        return render(request, template, context)
     outcome = connection_disconnect(connection, request.user)
     (messages.success if outcome.revoked else messages.warning)(request, outcome.message)
     return redirect("connections:detail", connection_id=connection.pk)
@@ -136,3 +152,44 @@ def _revocation_preview(connection) -> dict:
         "revocation_scope": profile.revocation_scope,
         "manual_revoke_url": profile.manual_revoke_url,
     }
+
+
+@login_required
+@require_POST
+def revoke_retry(request, connection_id):
+    connection = connection_get_for_user(user=request.user, connection_id=connection_id)
+    outcome = connection_revoke_retry(connection, request.user)
+    (messages.success if outcome.revoked else messages.warning)(request, outcome.message)
+    return redirect("connections:detail", connection_id=connection.pk)
+
+
+@login_required
+@require_POST
+def rename(request, connection_id):
+    connection = connection_get_for_user(user=request.user, connection_id=connection_id)
+    connection_rename(connection, request.POST.get("nickname", ""))
+    messages.success(request, f"Saved: this account is now called “{card_for(connection).name}”.")
+    return redirect("connections:detail", connection_id=connection.pk)
+
+
+@login_required
+@require_POST
+def archive(request, connection_id):
+    connection = connection_get_for_user(user=request.user, connection_id=connection_id)
+    if connection_archive(connection):
+        messages.success(request, f"Archived {card_for(connection).title}.")
+    else:
+        messages.error(request, "Only a disconnected connection can be archived.")
+    return redirect("connections:dashboard")
+
+
+@login_required
+@require_POST
+def remove(request, connection_id):
+    connection = connection_get_for_user(user=request.user, connection_id=connection_id)
+    title = card_for(connection).title
+    if connection_remove(connection):
+        messages.success(request, f"Removed {title} and its history.")
+        return redirect("connections:dashboard")
+    messages.error(request, "Disconnect the connection before removing it.")
+    return redirect("connections:detail", connection_id=connection.pk)

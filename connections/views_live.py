@@ -3,18 +3,20 @@ re-fetch, Check now, and the staff system status page."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
+from asgiref.sync import sync_to_async
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.http import Http404, HttpResponse, StreamingHttpResponse
+from django.http import HttpResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseStopPolling
 
-from connections import hub, live, presenters
+from connections import fragments, hub, live, presenters
 from connections.models import Connection, ConnectionStatus
 from connections.selectors import connection_get_for_user
 
@@ -35,6 +37,9 @@ def card(request, connection_id):
     connection = connection_get_for_user(user=request.user, connection_id=connection_id)
     if not request.htmx:
         return redirect("connections:detail", connection_id=connection.pk)
+    if connection.status != ConnectionStatus.DISCONNECTED:
+        # The live re-fetch: the cached card unless what it shows changed.
+        return HttpResponse(fragments.cards_html(request, [connection])[1][0])
     view = presenters.card_for(connection)
     return _fragment(request, "connections/partials/_card.html", {"card": view}, final=view.is_final)
 
@@ -100,30 +105,65 @@ def check_now(request, connection_id):
 # --- the stream -----------------------------------------------------------------------
 
 
-def _event_stream(generator) -> StreamingHttpResponse:
-    response = StreamingHttpResponse(generator, content_type="text/event-stream")
-    response["Cache-Control"] = "no-cache"
-    response["X-Accel-Buffering"] = "no"  # nginx: pass events through as they come
-    return response
+class EventStreamResponse(StreamingHttpResponse):
+    """Server-sent events; `on_close` runs when Django closes the response (always, even
+    when the client left before the first byte and the generator never started)."""
+
+    def __init__(self, generator, *, on_close=None):
+        super().__init__(generator, content_type="text/event-stream")
+        self["Cache-Control"] = "no-cache"
+        self["X-Accel-Buffering"] = "no"  # nginx: pass events through as they come
+        self._on_close = on_close
+
+    def close(self):
+        super().close()
+        if self._on_close is not None:
+            self._on_close()
+
+
+def _stream_authorise(request, connection_id=None):
+    """(user id, None) or (None, response): sign-in and ownership, read in the request's
+    thread, whose database connection is closed before the stream starts waiting."""
+    try:
+        user = request.user
+        if not user.is_authenticated:
+            return None, HttpResponse("Sign in to receive live updates.", status=403, content_type="text/plain")
+        if connection_id is not None and not Connection.objects.filter(pk=connection_id, user=user).exists():
+            return None, HttpResponse("No such connection.", status=404, content_type="text/plain")
+        return user.pk, None
+    finally:
+        # Without this the request's connection stays open (and out of the pool) for the
+        # whole life of the stream: that is what used to exhaust PostgreSQL.
+        live.db_release()
+
+
+async def _open(request, connection_id=None):
+    try:
+        live.process_admit()  # the per-process cap, before any database work
+        user_id, refused = await sync_to_async(_stream_authorise)(request, connection_id)
+        if refused is not None:
+            return refused
+        subscriber = await live.stream_open(user_id, connection_id)
+    except live.TooManyStreams as exc:
+        logger.info("connections.stream.refused", extra={"status": exc.status})
+        response = HttpResponse(str(exc), status=exc.status, content_type="text/plain")
+        response["Retry-After"] = "30"
+        return response
+    loop = asyncio.get_running_loop()
+    return EventStreamResponse(
+        live.connection_stream(user_id, connection_id=connection_id, subscriber=subscriber),
+        on_close=lambda: live.stream_close_threadsafe(subscriber, loop),
+    )
 
 
 async def stream(request):
     """Server-sent events for the signed-in user's connections (an async view: run under ASGI)."""
-    user = await request.auser()
-    if not user.is_authenticated:
-        return HttpResponse("Sign in to receive live updates.", status=403, content_type="text/plain")
-    return _event_stream(live.connection_stream(user.pk))
+    return await _open(request)
 
 
 async def connection_stream(request, connection_id):
     """The same stream, for the events of one connection (another user's: 404)."""
-    user = await request.auser()
-    if not user.is_authenticated:
-        return HttpResponse("Sign in to receive live updates.", status=403, content_type="text/plain")
-    exists = await Connection.objects.filter(pk=connection_id, user=user).aexists()
-    if not exists:
-        raise Http404("No such connection.")
-    return _event_stream(live.connection_stream(user.pk, connection_id=connection_id))
+    return await _open(request, connection_id)
 
 
 # --- system status --------------------------------------------------------------------

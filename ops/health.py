@@ -8,7 +8,9 @@ Only the database decides readiness: without it the web cannot serve a page, so 
 overall status is `unhealthy` (HTTP 503) and the load balancer takes the instance out.
 Redis, the workers and beat being down leave pages working, so those make the overall
 status `degraded` (HTTP 200) — taking every web instance out of rotation because Redis
-is down would turn a background problem into a full outage.
+is down would turn a background problem into a full outage. A database that is up but has
+no free connection ("busy": ops.busy) is `degraded` too: every instance shares it, so
+dropping instances would not help.
 """
 
 from __future__ import annotations
@@ -46,12 +48,25 @@ def _fresh_after():
     return timezone.now() - timedelta(seconds=settings.HEALTH_FRESH_SECONDS)
 
 
+def _database_busy_result() -> CheckResult:
+    # Up but out of connections: not a reason to take this instance out (see ops.busy).
+    return CheckResult("database", False, "busy: every connection is in use", data={"state": "busy"})
+
+
 def check_database() -> CheckResult:
+    from ops.busy import database_busy, pool_saturated
+
     try:
+        if pool_saturated(connection):
+            return _database_busy_result()
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
             cursor.fetchone()
         return CheckResult("database", True, "ok", critical=True)
+    except Exception as exc:
+        if database_busy(exc):
+            return _database_busy_result()
+        raise
     finally:
         # Checks run in short-lived threads; their connections must not outlive them.
         connection.close()
@@ -144,7 +159,7 @@ def _run_one(name: str, func, timeout: float) -> CheckResult:
     thread.join(timeout)
     result = box.get("result") or CheckResult(name, False, f"timed out after {timeout:g}s")
     result.name = name
-    result.critical = name == "database"
+    result.critical = name == "database" and result.data.get("state") != "busy"
     result.latency_ms = int((time.monotonic() - started) * 1000)
     return result
 

@@ -122,6 +122,44 @@ class RedactSecretsFilter(logging.Filter):
         return True
 
 
+# Extras some libraries add that are not fields: uvicorn's coloured copy of the message.
+TEXT_SKIP_FIELDS = {"request_id", "task_id", "color_message"}
+
+
+def _field_text(value) -> str | None:
+    """The value as it appears after `key=`, or None for objects that are not data (a request)."""
+    if isinstance(value, (list, tuple, dict, set, frozenset)):
+        import json
+
+        value = json.dumps(list(value) if isinstance(value, (set, frozenset)) else value, default=str)
+    elif value is not None and not isinstance(value, (str, int, float, bool)):
+        return None
+    text = str(value)
+    if not text or any(ch in text for ch in ' "=\\') or any(ord(ch) < 32 for ch in text):
+        return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\r", "\\r") + '"'
+    return text
+
+
+class TextFormatter(logging.Formatter):
+    """The text log line with the record's structured fields (`extra`) after the message, as
+    `key=value` (quoted when needed), so `broker=alpaca status=503 latency_ms=812` is on the
+    line as it is in the JSON format. Values are already redacted by RedactSecretsFilter."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        fields = []
+        for key, value in vars(record).items():
+            if key in STANDARD_ATTRS or key in TEXT_SKIP_FIELDS or key.startswith("_"):
+                continue
+            text = _field_text(value)
+            if text is not None:
+                fields.append(f"{key}={text}")
+        if not fields:
+            return line
+        head, newline, rest = line.partition("\n")  # a traceback stays below the fields
+        return f"{head} {' '.join(fields)}{newline}{rest}"
+
+
 class ContextFilter(logging.Filter):
     """Adds `request_id` and `task_id` (or "-") to every record."""
 

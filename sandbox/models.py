@@ -48,6 +48,13 @@ class SandboxClient(ClientMixin, SandboxCounters):
     )
     require_pkce = models.BooleanField(default=True)
     emulate = models.CharField(max_length=64, blank=True, help_text="Broker slug whose TokenRules this client copies.")
+    # OpenID Connect mode: offline_access is granted only with prompt=consent (OIDC Core
+    # 11); without it the refresh token dies with the login session. No `iss` on the callback
+    # (the OIDC discovery document does not advertise RFC 9207), identity from userinfo.
+    oidc = models.BooleanField(default=False)
+    login_session_ttl = models.PositiveIntegerField(
+        default=600, help_text="OIDC mode: seconds a grant without offline_access lives (the login session)."
+    )
 
     # Token semantics (brokers.profile.TokenRules). Durations in seconds; null = never expires.
     access_ttl = models.PositiveIntegerField(null=True, blank=True, default=3600)
@@ -165,6 +172,8 @@ class SandboxGrant(SandboxCounters):
     consented_at = models.DateTimeField()
     revoked_at = models.DateTimeField(null=True, blank=True)
     revoked_reason = models.CharField(max_length=64, blank=True)
+    # OIDC mode without offline_access: refresh stops working when the login session ends.
+    session_expires_at = models.DateTimeField(null=True, blank=True)
 
     def __str__(self) -> str:
         return f"grant {self.pk} {self.user} → {self.client.name}"

@@ -57,16 +57,24 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         consent: Consent = request.user
         client: SandboxClient = request.client
         now = client.now()
+        scope, session_expires_at = services.oidc_granted_scope(
+            client, request.scope or "", prompt=request.payload.data.get("prompt") or "", now=now
+        )
         with transaction.atomic():
             grant = SandboxGrant.objects.create(
-                client=client, user=consent.user, account=consent.account, scope=request.scope or "", consented_at=now
+                client=client,
+                user=consent.user,
+                account=consent.account,
+                scope=scope,
+                consented_at=now,
+                session_expires_at=session_expires_at,
             )
             SandboxAuthorizationCode.objects.create(
                 code_hash=token_hash(code),
                 client=client,
                 grant=grant,
                 redirect_uri=request.payload.redirect_uri or "",
-                scope=request.scope or "",
+                scope=scope,
                 code_challenge=request.payload.data.get("code_challenge") or "",
                 code_challenge_method=request.payload.data.get("code_challenge_method") or "",
                 created_at=now,

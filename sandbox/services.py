@@ -166,6 +166,8 @@ def client_describe(client: SandboxClient, *, with_secret: bool = False) -> dict
         "absolute_cap": client.absolute_cap,
         "daily_expiry": client.daily_expiry.strftime("%H:%M") if client.daily_expiry else None,
         "daily_expiry_tz": client.daily_expiry_tz,
+        "oidc": client.oidc,
+        "login_session_ttl": client.login_session_ttl,
         "invalid_refresh": error_shape(client, "refresh").__dict__,
         "invalid_access": error_shape(client, "access").__dict__,
     }
@@ -433,9 +435,35 @@ def refresh_token_check(*, refresh_token: str, client: SandboxClient) -> Sandbox
     now = client.now()
     if item.refresh_revoked or item.grant.is_revoked or item.grant.cap_reached(now):
         return None
+    if item.grant.session_expires_at is not None and now >= item.grant.session_expires_at:
+        return None  # OIDC mode without offline_access: the login session is over
     if item.refresh_expires_at is not None and now >= item.refresh_expires_at:
         return None
     return item
+
+
+OFFLINE_ACCESS = "offline_access"
+
+
+def oidc_granted_scope(client: SandboxClient, requested: str, *, prompt: str, now: datetime) -> tuple[str, Any]:
+    """(granted scope, when the grant's login session ends) for one consent.
+
+    OpenID Connect Core 1.0 §11: offline_access is ignored unless the request carries
+    prompt=consent. Without it an OIDC-mode grant lives only as long as the login session
+    (client.login_session_ttl), refresh tokens included. Other clients get what they asked for.
+    """
+    if not client.oidc:
+        return requested, None
+    scopes = requested.split()
+    if OFFLINE_ACCESS in scopes and "consent" not in prompt.split():
+        scopes = [s for s in scopes if s != OFFLINE_ACCESS]
+    session_end = None if OFFLINE_ACCESS in scopes else now + timedelta(seconds=client.login_session_ttl)
+    return " ".join(scopes), session_end
+
+
+def userinfo_payload(token: SandboxToken) -> dict[str, Any]:
+    """OIDC userinfo: the subject only, as a minimal provider answers (no account fields)."""
+    return {"sub": f"sbx-user-{token.grant.user_id}"}
 
 
 def grant_revoke(grant: SandboxGrant, *, reason: str) -> None:

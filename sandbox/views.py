@@ -81,8 +81,11 @@ def logout(request: HttpRequest) -> HttpResponse:
     return response
 
 
-def _with_issuer(request: HttpRequest, response: HttpResponse) -> HttpResponse:
-    # RFC 9207: every authorization response names its issuer.
+def _with_issuer(request: HttpRequest, response: HttpResponse, client: SandboxClient | None = None) -> HttpResponse:
+    # RFC 9207: every authorization response names its issuer. OIDC-mode clients get none,
+    # like the many OpenID providers that do not advertise the parameter.
+    if client is not None and client.oidc:
+        return response
     if response.has_header("Location"):
         response["Location"] = add_params_to_uri(response["Location"], [("iss", sandbox_root(request))])
     return response
@@ -109,11 +112,11 @@ def authorize(request: HttpRequest) -> HttpResponse:
             account = next((a for a in accounts if str(a.pk) == request.POST.get("account")), None)
             if account is not None:
                 response = server.create_authorization_response(request, grant_user=Consent(user, account), grant=grant)
-                return _with_issuer(request, response)
+                return _with_issuer(request, response, client)
             error = "Pick the account to share."
         else:
             response = server.create_authorization_response(request, grant_user=None, grant=grant)
-            return _with_issuer(request, response)
+            return _with_issuer(request, response, client)
     context = {"client": client, "accounts": accounts, "sandbox_user": user, "error": error}
     return render(request, "sandbox/consent.html", context, status=400 if error else 200)
 
@@ -213,6 +216,44 @@ def metadata(request: HttpRequest) -> JsonResponse:
             "service_documentation": f"{root}/",
         }
     )
+
+
+def openid_configuration(request: HttpRequest) -> JsonResponse:
+    """OpenID Connect Discovery 1.0: what an OIDC-mode client is pointed at. Unlike the RFC 8414
+    document it does not advertise RFC 9207 `iss` (OIDC-mode callbacks carry none)."""
+    root = sandbox_root(request)
+    return JsonResponse(
+        {
+            "issuer": root,
+            "authorization_endpoint": f"{root}/oauth/authorize",
+            "token_endpoint": f"{root}/oauth/token",
+            "revocation_endpoint": f"{root}/oauth/revoke",
+            "userinfo_endpoint": f"{root}/oidc/userinfo",
+            "scopes_supported": ["openid", "offline_access", "accounts:read"],
+            "response_types_supported": ["code"],
+            "grant_types_supported": ["authorization_code", "refresh_token"],
+            "subject_types_supported": ["public"],
+            "code_challenge_methods_supported": ["S256"],
+            "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+            "prompt_values_supported": ["consent", "login"],
+        }
+    )
+
+
+def userinfo(request: HttpRequest) -> HttpResponse:
+    """OIDC userinfo: `{"sub": ...}` and nothing else, with the client's faults and token rules."""
+    auth = request.headers.get("Authorization", "")
+    found = services.token_for_access(auth[7:].strip()) if auth[:7].lower() == "bearer " else None
+    if found is None:
+        return JsonResponse({"error": "invalid_token"}, status=401)
+    services.count(found.client, found.grant, "account_calls")
+    if fault := services.fault_response(found.client):
+        return fault
+    try:
+        _bearer_validator.validate_token(found, None, None)
+    except OAuth2Error:
+        return services.error_shape_response(services.error_shape(found.client, "access"))
+    return JsonResponse(services.userinfo_payload(found))
 
 
 # --- control: staff page and JSON API ------------------------------------------------------

@@ -6,6 +6,7 @@ pytest_plugins = [
     "tests.fixtures.sandbox",
     "tests.fixtures.services",
     "tests.fixtures.servers",
+    "tests.fixtures.receiver",
     "tests.fixtures.fake_broker",
 ]
 

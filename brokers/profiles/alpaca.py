@@ -12,6 +12,7 @@ RATE_LIMIT = "https://alpaca.markets/support/usage-limit-api-calls/"
 PROFILE = BrokerProfile(
     slug="alpaca",
     name="Alpaca",
+    description="US stocks, ETFs and crypto, commission-free. Connect a paper or live Alpaca account.",
     mark="AL",
     website="https://alpaca.markets",
     authorize_url="https://app.alpaca.markets/oauth/authorize",  # WORKING_WITH_OAUTH
@@ -19,7 +20,9 @@ PROFILE = BrokerProfile(
     # One token works against live and paper hosts (USING_OAUTH).
     api_base_urls={"live": "https://api.alpaca.markets", "paper": "https://paper-api.alpaca.markets"},
     heartbeat_path="/v2/account",  # the guide's own example call (GUIDE)
-    scopes=("account:write", "trading"),  # space-delimited (OAUTH_REF); "data" left out
+    # No scope: "Read-only endpoint access is assumed by default" (USING_OAUTH). The documented
+    # scopes (account:write, trading, data; OAUTH_REF) all grant more than brokerlink reads.
+    scopes=(),
     scope_separator=" ",
     token_rules=TokenRules(
         # The token response has no expires_in and no refresh_token (GUIDE); lifetime unconfirmed.
@@ -44,7 +47,7 @@ PROFILE = BrokerProfile(
     sources={
         "authorize_url": WORKING_WITH_OAUTH,
         "token_url": GUIDE,
-        "scopes": OAUTH_REF,
+        "scopes": USING_OAUTH,
         "api_base_urls": USING_OAUTH,
         "heartbeat_path": GUIDE,
         "token_rules": GUIDE,

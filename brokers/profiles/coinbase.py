@@ -26,6 +26,7 @@ class CoinbaseHooks(BrokerHooks):
 PROFILE = BrokerProfile(
     slug="coinbase",
     name="Coinbase",
+    description="Buy, sell and hold crypto. Connect your Coinbase account.",
     mark="CB",
     website="https://www.coinbase.com",
     authorize_url="https://login.coinbase.com/oauth2/auth",  # REFERENCE

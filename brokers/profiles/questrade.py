@@ -1,15 +1,26 @@
 """Questrade API."""
 # ruff: noqa: S105, S106 - "token_url"/"token_auth_method" are endpoint names, not passwords
 
+import re
 from typing import Any
 
-from brokers.profile import BrokerHooks, BrokerProfile, ErrorShape, RateLimit, TokenRules, mask_account_number
+from brokers.profile import (
+    BrokerHooks,
+    BrokerProfile,
+    ErrorShape,
+    RateLimit,
+    TokenAnswerRejected,
+    TokenRules,
+    mask_account_number,
+)
 
 AUTHORIZATION = "https://www.questrade.com/api/documentation/authorization"
 SECURITY = "https://www.questrade.com/api/documentation/security"
 RATE_LIMIT = "https://www.questrade.com/api/documentation/rate-limiting"
 ERRORS = "https://questrade.com/api/documentation/error-handling"
 REFRESH_ROTATION = "https://implexa.ai/s/clawhub/questrade"
+# api01 … api99 under iq.questrade.com, https only, optional trailing slash (SECURITY).
+API_SERVER_RE = re.compile(r"^https://api\d{1,2}\.iq\.questrade\.com/?$")
 
 
 class QuestradeHooks(BrokerHooks):
@@ -20,8 +31,18 @@ class QuestradeHooks(BrokerHooks):
     """
 
     def token_meta(self, token_response: dict) -> dict:
+        """Keep `api_server` only on the documented host pattern over https (SECURITY shows
+        "https://api01.iq.questrade.com/"): a token answer naming any other host would have
+        brokerlink send the access token there. Raises TokenAnswerRejected otherwise."""
         server = token_response.get("api_server")
-        return {"api_server": str(server).rstrip("/")} if server else {}
+        if not server:
+            return {}
+        if not isinstance(server, str) or not API_SERVER_RE.match(server):
+            raise TokenAnswerRejected(
+                "Questrade named an api_server that is not https://apiNN.iq.questrade.com/; "
+                "brokerlink will not send the access token there."
+            )
+        return {"api_server": server.rstrip("/")}
 
     def api_base_url(self, profile: BrokerProfile, *, environment: str, token_meta: dict) -> str:
         server = (token_meta or {}).get("api_server")
@@ -46,6 +67,7 @@ class QuestradeHooks(BrokerHooks):
 PROFILE = BrokerProfile(
     slug="questrade",
     name="Questrade",
+    description="Canadian online brokerage: stocks, ETFs, options and registered accounts (TFSA, RRSP).",
     mark="QT",
     website="https://www.questrade.com",
     authorize_url="https://login.questrade.com/oauth2/authorize",  # AUTHORIZATION

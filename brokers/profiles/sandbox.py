@@ -31,6 +31,7 @@ def build_profile(root: str | None = None) -> BrokerProfile:
     return BrokerProfile(
         slug=SLUG,
         name="Sandbox Broker",
+        description="A demo brokerage with paper accounts: try brokerlink without a real account or any credentials.",
         mark="SB",
         website=root,
         authorize_url=f"{root}/oauth/authorize",
@@ -39,10 +40,11 @@ def build_profile(root: str | None = None) -> BrokerProfile:
         revocation_scope="token",
         metadata_url=f"{root}/.well-known/oauth-authorization-server",
         issuer=root,
+        require_iss=True,  # its metadata advertises authorization_response_iss_parameter_supported
         api_base_urls={"live": root, "paper": root},
         heartbeat_path="/v1/account",
         heartbeat_interval_seconds=int(getattr(settings, "SANDBOX_HEARTBEAT_INTERVAL_SECONDS", 60)),
-        scopes=("read", "trade"),
+        scopes=("read",),  # brokerlink only reads the account
         token_rules=TOKEN_RULES,
         token_invalid_statuses=(401,),
         rate_limit=RateLimit(600, 60, source=SANDBOX_DOC),

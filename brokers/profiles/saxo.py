@@ -41,6 +41,7 @@ class SaxoHooks(BrokerHooks):
 PROFILE = BrokerProfile(
     slug="saxo",
     name="Saxo",
+    description="Multi-asset trading from Saxo Bank: stocks, ETFs, bonds, FX and futures.",
     mark="SX",
     website="https://www.developer.saxo",
     authorize_url=f"{LIVE_AUTH}/authorize",  # {AuthenticationUrl}/authorize (CODE_GRANT); host unconfirmed

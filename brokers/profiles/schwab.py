@@ -41,13 +41,17 @@ class SchwabHooks(BrokerHooks):
 PROFILE = BrokerProfile(
     slug="schwab",
     name="Charles Schwab",
+    description="US brokerage for stocks, ETFs, options and mutual funds. "
+    "Schwab asks you to sign in again every 7 days.",
     mark="CS",
     website="https://developer.schwab.com",
     authorize_url="https://api.schwabapi.com/v1/oauth/authorize",  # SCHWAB_PY_AUTH
     token_url="https://api.schwabapi.com/v1/oauth/token",  # SCHWAB_PY_AUTH, SCHWABDEV_TOKENS
     api_base_urls={"live": "https://api.schwabapi.com"},  # no sandbox published
     heartbeat_path="/trader/v1/accounts/accountNumbers",  # ACCOUNT_NUMBERS
-    scopes=("api",),  # schwab-py requests no meaningful scope; "api" is what the portal shows (unconfirmed)
+    # Schwab documents no read-only scope: schwab-py requests no meaningful scope and "api" is
+    # what the portal shows (unconfirmed). Access is whatever the app was approved for.
+    scopes=("api",),
     token_rules=TokenRules(
         access_ttl=1800,  # expires_in 1800 (SCHWAB_PY_DOCS, SCHWABDEV_TOKENS)
         issues_refresh_token=True,

@@ -32,6 +32,7 @@ class TastytradeHooks(BrokerHooks):
 PROFILE = BrokerProfile(
     slug="tastytrade",
     name="tastytrade",
+    description="Options, futures and stocks for active traders.",
     mark="TT",
     website="https://tastytrade.com",
     authorize_url="https://my.tastytrade.com/auth.html",  # OAUTH_PY
@@ -44,7 +45,7 @@ PROFILE = BrokerProfile(
     },  # OAUTH_PY (sandbox)
     api_base_urls={"live": "https://api.tastyworks.com", "paper": "https://api.cert.tastyworks.com"},
     heartbeat_path="/customers/me/accounts",  # HEARTBEAT (community)
-    scopes=("read", "trade", "openid"),  # OAUTH_PY
+    scopes=("read", "openid"),  # OAUTH_PY asks "read trade openid"; "trade" is left out: brokerlink only reads
     token_rules=TokenRules(
         access_ttl=900,  # 15 min session token (SESSIONS)
         issues_refresh_token=True,

@@ -30,6 +30,7 @@ class TradeStationHooks(BrokerHooks):
 PROFILE = BrokerProfile(
     slug="tradestation",
     name="TradeStation",
+    description="Stocks, options and futures with advanced trading tools.",
     mark="TS",
     website="https://www.tradestation.com",
     authorize_url="https://signin.tradestation.com/authorize",  # AUTH_CODE
@@ -37,8 +38,9 @@ PROFILE = BrokerProfile(
     extra_authorize_params={"audience": "https://api.tradestation.com"},  # AUTH_CODE
     api_base_urls={"live": "https://api.tradestation.com", "paper": "https://sim-api.tradestation.com"},  # SIM_VS_LIVE
     heartbeat_path="/v3/brokerage/accounts",  # RATE_LIMIT (Accounts quota)
-    # openid always; offline_access for a refresh token (AUTH_CODE).
-    scopes=("openid", "offline_access", "MarketData", "ReadAccount", "Trade"),
+    # openid always; offline_access for a refresh token; ReadAccount for the accounts heartbeat
+    # (AUTH_CODE). MarketData and Trade are left out: brokerlink only reads the account.
+    scopes=("openid", "offline_access", "ReadAccount"),
     token_rules=TokenRules(
         access_ttl=1200,  # expires_in 1200 (REFRESH)
         issues_refresh_token=True,

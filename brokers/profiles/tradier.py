@@ -34,6 +34,7 @@ class TradierHooks(BrokerHooks):
 PROFILE = BrokerProfile(
     slug="tradier",
     name="Tradier",
+    description="US stocks and options through Tradier Brokerage.",
     mark="TR",
     website="https://tradier.com",
     authorize_url="https://api.tradier.com/v1/oauth/authorize",  # AUTHORIZATION_CODE
@@ -41,7 +42,9 @@ PROFILE = BrokerProfile(
     # Paper: "change the hostname to https://sandbox.tradier.com" (REFRESH_TOKEN).
     api_base_urls={"live": "https://api.tradier.com", "paper": "https://sandbox.tradier.com"},
     heartbeat_path="/v1/user/profile",  # PROFILE_DOC
-    scopes=("read", "write", "market", "trade", "stream"),
+    # "read" only: of the documented read, write, market, trade, stream (AUTHORIZATION_CODE),
+    # the user profile heartbeat needs read and brokerlink never writes or trades.
+    scopes=("read",),
     scope_separator=",",  # comma-delimited (AUTHORIZATION_CODE)
     token_rules=TokenRules(
         access_ttl=86400,  # "expire every 24 hours" (AUTHENTICATION); expires_in 86399 (ACCESS_TOKEN)

@@ -26,6 +26,7 @@ class UpstoxHooks(BrokerHooks):
 PROFILE = BrokerProfile(
     slug="upstox",
     name="Upstox",
+    description="Indian stocks, mutual funds and derivatives. Upstox asks you to sign in again every day.",
     mark="UP",
     website="https://upstox.com",
     authorize_url="https://api.upstox.com/v2/login/authorization/dialog",  # AUTHORIZE

@@ -31,7 +31,7 @@ from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
 from brokers.profile import BrokerProfile
-from connections import errors
+from connections import display, errors
 from connections.engine import circuit
 from connections.engine.backoff import attempts_exhausted, backoff_delay
 from connections.engine.conf import engine_setting
@@ -444,6 +444,7 @@ def outcomes_write(outcomes: list[Outcome], *, now: datetime, owner: str, stats:
     # transaction that can be retried as a whole when the database refuses.
     decisions = []
     results = []
+    shown = display.display_versions(o.connection for o in mine)  # live pages: what users see, before
     for outcome in mine:
         conn = outcome.connection
         try:
@@ -504,6 +505,7 @@ def outcomes_write(outcomes: list[Outcome], *, now: datetime, owner: str, stats:
                     )
             connections_write_engine_fields([o.connection for o in mine])
             CheckResult.objects.bulk_create(results, batch_size=1000)
+            display.display_changed_publish((o.connection for o in mine), shown)  # after commit, changed rows only
 
     db_write_retried(write)
     stats.outcomes.extend(mine)

@@ -92,6 +92,7 @@ class Notification(models.Model):
         FAILED = "failed", "Failed"
         RECOVERED = "recovered", "Recovered"
         EXPIRY_WARNING = "expiry_warning", "Expiry warning"
+        BROKER_OUTAGE = "broker_outage", "Broker outage"
 
     connection = models.ForeignKey("connections.Connection", on_delete=models.CASCADE, related_name="notifications")
     kind = models.CharField(max_length=16, choices=Kind.choices)

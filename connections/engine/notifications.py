@@ -1,4 +1,5 @@
-"""Emails to a connection's owner: needs re-authentication, failed, recovered, and warnings
+"""Notifications to a connection's owner (by email and their channels, as they chose in
+preferences): needs re-authentication, failed, recovered, and warnings
 ahead of a hard expiry. Each is sent once per incident (Notification's unique key).
 
 - needs_reauth: sent at once. The broker itself refused the grant, so it cannot flap: the
@@ -9,6 +10,8 @@ ahead of a hard expiry. Each is sent once per incident (Notification's unique ke
   the connection's last NOTIFY_AFTER_CHECKS checks since the incident all passed, so a
   connection that flaps does not produce a storm of "fixed"/"broken" pairs. One email closes
   every open incident of the connection (two incidents before a recovery: one "recovered").
+- broker_outage: sent at once when the connection enters Broker outage (the circuit opened);
+  closed by "recovered" like the two above.
 - expiry_warning: once per deadline (reauth_deadline_at: Schwab's 7-day cap, a daily
   wall-clock expiry without refresh token), EXPIRY_WARNING_AHEAD before it.
 """
@@ -19,22 +22,28 @@ import logging
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
 from django.db.models import Exists, Min, OuterRef
 from django.template.loader import render_to_string
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
+from brokers.registry import UnknownBroker, get_profile
 from connections.engine.conf import engine_setting
 from connections.engine.models import Notification
 from connections.models import CheckResult, Connection, ConnectionEvent, ConnectionStatus
 from connections.state import INACTIVE_STATUSES, connection_event_record
+from preferences.notify import notification_deliver
+from preferences.timezones import user_zone
 
 logger = logging.getLogger(__name__)
 Kind = Notification.Kind
 
-PROBLEM_KINDS = {ConnectionStatus.NEEDS_REAUTH: Kind.NEEDS_REAUTH, ConnectionStatus.FAILED: Kind.FAILED}
+PROBLEM_KINDS = {
+    ConnectionStatus.NEEDS_REAUTH: Kind.NEEDS_REAUTH,
+    ConnectionStatus.FAILED: Kind.FAILED,
+    ConnectionStatus.BROKER_OUTAGE: Kind.BROKER_OUTAGE,
+}
 
 
 def expiry_warning_ahead(connection: Connection) -> timedelta:
@@ -44,6 +53,13 @@ def expiry_warning_ahead(connection: Connection) -> timedelta:
     if started and deadline and deadline - started <= timedelta(days=1, hours=1):
         return timedelta(hours=2)
     return timedelta(days=2)
+
+
+def broker_name(connection: Connection) -> str:
+    try:
+        return get_profile(connection.broker_slug).name
+    except UnknownBroker:
+        return connection.broker_slug.title()
 
 
 def reconnect_url(connection: Connection) -> str:
@@ -59,7 +75,8 @@ def reconnect_url(connection: Connection) -> str:
 
 
 def notification_send(*, connection: Connection, kind: str, incident_at: datetime, now: datetime | None = None) -> bool:
-    """Send one email unless it was already sent for this incident. Returns True if sent."""
+    """Send one notification unless it was already sent for this incident, where the owner
+    wants it (preferences.notify: kinds on/off, email, personal channels). Returns True if sent."""
     now = now or timezone.now()
     email = getattr(connection.user, "email", "") or ""
     try:
@@ -69,8 +86,6 @@ def notification_send(*, connection: Connection, kind: str, incident_at: datetim
             )
     except IntegrityError:
         return False
-    if not email:
-        return False
     context = {
         "connection": connection,
         "user": connection.user,
@@ -78,16 +93,24 @@ def notification_send(*, connection: Connection, kind: str, incident_at: datetim
         "deadline": connection.reauth_deadline_at,
         "message": connection.last_error_message,
         "site_url": settings.SITE_URL,
+        "broker_name": broker_name(connection),
+        "account_name": connection.nickname or connection.account_label or connection.account_number_masked,
     }
-    subject = " ".join(render_to_string(f"connections/email/{kind}_subject.txt", context).split())
-    body = render_to_string(f"connections/email/{kind}.txt", context)
+    with timezone.override(user_zone(connection.user)):
+        subject = " ".join(render_to_string(f"connections/email/{kind}_subject.txt", context).split())
+        body = render_to_string(f"connections/email/{kind}.txt", context)
     try:
-        send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, [email], fail_silently=False)
+        delivery = notification_deliver(user=connection.user, kind=kind, subject=subject, body=body)
     except Exception:  # noqa: BLE001 - the mail server, not us: forget the decision, retry next time
         Notification.objects.filter(connection=connection, kind=kind, incident_at=incident_at).delete()
         logger.exception("connections.notification.send_failed", extra={"connection_id": str(connection.pk)})
         return False
-    connection_event_record(connection=connection, kind=ConnectionEvent.Kind.NOTIFIED, message=f"Email sent: {kind}.")
+    if not delivery:
+        return False  # the owner turned this kind off, or has nowhere to receive it
+    where = ", ".join(delivery.sent)
+    connection_event_record(
+        connection=connection, kind=ConnectionEvent.Kind.NOTIFIED, message=f"Notification sent ({where}): {kind}."
+    )
     logger.info("connections.notification.sent", extra={"connection_id": str(connection.pk), "kind": kind})
     return True
 

@@ -112,7 +112,9 @@ def refresh_due(connection: Connection, profile: BrokerProfile, *, now: datetime
         return ""
     if connection.access_expires_at is None or not connection.access_token_sealed:
         return "expiring" if not connection.access_token_sealed else ""
-    if connection.access_expires_at - now <= timedelta(seconds=profile.refresh_margin_seconds):
+    issued = connection.last_refreshed_at or connection.grant_started_at
+    lifetime = (connection.access_expires_at - issued).total_seconds() if issued else None
+    if connection.access_expires_at - now <= timedelta(seconds=profile.refresh_margin(lifetime)):
         return "expiring"
     last = connection.last_refreshed_at or connection.grant_started_at
     if last is None or now - last < IDLE_REFRESH_MIN_GAP:

@@ -9,104 +9,261 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('brokers', '0001_initial'),
+        ("brokers", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Connection',
+            name="Connection",
             fields=[
-                ('id', models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
-                ('broker_slug', models.SlugField(max_length=64)),
-                ('environment', models.CharField(choices=[('paper', 'Paper'), ('live', 'Live')], default='paper', max_length=8)),
-                ('account_id', models.CharField(max_length=255)),
-                ('account_number_masked', models.CharField(blank=True, max_length=32)),
-                ('account_label', models.CharField(blank=True, max_length=255)),
-                ('status', models.CharField(choices=[('pending', 'Connecting'), ('connected', 'Connected'), ('checking', 'Checking'), ('degraded', 'Degraded'), ('broker_outage', 'Broker outage'), ('needs_reauth', 'Needs re-authentication'), ('failed', 'Failed'), ('disconnected', 'Disconnected')], default='pending', max_length=16)),
-                ('status_changed_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('access_token_sealed', models.TextField(blank=True, default='', editable=False)),
-                ('refresh_token_sealed', models.TextField(blank=True, default='', editable=False)),
-                ('token_type', models.CharField(blank=True, default='Bearer', max_length=32)),
-                ('scope', models.TextField(blank=True)),
-                ('access_expires_at', models.DateTimeField(blank=True, null=True)),
-                ('refresh_expires_at', models.DateTimeField(blank=True, null=True)),
-                ('grant_started_at', models.DateTimeField(blank=True, null=True)),
-                ('reauth_deadline_at', models.DateTimeField(blank=True, null=True)),
-                ('last_refreshed_at', models.DateTimeField(blank=True, null=True)),
-                ('token_meta', models.JSONField(blank=True, default=dict)),
-                ('next_check_at', models.DateTimeField(db_index=True, default=django.utils.timezone.now)),
-                ('lease_until', models.DateTimeField(blank=True, null=True)),
-                ('lease_owner', models.CharField(blank=True, max_length=128)),
-                ('last_check_at', models.DateTimeField(blank=True, null=True)),
-                ('last_success_at', models.DateTimeField(blank=True, null=True)),
-                ('consecutive_failures', models.PositiveIntegerField(default=0)),
-                ('retry_attempt', models.PositiveIntegerField(default=0)),
-                ('last_error_category', models.CharField(blank=True, choices=[('', 'None'), ('network', 'Network'), ('broker_fault', 'Broker fault'), ('rate_limited', 'Rate limited'), ('auth', 'Authorization'), ('configuration', 'Configuration'), ('unexpected', 'Unexpected response')], default='', max_length=16)),
-                ('last_error_message', models.CharField(blank=True, max_length=500)),
-                ('last_latency_ms', models.PositiveIntegerField(blank=True, null=True)),
-                ('health_score', models.PositiveSmallIntegerField(blank=True, null=True)),
-                ('quality', models.CharField(blank=True, choices=[('excellent', 'Excellent'), ('good', 'Good'), ('poor', 'Poor'), ('critical', 'Critical')], max_length=16)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('disconnected_at', models.DateTimeField(blank=True, null=True)),
-                ('broker_app', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, to='brokers.brokerapp')),
-                ('user', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='broker_connections', to=settings.AUTH_USER_MODEL)),
+                ("id", models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
+                ("broker_slug", models.SlugField(max_length=64)),
+                (
+                    "environment",
+                    models.CharField(choices=[("paper", "Paper"), ("live", "Live")], default="paper", max_length=8),
+                ),
+                ("account_id", models.CharField(max_length=255)),
+                ("account_number_masked", models.CharField(blank=True, max_length=32)),
+                ("account_label", models.CharField(blank=True, max_length=255)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("pending", "Connecting"),
+                            ("connected", "Connected"),
+                            ("checking", "Checking"),
+                            ("degraded", "Degraded"),
+                            ("broker_outage", "Broker outage"),
+                            ("needs_reauth", "Needs re-authentication"),
+                            ("failed", "Failed"),
+                            ("disconnected", "Disconnected"),
+                        ],
+                        default="pending",
+                        max_length=16,
+                    ),
+                ),
+                ("status_changed_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("access_token_sealed", models.TextField(blank=True, default="", editable=False)),
+                ("refresh_token_sealed", models.TextField(blank=True, default="", editable=False)),
+                ("token_type", models.CharField(blank=True, default="Bearer", max_length=32)),
+                ("scope", models.TextField(blank=True)),
+                ("access_expires_at", models.DateTimeField(blank=True, null=True)),
+                ("refresh_expires_at", models.DateTimeField(blank=True, null=True)),
+                ("grant_started_at", models.DateTimeField(blank=True, null=True)),
+                ("reauth_deadline_at", models.DateTimeField(blank=True, null=True)),
+                ("last_refreshed_at", models.DateTimeField(blank=True, null=True)),
+                ("token_meta", models.JSONField(blank=True, default=dict)),
+                ("next_check_at", models.DateTimeField(db_index=True, default=django.utils.timezone.now)),
+                ("lease_until", models.DateTimeField(blank=True, null=True)),
+                ("lease_owner", models.CharField(blank=True, max_length=128)),
+                ("last_check_at", models.DateTimeField(blank=True, null=True)),
+                ("last_success_at", models.DateTimeField(blank=True, null=True)),
+                ("consecutive_failures", models.PositiveIntegerField(default=0)),
+                ("retry_attempt", models.PositiveIntegerField(default=0)),
+                (
+                    "last_error_category",
+                    models.CharField(
+                        blank=True,
+                        choices=[
+                            ("", "None"),
+                            ("network", "Network"),
+                            ("broker_fault", "Broker fault"),
+                            ("rate_limited", "Rate limited"),
+                            ("auth", "Authorization"),
+                            ("configuration", "Configuration"),
+                            ("unexpected", "Unexpected response"),
+                        ],
+                        default="",
+                        max_length=16,
+                    ),
+                ),
+                ("last_error_message", models.CharField(blank=True, max_length=500)),
+                ("last_latency_ms", models.PositiveIntegerField(blank=True, null=True)),
+                ("health_score", models.PositiveSmallIntegerField(blank=True, null=True)),
+                (
+                    "quality",
+                    models.CharField(
+                        blank=True,
+                        choices=[
+                            ("excellent", "Excellent"),
+                            ("good", "Good"),
+                            ("poor", "Poor"),
+                            ("critical", "Critical"),
+                        ],
+                        max_length=16,
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                ("disconnected_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "broker_app",
+                    models.ForeignKey(
+                        blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, to="brokers.brokerapp"
+                    ),
+                ),
+                (
+                    "user",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="broker_connections",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at'],
+                "ordering": ["-created_at"],
             },
         ),
         migrations.CreateModel(
-            name='CheckResult',
+            name="CheckResult",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('checked_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('ok', models.BooleanField()),
-                ('latency_ms', models.PositiveIntegerField(blank=True, null=True)),
-                ('http_status', models.PositiveSmallIntegerField(blank=True, null=True)),
-                ('category', models.CharField(blank=True, choices=[('', 'None'), ('network', 'Network'), ('broker_fault', 'Broker fault'), ('rate_limited', 'Rate limited'), ('auth', 'Authorization'), ('configuration', 'Configuration'), ('unexpected', 'Unexpected response')], default='', max_length=16)),
-                ('connection', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='checks', to='connections.connection')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("checked_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("ok", models.BooleanField()),
+                ("latency_ms", models.PositiveIntegerField(blank=True, null=True)),
+                ("http_status", models.PositiveSmallIntegerField(blank=True, null=True)),
+                (
+                    "category",
+                    models.CharField(
+                        blank=True,
+                        choices=[
+                            ("", "None"),
+                            ("network", "Network"),
+                            ("broker_fault", "Broker fault"),
+                            ("rate_limited", "Rate limited"),
+                            ("auth", "Authorization"),
+                            ("configuration", "Configuration"),
+                            ("unexpected", "Unexpected response"),
+                        ],
+                        default="",
+                        max_length=16,
+                    ),
+                ),
+                (
+                    "connection",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="checks", to="connections.connection"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-checked_at'],
+                "ordering": ["-checked_at"],
             },
         ),
         migrations.CreateModel(
-            name='ConnectionEvent',
+            name="ConnectionEvent",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(choices=[('connected', 'Connected'), ('reconnected', 'Reconnected'), ('status_changed', 'Status changed'), ('refreshed', 'Token refreshed'), ('refresh_failed', 'Refresh failed'), ('check_failed', 'Check failed'), ('revoked', 'Revoked at broker'), ('revocation_failed', 'Revocation not confirmed'), ('disconnected', 'Disconnected'), ('admin_action', 'Admin action'), ('notified', 'Notification sent')], max_length=24)),
-                ('from_status', models.CharField(blank=True, choices=[('pending', 'Connecting'), ('connected', 'Connected'), ('checking', 'Checking'), ('degraded', 'Degraded'), ('broker_outage', 'Broker outage'), ('needs_reauth', 'Needs re-authentication'), ('failed', 'Failed'), ('disconnected', 'Disconnected')], max_length=16)),
-                ('to_status', models.CharField(blank=True, choices=[('pending', 'Connecting'), ('connected', 'Connected'), ('checking', 'Checking'), ('degraded', 'Degraded'), ('broker_outage', 'Broker outage'), ('needs_reauth', 'Needs re-authentication'), ('failed', 'Failed'), ('disconnected', 'Disconnected')], max_length=16)),
-                ('category', models.CharField(blank=True, choices=[('', 'None'), ('network', 'Network'), ('broker_fault', 'Broker fault'), ('rate_limited', 'Rate limited'), ('auth', 'Authorization'), ('configuration', 'Configuration'), ('unexpected', 'Unexpected response')], default='', max_length=16)),
-                ('message', models.CharField(blank=True, max_length=500)),
-                ('created_at', models.DateTimeField(db_index=True, default=django.utils.timezone.now)),
-                ('actor', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, to=settings.AUTH_USER_MODEL)),
-                ('connection', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='events', to='connections.connection')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("connected", "Connected"),
+                            ("reconnected", "Reconnected"),
+                            ("status_changed", "Status changed"),
+                            ("refreshed", "Token refreshed"),
+                            ("refresh_failed", "Refresh failed"),
+                            ("check_failed", "Check failed"),
+                            ("revoked", "Revoked at broker"),
+                            ("revocation_failed", "Revocation not confirmed"),
+                            ("disconnected", "Disconnected"),
+                            ("admin_action", "Admin action"),
+                            ("notified", "Notification sent"),
+                        ],
+                        max_length=24,
+                    ),
+                ),
+                (
+                    "from_status",
+                    models.CharField(
+                        blank=True,
+                        choices=[
+                            ("pending", "Connecting"),
+                            ("connected", "Connected"),
+                            ("checking", "Checking"),
+                            ("degraded", "Degraded"),
+                            ("broker_outage", "Broker outage"),
+                            ("needs_reauth", "Needs re-authentication"),
+                            ("failed", "Failed"),
+                            ("disconnected", "Disconnected"),
+                        ],
+                        max_length=16,
+                    ),
+                ),
+                (
+                    "to_status",
+                    models.CharField(
+                        blank=True,
+                        choices=[
+                            ("pending", "Connecting"),
+                            ("connected", "Connected"),
+                            ("checking", "Checking"),
+                            ("degraded", "Degraded"),
+                            ("broker_outage", "Broker outage"),
+                            ("needs_reauth", "Needs re-authentication"),
+                            ("failed", "Failed"),
+                            ("disconnected", "Disconnected"),
+                        ],
+                        max_length=16,
+                    ),
+                ),
+                (
+                    "category",
+                    models.CharField(
+                        blank=True,
+                        choices=[
+                            ("", "None"),
+                            ("network", "Network"),
+                            ("broker_fault", "Broker fault"),
+                            ("rate_limited", "Rate limited"),
+                            ("auth", "Authorization"),
+                            ("configuration", "Configuration"),
+                            ("unexpected", "Unexpected response"),
+                        ],
+                        default="",
+                        max_length=16,
+                    ),
+                ),
+                ("message", models.CharField(blank=True, max_length=500)),
+                ("created_at", models.DateTimeField(db_index=True, default=django.utils.timezone.now)),
+                (
+                    "actor",
+                    models.ForeignKey(
+                        blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, to=settings.AUTH_USER_MODEL
+                    ),
+                ),
+                (
+                    "connection",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="events", to="connections.connection"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at', '-id'],
+                "ordering": ["-created_at", "-id"],
             },
         ),
         migrations.AddIndex(
-            model_name='connection',
-            index=models.Index(fields=['status', 'next_check_at'], name='connection_due_idx'),
+            model_name="connection",
+            index=models.Index(fields=["status", "next_check_at"], name="connection_due_idx"),
         ),
         migrations.AddConstraint(
-            model_name='connection',
-            constraint=models.UniqueConstraint(fields=('user', 'broker_slug', 'environment', 'account_id'), name='connection_unique_account'),
+            model_name="connection",
+            constraint=models.UniqueConstraint(
+                fields=("user", "broker_slug", "environment", "account_id"), name="connection_unique_account"
+            ),
         ),
         migrations.AddIndex(
-            model_name='checkresult',
-            index=models.Index(fields=['connection', '-checked_at'], name='check_connection_time_idx'),
+            model_name="checkresult",
+            index=models.Index(fields=["connection", "-checked_at"], name="check_connection_time_idx"),
         ),
         migrations.AddIndex(
-            model_name='connectionevent',
-            index=models.Index(fields=['connection', '-created_at'], name='event_connection_time_idx'),
+            model_name="connectionevent",
+            index=models.Index(fields=["connection", "-created_at"], name="event_connection_time_idx"),
         ),
     ]

@@ -4,15 +4,14 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('connections', '0002_circuitbreaker_sweeprun_notification_uptimerollup'),
+        ("connections", "0002_circuitbreaker_sweeprun_notification_uptimerollup"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='circuitbreaker',
-            name='probe_failures',
+            model_name="circuitbreaker",
+            name="probe_failures",
             field=models.PositiveIntegerField(default=0),
         ),
     ]

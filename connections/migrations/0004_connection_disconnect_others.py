@@ -4,14 +4,16 @@ from django.db import migrations
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('connections', '0003_circuitbreaker_probe_failures'),
+        ("connections", "0003_circuitbreaker_probe_failures"),
     ]
 
     operations = [
         migrations.AlterModelOptions(
-            name='connection',
-            options={'ordering': ['-created_at'], 'permissions': [('disconnect_others', "Can disconnect and revoke other people's connections")]},
+            name="connection",
+            options={
+                "ordering": ["-created_at"],
+                "permissions": [("disconnect_others", "Can disconnect and revoke other people's connections")],
+            },
         ),
     ]

@@ -4,25 +4,24 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('connections', '0004_connection_disconnect_others'),
+        ("connections", "0004_connection_disconnect_others"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='connection',
-            name='refresh_claim_owner',
-            field=models.CharField(blank=True, default='', max_length=128),
+            model_name="connection",
+            name="refresh_claim_owner",
+            field=models.CharField(blank=True, default="", max_length=128),
         ),
         migrations.AddField(
-            model_name='connection',
-            name='refresh_claim_until',
+            model_name="connection",
+            name="refresh_claim_until",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='connection',
-            name='refresh_sent_at',
+            model_name="connection",
+            name="refresh_sent_at",
             field=models.DateTimeField(blank=True, null=True),
         ),
     ]

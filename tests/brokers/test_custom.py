@@ -1,6 +1,3 @@
-import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from django.urls import reverse
@@ -46,45 +43,6 @@ def brokers_file(tmp_path, settings):
         return path
 
     return write
-
-
-@pytest.fixture
-def metadata_server():
-    """A tiny RFC 8414 metadata endpoint on 127.0.0.1."""
-    documents: dict[str, dict] = {}
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802
-            body = documents.get(self.path)
-            if body is None:
-                self.send_response(404)
-                self.end_headers()
-                return
-            payload = json.dumps(body).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    root = f"http://127.0.0.1:{server.server_address[1]}"
-    documents["/.well-known/oauth-authorization-server"] = {
-        "issuer": root,
-        "authorization_endpoint": f"{root}/oauth/authorize",
-        "token_endpoint": f"{root}/oauth/token",
-        "revocation_endpoint": f"{root}/oauth/revoke",
-        "code_challenge_methods_supported": ["S256"],
-        "token_endpoint_auth_methods_supported": ["client_secret_post"],
-    }
-    yield root, documents
-    server.shutdown()
-    server.server_close()
 
 
 @pytest.mark.django_db
@@ -178,6 +136,7 @@ brokers:
     assert profile.token_rules.token_auth_method == "client_secret_post"
 
 
+@pytest.mark.django_db
 def test_discovery_rejects_a_foreign_issuer(metadata_server):
     root, documents = metadata_server
     documents["/evil"] = {"issuer": "https://evil.example", "token_endpoint": "https://evil.example/t"}
@@ -187,11 +146,13 @@ def test_discovery_rejects_a_foreign_issuer(metadata_server):
     assert "issuer" in info.value.problems[0][1]
 
 
+@pytest.mark.django_db
 def test_discovery_failure_names_the_field(metadata_server):
     root, _ = metadata_server
     with pytest.raises(BrokerSpecError) as info:
         resolve_spec("x", {"discovery_url": f"{root}/missing", "api_base_url": root})
-    assert info.value.problems == [("discovery_url", "metadata answered HTTP 404")]
+    assert info.value.problems == [("discovery_url", "metadata answered HTTP 404 (retried in the background)")]
+    assert info.value.discovery_failed
 
 
 def _custom_broker_form(**fields) -> dict:

@@ -15,3 +15,7 @@ SANDBOX_EMULATE_BROKERS = env_list("SANDBOX_EMULATE_BROKERS")
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.PBKDF2PasswordHasher", "django.contrib.auth.hashers.MD5PasswordHasher"]
 # Every test signs in from 127.0.0.1: allauth's per-IP login rate limit would answer 429.
 ACCOUNT_RATE_LIMITS = False
+# Tests that read what the server emails point this at a folder (filebased backend).
+if os.environ.get("EMAIL_FILE_PATH"):
+    EMAIL_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
+    EMAIL_FILE_PATH = os.environ["EMAIL_FILE_PATH"]

@@ -8,18 +8,21 @@ def kinds(connection: Connection) -> list[str]:
     return list(connection.events.order_by("created_at", "id").values_list("kind", flat=True))
 
 
-def test_catalog_lists_brokers_with_connect_button_or_admin_hint(browser, sandbox_app):
+def test_catalog_lists_brokers_to_connect_and_to_request(browser, sandbox_app):
     page = browser.get("/connections/connect/")
     assert page.status_code == 200
     assert 'action="/connections/connect/sandbox/"' in page.text
     assert "Connect Sandbox Broker" in page.text
-    assert "Charles Schwab" in page.text or "Schwab" in page.text
-    assert "Not configured" in page.text
-    assert "Ask an administrator" in page.text
+    # Not configured here: a user can ask for it, not "ask an administrator" to do admin work.
+    assert "Not available here yet" in page.text
+    assert "Request Charles Schwab" in page.text
+    assert "Ask an administrator" not in page.text and "Admin ›" not in page.text
 
     searched = browser.get("/connections/connect/?q=sandbox")
     assert "Connect Sandbox Broker" in searched.text
-    assert "Not configured" not in searched.text
+    assert "Not available here yet" not in searched.text
+    nothing = browser.get("/connections/connect/?q=zzz")
+    assert "No broker matches “zzz”." in nothing.text
 
 
 def test_connect_end_to_end(browser, sandbox_app, user):
@@ -95,7 +98,12 @@ def test_reconnect_refuses_a_different_brokerage_account(browser, sandbox_app, u
     after = Connection.objects.get(pk=connection.pk)
     assert (after.access_token_sealed, after.status, after.account_id) == before
     assert Connection.objects.filter(user=user).count() == 1
-    assert kinds(after) == [ConnectionEvent.Kind.CONNECTED]
+    # The refusal is in the history; the tokens the broker issued were handed back.
+    assert kinds(after) == [ConnectionEvent.Kind.CONNECTED, ConnectionEvent.Kind.RECONNECT_REFUSED]
+    refused = after.events.get(kind=ConnectionEvent.Kind.RECONNECT_REFUSED)
+    assert "different Sandbox Broker account" in refused.message
+    grants = browser.server.sandbox.counters(sandbox_app[1]["client_id"])["grants"]
+    assert [g["revoked"] for g in grants] == [False, True]
 
 
 def test_not_configured_broker_cannot_start(browser, stack):

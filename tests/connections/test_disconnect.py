@@ -107,3 +107,54 @@ def test_disconnect_twice_is_harmless(browser, sandbox_app, user, stack):
     assert page.status_code == 200
     assert "already disconnected" in page.text
     assert stack.sandbox.counters(client["client_id"])["revocations"] == 2
+
+
+def test_try_revoking_again_after_the_broker_comes_back(browser, sandbox_app, user, stack):
+    _, client = sandbox_app
+    connection = connected(browser, user)
+    access = connection.access_token
+    stack.sandbox.set_faults(client["client_id"], outage=True)
+    page = browser.disconnect(connection.pk)
+    assert "Try revoking again" in page.text
+    after = assert_wiped(connection)
+    # The copy kept for the retry is sealed, never the token in clear.
+    assert after.revoke_pending_sealed and access not in after.revoke_pending_sealed
+
+    # Still down: the retry says so, keeps the copy and the button.
+    page = browser.post(f"/connections/{connection.pk}/revoke/")
+    assert "Not revoked: Sandbox Broker had a server error (HTTP 503)." in page.text
+    assert "Try revoking again" in page.text
+
+    stack.sandbox.set_faults(client["client_id"], outage=False)
+    page = browser.post(f"/connections/{connection.pk}/revoke/")
+    assert "Revoked at Sandbox Broker" in page.text
+    assert "Try revoking again" not in page.text
+    assert Connection.objects.get(pk=connection.pk).revoke_pending_sealed == ""
+    (grant,) = stack.sandbox.counters(client["client_id"])["grants"]
+    assert grant["revoked"] is True
+    dead = requests.get(f"{stack.sandbox.url}/v1/account", headers={"Authorization": f"Bearer {access}"}, timeout=10)
+    assert dead.status_code == 401
+    # Nothing left to revoke: a third press is harmless.
+    page = browser.post(f"/connections/{connection.pk}/revoke/")
+    assert "nothing more to revoke" in page.text
+
+
+def test_archive_and_remove_only_disconnected_connections(browser, sandbox_app, user):
+    connection = connected(browser, user)
+    page = browser.post(f"/connections/{connection.pk}/archive/")
+    assert "Only a disconnected connection can be archived." in page.text
+    page = browser.post(f"/connections/{connection.pk}/remove/")
+    assert "Disconnect the connection before removing it." in page.text
+    assert Connection.objects.filter(pk=connection.pk, archived_at__isnull=True).exists()
+
+    browser.disconnect(connection.pk)
+    dashboard = browser.get("/connections/")
+    assert f'id="card-{connection.pk}"' in dashboard.text  # disconnected, still in view
+    page = browser.post(f"/connections/{connection.pk}/archive/")
+    assert "Archived" in page.text and f'id="card-{connection.pk}"' not in page.text
+    assert "Archived connections (1)" in page.text
+    assert f'id="archived-{connection.pk}"' in browser.get("/connections/archived/").text
+
+    page = browser.post(f"/connections/{connection.pk}/remove/")
+    assert "and its history" in page.text
+    assert not Connection.objects.filter(pk=connection.pk).exists()

@@ -87,14 +87,23 @@ class EngineWorld:
             account_id=f"acct-{self._n}",
             status=ConnectionStatus.CONNECTED,
         )
-        connection_apply_token_response(
-            connection=conn, profile=profile_for("sandbox", "live"), token=token, first_grant=True
-        )
+        profile = profile_for("sandbox", "live")
+        connection_apply_token_response(connection=conn, profile=profile, token=token, first_grant=True)
+        if expires_in is not None:
+            token_was_issued_long_ago(conn, profile)
         conn.next_check_at = timezone.now() - timedelta(seconds=1)
         for name, value in fields.items():
             setattr(conn, name, value)
         conn.save()
         return conn
+
+
+def token_was_issued_long_ago(conn: Connection, profile) -> None:
+    """An access token "expiring in 30 s" is a normal-lifetime token near its end: the refresh
+    margin is relative to the lifetime (BrokerProfile.refresh_margin), so say when it was issued."""
+    lifetime = timedelta(seconds=profile.token_rules.access_ttl or 3600)
+    conn.last_refreshed_at = conn.access_expires_at - lifetime
+    conn.grant_started_at = min(conn.grant_started_at, conn.last_refreshed_at)
 
 
 def time_passes(seconds: float) -> None:

@@ -21,7 +21,7 @@ from connections.engine.sweep import sweep_run
 from connections.models import Connection, ConnectionEvent, ConnectionStatus
 from connections.state import connection_transition
 from connections.tokens import connection_apply_token_response
-from tests.engine.conftest import time_passes
+from tests.engine.conftest import time_passes, token_was_issued_long_ago
 from tests.engine.history import ACCESS_TOKEN, REFRESH_TOKEN, stored_connection
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -55,6 +55,8 @@ def reconnect(world, conn, *, expires_in: float | None = None) -> None:
     connection_apply_token_response(
         connection=conn, profile=profile_for("sandbox", "live"), token=token, first_grant=True
     )
+    if expires_in is not None:
+        token_was_issued_long_ago(conn, profile_for("sandbox", "live"))
     conn.retry_attempt = conn.consecutive_failures = 0
     conn.last_error_category, conn.last_error_message = "", ""
     conn.next_check_at = timezone.now()
@@ -83,7 +85,7 @@ def test_needs_reauth_emails_the_owner_once_with_a_reconnect_link_and_no_token(w
     assert len(mail.outbox) == 1
     message = mail.outbox[0]
     assert message.to == [user.email]
-    assert message.subject == "Reconnect your Sandbox account on brokerlink"
+    assert message.subject == "Reconnect your Sandbox Broker account on brokerlink"
     assert page_link(conn) in message.body
     assert_no_token(message, *tokens)
     assert conn.events.filter(kind=ConnectionEvent.Kind.NOTIFIED).count() == 1
@@ -111,7 +113,7 @@ def test_failed_emails_once_then_recovered_after_the_configured_passing_checks(w
 
     conn.refresh_from_db()
     assert conn.status == ConnectionStatus.FAILED
-    assert [m.subject for m in mail.outbox] == ["Your Sandbox connection on brokerlink has stopped"]
+    assert [m.subject for m in mail.outbox] == ["Your Sandbox Broker connection on brokerlink has stopped"]
     assert page_link(conn) in mail.outbox[0].body
     next_sweep()
     assert len(mail.outbox) == 1
@@ -124,7 +126,7 @@ def test_failed_emails_once_then_recovered_after_the_configured_passing_checks(w
     next_sweep()
     assert len(mail.outbox) == 2  # the third
     recovered = mail.outbox[1]
-    assert recovered.subject == "Your Sandbox connection on brokerlink works again"
+    assert recovered.subject == "Your Sandbox Broker connection on brokerlink works again"
     assert recovered.to == [user.email]
     assert page_link(conn) in recovered.body
     conn.refresh_from_db()
@@ -162,7 +164,7 @@ def test_a_recovery_that_flaps_sends_recovered_only_once_it_holds(world, setting
     next_sweep()
     assert len(mail.outbox) == 1  # one passing check after the last failure
     next_sweep()
-    assert [m.subject for m in mail.outbox][1:] == ["Your Sandbox connection on brokerlink works again"]
+    assert [m.subject for m in mail.outbox][1:] == ["Your Sandbox Broker connection on brokerlink works again"]
     next_sweep()
     assert len(mail.outbox) == 2
 
@@ -182,7 +184,7 @@ def test_two_incidents_before_a_recovery_get_one_recovered_email(world):
     for _ in range(5):
         next_sweep()
     subjects = [m.subject for m in mail.outbox]
-    assert subjects.count("Your Sandbox connection on brokerlink works again") == 1
+    assert subjects.count("Your Sandbox Broker connection on brokerlink works again") == 1
     assert len(subjects) == 3
     assert not Notification.objects.filter(connection=conn, resolved_at__isnull=True).exclude(kind="recovered")
 
@@ -244,7 +246,7 @@ def test_schwab_seven_day_cap_is_warned_two_days_ahead_once_per_deadline(user):
     assert expiry_warnings_send(now=warn_at) == 1
     message = mail.outbox[0]
     assert message.to == [user.email]
-    assert message.subject == "Your Schwab authorization expires soon"
+    assert message.subject == "Your Charles Schwab authorization expires soon"
     assert f"{conn.reauth_deadline_at:%Y-%m-%d %H:%M}" in message.body
     assert page_link(conn) in message.body
     assert_no_token(message, ACCESS_TOKEN, REFRESH_TOKEN)

@@ -28,8 +28,12 @@ def make_connections(user, n: int, status=ConnectionStatus.CONNECTED, slug="sand
 def record_checks(connections, *, at, ok: bool, latency_ms: int | None = 40, per_connection: int = 5):
     rows = [
         CheckResult(
-            connection=c, checked_at=at - timedelta(seconds=60 * k), ok=ok, latency_ms=latency_ms,
-            http_status=200 if ok else 503, category="" if ok else "broker_fault",
+            connection=c,
+            checked_at=at - timedelta(seconds=60 * k),
+            ok=ok,
+            latency_ms=latency_ms,
+            http_status=200 if ok else 503,
+            category="" if ok else "broker_fault",
         )
         for c in connections
         for k in range(per_connection)

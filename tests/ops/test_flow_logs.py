@@ -137,7 +137,7 @@ def test_percent_encoded_code_and_state_inside_another_parameter_are_redacted():
     from ops.logging import redact
 
     line = (
-        'POST /login/?next=%2Foauth%2Fauthorize%3Fclient_id%3Dsbx_1%26state%3DSTATE-abc123xyz%26scope%3Dread'
+        "POST /login/?next=%2Foauth%2Fauthorize%3Fclient_id%3Dsbx_1%26state%3DSTATE-abc123xyz%26scope%3Dread"
         "&back=%252Fcb%253Fcode%253DCODE-987zyx%2526x%253D1"
     )
     cleaned = redact(line)

@@ -16,8 +16,18 @@ pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 def serve(env):
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    cmd = [PYTHON, "-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1", "--port", str(port),
-           "--log-level", "warning"]
+    cmd = [
+        PYTHON,
+        "-m",
+        "uvicorn",
+        "config.asgi:application",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+    ]
     return base, running(cmd, env=env, ready_url=f"{base}/health/", log_name="app")
 
 
@@ -63,12 +73,17 @@ def test_redis_down_degrades_readiness_while_pages_still_serve(private_redis):
 
 def test_postgres_restart_causes_no_error_page(private_postgres, django_user_model):
     env = subprocess_env(DATABASE_URL=private_postgres.url, HEALTH_CACHE_SECONDS="0", DB_CONN_MAX_AGE="600")
-    migrate = subprocess.run([PYTHON, "manage.py", "migrate", "--noinput"], cwd=ROOT, env=env,
-                             capture_output=True, text=True, timeout=180)
+    migrate = subprocess.run(
+        [PYTHON, "manage.py", "migrate", "--noinput"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=180
+    )
     assert migrate.returncode == 0, migrate.stderr[-3000:]
     create = subprocess.run(
         [PYTHON, "manage.py", "createsuperuser", "--noinput", "--email", "admin@example.com"],
-        cwd=ROOT, env={**env, "DJANGO_SUPERUSER_PASSWORD": "pw-admin-123"}, capture_output=True, text=True, timeout=60,
+        cwd=ROOT,
+        env={**env, "DJANGO_SUPERUSER_PASSWORD": "pw-admin-123"},
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert create.returncode == 0, create.stderr[-3000:]
 
@@ -78,9 +93,14 @@ def test_postgres_restart_causes_no_error_page(private_postgres, django_user_mod
         browser.get(f"{base}/admin/login/", timeout=10)
         browser.post(
             f"{base}/admin/login/?next=/admin/",
-            data={"username": "admin@example.com", "password": "pw-admin-123",
-                  "csrfmiddlewaretoken": browser.cookies["csrftoken"], "next": "/admin/"},
-            headers={"Referer": f"{base}/admin/login/"}, timeout=10,
+            data={
+                "username": "admin@example.com",
+                "password": "pw-admin-123",
+                "csrfmiddlewaretoken": browser.cookies["csrftoken"],
+                "next": "/admin/",
+            },
+            headers={"Referer": f"{base}/admin/login/"},
+            timeout=10,
         )
         # Pages that read the session and the user from the database, on persistent connections.
         for _ in range(3):

@@ -51,8 +51,18 @@ def test_gunicorn_serves_health_and_static_files_in_production(tmp_path, transac
     assert collected.returncode == 0, collected.stderr
     port = free_port()
     cmd = [
-        PYTHON, "-m", "gunicorn", "config.asgi:application", "-k", "uvicorn_worker.UvicornWorker",
-        "--bind", f"127.0.0.1:{port}", "--workers", "1", "--graceful-timeout", "5",
+        PYTHON,
+        "-m",
+        "gunicorn",
+        "config.asgi:application",
+        "-k",
+        "uvicorn_worker.UvicornWorker",
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--workers",
+        "1",
+        "--graceful-timeout",
+        "5",
     ]
     base = f"http://127.0.0.1:{port}"
     with running(cmd, env=env, ready_url=f"{base}/health/", log_name="gunicorn"):

@@ -26,16 +26,23 @@ def test_two_workers_and_two_beats_run_together(private_redis, celery_cluster):
         # Both beats record themselves (one row per process).
         wait_until(
             lambda: ServiceHeartbeat.objects.filter(kind="beat", last_seen_at__gte=started).count() == 2,
-            timeout=30, message="both beats alive",
+            timeout=30,
+            message="both beats alive",
         )
         # Work sent by the app is shared: with prefetch 1 and slow-ish tasks, both workers take some.
         code = "from ops.tasks import beat_tick\nfor _ in range(40): beat_tick.delay()"
         subprocess.run([PYTHON, "manage.py", "shell", "-c", code], cwd=ROOT, env=cluster.env, check=True, timeout=60)
         wait_until(
-            lambda: set(
-                ServiceHeartbeat.objects.filter(kind="worker", last_seen_at__gte=started).values_list("name", flat=True)
-            ) >= set(cluster.worker_names),
-            timeout=40, message="both workers consuming",
+            lambda: (
+                set(
+                    ServiceHeartbeat.objects.filter(kind="worker", last_seen_at__gte=started).values_list(
+                        "name", flat=True
+                    )
+                )
+                >= set(cluster.worker_names)
+            ),
+            timeout=40,
+            message="both workers consuming",
         )
         # Several cycles of the beats' own schedule (ops-beat-tick every 15 s) keep both workers fresh.
         queue = redis.Redis.from_url(private_redis.url)
@@ -44,7 +51,9 @@ def test_two_workers_and_two_beats_run_together(private_redis, celery_cluster):
         after_manual = timezone.now()
         wait_until(
             lambda: ServiceHeartbeat.objects.filter(kind="worker", last_seen_at__gt=after_manual).exists(),
-            timeout=40, interval=1, message="a beat-scheduled tick executed",
+            timeout=40,
+            interval=1,
+            message="a beat-scheduled tick executed",
         )
         assert all(p.poll() is None for p in cluster.workers + cluster.beats), "a process died"
 
@@ -69,8 +78,12 @@ def test_two_workers_and_two_beats_never_check_a_connection_twice_in_a_cycle(pri
     connections = [world.connection() for _ in range(8)]
     ids = [c.pk for c in connections]
     cycles, settle = 3, 4.0
-    env = {"REDIS_URL": private_redis.url, "HEARTBEAT_INTERVAL_SECONDS": "1", "SANDBOX_BASE_URL": world.sandbox.url,
-           **FAST_ENGINE_ENV}
+    env = {
+        "REDIS_URL": private_redis.url,
+        "HEARTBEAT_INTERVAL_SECONDS": "1",
+        "SANDBOX_BASE_URL": world.sandbox.url,
+        **FAST_ENGINE_ENV,
+    }
     before = world.counters()
     with celery_cluster(workers=2, beats=2, env=env, concurrency=2) as cluster:
         for cycle in range(1, cycles + 1):
@@ -78,7 +91,9 @@ def test_two_workers_and_two_beats_never_check_a_connection_twice_in_a_cycle(pri
                 time_passes(60)  # the interval has passed: every connection is due again
             wait_until(
                 lambda n=cycle: CheckResult.objects.filter(connection_id__in=ids).count() >= n * len(ids),
-                timeout=40, interval=0.2, message=f"cycle {cycle} checked every connection",
+                timeout=40,
+                interval=0.2,
+                message=f"cycle {cycle} checked every connection",
             )
             time.sleep(settle)  # both beats keep sending sweeps: none may check again this cycle
             assert CheckResult.objects.filter(connection_id__in=ids).count() == cycle * len(ids)

@@ -9,9 +9,10 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.db import connections
 from django.test import override_settings
+from django.utils import timezone
 
 from connections import live
-from connections.models import ConnectionStatus
+from connections.models import Connection, ConnectionStatus
 from connections.state import connection_transition
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -64,10 +65,139 @@ def test_status_change_reaches_the_stream_by_database_polling(make_connection):
     assert elapsed < 2
 
 
-def test_publish_never_raises_when_redis_is_down(make_connection, settings):
+def test_publish_never_raises_when_redis_is_down(make_connection, settings, django_capture_on_commit_callbacks):
+    from connections import display
+
     settings.REDIS_URL = "redis://127.0.0.1:1/0"
-    live._client = None
+    display._client = None
     try:
-        live.publish_connection_changed(make_connection())
+        with django_capture_on_commit_callbacks(execute=True):
+            live.publish_connection_changed(make_connection())
     finally:
-        live._client = None
+        display._client = None
+
+
+class _RedisProxy:
+    """A TCP forwarder to the real Redis that the test can cut and restore: a Redis outage
+    as the web process sees it, without touching the shared server."""
+
+    def __init__(self, target_port: int):
+        self.target_port = target_port
+        self.port = None
+        self.server = None
+        self.writers = set()
+
+    async def _pipe(self, reader, writer):
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            writer.close()
+
+    async def _handle(self, reader, writer):
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        self.writers |= {writer, up_writer}
+        await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
+
+    async def start(self):
+        self.server = await asyncio.start_server(self._handle, "127.0.0.1", self.port or 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+
+    async def cut(self):
+        self.server.close()
+        for writer in self.writers:
+            writer.transport.abort()
+        self.writers.clear()
+        await self.server.wait_closed()
+
+
+def test_stream_falls_back_to_the_database_and_returns_to_redis(make_connection, settings, monkeypatch):
+    from urllib.parse import urlsplit
+
+    from connections import display
+
+    monkeypatch.setattr(live, "REDIS_RETRY_SECONDS", 0.3)
+    monkeypatch.setattr(display, "_client", None)  # the publishing client of this test's Redis URL
+    connection = make_connection()
+    real = urlsplit(settings.REDIS_URL)
+
+    async def scenario():
+        proxy = _RedisProxy(real.port or 6379)
+        await proxy.start()
+        with override_settings(REDIS_URL=f"redis://127.0.0.1:{proxy.port}{real.path}"):
+            stream = live.connection_stream(connection.user_id, max_seconds=30)
+            await anext(stream)
+            await anext(stream)
+            hub = live.hub_get()
+            assert hub.stats()["feed"] == "redis"
+
+            await proxy.cut()  # Redis "goes away"
+            async with asyncio.timeout(5):
+                while hub.redis_ok:
+                    await asyncio.sleep(0.05)
+            # While it is away the hub polls the database: a change nobody published arrives.
+            await sync_to_async(Connection.objects.filter(pk=connection.pk).update)(health_score=12)
+            event, elapsed = await _first_event(stream, f"conn-{connection.pk}", timeout=5)
+            assert elapsed < 3
+
+            await proxy.start()  # Redis is back, same address
+            async with asyncio.timeout(5):
+                while not hub.redis_ok:
+                    await asyncio.sleep(0.05)
+            await asyncio.sleep(1)  # let its catch-up poll finish (it would overwrite the fake version below)
+            # Back on Redis: a published change arrives at once (the database has not changed,
+            # so only the subscription can deliver it).
+            change = [str(connection.user_id), str(connection.pk), "degraded", "from-redis"]
+            await sync_to_async(display.changes_publish)([change])
+            event, elapsed = await _first_event(stream, f"conn-{connection.pk}", timeout=3)
+            feed = hub.stats()["feed"]
+            await stream.aclose()
+            await proxy.cut()
+            await sync_to_async(connections.close_all)()
+            return event, elapsed, feed
+
+    with ThreadPoolExecutor(1) as pool:
+        event, elapsed, feed = pool.submit(asyncio.run, scenario()).result()
+    assert event == f"event: conn-{connection.pk}\ndata: degraded\n\n"
+    assert elapsed < 1.5
+    assert feed == "redis"
+
+
+def test_heartbeat_that_changes_nothing_shown_sends_no_event(make_connection):
+    """Database poll (embedded default): `updated_at` and latency move, nothing is sent; the
+    health score moves, the card's event is sent."""
+    connection = make_connection()
+
+    async def scenario():
+        with override_settings(REDIS_URL=""):
+            stream = live.connection_stream(connection.user_id, max_seconds=20)
+            await anext(stream)
+            await anext(stream)
+            chunks = []
+
+            async def consume():
+                async for chunk in stream:
+                    chunks.append(chunk)
+
+            consumer = asyncio.ensure_future(consume())
+            rows = Connection.objects.filter(pk=connection.pk)
+            await sync_to_async(rows.update)(updated_at=timezone.now(), last_latency_ms=7, last_check_at=timezone.now())
+            await asyncio.sleep(2.5)  # the hub polls every second
+            quiet = [c for c in chunks if c.startswith("event: conn-")]
+            await sync_to_async(rows.update)(health_score=40)
+            for _ in range(30):
+                if any(c.startswith("event: conn-") for c in chunks):
+                    break
+                await asyncio.sleep(0.1)
+            event = next((c for c in chunks if c.startswith("event: conn-")), None)
+            consumer.cancel()
+            await sync_to_async(connections.close_all)()
+            return quiet, event
+
+    with ThreadPoolExecutor(1) as pool:
+        quiet, event = pool.submit(asyncio.run, scenario()).result()
+    assert quiet == []
+    assert event == f"event: conn-{connection.pk}\ndata: connected\n\n"

@@ -1,0 +1,420 @@
+"""Page load benchmark (not a test): the dashboard under concurrent users, and thousands of
+open live pages, against brokerlink in production mode (gunicorn + uvicorn workers, DEBUG
+off, PostgreSQL, Redis, a pool per web process).
+
+    .venv/bin/python bench/pages.py --users 200 --streams 2000
+
+Loopback only; bounded in time (`--seconds` per dashboard level, `--wait` for the sweep's
+changes) and count (`--streams`). Uses DATABASE_URL (default
+postgresql://postgres@127.0.0.1:5432/brokerlink_bench_pages, created if missing; never the
+test database) and its own Redis key prefix. Starts its own sandbox and web server.
+
+Prints, side by side: dashboard requests/s and p50/p95/p99 at each concurrency (with no
+stream open and with every stream open), the open streams held, PostgreSQL connections in
+use (pg_stat_activity, peak), web RSS, and whether every stream got the sweep's changes
+(the sandbox is switched to an outage, one sweep runs in a subprocess as a worker would,
+and every connection's card must receive its `conn-<id>` event).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+from urllib.parse import urlsplit
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from heartbeat import ensure_database  # noqa: E402
+
+
+def rss_mb(pid: int) -> float:
+    """RSS of a process and its children (the gunicorn master and its workers), in MB."""
+    total, todo = 0, [pid]
+    while todo:
+        current = todo.pop()
+        try:
+            for line in Path(f"/proc/{current}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
+        except OSError:
+            continue
+        todo.extend(int(c) for c in children)
+    return total / 1024
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """user + system CPU seconds of a process and its children (gunicorn master + workers)."""
+    total, todo = 0.0, [pid]
+    while todo:
+        current = todo.pop()
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        todo.extend(int(c) for c in children)
+    return total
+
+
+def db_connections_in_use(db_name: str) -> int:
+    import psycopg
+
+    url = os.environ["DATABASE_URL"].replace(f"/{db_name}", "/postgres")
+    with psycopg.connect(url, autocommit=True) as conn:
+        # Our own monitoring connection is on the postgres database, so it is not counted.
+        return conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s", (db_name,)).fetchone()[0]
+
+
+def pct(values, p):
+    values = sorted(values)
+    return values[min(len(values) - 1, int(len(values) * p))] if values else float("nan")
+
+
+async def dashboard_load(base: str, cookies: list[str], concurrency: int, seconds: float, web_pid: int) -> dict:
+    import aiohttp
+
+    latencies, statuses = [], {}
+    deadline = time.monotonic() + seconds
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def user(i):
+            cookie, url = cookies[i % len(cookies)], f"{base}/connections/"
+            while time.monotonic() < deadline:
+                started = time.perf_counter()
+                try:
+                    async with session.get(url, headers={"Cookie": cookie}, allow_redirects=False) as resp:
+                        await resp.read()
+                        status = resp.status
+                except aiohttp.ClientError as exc:
+                    status = type(exc).__name__
+                latencies.append((time.perf_counter() - started) * 1000)
+                statuses[status] = statuses.get(status, 0) + 1
+
+        started, cpu = time.monotonic(), tree_cpu_seconds(web_pid)
+        await asyncio.gather(*(user(i) for i in range(concurrency)))
+        elapsed, cpu = time.monotonic() - started, tree_cpu_seconds(web_pid) - cpu
+    ok = statuses.get(200, 0)
+    return {
+        "rps": ok / elapsed,
+        "p50": pct(latencies, 0.5),
+        "p95": pct(latencies, 0.95),
+        "p99": pct(latencies, 0.99),
+        "errors": {k: v for k, v in statuses.items() if k != 200},
+        "cpu_ms": 1000 * cpu / max(1, len(latencies)),
+    }
+
+
+class Streams:
+    """N open event streams; what each one received."""
+
+    def __init__(self, base: str, sessions: list[tuple[str, list[str]]], count: int):
+        self.base, self.sessions, self.count = base, sessions, count
+        self.opened = 0
+        self.refused: dict = {}
+        self.received: list[set[str]] = [set() for _ in range(count)]
+        self.expected: list[set[str]] = [set(sessions[i % len(sessions)][1]) for i in range(count)]
+        self.ended = 0
+        self.tasks = []
+
+    async def _one(self, session, i: int, gate: asyncio.Semaphore) -> None:
+        import aiohttp
+
+        cookie = self.sessions[i % len(self.sessions)][0]
+        try:
+            async with gate:
+                resp = await session.get(
+                    f"{self.base}/connections/stream/",
+                    headers={"Cookie": cookie},
+                    timeout=aiohttp.ClientTimeout(total=None, sock_read=None),
+                )
+                if resp.status != 200:
+                    self.refused[resp.status] = self.refused.get(resp.status, 0) + 1
+                    resp.release()
+                    return
+                first = await resp.content.readuntil(b"event: hello")
+                assert b"retry:" in first
+                self.opened += 1
+            async for line in resp.content:
+                if line.startswith(b"event: conn-"):
+                    self.received[i].add(line[len(b"event: conn-") :].strip().decode())
+            self.ended += 1
+        except (aiohttp.ClientError, asyncio.IncompleteReadError) as exc:
+            self.refused[type(exc).__name__] = self.refused.get(type(exc).__name__, 0) + 1
+
+    async def open(self, session, parallel: int = 100) -> None:
+        gate = asyncio.Semaphore(parallel)
+        self.tasks = [asyncio.ensure_future(self._one(session, i, gate)) for i in range(self.count)]
+        deadline = time.monotonic() + 120
+        while self.opened + sum(self.refused.values()) < self.count and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+
+    def complete(self) -> int:
+        return sum(1 for got, want in zip(self.received, self.expected, strict=True) if want <= got)
+
+    async def close(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--users", type=int, default=200)
+    parser.add_argument("--per-user", type=int, default=5, help="connections per user")
+    parser.add_argument("--streams", type=int, default=2000)
+    parser.add_argument("--levels", default="10,50,100", help="dashboard concurrency levels")
+    parser.add_argument("--seconds", type=float, default=10.0, help="per dashboard level")
+    parser.add_argument("--wait", type=float, default=60.0, help="seconds for every stream to get the changes")
+    parser.add_argument("--web-workers", type=int, default=2)
+    parser.add_argument("--pool", type=int, default=8, help="DB_POOL_MAX_SIZE per web process")
+    parser.add_argument("--port", type=int, default=9277)
+    parser.add_argument("--sandbox-port", type=int, default=9278)
+    args = parser.parse_args()
+
+    from tests.fixtures.sandbox import CONTROL_TOKEN
+
+    db_url = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/brokerlink_bench_pages")
+    db_name = urlsplit(db_url).path.lstrip("/")
+    if db_name in ("test", "postgres"):
+        sys.exit("refusing to benchmark in the shared test/postgres database; use a dedicated one")
+    ensure_database(db_url)
+    var = ROOT / "var" / "bench-pages"
+    env = {
+        "DJANGO_SETTINGS_MODULE": "config.settings",
+        "DATABASE_URL": db_url,
+        "REDIS_URL": os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14"),
+        "CACHE_KEY_PREFIX": f"benchpages{os.getpid()}",
+        "CELERY_QUEUE": f"benchpages{os.getpid()}",
+        "TOKEN_ENCRYPTION_KEYS": os.environ.get("TOKEN_ENCRYPTION_KEYS", "b1:" + "B" * 43),
+        "SANDBOX_BASE_URL": f"http://127.0.0.1:{args.sandbox_port}",
+        "SANDBOX_CONTROL_TOKEN": CONTROL_TOKEN,
+        "BROKERLINK_VAR_DIR": str(var),
+        "LOG_LEVEL": "WARNING",
+        "DJANGO_DEBUG": "0",
+        # The bench signs its users in by writing sessions itself, so it shares the web's key.
+        "DJANGO_SECRET_KEY": "bench-" + "x" * 50,
+    }
+    os.environ.update(env)
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    web_env = dict(
+        os.environ,
+        DJANGO_ENV="production",
+        DJANGO_ALLOWED_HOSTS="127.0.0.1",
+        SECURE_SSL_REDIRECT="0",
+        DB_POOL_MAX_SIZE=str(args.pool),
+    )
+    subprocess.run(
+        [sys.executable, "manage.py", "collectstatic", "--noinput", "-v0"], cwd=ROOT, env=web_env, check=True
+    )
+    procs = []
+    try:
+        sandbox_env = dict(os.environ, DJANGO_SETTINGS_MODULE="sandbox.standalone_settings")
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "uvicorn", "sandbox.asgi:application", "--host", "127.0.0.1",
+                 "--port", str(args.sandbox_port), "--log-level", "warning", "--no-access-log"],
+                cwd=ROOT, env=sandbox_env, start_new_session=True,
+            )
+        )  # fmt: skip
+        web = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "config.asgi:application", "-k", "uvicorn_worker.UvicornWorker",
+             "--bind", f"127.0.0.1:{args.port}", "--workers", str(args.web_workers), "--backlog", "4096",
+             "--graceful-timeout", "5", "--log-level", "warning"],
+            cwd=ROOT, env=web_env, start_new_session=True,
+        )  # fmt: skip
+        procs.append(web)
+        run(args, db_name, web.pid)
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def seed(args, sandbox_url: str) -> tuple[list[tuple[str, list[str]]], dict]:
+    """U users with C sandbox connections each (one real grant's tokens); a session cookie each."""
+    import requests
+    from django.conf import settings
+    from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
+    from django.contrib.sessions.backends.db import SessionStore
+    from django.utils import timezone
+
+    from accounts.models import User
+    from brokers.models import BrokerApp
+    from connections.broker_client import profile_for
+    from connections.models import Connection, ConnectionStatus
+    from connections.tokens import connection_apply_token_response
+    from sandbox.models import SandboxClient
+    from tests.fixtures.sandbox import SandboxServer, pkce_pair
+
+    sandbox = SandboxServer(args.sandbox_port)
+    sandbox._ok(sandbox.control("POST", "users", {"demo": True}))
+    SandboxClient.objects.filter(name="bench-pages").delete()
+    client = sandbox.create_client(name="bench-pages")
+    verifier, challenge = pkce_pair()
+    code = sandbox.browser().authorize(client, code_challenge=challenge).code
+    token = requests.post(
+        f"{sandbox_url}/oauth/token",
+        data={"grant_type": "authorization_code", "code": code, "redirect_uri": client["redirect_uris"][0],
+              "code_verifier": verifier},
+        auth=(client["client_id"], client["client_secret"]),
+        timeout=10,
+    ).json()  # fmt: skip
+    token["expires_in"] = 3600
+    Connection.objects.filter(broker_slug="sandbox").delete()
+    User.objects.filter(email__startswith="bench-pages-").delete()
+    app, _ = BrokerApp.objects.update_or_create(
+        broker_slug="sandbox", environment="live", defaults={"client_id": client["client_id"]}
+    )
+    app.client_secret = client["client_secret"]
+    app.save()
+    profile = profile_for("sandbox", "live")
+    users = User.objects.bulk_create(
+        [User(email=f"bench-pages-{i}@example.com", password="!") for i in range(args.users)]  # noqa: S106
+    )
+    users = list(User.objects.filter(email__startswith="bench-pages-").order_by("email"))
+    later = timezone.now() + timedelta(hours=1)  # the sweep runs when the bench says so
+    rows, now = [], timezone.now()
+    for user in users:
+        for j in range(args.per_user):
+            conn = Connection(user=user, broker_slug="sandbox", broker_app=app, environment="live",
+                              account_id=f"bench-{user.pk}-{j}", account_number_masked=f"••{j:04d}",
+                              status=ConnectionStatus.CONNECTED, health_score=100, quality="excellent",
+                              last_success_at=now, last_check_at=now, last_latency_ms=20)  # fmt: skip
+            connection_apply_token_response(connection=conn, profile=profile, token=token, first_grant=True)
+            conn.next_check_at = later
+            rows.append(conn)
+    Connection.objects.bulk_create(rows, batch_size=2000)
+    ids: dict = {}
+    for pk, user_id in Connection.objects.filter(user__in=users).values_list("pk", "user_id"):
+        ids.setdefault(user_id, []).append(str(pk))
+    sessions = []
+    for user in users:
+        store = SessionStore()
+        store[SESSION_KEY] = str(user.pk)
+        store[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
+        store[HASH_SESSION_KEY] = user.get_session_auth_hash()
+        store.create()
+        sessions.append((f"{settings.SESSION_COOKIE_NAME}={store.session_key}", ids[user.pk]))
+    return sessions, client
+
+
+def run(args, db_name: str, web_pid: int) -> None:
+    from tests.fixtures.sandbox import SandboxServer
+    from tests.support import wait_for_http
+
+    base = f"http://127.0.0.1:{args.port}"
+    sandbox_url = f"http://127.0.0.1:{args.sandbox_port}"
+    wait_for_http(f"{sandbox_url}/.well-known/oauth-authorization-server", timeout=30)
+    wait_for_http(f"{base}/health/", timeout=60)
+    load_before = os.getloadavg()
+    sessions, client = seed(args, sandbox_url)
+    cookies = [cookie for cookie, _ in sessions]
+    levels = [int(x) for x in args.levels.split(",")]
+
+    async def scenario():
+        import aiohttp
+
+        out = {"idle": {}, "streams": {}}
+        for level in levels:
+            out["idle"][level] = await dashboard_load(base, cookies, level, args.seconds, web_pid)
+        out["db_idle"] = db_connections_in_use(db_name)
+        out["rss_idle"] = rss_mb(web_pid)
+        streams = Streams(base, sessions, args.streams)
+        peak = {"db": 0}
+
+        async def sample():
+            while True:
+                peak["db"] = max(peak["db"], await asyncio.to_thread(db_connections_in_use, db_name))
+                await asyncio.sleep(0.5)
+
+        sampler = asyncio.ensure_future(sample())
+        connector = aiohttp.TCPConnector(limit=0, force_close=True)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            t0 = time.monotonic()
+            await streams.open(session)
+            out["open_seconds"] = time.monotonic() - t0
+            out["held"] = streams.opened
+            out["refused"] = dict(streams.refused)
+            await asyncio.sleep(2)
+            out["db_streams"] = db_connections_in_use(db_name)
+            out["rss_streams"] = rss_mb(web_pid)
+            for level in levels:
+                out["streams"][level] = await dashboard_load(base, cookies, level, args.seconds, web_pid)
+            # The sweep's changes: every connection's broker goes down; one sweep as a worker runs it.
+            SandboxServer(args.sandbox_port).set_faults(client["client_id"], outage=True)
+            sweep = subprocess.run(
+                [sys.executable, "-c",
+                 "import django; django.setup(); from django.utils import timezone; "
+                 "from connections.models import Connection; from connections.engine.sweep import sweep_run; "
+                 "Connection.objects.update(next_check_at=timezone.now()); r = sweep_run(); "
+                 "from collections import Counter; "
+                 "print(r.claimed, 'claimed,', r.checked, 'checked; statuses now:', "
+                 "dict(Counter(Connection.objects.values_list('status', flat=True))))"],
+                cwd=ROOT, env=dict(os.environ), capture_output=True, text=True, timeout=300,
+            )  # fmt: skip
+            t1 = time.monotonic()
+            out["sweep"] = (sweep.stdout.strip() or sweep.stderr.strip()[-300:]).splitlines()[-1:]
+            deadline = t1 + args.wait
+            while streams.complete() < streams.opened and time.monotonic() < deadline:
+                await asyncio.sleep(0.5)
+            out["complete"] = streams.complete()
+            out["complete_seconds"] = time.monotonic() - t1
+            out["still_open"] = streams.opened - streams.ended
+            out["db_peak"] = peak["db"]
+            await streams.close()
+        sampler.cancel()
+        return out
+
+    out = asyncio.run(scenario())
+    print(f"\nbrokerlink pages: {args.users} users x {args.per_user} connections, {args.web_workers} web workers "
+          f"(gunicorn + uvicorn, DEBUG off), pool {args.pool}/process, {os.cpu_count()} cores, "
+          f"load average before {load_before[0]:.2f} (shared machine)")  # fmt: skip
+    print(f"{'dashboard':<22}" + "".join(f"{f'{c} concurrent':>42}" for c in levels))
+    for phase, label in (("idle", "no stream open"), ("streams", f"{out['held']} streams open")):
+        cells = []
+        for level in levels:
+            r = out[phase][level]
+            err = f" err {r['errors']}" if r["errors"] else ""
+            cells.append(f"{r['rps']:.0f}/s {r['p50']:.0f}/{r['p95']:.0f}/{r['p99']:.0f} ms cpu {r['cpu_ms']:.1f}{err}")
+        print(f"{label:<22}" + "".join(f"{c:>42}" for c in cells))
+    print("  (requests/s, p50/p95/p99 latency, web CPU ms per request: 1000 / that = page views per core-second)")
+    print(
+        f"open streams held: {out['held']} of {args.streams} in {out['open_seconds']:.1f}s, refused: "
+        f"{out['refused'] or 'none'}"
+    )
+    print(
+        f"PostgreSQL connections in use (pg_stat_activity, this database): idle {out['db_idle']}, "
+        f"with the streams open {out['db_streams']}, peak during streams+load+sweep {out['db_peak']}"
+    )
+    print(
+        f"web RSS (master + workers): {out['rss_idle']:.0f} MB before the streams, {out['rss_streams']:.0f} MB "
+        f"with them open"
+    )
+    print(
+        f"sweep: {' '.join(out['sweep'])}; streams that got every change of their user's connections: "
+        f"{out['complete']}/{out['held']} within {out['complete_seconds']:.1f}s; still open: {out['still_open']}"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,104 @@
+"""The settings page: notifications (kinds, email, personal channels, a test) and time zone."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth import get_user_model
+from django.contrib.auth.decorators import login_required
+from django.http import HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_POST
+
+from preferences.forms import ChannelForm, NotificationSettingsForm, TimeZoneForm
+from preferences.models import NotificationChannel
+from preferences.notify import ChannelInvalid, channel_create, notification_send_test, notification_settings_for
+from preferences.timezones import time_zone_valid
+
+
+def _page(request, *, notifications_form=None, channel_form=None, time_zone_form=None, status=200):
+    user = request.user
+    context = {
+        "notifications_form": notifications_form or NotificationSettingsForm(instance=notification_settings_for(user)),
+        "channel_form": channel_form or ChannelForm(),
+        "time_zone_form": time_zone_form or TimeZoneForm(initial={"time_zone": user.time_zone or "UTC"}),
+        "channels": NotificationChannel.objects.filter(user=user),
+        "now": timezone.now(),
+    }
+    return render(request, "preferences/settings.html", context, status=status)
+
+
+@login_required
+@require_GET
+def settings_page(request):
+    return _page(request)
+
+
+@login_required
+@require_POST
+def notifications_save(request):
+    form = NotificationSettingsForm(request.POST, instance=notification_settings_for(request.user))
+    if not form.is_valid():
+        return _page(request, notifications_form=form, status=400)
+    form.save()
+    messages.success(request, "Notification settings saved.")
+    return redirect("preferences:settings")
+
+
+@login_required
+@require_POST
+def notification_test(request):
+    delivery = notification_send_test(user=request.user)
+    if delivery.sent:
+        messages.success(request, f"Test sent to {', '.join(delivery.sent)}.")
+    if delivery.failed:
+        messages.error(request, f"Could not send the test to {', '.join(delivery.failed)}.")
+    if not delivery.sent and not delivery.failed:
+        messages.warning(request, "Nothing to send to: email is off and you have no channels.")
+    return redirect("preferences:settings")
+
+
+@login_required
+@require_POST
+def channel_add(request):
+    form = ChannelForm(request.POST)
+    if form.is_valid():
+        try:
+            channel = channel_create(user=request.user, name=form.cleaned_data["name"], url=form.cleaned_data["url"])
+        except ChannelInvalid as exc:
+            form.add_error("url", str(exc))
+        else:
+            messages.success(request, f"Channel “{channel.name}” added.")
+            return redirect("preferences:settings")
+    return _page(request, channel_form=form, status=400)
+
+
+@login_required
+@require_POST
+def channel_remove(request, channel_id):
+    channel = get_object_or_404(NotificationChannel, pk=channel_id, user=request.user)
+    channel.delete()
+    messages.success(request, f"Channel “{channel.name}” removed.")
+    return redirect("preferences:settings")
+
+
+@login_required
+@require_POST
+def time_zone_save(request):
+    """The settings form, or the browser's own zone on a first visit (`detected=1`, which never
+    overrides a zone the person chose)."""
+    name = request.POST.get("time_zone", "")
+    detected = request.POST.get("detected") == "1"
+    if not time_zone_valid(name):
+        if detected:
+            return HttpResponse(status=400)
+        return _page(request, time_zone_form=TimeZoneForm(request.POST), status=400)
+    user = request.user
+    if detected:
+        if not user.time_zone:
+            get_user_model().objects.filter(pk=user.pk, time_zone="").update(time_zone=name)
+        return HttpResponse(status=204)
+    user.time_zone = name
+    user.save(update_fields=["time_zone"])
+    messages.success(request, f"Time zone set to {name.replace('_', ' ')}.")
+    return redirect("preferences:settings")

@@ -1,0 +1,59 @@
+"""Cards are rendered once per change and reused: fewer queries on the next view, the new
+content as soon as something shown changes, and each browser's own CSRF token in the
+reused HTML."""
+
+import re
+
+import pytest
+from django.db import connection as db
+from django.middleware.csrf import _unmask_cipher_token
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+
+from connections.models import Connection
+
+pytestmark = pytest.mark.django_db
+
+
+def _get(client) -> tuple[list[str], str]:
+    with CaptureQueriesContext(db) as ctx:
+        response = client.get(reverse("connections:dashboard"))
+    assert response.status_code == 200
+    return [q["sql"] for q in ctx.captured_queries], response.content.decode()
+
+
+def test_second_view_reuses_the_cards_without_reading_checks(signed_in, make_connection):
+    for _ in range(3):
+        make_connection(checks=5)
+    first, page = _get(signed_in)
+    second, again = _get(signed_in)
+    assert any("connections_checkresult" in sql for sql in first)
+    assert not any("connections_checkresult" in sql for sql in second)
+    assert len(second) == len(first) - 1
+    assert again.count('class="card conn-card') == 3
+    assert "Last 5 checks: 5 passed, 0 failed" in again
+
+
+def test_a_change_someone_sees_renders_the_card_again(signed_in, make_connection):
+    connection = make_connection(checks=2)
+    _, page = _get(signed_in)
+    assert "93/100" in page
+    Connection.objects.filter(pk=connection.pk).update(health_score=41)
+    _, page = _get(signed_in)
+    assert "41/100" in page and "93/100" not in page
+
+
+def test_reused_card_carries_each_browsers_own_csrf_token(user, make_connection):
+    make_connection()
+    tokens = []
+    for _ in range(2):  # two browsers of the same person: two CSRF cookies
+        client = Client(enforce_csrf_checks=True)
+        client.force_login(user)
+        client.get(reverse("connections:dashboard"))  # sets the CSRF cookie
+        page = client.get(reverse("connections:dashboard")).content.decode()
+        card = page[page.index('class="card conn-card') :]
+        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', card).group(1)
+        assert _unmask_cipher_token(token) == client.cookies["csrftoken"].value
+        tokens.append(client.cookies["csrftoken"].value)
+    assert tokens[0] != tokens[1]
