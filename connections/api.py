@@ -35,7 +35,7 @@ from django.views.decorators.debug import sensitive_variables
 
 from connections import errors
 from connections.broker_client import BrokerResponse, broker_call, profile_for
-from connections.engine.refresh import IN_PROGRESS, OUTCOME_UNKNOWN, connection_refresh
+from connections.engine.refresh import IN_PROGRESS, OUTCOME_UNKNOWN, connection_refresh, refresh_due
 from connections.errors import BrokerError
 from connections.models import CheckResult, Connection, ConnectionStatus
 from connections.ratelimit import RateLimited, pause_left, pause_set, rate_limit_wait
@@ -116,8 +116,8 @@ def connection_fresh(connection_id, *, actor=None) -> Connection:
         raise _unavailable_for_status(connection)
     profile = profile_for(connection.broker_slug, connection.environment)
     now = timezone.now()
-    # Fast path without the refresh's row claim: far enough from expiry to need nothing.
-    if _usable(connection, now=now, margin=timedelta(seconds=profile.refresh_margin_seconds)):
+    # Fast path without the refresh's row claim: by the engine's own rule nothing is due.
+    if _usable(connection, now=now, margin=MIN_TOKEN_LIFE) and not refresh_due(connection, profile, now=now):
         return connection
     try:
         # "expiring": the same routine refresh the engine makes ahead of expiry.
