@@ -59,6 +59,9 @@ INSTALLED_APPS = [
     "sandbox",
     "connections",
     "ops",
+    "api",
+    # django-ninja: in INSTALLED_APPS so its docs page uses the bundled Swagger UI files (no CDN).
+    "ninja",
 ]
 
 MIDDLEWARE = [

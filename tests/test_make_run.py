@@ -116,8 +116,9 @@ def test_make_run_on_a_fresh_clone(fresh_clone: Path):
 def test_make_run_keeps_a_rotating_sandbox_connection_alive_across_refreshes(fresh_clone: Path):
     """The embedded default (SQLite, filesystem Celery broker, the sandbox mounted in the same
     app and database file) through at least three real refreshes of a rotating refresh token.
-    Access tokens live 20 s and checks come every 5 s (compressed from 60), so every check
-    refreshes; the sandbox must see no reused refresh token."""
+    Access tokens live 20 s and checks come every 5 s (compressed from 60), so a check lands in
+    each token's last third (the refresh margin) and refreshes it; the sandbox must see no
+    reused refresh token."""
     import sqlite3
     from types import SimpleNamespace
 

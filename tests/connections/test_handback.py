@@ -13,22 +13,11 @@ from connections.errors import UNEXPECTED, BrokerError
 from connections.models import Connection
 from connections.oauth_flow import PURPOSE_CONNECT, PendingFlow
 from connections.services import ConnectFailed, connection_authorize_complete
-from tests.fixtures.sandbox import DEFAULT_REDIRECT_URI, SandboxServer, pkce_pair
-from tests.support import free_port
-
-
-@pytest.fixture(scope="module")
-def shared_sandbox(django_db_setup):
-    """One sandbox process for the module (starting one takes seconds); data is per test."""
-    server = SandboxServer(free_port())
-    server.start()
-    yield server
-    server.stop()
+from tests.fixtures.sandbox import DEFAULT_REDIRECT_URI, pkce_pair
 
 
 @pytest.fixture
-def sandbox_server(shared_sandbox, transactional_db):
-    shared_sandbox._ok(shared_sandbox.control("POST", "users", {"demo": True}))
+def sandbox_server(shared_sandbox):
     return shared_sandbox
 
 

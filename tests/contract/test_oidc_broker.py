@@ -6,7 +6,8 @@ with prompt=consent, no `iss` on callbacks, rotating refresh tokens, PKCE requir
 declared with nothing but `discovery_url`, `heartbeat_path` and `scopes`. An admin adds its
 credentials in Django admin, a person connects in Chromium, and the heartbeat sweep (the
 Celery task's code, run in this long-lived process the way a worker runs it) keeps it alive
-through several refreshes of 6-second access tokens, a discovery outage and a broker restart.
+through several refreshes of 6-second access tokens, a stall, a discovery outage and a broker
+restart.
 """
 
 from __future__ import annotations
@@ -92,6 +93,7 @@ def oidc_world(transactional_db, tmp_path, settings):
     brokers_file = tmp_path / "brokers.yaml"
     brokers_file.write_text(YAML.format(root=broker.url))
     settings.BROKERS_FILE = str(brokers_file)
+    settings.ENGINE_HTTP_TIMEOUT = 1.0  # a stalled heartbeat fails after 1 s, not 10
     app_server = BrokerlinkServer.start(BROKERS_FILE=str(brokers_file), BROKER_READ_TIMEOUT_SECONDS="3")
     try:
         broker._ok(broker.control("POST", "users", {"demo": True}))
@@ -174,6 +176,17 @@ def test_oidc_broker_declared_in_yaml_connects_and_stays_connected(
     assert len(seen_access) == 4
     assert CheckResult.objects.filter(connection=connection, ok=True).count() >= 4
 
+    # --- the broker stalls (answers after the 1 s heartbeat timeout), then resumes ---
+    broker.set_faults(cid, stall_seconds=1.5)
+    sweep(connection.pk)
+    connection.refresh_from_db()
+    assert connection.status == ConnectionStatus.DEGRADED
+    assert connection.last_error_category == "network"
+    broker.set_faults(cid, stall_seconds=0)
+    sweep(connection.pk)
+    connection.refresh_from_db()
+    assert connection.status == ConnectionStatus.CONNECTED, connection.last_error_message
+
     # --- discovery outage: the broker restarts; nothing in brokerlink restarts ---
     broker.stop()
     custom._file_cache.clear()
@@ -219,6 +232,8 @@ def test_oidc_broker_declared_in_yaml_connects_and_stays_connected(
     grants = broker.counters(cid)["grants"]
     assert grants[-1]["revoked"] is True, "the other account's tokens were handed back"
     assert connection.events.filter(kind=ConnectionEvent.Kind.RECONNECT_REFUSED).exists()
+    page.goto(f"{url}/connections/{connection.pk}/")
+    expect(page.locator("#connection-events")).to_contain_text("Reconnect refused")
 
     # --- reconnect properly, then disconnect: tokens inactive at the broker afterwards ---
     context.clear_cookies(name="sandbox_login")

@@ -55,9 +55,12 @@ def test_two_workers_check_now_and_refresh_now_racing_spend_each_refresh_token_o
     errors: list = []
     with celery_cluster(workers=2, beats=1, env=env):
         for round_number in range(ROUNDS):
-            # The token falls due: every path below now wants to refresh it.
+            # The token falls due (a 15-minute token with 60 s left; the refresh margin is relative
+            # to the lifetime): every path below now wants to refresh it.
             Connection.objects.filter(pk=conn.pk).update(
-                access_expires_at=timezone.now() + timedelta(seconds=60), next_check_at=timezone.now()
+                access_expires_at=timezone.now() + timedelta(seconds=60),
+                last_refreshed_at=timezone.now() - timedelta(seconds=840),
+                next_check_at=timezone.now(),
             )
             threads = [_in_thread(lambda: connection_check_now(Connection.objects.get(pk=conn.pk)), errors)]
             if round_number % 2:

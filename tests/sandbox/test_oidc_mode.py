@@ -28,8 +28,8 @@ def _refresh(server, client, refresh_token):
     )
 
 
-def test_discovery_userinfo_and_offline_access_only_with_prompt_consent(sandbox_server):
-    server = sandbox_server
+def test_discovery_userinfo_and_offline_access_only_with_prompt_consent(shared_sandbox):
+    server = shared_sandbox
     config = requests.get(f"{server.url}/.well-known/openid-configuration", timeout=10).json()
     assert config["issuer"] == server.url
     assert config["userinfo_endpoint"] == f"{server.url}/oidc/userinfo"
