@@ -65,10 +65,16 @@ app.conf.beat_schedule = {
         "options": {"expires": 290},
     },
     # Webhook retries are scheduled as countdown tasks; this catches the ones whose message was
-    # lost (broker restart, killed worker). Backoff starts at 30 s, so 30 s adds at most one step.
+    # lost (broker restart, killed worker). Retries start at 5 s, so a lost one is at most 30 s late.
     "webhooks-retry-due": {
         "task": "ops.tasks.webhooks_retry_due",
         "schedule": 30.0,
         "options": {"expires": 25},
+    },
+    # The API audit trail is kept for API_AUDIT_RETENTION_DAYS (90); one daily DELETE.
+    "api-audit-prune": {
+        "task": "api.tasks.api_audit_prune",
+        "schedule": 86400.0,
+        "options": {"expires": 3600},
     },
 }

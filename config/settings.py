@@ -68,6 +68,9 @@ INSTALLED_APPS = [
     "sandbox",
     "connections",
     "ops",
+    "api",
+    # django-ninja: in INSTALLED_APPS so its docs page uses the bundled Swagger UI files (no CDN).
+    "ninja",
 ]
 
 MIDDLEWARE = [
@@ -84,6 +87,8 @@ MIDDLEWARE = [
     "django_htmx.middleware.HtmxMiddleware",
     "allauth.account.middleware.AccountMiddleware",
     "accounts.middleware.SessionHardeningMiddleware",
+    # htmx requests after the session ended: "You were signed out", not a login page in a card.
+    "connections.middleware.HtmxSignedOutMiddleware",
     # Last, so it sees the view's exception first: no free database connection -> 503 "busy".
     "ops.busy.DatabaseBusyMiddleware",
 ]

@@ -81,6 +81,7 @@ class ConnectionAdmin(admin.ModelAdmin):
         "broker_slug",
         "account_number_masked",
         "status",
+        "state_words",
         "health_score",
         "quality",
         "last_check_at",
@@ -140,6 +141,13 @@ class ConnectionAdmin(admin.ModelAdmin):
         # A deleted row would skip revocation and the permission check and erase the history:
         # connections leave only through "Disconnect and revoke" (connection_disconnect).
         return False
+
+    @admin.display(description="Shown as")
+    def state_words(self, obj: Connection) -> str:
+        """The state in the words the person's pages use (docs/pages.md, Glossary)."""
+        from connections.presenters import ProfileCache, status_for
+
+        return status_for(obj, profile=ProfileCache()[obj.broker_slug], now=timezone.now()).label
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         # Every field is read-only (changes go through the actions), so there is nothing to save.

@@ -63,6 +63,10 @@ class BrokerResponse:
     body: Any  # parsed JSON, or None when the body was not JSON
     latency_ms: int
     headers: dict
+    # Raw bytes, for callers that pass the answer on (the API proxy).
+    content: bytes = b""
+    # With passthrough=True: the classified error of a non-2xx answer (None on success).
+    error: BrokerError | None = None
 
 
 def _parse_body(response: requests.Response) -> Any:
@@ -95,11 +99,15 @@ def broker_call(
     during: str,
     timeout: float | tuple[float, float] | None = None,
     session: requests.Session | None = None,
+    passthrough: bool = False,
     **kwargs: Any,
 ) -> BrokerResponse:
     """Send one request and return its parsed answer, or raise the classified BrokerError.
 
     `during` is "token", "refresh", "revoke" or "account" (see classify_response).
+    With `passthrough`, an HTTP answer that is an error is returned (its classification in
+    `.error`) instead of raised: the API proxy hands the broker's 404 or 400 on as it is.
+    Network failures still raise.
     """
     timeout = timeout or default_timeout()
     session = session or http_session()
@@ -134,7 +142,7 @@ def broker_call(
         raise BrokerError(NETWORK, f"The request to {profile.name} failed ({type(exc).__name__}).") from exc
     latency_ms = int((time.monotonic() - started) * 1000)
     body = _parse_body(response)
-    headers = dict(response.headers)
+    headers = requests.structures.CaseInsensitiveDict(response.headers)
     error = classify_response(
         status=response.status_code,
         content_type=response.headers.get("Content-Type", ""),
@@ -151,8 +159,12 @@ def broker_call(
     if error is not None:
         if body is None and "html" in response.headers.get("Content-Type", "") and not error.error_code:
             error.error_code = HTML_ERROR_CODE
-        raise error
-    return BrokerResponse(status=response.status_code, body=body, latency_ms=latency_ms, headers=headers)
+        if not passthrough:
+            raise error
+    return BrokerResponse(
+        status=response.status_code, body=body, latency_ms=latency_ms, headers=headers, content=response.content,
+        error=error,
+    )
 
 
 def _policy_refusal(profile: BrokerProfile, log_fields: dict) -> BrokerError:

@@ -33,7 +33,7 @@ CARD_SECONDS = 600
 _CSRF_MARK = "csrf-placeholder-7f3a9c"
 # Fields of the view that are not part of what the card shows, or are covered otherwise.
 _NOT_SHOWN = {"connection", "uptime_svg", "disconnect_result"}
-_VERSION = "1"  # bump when _card.html changes shape in a way the key cannot see
+_VERSION = "2"  # bump when _card.html changes shape in a way the key cannot see
 
 
 _cache = None
@@ -55,28 +55,33 @@ def _card_key(view, connection: Connection) -> str:
     return f"brokerlink:card:{connection.pk}:{digest}"
 
 
-def _render(connections: list[Connection], *, now) -> dict:
+def _render(connections: list[Connection], *, now, last_sweep=None) -> dict:
     """Render these cards (reading their recent checks in one query); {pk: html}."""
     prefetch_related_objects(connections, presenters.recent_checks_prefetch())
     profiles = presenters.ProfileCache()
     out = {}
     for connection in connections:
-        view = presenters.present_connection(connection, checks=connection.recent_checks, now=now, profiles=profiles)
+        view = presenters.present_connection(
+            connection, checks=connection.recent_checks, now=now, profiles=profiles, last_sweep=last_sweep
+        )
         out[connection.pk] = render_to_string(CARD_TEMPLATE, {"card": view, "csrf_token": _CSRF_MARK})
     return out
 
 
-def cards_html(request, connections: list[Connection], *, now=None) -> tuple[list, list[str]]:
+def cards_html(request, connections: list[Connection], *, now=None, last_sweep=None) -> tuple[list, list[str]]:
     """(views, html of each card) for these connections, rendering only cards that changed."""
     now = now or timezone.now()
     profiles = presenters.ProfileCache()
-    views = [presenters.present_connection(c, checks=[], now=now, profiles=profiles) for c in connections]
+    views = [
+        presenters.present_connection(c, checks=[], now=now, profiles=profiles, last_sweep=last_sweep)
+        for c in connections
+    ]
     keys = [_card_key(view, c) for view, c in zip(views, connections, strict=True)]
     cache = _shared_cache()
     found = cache.get_many(keys) if keys else {}
     missing = [c for c, key in zip(connections, keys, strict=True) if key not in found]
     if missing:
-        fresh = _render(missing, now=now)
+        fresh = _render(missing, now=now, last_sweep=last_sweep)
         new = {key: fresh[c.pk] for c, key in zip(connections, keys, strict=True) if c.pk in fresh}
         cache.set_many(new, CARD_SECONDS)
         found.update(new)
@@ -84,12 +89,18 @@ def cards_html(request, connections: list[Connection], *, now=None) -> tuple[lis
     return views, [mark_safe(found[key].replace(_CSRF_MARK, token)) for key in keys]  # noqa: S308 - our own render
 
 
-def dashboard_cached(request) -> tuple[presenters.Dashboard, list[str]]:
-    """The dashboard's data and its cards' HTML, in a fixed number of queries."""
+def dashboard_cached(request, *, show: str = "") -> tuple[presenters.Dashboard, list[str]]:
+    """The dashboard's data and its cards' HTML, in a fixed number of queries. `show` is a
+    summary group: only its cards are listed (the tiles filter), the counts cover all."""
     now = timezone.now()
+    last_sweep = presenters.monitoring_last_run()
     connections = list(connection_list_for_user(user=request.user))
-    views, html = cards_html(request, connections, now=now)
+    views, html = cards_html(request, connections, now=now, last_sweep=last_sweep)
+    summary = presenters.summary_for([v.state for v in views], selected=show)
+    if summary.selected:
+        kept = [(v, h) for v, h in zip(views, html, strict=True) if v.state.group == summary.selected]
+        views, html = [v for v, _ in kept], [h for _, h in kept]
     dashboard = presenters.Dashboard(
-        cards=views, summary=presenters.summary_for(views), monitoring=presenters.monitoring_status(now=now), now=now
+        cards=views, summary=summary, monitoring=presenters.monitoring_status(now=now, last=last_sweep), now=now
     )
     return dashboard, html

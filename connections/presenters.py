@@ -5,39 +5,76 @@ so templates only lay them out and tests can check the words without a browser.
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db.models import Count, Prefetch, Q
-from django.db.models.functions import TruncHour
+from django.db.models import Prefetch
 from django.utils import timezone
+from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from brokers.registry import UnknownBroker, get_profile
-from connections import charts, errors, hub
-from connections.models import CheckResult, Connection, ConnectionEvent, ConnectionStatus, ErrorCategory, Quality
-from connections.selectors import connection_list_for_user
+from connections import charts, errors, hub, selectors
+from connections.models import CheckResult, Connection, ConnectionEvent, ConnectionStatus, Quality
 from connections.state import INACTIVE_STATUSES
 
 UPTIME_SLOTS = 30
-HEALTHY = {ConnectionStatus.CONNECTED, ConnectionStatus.CHECKING, ConnectionStatus.PENDING}
-ATTENTION = {ConnectionStatus.DEGRADED, ConnectionStatus.NEEDS_REAUTH, ConnectionStatus.FAILED}
 # A connection whose grant ends this soon offers "Reconnect" before it breaks.
 RECONNECT_AHEAD = timedelta(days=3)
 # Monitoring counts as stopped after this many missed sweep cycles.
 STALE_CYCLES = 3
 
-STATUS_HELP = {
-    ConnectionStatus.PENDING: "Connecting: waiting for the first check.",
-    ConnectionStatus.CONNECTED: "Connected: the last check passed.",
-    ConnectionStatus.CHECKING: "Checking the connection now…",
-    ConnectionStatus.DEGRADED: "Degraded: the last check failed; brokerlink is retrying.",
-    ConnectionStatus.BROKER_OUTAGE: "Broker outage: the broker is failing for everyone; brokerlink waits for it.",
-    ConnectionStatus.NEEDS_REAUTH: "Needs re-authentication: reconnect to keep using this account.",
-    ConnectionStatus.FAILED: "Failed: brokerlink gave up retrying. Reconnect to try again.",
-    ConnectionStatus.DISCONNECTED: "Disconnected: brokerlink holds no tokens for this account.",
+# The vocabulary (docs/pages.md, "Glossary"): every badge, card, history line, email and the
+# admin use these words. key -> (badge label, summary group).
+STATES = {
+    "connected": ("Connected", "working"),
+    "slow": ("Slow", "working"),
+    "checking": ("Checking", "checking"),
+    "retrying": ("Retrying", "waiting"),
+    "retrying_slowly": ("Retrying slowly", "waiting"),
+    "rate_limited": ("Rate limited", "waiting"),
+    "waiting": ("Waiting for the broker", "waiting"),
+    "needs_admin": ("Needs an administrator", "waiting"),
+    "needs_you": ("Needs you", "needs_you"),
+    "disconnected": ("Disconnected", "disconnected"),
 }
+# The summary strip's tiles, in order: (group, label). Every connection shown is in exactly one.
+GROUPS = [
+    ("working", "working"),
+    ("checking", "checking"),
+    ("waiting", "waiting, nothing to do"),
+    ("needs_you", "need you"),
+]
+# Status words for history lines (event.to_status) in the same vocabulary.
+STATUS_WORDS = {
+    ConnectionStatus.PENDING: "Checking",
+    ConnectionStatus.CONNECTED: "Connected",
+    ConnectionStatus.CHECKING: "Checking",
+    ConnectionStatus.DEGRADED: "Retrying",
+    ConnectionStatus.BROKER_OUTAGE: "Waiting for the broker",
+    ConnectionStatus.NEEDS_REAUTH: "Needs you",
+    ConnectionStatus.FAILED: "Needs you",
+    ConnectionStatus.DISCONNECTED: "Disconnected",
+}
+CATEGORY_WORDS = {
+    errors.NETWORK: "Broker unreachable",
+    errors.BROKER_FAULT: "Broker error",
+    errors.RATE_LIMITED: "Rate limited",
+    errors.AUTH: "Sign-in no longer accepted",
+    errors.CONFIGURATION: "App credentials rejected",
+    errors.UNEXPECTED: "Unreadable answer",
+}
+# OAuth / internal codes in parentheses ("(invalid_grant)", "(needs_reauth)") stay in the admin
+# log; people read the sentence without them.
+_CODE = re.compile(r"\s*\((?:[a-z]+_[a-z_]+|[a-z_]*error[a-z_]*)\)")
+
+
+def plain(message: str) -> str:
+    """A stored message without protocol codes, for people."""
+    return _CODE.sub("", message or "").strip()
 
 
 # --- phrases --------------------------------------------------------------------------
@@ -78,12 +115,21 @@ def last_success_phrase(connection: Connection, *, now: datetime) -> str:
     return f"last successful check {ago_phrase(connection.last_success_at, now=now)}"
 
 
+def has_live_token(connection: Connection, *, now: datetime) -> bool:
+    """Tokens brokerlink can still use: not for a connection that needs the person to sign in
+    again (the broker refused the grant) or that was disconnected."""
+    if connection.status in (ConnectionStatus.DISCONNECTED, ConnectionStatus.NEEDS_REAUTH, ConnectionStatus.FAILED):
+        return False
+    access_ok = bool(connection.access_token_sealed) and (
+        connection.access_expires_at is None or connection.access_expires_at > now
+    )
+    return access_ok or bool(connection.refresh_token_sealed)
+
+
 def token_phrase(connection: Connection, *, now: datetime) -> str:
-    """What happens next to the tokens, in the words of the person who has to act (or not)."""
-    if connection.status == ConnectionStatus.DISCONNECTED:
-        return "no tokens held"
-    if connection.status == ConnectionStatus.NEEDS_REAUTH:
-        return "reconnect needed now"
+    """What happens next to the tokens; empty when there are no live tokens to talk about."""
+    if not has_live_token(connection, now=now):
+        return ""
     deadline = connection.reauth_deadline_at
     if deadline is not None:
         if deadline <= now:
@@ -101,13 +147,21 @@ def token_phrase(connection: Connection, *, now: datetime) -> str:
     return f"reconnect needed {until_phrase(expires, now=now)}" if expires > now else "reconnect needed now"
 
 
-def retry_phrase(connection: Connection, *, max_attempts: int | None, now: datetime) -> str:
-    if connection.retry_attempt <= 0 or connection.status in INACTIVE_STATUSES:
-        return ""
-    of = f" of {max_attempts}" if max_attempts else ""
-    wait = (connection.next_check_at - now).total_seconds()
-    when = f"in {duration_phrase(wait)}" if wait >= 1 else "now"
-    return f"retrying {connection.retry_attempt}{of} {when}"
+def clock_phrase(moment: datetime) -> str:
+    return f"{timezone.localtime(moment):%H:%M:%S}"
+
+
+def next_attempt_at(connection: Connection, *, last_sweep: datetime | None, now: datetime) -> datetime:
+    """When brokerlink really checks next: the first sweep tick at or after next_check_at
+    (a connection due at 12:00:05 is checked by the sweep that starts after it, not at 12:00:05)."""
+    due = max(connection.next_check_at, now)
+    if last_sweep is None:
+        return due
+    interval = timedelta(seconds=sweep_interval_seconds())
+    if due <= last_sweep:
+        return max(now, last_sweep + interval)
+    ticks = math.ceil((due - last_sweep) / interval)
+    return last_sweep + ticks * interval
 
 
 def latency_phrase(latency_ms: int | None) -> str:
@@ -147,9 +201,9 @@ def monitoring_last_run() -> datetime | None:
     return hub.ask("beat_last_seen")  # ops records beat's liveness and answers through the hub
 
 
-def monitoring_status(*, now: datetime | None = None) -> MonitoringView:
+def monitoring_status(*, now: datetime | None = None, last: datetime | None = None) -> MonitoringView:
     now = now or timezone.now()
-    last = monitoring_last_run()
+    last = last or monitoring_last_run()
     limit = timedelta(seconds=STALE_CYCLES * sweep_interval_seconds())
     if last is None:
         return MonitoringView(False, None, "Monitoring has not run yet: statuses below are not live checks.")
@@ -160,6 +214,47 @@ def monitoring_status(*, now: datetime | None = None) -> MonitoringView:
         )
         return MonitoringView(False, last, text)
     return MonitoringView(True, last, f"Monitoring is active: last check round {ago_phrase(last, now=now)}.")
+
+
+# --- system status (staff) -------------------------------------------------------------
+
+
+@dataclass
+class SystemBadge:
+    key: str  # healthy | degraded | down (CSS: badge--overall-<key>)
+    label: str
+    reasons: list[str]
+
+
+def system_badge(*, services: str, alerts, breakers: list[dict], monitoring: MonitoringView) -> SystemBadge:
+    """The staff page's one word, from the services, the open alerts, the brokers' circuits and
+    the sweep together: "Healthy" only when none of them has anything to say."""
+    reasons = []
+    worst = "healthy"
+
+    def worse(level: str, reason: str) -> None:
+        nonlocal worst
+        reasons.append(reason)
+        if level == "down" or (level == "degraded" and worst == "healthy"):
+            worst = level
+
+    if services in ("down", "unknown"):
+        worse("down", "a service is down" if services == "down" else "services could not be checked")
+    elif services == "degraded":
+        worse("degraded", "a service is degraded")
+    critical = [a for a in alerts if a.severity == "critical"]
+    warning = [a for a in alerts if a.severity != "critical"]
+    if critical:
+        worse("down", f"{len(critical)} critical alert{'s' if len(critical) != 1 else ''} open")
+    if warning:
+        worse("degraded", f"{len(warning)} warning{'s' if len(warning) != 1 else ''} open")
+    open_circuits = [b["name"] for b in breakers if b.get("state_key") not in ("closed", None)]
+    if open_circuits:
+        worse("degraded", "waiting for " + ", ".join(open_circuits) + " (circuit open)")
+    if not monitoring.active:
+        worse("degraded", "monitoring is not running")
+    label = {"healthy": "Healthy", "degraded": "Degraded", "down": "Critical"}[worst]
+    return SystemBadge(worst, label, reasons)
 
 
 # --- connection cards -----------------------------------------------------------------
@@ -175,6 +270,131 @@ class ErrorView:
 
 
 @dataclass
+class StatusView:
+    """What a person reads about a connection's state: the badge, one sentence, and (when
+    brokerlink will try again) the time of the next attempt."""
+
+    key: str
+    label: str
+    sentence: str
+    group: str
+    next_at: datetime | None = None
+    next_text: str = ""
+
+    @property
+    def sentence_html(self) -> SafeString:
+        """The sentence with its "in 40 s" as a live countdown (static/js/live.js)."""
+        if self.next_at is None or not self.next_text or self.next_text not in self.sentence:
+            return format_html("{}", self.sentence)
+        before, after = self.sentence.split(self.next_text, 1)
+        return format_html(
+            '{}<time datetime="{}" data-countdown>{}</time>{}',
+            before,
+            self.next_at.isoformat(),
+            self.next_text,
+            after,
+        )
+
+
+def _state(key: str, sentence: str, **kw) -> StatusView:
+    label, group = STATES[key]
+    return StatusView(key=key, label=label, sentence=sentence, group=group, **kw)
+
+
+def checked_this_grant(connection: Connection) -> bool:
+    last = connection.last_check_at
+    return last is not None and (connection.grant_started_at is None or last >= connection.grant_started_at)
+
+
+def last_check_passed(connection: Connection) -> bool:
+    return (
+        checked_this_grant(connection)
+        and connection.last_success_at is not None
+        and connection.last_success_at >= connection.last_check_at
+    )
+
+
+def is_slow(connection: Connection, profile) -> bool:
+    from connections.engine.conf import engine_setting
+
+    if profile is None or connection.last_latency_ms is None:
+        return False
+    return connection.last_latency_ms > float(engine_setting("SLOW_FACTOR")) * max(1, profile.baseline_latency_ms)
+
+
+def status_for(connection: Connection, *, profile, now: datetime, last_sweep: datetime | None = None) -> StatusView:
+    """The one place that turns a connection's data into its state words."""
+    from connections.engine.conf import engine_setting
+
+    name = profile.name if profile else "The broker"
+    status = connection.status
+    if status == ConnectionStatus.DISCONNECTED:
+        return _state("disconnected", "brokerlink holds no tokens for this account and no longer checks it.")
+    if status == ConnectionStatus.NEEDS_REAUTH:
+        return _state("needs_you", f"{name} no longer accepts this connection's sign-in. Reconnect to keep using it.")
+    if status == ConnectionStatus.FAILED:
+        return _state("needs_you", "brokerlink stopped checking this connection. Reconnect to start again.")
+    if status == ConnectionStatus.CHECKING:
+        return _state("checking", "Checking the connection now…")
+
+    at = next_attempt_at(connection, last_sweep=last_sweep, now=now)
+    when = until_phrase(at, now=now) if at > now + timedelta(seconds=1) else "any moment now"
+    clock = f" (at {clock_phrase(at)})" if at > now + timedelta(seconds=1) else ""
+    timed = {"next_at": at, "next_text": when}
+    # An open circuit may hold a connection back before its first check: still true.
+    if status == ConnectionStatus.BROKER_OUTAGE:
+        return _state(
+            "waiting",
+            f"{name} is failing for everyone. Nothing to do: brokerlink checks again {when}{clock} "
+            "and resumes by itself.",
+            **timed,
+        )
+    if not checked_this_grant(connection):
+        return _state("checking", f"Waiting for the first check, {when}{clock}.", **timed)
+    passed = last_check_passed(connection)
+    category = connection.last_error_category
+    if not passed and category == errors.RATE_LIMITED:
+        return _state(
+            "rate_limited",
+            f"{name} asked brokerlink to slow down. Nothing to do: the next check is {when}{clock}.",
+            **timed,
+        )
+    if status == ConnectionStatus.DEGRADED and not passed:
+        if category == errors.CONFIGURATION:
+            return _state(
+                "needs_admin",
+                f"{name} rejected this site's app credentials; an administrator has to fix them. "
+                f"brokerlink checks again {when}{clock}.",
+                **timed,
+            )
+        max_attempts = profile.backoff.max_attempts if profile else 0
+        failures = max(connection.consecutive_failures, connection.retry_attempt)
+        if max_attempts and connection.retry_attempt >= max_attempts:
+            every = duration_phrase(float(engine_setting("SLOW_PROBE_SECONDS")))
+            return _state(
+                "retrying_slowly",
+                f"{failures} checks in a row failed. brokerlink now checks every {every} and keeps the tokens "
+                f"alive; nothing to do, it recovers by itself. Next check {when}{clock}.",
+                **timed,
+            )
+        return _state(
+            "retrying",
+            f"The last check failed ({failures} in a row). Nothing to do yet: brokerlink tries again {when}{clock}.",
+            **timed,
+        )
+    if passed:
+        ago = ago_phrase(connection.last_check_at, now=now)
+        if is_slow(connection, profile):
+            return _state(
+                "slow",
+                f"The last check passed {ago} but took {connection.last_latency_ms:,} ms; "
+                f"{name} usually answers in {profile.baseline_latency_ms:,} ms.",
+            )
+        return _state("connected", f"The last check passed {ago}.")
+    return _state("checking", f"Waiting for the next check, {when}{clock}.", **timed)
+
+
+@dataclass
 class ConnectionView:
     connection: Connection
     pk: str
@@ -184,16 +404,14 @@ class ConnectionView:
     label: str
     environment: str
     environment_label: str
-    status: str
-    status_label: str
-    status_help: str
+    state: StatusView
     health_score: int | None
+    health_text: str
     quality: str
     quality_label: str
     latency_text: str
     last_success_text: str
     token_text: str
-    retry_text: str
     uptime_svg: SafeString
     needs_reconnect: bool
     can_check: bool
@@ -214,6 +432,19 @@ class ConnectionView:
     def title(self) -> str:
         return f"{self.name} at {self.broker_name}"
 
+    # The badge and the live announcements follow the state, not the raw status column.
+    @property
+    def status(self) -> str:
+        return self.state.key
+
+    @property
+    def status_label(self) -> str:
+        return self.state.label
+
+    @property
+    def status_help(self) -> str:
+        return self.state.sentence
+
 
 class ProfileCache(dict):
     """get_profile once per broker slug per page (custom brokers may read the database)."""
@@ -229,12 +460,16 @@ class ProfileCache(dict):
 
 def error_view(connection: Connection) -> ErrorView | None:
     category = connection.last_error_category
-    if not category or connection.status in (ConnectionStatus.CONNECTED, ConnectionStatus.DISCONNECTED):
+    if not category or connection.status == ConnectionStatus.DISCONNECTED:
         return None
+    if connection.status not in (ConnectionStatus.NEEDS_REAUTH, ConnectionStatus.FAILED) and last_check_passed(
+        connection
+    ):
+        return None  # an old problem, already solved
     return ErrorView(
         category=category,
-        category_label=ErrorCategory(category).label if category in ErrorCategory.values else category,
-        message=connection.last_error_message,
+        category_label=CATEGORY_WORDS.get(category, "Problem"),
+        message=plain(connection.last_error_message),
         meaning=errors.MEANING.get(category, ""),
         next_step=errors.NEXT_STEP.get(category, ""),
     )
@@ -249,8 +484,21 @@ def _label(connection: Connection) -> str:
     return label
 
 
+def health_phrase(connection: Connection) -> str:
+    if connection.health_score is None:
+        if connection.status in (ConnectionStatus.DISCONNECTED,):
+            return "—"
+        return "not enough data yet"
+    return f"{connection.health_score}/100"
+
+
 def present_connection(
-    connection: Connection, *, checks, now: datetime, profiles: ProfileCache | None = None
+    connection: Connection,
+    *,
+    checks,
+    now: datetime,
+    profiles: ProfileCache | None = None,
+    last_sweep: datetime | None = None,
 ) -> ConnectionView:
     profiles = profiles if profiles is not None else ProfileCache()
     profile = profiles[connection.broker_slug]
@@ -260,6 +508,7 @@ def present_connection(
         deadline is not None and status != ConnectionStatus.DISCONNECTED and deadline - now < RECONNECT_AHEAD
     )
     quality = connection.quality or ""
+    passed = last_check_passed(connection)
     return ConnectionView(
         connection=connection,
         pk=str(connection.pk),
@@ -269,16 +518,17 @@ def present_connection(
         label=_label(connection),
         environment=connection.environment,
         environment_label=connection.get_environment_display(),
-        status=status,
-        status_label=connection.get_status_display(),
-        status_help=STATUS_HELP.get(status, ""),
+        state=status_for(connection, profile=profile, now=now, last_sweep=last_sweep),
         health_score=connection.health_score,
-        quality=quality,
-        quality_label=Quality(quality).label if quality in Quality.values else "not scored yet",
-        latency_text=latency_phrase(connection.last_latency_ms),
+        health_text=health_phrase(connection),
+        quality=quality if connection.health_score is not None else "",
+        quality_label=Quality(quality).label
+        if quality in Quality.values and connection.health_score is not None
+        else "",
+        # Latency only from a passed check: a failed one measured how fast the error came back.
+        latency_text=latency_phrase(connection.last_latency_ms) if passed else "—",
         last_success_text=last_success_phrase(connection, now=now),
         token_text=token_phrase(connection, now=now),
-        retry_text=retry_phrase(connection, max_attempts=profile.backoff.max_attempts if profile else None, now=now),
         uptime_svg=charts.uptime_bar(checks, slots=UPTIME_SLOTS),
         needs_reconnect=needs_reconnect,
         can_check=status not in INACTIVE_STATUSES,
@@ -299,22 +549,40 @@ def recent_checks_prefetch() -> Prefetch:
 
 
 @dataclass
+class SummaryTile:
+    group: str
+    label: str
+    count: int
+    selected: bool = False
+
+
+@dataclass
 class Summary:
-    healthy: int = 0
-    attention: int = 0
-    outage: int = 0
+    counts: dict = field(default_factory=dict)
     total: int = 0
+    selected: str = ""
+
+    @property
+    def tiles(self) -> list[SummaryTile]:
+        return [SummaryTile(g, label, self.counts.get(g, 0), self.selected == g) for g, label in GROUPS]
+
+    def __getattr__(self, name):
+        # summary.working, summary.needs_you, ... in templates and tests
+        counts = self.__dict__.get("counts", {})
+        if name in dict(GROUPS):
+            return counts.get(name, 0)
+        raise AttributeError(name)
 
 
-def summary_for(views: list[ConnectionView]) -> Summary:
-    summary = Summary(total=len(views))
-    for view in views:
-        if view.status in HEALTHY:
-            summary.healthy += 1
-        elif view.status == ConnectionStatus.BROKER_OUTAGE:
-            summary.outage += 1
-        elif view.status in ATTENTION:
-            summary.attention += 1
+def summary_for(states: list[StatusView], *, selected: str = "") -> Summary:
+    """Counts per group of the connections shown (disconnected ones are not on the dashboard):
+    the tiles add up to the list."""
+    summary = Summary(selected=selected if selected in dict(GROUPS) else "")
+    for state in states:
+        if state.group == "disconnected":
+            continue
+        summary.total += 1
+        summary.counts[state.group] = summary.counts.get(state.group, 0) + 1
     return summary
 
 
@@ -324,35 +592,42 @@ class Dashboard:
     summary: Summary
     monitoring: MonitoringView
     now: datetime = field(default_factory=timezone.now)
+    shown: list[ConnectionView] = field(default_factory=list)
 
 
-def dashboard_for_user(*, user, now: datetime | None = None) -> Dashboard:
-    """Everything the dashboard shows, in a fixed number of queries whatever the number of connections."""
+def dashboard_for_user(*, user, now: datetime | None = None, show: str = "") -> Dashboard:
+    """Everything the dashboard shows, in a fixed number of queries whatever the number of
+    connections. `show` is a summary group: only those cards are listed (the tiles filter)."""
     now = now or timezone.now()
-    connections = list(connection_list_for_user(user=user).prefetch_related(recent_checks_prefetch()))
+    connections = list(selectors.connection_list_for_user(user=user).prefetch_related(recent_checks_prefetch()))
     profiles = ProfileCache()
-    cards = [present_connection(c, checks=c.recent_checks, now=now, profiles=profiles) for c in connections]
-    return Dashboard(cards=cards, summary=summary_for(cards), monitoring=monitoring_status(now=now), now=now)
+    last_sweep = monitoring_last_run()
+    cards = [
+        present_connection(c, checks=c.recent_checks, now=now, profiles=profiles, last_sweep=last_sweep)
+        for c in connections
+    ]
+    summary = summary_for([c.state for c in cards], selected=show)
+    shown = [c for c in cards if not summary.selected or c.state.group == summary.selected]
+    return Dashboard(
+        cards=shown, summary=summary, monitoring=monitoring_status(now=now, last=last_sweep), now=now, shown=shown
+    )
 
 
-def summary_for_user(*, user) -> Summary:
-    statuses = connection_list_for_user(user=user).values_list("status", flat=True)
-    summary = Summary()
-    for status in statuses:
-        summary.total += 1
-        if status in HEALTHY:
-            summary.healthy += 1
-        elif status == ConnectionStatus.BROKER_OUTAGE:
-            summary.outage += 1
-        elif status in ATTENTION:
-            summary.attention += 1
-    return summary
+def summary_for_user(*, user, now: datetime | None = None, show: str = "") -> Summary:
+    now = now or timezone.now()
+    profiles = ProfileCache()
+    last_sweep = monitoring_last_run()
+    states = [
+        status_for(c, profile=profiles[c.broker_slug], now=now, last_sweep=last_sweep)
+        for c in selectors.connection_list_for_user(user=user)
+    ]
+    return summary_for(states, selected=show)
 
 
 def card_for(connection: Connection, *, now: datetime | None = None) -> ConnectionView:
     now = now or timezone.now()
     checks = list(connection.checks.order_by("-checked_at")[:UPTIME_SLOTS])
-    view = present_connection(connection, checks=checks, now=now)
+    view = present_connection(connection, checks=checks, now=now, last_sweep=monitoring_last_run())
     if view.is_final:
         view.disconnect_result = disconnect_result(connection)
     return view
@@ -367,54 +642,103 @@ def disconnect_result(connection: Connection) -> dict | None:
     )
     if event is None:
         return None
-    return {"revoked": event.kind == ConnectionEvent.Kind.REVOKED, "message": event.message, "at": event.created_at}
+    revoked = event.kind == ConnectionEvent.Kind.REVOKED
+    return {"revoked": revoked, "message": plain(event.message), "at": event.created_at}
 
 
 # --- detail ---------------------------------------------------------------------------
 
 
-def _uptime(connection: Connection, *, hours: int, now: datetime) -> float | None:
-    try:
-        from connections.engine.health import connection_uptime
-    except ImportError:
-        start = now - timedelta(hours=hours)
-        agg = connection.checks.filter(checked_at__gte=start).aggregate(
-            n=Count("id"), ok=Count("id", filter=Q(ok=True))
-        )
-        return agg["ok"] / agg["n"] if agg["n"] else None
-    return connection_uptime(connection, hours=hours, now=now)
+# Below this many checks an uptime is given as "n of m checks passed", not as a percentage.
+UPTIME_MIN_CHECKS = 20
+UPTIME_WINDOWS = [
+    ("24h", "24 h", 24),
+    ("7d", "7 days", 24 * 7),
+    ("30d", "30 days", 24 * 30),
+    ("1y", "1 year", 24 * 365),
+]
+
+
+def uptime_phrase(passed: int, checks: int) -> str:
+    if not checks:
+        return "no checks yet"
+    if checks < UPTIME_MIN_CHECKS:
+        return f"{passed} of {checks} checks passed"
+    share = 100 * passed / checks
+    figure = f"{share:.2f}".rstrip("0").rstrip(".") if share < 100 else "100"
+    return f"{figure}% of {checks:,} checks"
 
 
 def hourly_buckets(connection: Connection, *, hours: int = 24, now: datetime) -> list[tuple[datetime, int, int]]:
-    """(hour, checks, successes) for each of the last `hours` hours, oldest first, empty hours included."""
-    start = (now - timedelta(hours=hours - 1)).replace(minute=0, second=0, microsecond=0)
-    rows = (
-        connection.checks.filter(checked_at__gte=start)
-        .annotate(hour=TruncHour("checked_at"))
-        .values("hour")
-        .annotate(n=Count("id"), ok=Count("id", filter=Q(ok=True)))
+    return selectors.connection_hourly_checks(connection, hours=hours, now=now)
+
+
+@dataclass
+class EventView:
+    kind: str
+    kind_label: str
+    created_at: datetime
+    to_status: str
+    status_word: str
+    message: str
+
+
+EVENT_WORDS = {
+    ConnectionEvent.Kind.CONNECTED: "Connected",
+    ConnectionEvent.Kind.RECONNECTED: "Reconnected",
+    ConnectionEvent.Kind.STATUS_CHANGED: "State changed",
+    ConnectionEvent.Kind.REFRESHED: "Tokens refreshed",
+    ConnectionEvent.Kind.REFRESH_FAILED: "Token refresh failed",
+    ConnectionEvent.Kind.CHECK_FAILED: "Check failed",
+    ConnectionEvent.Kind.REVOKED: "Revoked at the broker",
+    ConnectionEvent.Kind.REVOCATION_FAILED: "Revocation not confirmed",
+    ConnectionEvent.Kind.DISCONNECTED: "Disconnected",
+    ConnectionEvent.Kind.ADMIN_ACTION: "Administrator action",
+    ConnectionEvent.Kind.NOTIFIED: "Email sent",
+}
+EMAIL_WORDS = {
+    "needs_reauth": "Reconnect needed.",
+    "failed": "Connection stopped.",
+    "recovered": "Working again.",
+    "expiry_warning": "Sign-in due soon.",
+}
+
+
+def event_view(event: ConnectionEvent) -> EventView:
+    message = plain(event.message)
+    if event.kind == ConnectionEvent.Kind.NOTIFIED:
+        code = event.message.removeprefix("Email sent: ").rstrip(".")
+        message = EMAIL_WORDS.get(code, "")
+    return EventView(
+        kind=event.kind,
+        kind_label=EVENT_WORDS.get(event.kind, event.get_kind_display()),
+        created_at=event.created_at,
+        to_status=event.to_status,
+        status_word=STATUS_WORDS.get(event.to_status, "") if event.to_status else "",
+        message=message,
     )
-    by_hour = {row["hour"]: (row["n"], row["ok"]) for row in rows}
-    out = []
-    for i in range(hours):
-        hour = start + timedelta(hours=i)
-        n, ok = by_hour.get(hour, (0, 0))
-        out.append((hour, n, ok))
-    return out
 
 
 @dataclass
 class DetailView:
     card: ConnectionView
-    events: list[ConnectionEvent]
+    events: list[EventView]
     latency_svg: SafeString
     uptime_svg: SafeString
-    uptime_24h: str
-    uptime_30d: str
+    uptimes: list[tuple[str, str, str]]
     access_expires_text: str
     refresh_expires_text: str
     deadline_text: str
     monitoring: MonitoringView
+    health: object = None  # engine.health.HealthReport
+
+    @property
+    def uptime_24h(self) -> str:
+        return self.uptimes[0][2]
+
+    @property
+    def uptime_30d(self) -> str:
+        return self.uptimes[2][2]
 
 
 def _expiry(moment: datetime | None, *, now: datetime, none: str) -> str:
@@ -427,23 +751,34 @@ def _expiry(moment: datetime | None, *, now: datetime, none: str) -> str:
 def detail_for(connection: Connection, *, now: datetime | None = None, events: int = 30) -> DetailView:
     now = now or timezone.now()
     card = card_for(connection, now=now)
-    recent = list(connection.checks.order_by("-checked_at")[:60])[::-1]
-    has_tokens = connection.status != ConnectionStatus.DISCONNECTED
+    recent = selectors.connection_recent_checks(connection, limit=60)
+    live_tokens = has_live_token(connection, now=now)
+    uptimes = []
+    for key, label, hours in UPTIME_WINDOWS:
+        passed, total = selectors.connection_uptime_counts(connection, hours=hours, now=now)
+        uptimes.append((key, label, uptime_phrase(passed, total)))
+    health = None
+    profile = ProfileCache()[connection.broker_slug]
+    if profile is not None and connection.status != ConnectionStatus.DISCONNECTED:
+        from connections.engine.health import health_explain
+
+        health = health_explain(connection, baseline_ms=profile.baseline_latency_ms, now=now)
     return DetailView(
         card=card,
-        events=list(connection.events.select_related(None).order_by("-created_at", "-id")[:events]),
-        latency_svg=charts.latency_chart([(c.checked_at, c.latency_ms if c.ok else None) for c in recent]),
+        events=[event_view(e) for e in connection.events.order_by("-created_at", "-id")[:events]],
+        latency_svg=charts.latency_chart([(c.checked_at, c.latency_ms, c.ok) for c in recent]),
         uptime_svg=charts.uptime_chart(hourly_buckets(connection, now=now)),
-        uptime_24h=percent_phrase(_uptime(connection, hours=24, now=now)),
-        uptime_30d=percent_phrase(_uptime(connection, hours=24 * 30, now=now)),
+        uptimes=uptimes,
+        # Token lines only for tokens brokerlink can still use.
         access_expires_text=_expiry(connection.access_expires_at, now=now, none="does not expire")
-        if has_tokens
-        else "deleted",
+        if live_tokens
+        else "",
         refresh_expires_text=(
             _expiry(connection.refresh_expires_at, now=now, none="no fixed expiry")
-            if connection.refresh_token_sealed
-            else "none held"
+            if live_tokens and connection.refresh_token_sealed
+            else ""
         ),
-        deadline_text=_expiry(connection.reauth_deadline_at, now=now, none="") if has_tokens else "",
+        deadline_text=_expiry(connection.reauth_deadline_at, now=now, none="") if live_tokens else "",
         monitoring=monitoring_status(now=now),
+        health=health,
     )

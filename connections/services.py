@@ -405,6 +405,10 @@ def _store_connection(
     connection.last_error_category = ""
     connection.last_error_message = ""
     connection.last_success_at = now
+    # A new grant starts a new health history (engine.health counts checks since
+    # grant_started_at): no score until it has enough checks of its own.
+    connection.health_score = None
+    connection.quality = ""
     connection.next_check_at = now
     connection.disconnected_at = None
     connection.archived_at = None

@@ -33,7 +33,8 @@ logger = logging.getLogger(__name__)
 
 @login_required
 def dashboard(request):
-    dashboard, cards_html = dashboard_cached(request)
+    # ?show=<group>: the summary tiles filter the list.
+    dashboard, cards_html = dashboard_cached(request, show=request.GET.get("show", ""))
     # Disconnected cards stay in view (to archive, remove or connect again) until archived.
     put_away = connection_list_disconnected_for_user(user=request.user)
     context = {

@@ -60,7 +60,8 @@ def panel(request, connection_id):
 def summary(request):
     if not request.htmx:
         return redirect("connections:dashboard")
-    context = {"summary": presenters.summary_for_user(user=request.user), "monitoring": presenters.monitoring_status()}
+    summary = presenters.summary_for_user(user=request.user, show=request.GET.get("show", ""))
+    context = {"summary": summary, "monitoring": presenters.monitoring_status()}
     return render(request, "connections/partials/_summary_strip.html", context)
 
 
@@ -85,14 +86,16 @@ def check_now(request, connection_id):
         except CheckBusy:
             notice = "This connection is being checked right now; the result will appear shortly."
         except ValueError:
-            notice = f"A {connection.get_status_display().lower()} connection is not checked. Reconnect it first."
+            notice = "This connection is not checked until it is reconnected."
     connection.refresh_from_db()
     if notice:
         messages.info(request, notice)
-    elif connection.status == ConnectionStatus.CONNECTED:
-        messages.success(request, "Check passed.")
     else:
-        messages.warning(request, f"Check finished: {connection.get_status_display()}.")
+        state = presenters.card_for(connection).state
+        if state.key in ("connected", "slow"):
+            messages.success(request, "Check passed." if state.key == "connected" else "Check passed, slowly.")
+        else:
+            messages.warning(request, f"Check finished: {state.label}.")
     logger.info("connections.check_now.done", extra={"connection_id": str(connection.pk), "status": connection.status})
     if not request.htmx:
         return redirect("connections:detail", connection_id=connection.pk)
@@ -139,7 +142,7 @@ def _stream_authorise(request, connection_id=None):
     try:
         user = request.user
         if not user.is_authenticated:
-            return None, HttpResponse("Sign in to receive live updates.", status=403, content_type="text/plain")
+            return None, _signed_out_stream()
         if connection_id is not None and not Connection.objects.filter(pk=connection_id, user=user).exists():
             return None, HttpResponse("No such connection.", status=404, content_type="text/plain")
         return user.pk, None
@@ -166,6 +169,19 @@ async def _open(request, connection_id=None):
         live.connection_stream(user_id, connection_id=connection_id, subscriber=subscriber),
         on_close=lambda: live.stream_close_threadsafe(subscriber, loop),
     )
+
+
+def _signed_out_stream() -> StreamingHttpResponse:
+    """The session ended: one `signed-out` event (the page shows "You were signed out"), and a
+    long `retry:` so the browser does not keep knocking; the page closes the stream itself."""
+
+    async def events():
+        yield "retry: 3600000\n\n"
+        yield live.sse("signed-out", "signed-out")
+
+    response = StreamingHttpResponse(events(), content_type="text/event-stream")
+    response["Cache-Control"] = "no-cache"
+    return response
 
 
 async def stream(request):
@@ -234,12 +250,15 @@ def system_status(request):
     now = timezone.now()
     overall, services = _services()
     monitoring = presenters.monitoring_status(now=now)
-    if overall == "healthy" and not monitoring.active:
-        overall = "degraded"
+    breakers = _breakers(now)
+    # Answered by ops (its open alerts) through the hub; none without it.
+    alerts = hub.ask("open_alerts", default=[])
+    badge = presenters.system_badge(services=overall, alerts=alerts, breakers=breakers, monitoring=monitoring)
     context = {
-        "overall": overall,
+        "overall": badge.key,
+        "badge": badge,
         "services": services,
-        "breakers": _breakers(now),
+        "breakers": breakers,
         "monitoring": monitoring,
         "checked_at": now,
     }

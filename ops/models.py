@@ -75,16 +75,28 @@ class Alert(models.Model):
 
 
 class WebhookEndpoint(models.Model):
-    """Where connection events are POSTed, signed with this endpoint's secret."""
+    """Where connection events are POSTed, signed to the Standard Webhooks spec with this
+    endpoint's secret (`whsec_<base64>`), and with the previous one during a rotation."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     name = models.CharField(max_length=100, blank=True)
     url = models.URLField(max_length=500)
     secret_sealed = models.TextField(blank=True, default="", editable=False)
     secret = SealedField("secret_sealed")
+    # After a rotation the old secret signs too, until this time: receivers switch without downtime.
+    previous_secret_sealed = models.TextField(blank=True, default="", editable=False)
+    previous_secret = SealedField("previous_secret_sealed")
+    previous_secret_expires_at = models.DateTimeField(null=True, blank=True)
     enabled = models.BooleanField(default=True)
     # Event types this endpoint receives; empty means all of them.
     event_types = models.JSONField(default=list, blank=True)
+    # Told by email when the endpoint is disabled for failing; the site admins when empty.
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    last_success_at = models.DateTimeField(null=True, blank=True)
+    disabled_at = models.DateTimeField(null=True, blank=True)
+    disabled_reason = models.CharField(max_length=500, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -109,13 +121,15 @@ class WebhookDelivery(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     endpoint = models.ForeignKey(WebhookEndpoint, on_delete=models.CASCADE, related_name="deliveries")
     event_id = models.UUIDField(default=uuid.uuid4)
-    event = models.CharField(max_length=32)
+    event = models.CharField(max_length=40)
     connection_id = models.UUIDField(null=True, blank=True, db_index=True)
     payload = models.JSONField()
     attempts = models.PositiveIntegerField(default=0)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     response_status = models.PositiveSmallIntegerField(null=True, blank=True)
     next_attempt_at = models.DateTimeField(default=timezone.now, db_index=True)
+    # Start of the current retry schedule: an endpoint failing ever since is disabled.
+    first_attempt_at = models.DateTimeField(null=True, blank=True)
     delivered_at = models.DateTimeField(null=True, blank=True)
     last_error = models.CharField(max_length=500, blank=True)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)

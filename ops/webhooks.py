@@ -1,34 +1,43 @@
-"""Outgoing webhooks: connection events POSTed as signed JSON to the endpoints operators register.
+"""Outgoing webhooks to the Standard Webhooks spec (https://www.standardwebhooks.com/).
 
-Events: connected, needs_reauth, recovered (back to connected from degraded / broker outage /
-failed), disconnected, failed. Body:
+Each event is POSTed as JSON to every enabled endpoint that wants it, with the headers
 
-    {"id": "<event uuid>", "type": "recovered", "created_at": "<ISO 8601>",
-     "connection": {"id", "broker", "account" (masked), "status", "user_email"}}
+    webhook-id:         the event's id (the same on every retry: receivers de-duplicate on it)
+    webhook-timestamp:  unix seconds of this attempt
+    webhook-signature:  "v1,<base64 HMAC-SHA256(key, '<id>.<timestamp>.<body>')>", space-separated,
+                        one per active secret (two during a secret rotation)
 
-Headers: `X-Brokerlink-Timestamp: <unix seconds>` and
-`X-Brokerlink-Signature: sha256=<hex HMAC-SHA256(secret, "<timestamp>.<body>")>`.
-Receivers verify with `webhook_signature_verify` (or the same four lines in their language)
-and should reject timestamps older than a few minutes. Never carries a token.
+where the key is the base64 part of the endpoint's `whsec_...` secret. Receivers verify with
+the spec's libraries (`standardwebhooks` on PyPI: `Webhook(secret).verify(body, headers)`).
+The event catalogue and payloads are in EVENTS below and in docs/webhooks.md. Never a token.
 
-A delivery is tried by the `ops.tasks.webhook_deliver` task; failures are retried with
-exponential backoff (`WEBHOOK_BACKOFF_SECONDS` x 2^(attempt-1), capped at one hour) up to
-`WEBHOOK_MAX_ATTEMPTS`; a beat task picks up due retries whose message was lost. A delivery
-is claimed with a conditional UPDATE before sending, and a delivered one is never sent again.
+Where events come from: ops subscribes to the connection history (post_save of
+ConnectionEvent and of the engine's expiry Notification). connections never imports ops.
+
+Delivery: a Celery task per attempt (`ops.tasks.webhook_deliver`), due times in the row, a
+beat task for due attempts whose message was lost. Failed attempts are retried on
+RETRY_SCHEDULE (about 27.5 hours in all, each wait jittered by +/-20 %, the whole schedule
+scaled by WEBHOOK_SCHEDULE_SCALE for tests). A delivery that exhausts the schedule gives up;
+if its endpoint has not accepted anything since that delivery's first attempt, it has been
+failing for more than a day: the endpoint is disabled and its owner is told by email.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import json
 import logging
+import random
+import secrets
 import time
 import uuid
 from datetime import datetime, timedelta
 
 import requests
-from celery import signature as task_signature
+from django.conf import settings
+from django.core.mail import mail_admins, send_mail
 from django.db import transaction
 from django.utils import timezone
 
@@ -37,24 +46,36 @@ from ops.models import WebhookDelivery, WebhookEndpoint
 from outbound.clients import outbound_session, refused_by_policy
 from outbound.policy import OutboundRefused
 
-DELIVER_TASK = "ops.tasks.webhook_deliver"
-
 logger = logging.getLogger(__name__)
 
-EVENT_TYPES = ["connected", "needs_reauth", "recovered", "disconnected", "failed"]
-SIGNATURE_HEADER = "X-Brokerlink-Signature"
-TIMESTAMP_HEADER = "X-Brokerlink-Timestamp"
-BACKOFF_CAP_SECONDS = 3600
+PAYLOAD_VERSION = 1
+# Event type -> what it means (the catalogue; docs/webhooks.md shows each payload).
+EVENTS = {
+    "connection.connected": "A user connected a brokerage account.",
+    "connection.reconnected": "A user re-authorized an existing connection (after it needed it, or by choice).",
+    "connection.broken": "A working connection stopped working: degraded, broker outage, needs re-authentication "
+    "or failed. `data.needs_reauth` says whether the user must act.",
+    "connection.fixed": "A broken connection works again.",
+    "connection.expiring": "The grant reaches its hard re-authentication deadline soon (`data.deadline`).",
+    "connection.revoked": "The connection was disconnected in brokerlink; its tokens are gone.",
+    "connection.refresh_failed": "A token refresh failed (`data.reason`); `data.needs_reauth` when the grant is dead.",
+}
+EVENT_TYPES = list(EVENTS)
+ID_HEADER, TIMESTAMP_HEADER, SIGNATURE_HEADER = "webhook-id", "webhook-timestamp", "webhook-signature"
+SECRET_PREFIX = "whsec_"  # noqa: S105 - the format prefix, not a secret
+# Seconds to wait before each retry (Svix's published schedule): attempt 1 is immediate.
+RETRY_SCHEDULE = [5, 5 * 60, 30 * 60, 2 * 3600, 5 * 3600, 10 * 3600, 10 * 3600]
+JITTER = 0.2
 
 DEFAULTS: dict[str, float] = {
-    # First retry after this many seconds, doubling each attempt (capped at one hour).
-    "BACKOFF_SECONDS": 30,
-    # Attempts before a delivery is given up (status "failed").
-    "MAX_ATTEMPTS": 8,
+    # Multiplies every wait of RETRY_SCHEDULE (tests compress a day into seconds).
+    "SCHEDULE_SCALE": 1.0,
     # Per-request timeout; receivers should answer fast and work asynchronously.
     "TIMEOUT_SECONDS": 10,
     # A claimed delivery is not re-claimed for this long (a worker died mid-send).
     "CLAIM_SECONDS": 60,
+    # After a rotation the previous secret keeps signing for this many hours.
+    "ROTATION_HOURS": 24,
 }
 
 
@@ -62,66 +83,74 @@ def webhook_setting(name: str) -> float:
     return float(tunable("WEBHOOK", name, DEFAULTS))
 
 
-# --- signing -----------------------------------------------------------------------------
+# --- secrets and signing -------------------------------------------------------------------
 
 
-def webhook_signature(secret: str, timestamp: str, body: bytes) -> str:
-    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
-    return f"sha256={mac.hexdigest()}"
+def webhook_secret_new() -> str:
+    """A new endpoint secret in the spec's format: whsec_ + base64 of 32 random bytes."""
+    return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(32)).decode()
 
 
-def webhook_signature_verify(
-    secret: str, timestamp: str, body: bytes, header: str, *, tolerance_seconds: float | None = 300,
-    now: float | None = None,
-) -> bool:
-    """For integrators: True when `header` is the signature of this body at this timestamp and
-    the timestamp is within `tolerance_seconds` of now (None skips the age check)."""
-    if not secret or not timestamp or not header:
-        return False
-    if tolerance_seconds is not None:
-        try:
-            age = abs((now if now is not None else time.time()) - int(timestamp))
-        except ValueError:
-            return False
-        if age > tolerance_seconds:
-            return False
-    if isinstance(body, str):
-        body = body.encode()
-    return hmac.compare_digest(webhook_signature(secret, timestamp, body).encode(), header.strip().encode())
+def _key(secret: str) -> bytes:
+    if secret.startswith(SECRET_PREFIX):
+        return base64.b64decode(secret[len(SECRET_PREFIX) :])
+    return secret.encode()  # a secret set before the spec format: its bytes are the key
+
+
+def webhook_sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
+    mac = hmac.new(_key(secret), f"{msg_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(mac).decode()
+
+
+def endpoint_secrets(endpoint: WebhookEndpoint, *, now: datetime | None = None) -> list[str]:
+    """The secrets that sign now: the current one, and the previous one until it expires."""
+    now = now or timezone.now()
+    active = [endpoint.secret] if endpoint.secret_sealed else []
+    expires = endpoint.previous_secret_expires_at
+    if endpoint.previous_secret_sealed and expires and expires > now:
+        active.append(endpoint.previous_secret)
+    return active
+
+
+def webhook_headers(endpoint: WebhookEndpoint, msg_id: str, body: bytes, *, timestamp: int | None = None) -> dict:
+    timestamp = int(time.time()) if timestamp is None else timestamp
+    signatures = " ".join(webhook_sign(s, msg_id, timestamp, body) for s in endpoint_secrets(endpoint))
+    return {ID_HEADER: msg_id, TIMESTAMP_HEADER: str(timestamp), SIGNATURE_HEADER: signatures}
+
+
+def webhook_endpoint_rotate_secret(endpoint: WebhookEndpoint, *, now: datetime | None = None) -> str:
+    """Give the endpoint a new secret; the old one keeps signing for ROTATION_HOURS. Returns
+    the new secret (shown once to the admin)."""
+    now = now or timezone.now()
+    new = webhook_secret_new()
+    if endpoint.secret_sealed:
+        endpoint.previous_secret = endpoint.secret
+        endpoint.previous_secret_expires_at = now + timedelta(hours=webhook_setting("ROTATION_HOURS"))
+    endpoint.secret = new
+    endpoint.save()
+    logger.info("ops.webhooks.secret_rotated", extra={"endpoint_id": str(endpoint.pk)})
+    return new
 
 
 # --- events --------------------------------------------------------------------------------
 
 
-def event_type_for(*, from_status: str, to_status: str, kind: str = "") -> str | None:
-    from connections.models import ConnectionEvent, ConnectionStatus
+def _bad_statuses() -> set[str]:
+    from connections.models import ConnectionStatus as S
 
-    if kind in (ConnectionEvent.Kind.CONNECTED, ConnectionEvent.Kind.RECONNECTED):
-        return "connected"
-    if to_status == ConnectionStatus.NEEDS_REAUTH:
-        return "needs_reauth"
-    if to_status == ConnectionStatus.FAILED:
-        return "failed"
-    if to_status == ConnectionStatus.DISCONNECTED:
-        return "disconnected"
-    if to_status == ConnectionStatus.CONNECTED:
-        bad = {ConnectionStatus.DEGRADED, ConnectionStatus.BROKER_OUTAGE, ConnectionStatus.FAILED,
-               ConnectionStatus.NEEDS_REAUTH}
-        if from_status in bad:
-            return "recovered"
-        if from_status in ("", ConnectionStatus.PENDING):
-            return "connected"
-    return None
+    return {S.DEGRADED, S.BROKER_OUTAGE, S.NEEDS_REAUTH, S.FAILED}
 
 
-def _status_before_check(connection, from_status: str) -> str:
+def _status_before_check(connection_id, from_status: str, created_at) -> str:
     """A manual check passes through "checking": look through it to the status before."""
     from connections.models import ConnectionEvent, ConnectionStatus
 
     if from_status != ConnectionStatus.CHECKING:
         return from_status
     before = (
-        ConnectionEvent.objects.filter(connection_id=connection.pk, to_status=ConnectionStatus.CHECKING)
+        ConnectionEvent.objects.filter(
+            connection_id=connection_id, to_status=ConnectionStatus.CHECKING, created_at__lte=created_at
+        )
         .order_by("-created_at", "-id")
         .values_list("from_status", flat=True)
         .first()
@@ -129,75 +158,130 @@ def _status_before_check(connection, from_status: str) -> str:
     return before or from_status
 
 
-def webhook_payload(connection, event_type: str, *, event_id: uuid.UUID, created_at: datetime) -> dict:
+def event_type_for(*, kind: str, from_status: str, to_status: str) -> str | None:
+    """The webhook event a connection history entry stands for, if any."""
+    from connections.models import ConnectionEvent, ConnectionStatus
+
+    bad = _bad_statuses()
+    if kind == ConnectionEvent.Kind.CONNECTED:
+        return "connection.connected"
+    if kind == ConnectionEvent.Kind.RECONNECTED:
+        return "connection.reconnected"
+    if kind == ConnectionEvent.Kind.REFRESH_FAILED:
+        return "connection.refresh_failed"
+    if kind == ConnectionEvent.Kind.DISCONNECTED or (to_status == ConnectionStatus.DISCONNECTED and from_status):
+        return "connection.revoked" if from_status != ConnectionStatus.DISCONNECTED else None
+    if not to_status or to_status == from_status:
+        return None
+    if to_status in bad and (from_status not in bad or to_status in (ConnectionStatus.NEEDS_REAUTH,
+                                                                      ConnectionStatus.FAILED)):
+        return "connection.broken"
+    if to_status == ConnectionStatus.CONNECTED and from_status in bad:
+        return "connection.fixed"
+    return None
+
+
+def _connection_data(connection) -> dict:
     return {
-        "id": str(event_id),
-        "type": event_type,
-        "created_at": created_at.isoformat(),
-        "connection": {
-            "id": str(connection.pk),
-            "broker": connection.broker_slug,
-            "account": connection.account_number_masked,
-            "status": connection.status,
-            "user_email": connection.user.email,
-        },
+        "id": str(connection.pk),
+        "broker": connection.broker_slug,
+        "environment": connection.environment,
+        "account": connection.account_number_masked,
+        "status": connection.status,
+        "user_email": getattr(connection.user, "email", ""),
     }
 
 
-def webhook_enqueue(connection, event_type: str) -> list[WebhookDelivery]:
+def webhook_payload(event_type: str, data: dict, *, created_at: datetime) -> dict:
+    """The body of every event: {type, version, timestamp, data}."""
+    return {"type": event_type, "version": PAYLOAD_VERSION, "timestamp": created_at.isoformat(), "data": data}
+
+
+def webhook_enqueue(event_type: str, data: dict, *, connection_id=None, event_id: uuid.UUID | None = None) -> list:
     """One delivery per enabled endpoint that wants this event type; each sent by a task."""
     endpoints = [e for e in WebhookEndpoint.objects.filter(enabled=True) if e.wants(event_type)]
     if not endpoints:
         return []
     now = timezone.now()
-    event_id = uuid.uuid4()
-    payload = webhook_payload(connection, event_type, event_id=event_id, created_at=now)
+    event_id = event_id or uuid.uuid4()
+    payload = webhook_payload(event_type, data, created_at=now)
     deliveries = WebhookDelivery.objects.bulk_create(
         WebhookDelivery(
-            endpoint=e, event_id=event_id, event=event_type, connection_id=connection.pk, payload=payload,
+            endpoint=e, event_id=event_id, event=event_type, connection_id=connection_id, payload=payload,
             next_attempt_at=now,
         )
         for e in endpoints
     )
     for delivery in deliveries:
         _send_task(delivery.pk)
-    logger.info(
-        "ops.webhooks.enqueued",
-        extra={"event": event_type, "connection_id": str(connection.pk), "deliveries": len(deliveries)},
-    )
+    logger.info("ops.webhooks.enqueued", extra={"event": event_type, "deliveries": len(deliveries)})
     return deliveries
 
 
 def _send_task(delivery_id, countdown: float | None = None) -> None:
-    # By name, so this module does not import ops.tasks (whose thin tasks import it).
+    # By name: ops.tasks imports this module, so importing it back would be a cycle.
+    from celery import current_app
+
     try:
-        task_signature(DELIVER_TASK, args=[str(delivery_id)]).apply_async(countdown=countdown)
+        current_app.send_task("ops.tasks.webhook_deliver", args=[str(delivery_id)], countdown=countdown)
     except Exception:  # noqa: BLE001 - the beat's retry sweep sends it when the broker is back
         logger.warning("ops.webhooks.task_not_sent", extra={"delivery_id": str(delivery_id)})
 
 
-def webhook_enqueue_for_transition(connection, from_status: str, to_status: str, *, kind: str = "", **_) -> None:
-    """Receiver of `connections.hub.status_changed` (connected in OpsConfig.ready). Best effort,
-    after the transaction commits: a webhook problem never affects the status change itself."""
+def _after_commit(build) -> None:
+    """Enqueue once the change that caused the event is committed. Best effort: a webhook
+    problem never affects the change itself."""
 
-    def enqueue() -> None:
+    def run() -> None:
         try:
-            event_type = event_type_for(
-                from_status=_status_before_check(connection, from_status), to_status=to_status, kind=kind
-            )
-            if event_type:
-                webhook_enqueue(connection, event_type)
+            build()
         except Exception:  # noqa: BLE001
-            logger.exception("ops.webhooks.enqueue_failed", extra={"connection_id": str(connection.pk)})
+            logger.exception("ops.webhooks.enqueue_failed")
 
-    transaction.on_commit(enqueue)
+    transaction.on_commit(run)
+
+
+def on_connection_event(sender, instance, created: bool, raw: bool = False, **kwargs) -> None:
+    """post_save receiver of connections.ConnectionEvent."""
+    if not created or raw:
+        return
+    event = instance
+    from_status = _status_before_check(event.connection_id, event.from_status, event.created_at)
+    event_type = event_type_for(kind=event.kind, from_status=from_status, to_status=event.to_status)
+    if event_type is None:
+        return
+    connection = event.connection
+    data = {"connection": _connection_data(connection), "previous_status": from_status}
+    if event_type in ("connection.broken", "connection.refresh_failed", "connection.fixed"):
+        data["reason"] = {"category": event.category, "message": event.message}
+    if event_type in ("connection.broken", "connection.refresh_failed"):
+        from connections.models import ConnectionStatus
+
+        data["needs_reauth"] = (
+            event.to_status == ConnectionStatus.NEEDS_REAUTH or connection.status == ConnectionStatus.NEEDS_REAUTH
+            or (event.kind == "refresh_failed" and event.category == "auth")
+        )
+    _after_commit(lambda: webhook_enqueue(event_type, data, connection_id=connection.pk))
+
+
+def on_notification(sender, instance, created: bool, raw: bool = False, **kwargs) -> None:
+    """post_save receiver of the engine's Notification: an expiry warning is connection.expiring."""
+    if not created or raw or instance.kind != "expiry_warning":
+        return
+    connection = instance.connection
+    data = {"connection": _connection_data(connection), "deadline": instance.incident_at.isoformat()}
+    _after_commit(lambda: webhook_enqueue("connection.expiring", data, connection_id=connection.pk))
 
 
 # --- delivery ------------------------------------------------------------------------------
 
 
-def _backoff(attempts: int) -> float:
-    return min(BACKOFF_CAP_SECONDS, webhook_setting("BACKOFF_SECONDS") * 2 ** max(0, attempts - 1))
+def retry_delay(attempts: int) -> float | None:
+    """Seconds before the next attempt after `attempts` failed ones (None: give up), jittered."""
+    if attempts > len(RETRY_SCHEDULE):
+        return None
+    base = RETRY_SCHEDULE[attempts - 1] * webhook_setting("SCHEDULE_SCALE")
+    return base * random.uniform(1 - JITTER, 1 + JITTER)
 
 
 def webhook_deliver(delivery_id, *, now: datetime | None = None) -> str:
@@ -213,14 +297,14 @@ def webhook_deliver(delivery_id, *, now: datetime | None = None) -> str:
     delivery = WebhookDelivery.objects.select_related("endpoint").get(pk=delivery_id)
     endpoint = delivery.endpoint
     body = json.dumps(delivery.payload, separators=(",", ":"), sort_keys=True).encode()
-    timestamp = str(int(time.time()))
     headers = {
         "Content-Type": "application/json",
-        "User-Agent": "brokerlink-webhooks/1",
-        TIMESTAMP_HEADER: timestamp,
-        SIGNATURE_HEADER: webhook_signature(endpoint.secret, timestamp, body),
+        "User-Agent": "brokerlink-webhooks/2",
+        **webhook_headers(endpoint, str(delivery.event_id), body),
     }
     delivery.attempts += 1
+    if delivery.attempts == 1 or delivery.first_attempt_at is None:
+        delivery.first_attempt_at = timezone.now()
     error, status_code = "", None
     if not endpoint.enabled:
         error = "The endpoint is disabled."
@@ -242,15 +326,18 @@ def webhook_deliver(delivery_id, *, now: datetime | None = None) -> str:
                 error = f"No answer from the endpoint ({type(exc).__name__})."
     delivery.response_status = status_code
     delivery.last_error = error[:500]
+    delay = None if not error else retry_delay(delivery.attempts)
     if not error:
         delivery.status = WebhookDelivery.Status.DELIVERED
         delivery.delivered_at = timezone.now()
-    elif delivery.attempts >= webhook_setting("MAX_ATTEMPTS"):
+        WebhookEndpoint.objects.filter(pk=endpoint.pk).update(last_success_at=delivery.delivered_at)
+    elif delay is None or not endpoint.enabled:
         delivery.status = WebhookDelivery.Status.FAILED
     else:
-        delivery.next_attempt_at = timezone.now() + timedelta(seconds=_backoff(delivery.attempts))
+        delivery.next_attempt_at = timezone.now() + timedelta(seconds=delay)
     delivery.save(
-        update_fields=["attempts", "status", "response_status", "last_error", "delivered_at", "next_attempt_at"]
+        update_fields=["attempts", "status", "response_status", "last_error", "delivered_at", "next_attempt_at",
+                       "first_attempt_at"]
     )
     logger.info(
         "ops.webhooks.attempt",
@@ -259,7 +346,42 @@ def webhook_deliver(delivery_id, *, now: datetime | None = None) -> str:
     )
     if delivery.status == WebhookDelivery.Status.PENDING:
         _send_task(delivery.pk, countdown=max(0.0, (delivery.next_attempt_at - timezone.now()).total_seconds()))
+    elif delivery.status == WebhookDelivery.Status.FAILED and endpoint.enabled:
+        _disable_if_failing(endpoint, delivery)
     return delivery.status
+
+
+def _disable_if_failing(endpoint: WebhookEndpoint, delivery: WebhookDelivery) -> None:
+    """A delivery gave up after the whole schedule; if the endpoint accepted nothing since that
+    delivery's first attempt, it is down for good: disable it and tell its owner."""
+    endpoint.refresh_from_db()
+    since = delivery.first_attempt_at or delivery.created_at
+    if endpoint.last_success_at and endpoint.last_success_at >= since:
+        return
+    reason = (
+        f"Disabled after failing every attempt since {since:%Y-%m-%d %H:%M} UTC "
+        f"({delivery.attempts} attempts of a {delivery.event} event; last: {delivery.last_error})"
+    )[:500]
+    changed = WebhookEndpoint.objects.filter(pk=endpoint.pk, enabled=True).update(
+        enabled=False, disabled_at=timezone.now(), disabled_reason=reason
+    )
+    if not changed:
+        return
+    logger.warning("ops.webhooks.endpoint_disabled", extra={"endpoint_id": str(endpoint.pk)})
+    subject = f"brokerlink disabled the webhook endpoint {endpoint}"
+    body = (
+        f"{reason}.\n\nEndpoint: {endpoint.url}\nFix the receiver, then enable the endpoint again in the admin "
+        f"({settings.SITE_URL}/admin/ops/webhookendpoint/{endpoint.pk}/change/) and replay the deliveries "
+        "that gave up.\n"
+    )
+    owner_email = getattr(endpoint.owner, "email", "") if endpoint.owner_id else ""
+    try:
+        if owner_email:
+            send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, [owner_email])
+        else:
+            mail_admins(subject, body)
+    except Exception:  # noqa: BLE001 - the endpoint is disabled either way; the admin shows why
+        logger.exception("ops.webhooks.owner_mail_failed", extra={"endpoint_id": str(endpoint.pk)})
 
 
 def webhooks_due(*, now: datetime | None = None, limit: int = 500) -> list:
@@ -278,4 +400,17 @@ def webhook_retry_now(delivery: WebhookDelivery) -> bool:
     )
     if changed:
         _send_task(delivery.pk)
+    return bool(changed)
+
+
+def webhook_replay(delivery: WebhookDelivery) -> bool:
+    """Admin: send this event to its endpoint again, whatever happened before, with a fresh
+    retry schedule. Same webhook-id: a receiver that already has it can tell."""
+    changed = WebhookDelivery.objects.filter(pk=delivery.pk).update(
+        status=WebhookDelivery.Status.PENDING, next_attempt_at=timezone.now(), attempts=0, first_attempt_at=None,
+        delivered_at=None, last_error="", response_status=None,
+    )
+    if changed:
+        _send_task(delivery.pk)
+    logger.info("ops.webhooks.replayed", extra={"delivery_id": str(delivery.pk)})
     return bool(changed)

@@ -382,6 +382,11 @@ def api_users(request: HttpRequest, data: dict) -> JsonResponse:
 
 def control_page(request: HttpRequest) -> HttpResponse:
     if not _is_staff(request):
+        user = getattr(request, "user", None)
+        if user is not None and user.is_authenticated:
+            # Signed in without the permission: the login page would send them straight back
+            # here (an endless redirect loop), so say no.
+            return HttpResponse("The sandbox controls are for staff only.", status=403, content_type="text/plain")
         try:
             return redirect_to_login(request.get_full_path())
         except NoReverseMatch:  # standalone server: no brokerlink login page to send staff to

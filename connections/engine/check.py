@@ -347,6 +347,14 @@ def connections_check(connections: list[Connection], *, now: datetime | None = N
 
 def _apply(outcome: Outcome, *, now: datetime, breaker_open_until: dict[str, datetime]) -> tuple[str, str, str]:
     """Set the row's engine fields from the outcome. Returns (to_status, category, message)."""
+    decided = _decide(outcome, now=now, breaker_open_until=breaker_open_until)
+    # The health score is computed before the transition is written: it scores the status
+    # this check decided (a connection that now needs you is capped), not the one before.
+    outcome.connection.health_status = decided[0]
+    return decided
+
+
+def _decide(outcome: Outcome, *, now: datetime, breaker_open_until: dict[str, datetime]) -> tuple[str, str, str]:
     conn, profile, error = outcome.connection, outcome.profile, outcome.error
     if profile is None:
         conn.last_error_category, conn.last_error_message = error.category, error.message
@@ -390,9 +398,11 @@ def _apply(outcome: Outcome, *, now: datetime, breaker_open_until: dict[str, dat
         return ConnectionStatus.BROKER_OUTAGE, error.category, error.message
     conn.retry_attempt += 1
     if attempts_exhausted(profile.backoff, conn.retry_attempt):
-        conn.next_check_at = now + timedelta(seconds=profile.backoff.cap_seconds)
-        message = f"Gave up after {conn.retry_attempt} failed checks: {error.message}"
-        return ConnectionStatus.FAILED, error.category, message
+        # Out of fast retries, but the grant may be fine (a long outage, a network problem):
+        # the connection stays active, so the sweep keeps probing it at a slow cadence and
+        # keeps its tokens refreshed, and the first passed check brings it back by itself.
+        conn.next_check_at = now + timedelta(seconds=float(engine_setting("SLOW_PROBE_SECONDS")))
+        return ConnectionStatus.DEGRADED, error.category, error.message
     conn.next_check_at = now + timedelta(seconds=backoff_delay(profile.backoff, conn.retry_attempt))
     return ConnectionStatus.DEGRADED, error.category, error.message
 

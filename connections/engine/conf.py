@@ -42,6 +42,13 @@ DEFAULTS: dict[str, float] = {
     "CHECKRESULT_RETENTION_DAYS": 7,
     # A refresh token unused this long is refreshed anyway, before the broker forgets it.
     "IDLE_REFRESH_DAYS": 7,
+    # Checks of the current grant needed before a health score is shown ("not enough data yet").
+    "HEALTH_MIN_CHECKS": 5,
+    # After the retry budget, a failing connection is still checked (and its tokens refreshed)
+    # at this cadence, in seconds, until the broker answers again.
+    "SLOW_PROBE_SECONDS": 300,
+    # A passed check slower than this many times the broker's baseline latency shows as "slow".
+    "SLOW_FACTOR": 4,
     # A connection this many seconds past its next_check_at is overdue (missed heartbeat).
     "OVERDUE_GRACE_SECONDS": 120,
 }

@@ -1,18 +1,23 @@
 """Health score, quality label, uptime, latency history and trends, missed heartbeats.
 
-Health score (0-100), computed for every checked connection at the end of its batch:
+One model, computed by `health_compute` for every path that checks a connection (the sweep,
+"Check now", the admin's check action: all go through engine.check.outcomes_write) and
+explained on the detail page by `health_explain` with the same numbers:
 
-    50 x success ratio    checks passed / checks made, over the raw results since the start of
-                          the previous hour plus the hourly rollups of the 23 hours before
-                          (each check counted once), plus this check
+    50 x success ratio    checks passed / checks made over the last 24 hours, counting only
+                          checks of the current grant (a reconnect starts a new history)
     20 x latency          1 at or below the broker's own baseline_latency_ms, 0 at 5x the
                           baseline or when the check failed, linear in between
     15 x token freshness  1 when the tokens are valid and the grant has no hard deadline within
                           72 h; 0.6 within 72 h; 0.3 within 24 h; 0 without a usable token
     15 x stability        1 - (transitions into degraded / broker_outage / needs_reauth / failed
-                          in the last 7 days) / 3, floored at 0
+                          in the last 7 days of this grant) / 3, floored at 0
 
-A connection that needs re-authentication or has failed is capped at 20.
+Rules around the sum:
+- fewer than HEALTH_MIN_CHECKS checks of the current grant: no score ("not enough data yet");
+- a check that did not pass (failed, or skipped because the broker is in an outage) never
+  raises the score;
+- a connection that needs re-authentication or has failed is capped at 20.
 Quality: excellent >= 85, good >= 65, poor >= 40, critical below.
 """
 
@@ -22,7 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db.models import Avg, Count, Max, Min, Q, Sum
+from django.db.models import Avg, Count, F, Max, Min, Q, Sum
 from django.db.models.functions import TruncHour
 from django.utils import timezone
 
@@ -46,7 +51,43 @@ class HealthInputs:
     bad_transitions: int = 0
 
 
-def quality_for(score: int) -> str:
+@dataclass
+class HealthPart:
+    key: str
+    name: str
+    weight: int
+    factor: float
+    # What counts, in one sentence, and the current input behind the factor.
+    rule: str
+    current: str
+
+    @property
+    def points(self) -> float:
+        return self.weight * self.factor
+
+
+@dataclass
+class HealthReport:
+    score: int | None
+    quality: str
+    checks: int
+    min_checks: int
+    parts: list[HealthPart]
+    capped: bool = False
+    held: bool = False  # the check did not pass, so the score was kept from rising
+
+    @property
+    def enough_data(self) -> bool:
+        return self.score is not None
+
+
+def health_min_checks() -> int:
+    return int(engine_setting("HEALTH_MIN_CHECKS"))
+
+
+def quality_for(score: int | None) -> str:
+    if score is None:
+        return ""
     if score >= 85:
         return Quality.EXCELLENT
     if score >= 65:
@@ -65,11 +106,23 @@ def latency_factor(latency_ms: int | None, baseline_ms: int) -> float:
     return max(0.0, 1.0 - (latency_ms - baseline) / (4 * baseline))
 
 
-def freshness_factor(connection: Connection, *, now: datetime) -> float:
+def _status(connection: Connection) -> str:
+    """The status being scored: the one this check decided (engine.check._apply sets it before
+    the transition is written), else the row's."""
+    return getattr(connection, "health_status", None) or connection.status
+
+
+def _has_live_token(connection: Connection, now: datetime) -> bool:
+    if _status(connection) in (ConnectionStatus.NEEDS_REAUTH, ConnectionStatus.FAILED, ConnectionStatus.DISCONNECTED):
+        return False  # the broker refused the grant (or it was given up): the tokens are dead
     has_access = bool(connection.access_token_sealed) and (
         connection.access_expires_at is None or connection.access_expires_at > now
     )
-    if not has_access and not connection.refresh_token_sealed:
+    return has_access or bool(connection.refresh_token_sealed)
+
+
+def freshness_factor(connection: Connection, *, now: datetime) -> float:
+    if not _has_live_token(connection, now):
         return 0.0
     deadline = connection.reauth_deadline_at
     if deadline is not None:
@@ -83,6 +136,90 @@ def freshness_factor(connection: Connection, *, now: datetime) -> float:
     return 1.0
 
 
+def _freshness_text(connection: Connection, factor: float, now: datetime) -> str:
+    if not _has_live_token(connection, now):
+        return "no usable token"
+    deadline = connection.reauth_deadline_at
+    if deadline is not None and deadline - now <= timedelta(hours=72):
+        hours = max(0, int((deadline - now).total_seconds() // 3600))
+        return f"sign-in needed within {hours} h"
+    return "tokens valid, no sign-in needed within 3 days"
+
+
+def health_compute(
+    connection: Connection,
+    inputs: HealthInputs,
+    *,
+    ok: bool | None,
+    latency_ms: int | None,
+    baseline_ms: int,
+    now: datetime,
+    previous: int | None = None,
+) -> HealthReport:
+    """The score and its parts. `ok` is this check's result (None: no check was made, e.g.
+    the broker's circuit is open); `inputs` are the checks already stored (this one excluded);
+    `previous` is the score before this check."""
+    checks, successes = inputs.checks, inputs.successes
+    if ok is not None:
+        checks, successes = checks + 1, successes + (1 if ok else 0)
+    success = successes / checks if checks else 0.0
+    latency = latency_factor(latency_ms if ok else None, baseline_ms)
+    freshness = freshness_factor(connection, now=now)
+    stability = max(0.0, 1.0 - inputs.bad_transitions / 3)
+    if ok:
+        latency_text = f"{latency_ms} ms against a usual {baseline_ms} ms"
+    elif ok is None and latency_ms is not None:
+        latency = latency_factor(latency_ms, baseline_ms)
+        latency_text = f"{latency_ms} ms (last passed check) against a usual {baseline_ms} ms"
+    else:
+        latency_text = "the last check did not pass"
+    parts = [
+        HealthPart(
+            "success",
+            "Checks passed",
+            50,
+            success,
+            "The share of checks that passed in the last 24 hours, since the last (re)connect.",
+            f"{successes} of {checks} passed" if checks else "no checks yet",
+        ),
+        HealthPart(
+            "latency",
+            "Speed",
+            20,
+            latency,
+            "Full marks at or below the broker's usual answer time, none at five times it or when a check fails.",
+            latency_text,
+        ),
+        HealthPart(
+            "freshness",
+            "Tokens",
+            15,
+            freshness,
+            "Full marks while the tokens are valid and no sign-in is due within 3 days.",
+            _freshness_text(connection, freshness, now),
+        ),
+        HealthPart(
+            "stability",
+            "Stability",
+            15,
+            stability,
+            "Each trouble spell in the last 7 days (failing, broker outage, sign-in needed) costs a third.",
+            f"{inputs.bad_transitions} trouble spell{'s' if inputs.bad_transitions != 1 else ''}",
+        ),
+    ]
+    min_checks = health_min_checks()
+    report = HealthReport(score=None, quality="", checks=checks, min_checks=min_checks, parts=parts)
+    if checks < min_checks:
+        return report
+    score = int(round(max(0.0, min(100.0, sum(p.points for p in parts)))))
+    if _status(connection) in (ConnectionStatus.NEEDS_REAUTH, ConnectionStatus.FAILED) and score > 20:
+        score, report.capped = 20, True
+    if ok is not True and previous is not None and score > previous:
+        score, report.held = previous, True
+    report.score, report.quality = score, quality_for(score)
+    return report
+
+
 def health_score(
     connection: Connection,
     inputs: HealthInputs,
@@ -91,28 +228,34 @@ def health_score(
     latency_ms: int | None,
     baseline_ms: int,
     now: datetime,
-) -> int:
-    checks, successes = inputs.checks, inputs.successes
-    if ok is not None:
-        checks, successes = checks + 1, successes + (1 if ok else 0)
-    success = successes / checks if checks else 1.0
-    latency = latency_factor(latency_ms if ok else None, baseline_ms) if ok is not None else 1.0
-    stability = max(0.0, 1.0 - inputs.bad_transitions / 3)
-    score = 50 * success + 20 * latency + 15 * freshness_factor(connection, now=now) + 15 * stability
-    if connection.status in (ConnectionStatus.NEEDS_REAUTH, ConnectionStatus.FAILED):
-        score = min(score, 20)
-    return int(round(max(0, min(100, score))))
+) -> int | None:
+    """The score the engine stores after a check (None: not enough data yet). The score
+    before the check is the row's current health_score."""
+    return health_compute(
+        connection,
+        inputs,
+        ok=ok,
+        latency_ms=latency_ms,
+        baseline_ms=baseline_ms,
+        now=now,
+        previous=connection.health_score,
+    ).score
 
 
 def health_inputs_for(ids, *, now: datetime) -> dict:
-    """Inputs for a batch in three aggregate queries (not per connection)."""
+    """Inputs for a batch in three aggregate queries (not per connection).
+
+    Only the current grant counts: rows from before the connection's grant_started_at (set
+    again by every reconnect) belong to a grant that no longer exists."""
     inputs = {pk: HealthInputs() for pk in ids}
+    this_grant = Q(connection__grant_started_at__isnull=True)
     # Raw rows from the start of the previous hour (at least an hour of them), rollups before
     # that: a rollup covers its whole hour, so the split must fall on an hour boundary or the
     # rows of the hour it cuts would be counted twice.
     split = (now - timedelta(hours=1)).replace(minute=0, second=0, microsecond=0)
     raw = (
         CheckResult.objects.filter(connection_id__in=ids, checked_at__gte=split)
+        .filter(this_grant | Q(checked_at__gte=F("connection__grant_started_at")))
         .values("connection_id")
         .annotate(n=Count("id"), ok=Count("id", filter=Q(ok=True)))
     )
@@ -122,6 +265,9 @@ def health_inputs_for(ids, *, now: datetime) -> dict:
         item.successes += row["ok"]
     rolled = (
         UptimeRollup.objects.filter(connection_id__in=ids, hour__gte=split - timedelta(hours=23), hour__lt=split)
+        # A rollup hour counts when it started after the grant (the grant's first part-hour
+        # is left out rather than mixed with the old grant's checks).
+        .filter(this_grant | Q(hour__gte=F("connection__grant_started_at")))
         .values("connection_id")
         .annotate(n=Sum("checks"), ok=Sum("successes"))
     )
@@ -133,6 +279,7 @@ def health_inputs_for(ids, *, now: datetime) -> dict:
         ConnectionEvent.objects.filter(
             connection_id__in=ids, created_at__gte=now - timedelta(days=7), to_status__in=BAD_STATUSES
         )
+        .filter(this_grant | Q(created_at__gte=F("connection__grant_started_at")))
         .values("connection_id")
         .annotate(n=Count("id"))
     )
@@ -141,11 +288,31 @@ def health_inputs_for(ids, *, now: datetime) -> dict:
     return inputs
 
 
+def health_explain(connection: Connection, *, baseline_ms: int, now: datetime | None = None) -> HealthReport:
+    """The stored score with its parts as of now, for the detail page: same inputs, same rules."""
+    now = now or timezone.now()
+    inputs = health_inputs_for([connection.pk], now=now)[connection.pk]
+    last_ok = connection.last_check_at is not None and connection.last_success_at == connection.last_check_at
+    report = health_compute(
+        connection,
+        inputs,
+        ok=None,
+        latency_ms=connection.last_latency_ms if last_ok else None,
+        baseline_ms=baseline_ms,
+        now=now,
+    )
+    # The figure shown is the stored one (what the cards show); the parts are the inputs now.
+    if report.score is not None or connection.health_score is not None:
+        report.score = connection.health_score if report.checks >= report.min_checks else None
+        report.quality = quality_for(report.score)
+    return report
+
+
 # --- selectors for pages and admin ------------------------------------------------------
 
 
-def connection_uptime(connection: Connection, *, hours: int, now: datetime | None = None) -> float | None:
-    """Share of passed checks over the last `hours` (24 or 720 for 30 days), or None without data.
+def connection_uptime_counts(connection: Connection, *, hours: int, now: datetime | None = None) -> tuple[int, int]:
+    """(passed, checks) over the last `hours` (24, 168, 720, 8760).
 
     Hourly rollups cover the whole hours already rolled up; raw results cover the rest (the
     part-hour at the start of the window, while its raw rows are kept, and the hours since the
@@ -159,10 +326,13 @@ def connection_uptime(connection: Connection, *, hours: int, now: datetime | Non
     if rolled["last"]:
         raw = raw.filter(Q(checked_at__lt=rolled["first"]) | Q(checked_at__gte=rolled["last"] + timedelta(hours=1)))
     raw = raw.aggregate(n=Count("id"), ok=Count("id", filter=Q(ok=True)))
-    total = (rolled["n"] or 0) + raw["n"]
-    if not total:
-        return None
-    return ((rolled["ok"] or 0) + raw["ok"]) / total
+    return (rolled["ok"] or 0) + raw["ok"], (rolled["n"] or 0) + raw["n"]
+
+
+def connection_uptime(connection: Connection, *, hours: int, now: datetime | None = None) -> float | None:
+    """Share of passed checks over the last `hours`, or None without data."""
+    ok, total = connection_uptime_counts(connection, hours=hours, now=now)
+    return ok / total if total else None
 
 
 def connection_latency_history(connection: Connection, *, hours: int = 24, now: datetime | None = None) -> list[dict]:

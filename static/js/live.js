@@ -1,9 +1,14 @@
 /* brokerlink live pages: the "Live / Reconnecting… / Reconnect now" indicator, polling while
    the event stream is down (cards poll only when body[data-live] is not "open"), screen-reader
-   announcements of status changes, and the disconnect dialog opened as a modal. */
+   announcements of status changes, live "next attempt in 40 s" countdowns, "You were signed
+   out" when the session ends, and the disconnect dialog opened as a modal. */
 (function () {
   "use strict";
   var known = {};
+  // A stream that ends on schedule reopens within a second: only a gap longer than this
+  // shows "Reconnecting…", so the indicator does not flash every few minutes.
+  var RECONNECTING_AFTER_MS = 4000;
+  var reconnectingTimer = null;
 
   function setState(state) {
     document.body.dataset.live = state;
@@ -12,9 +17,65 @@
     box.dataset.state = state;
     var text = box.querySelector("[data-live-text]");
     var button = box.querySelector("[data-live-reconnect]");
-    if (text) text.textContent = state === "open" ? "Live" : state === "connecting" ? "Connecting…" : "Reconnecting…";
-    if (button) button.hidden = state === "open" || state === "connecting";
+    if (text) {
+      text.textContent = state === "open" ? "Live" : state === "connecting" ? "Connecting…"
+        : state === "signed-out" ? "Signed out" : "Reconnecting…";
+    }
+    if (button) button.hidden = state !== "reconnecting";
   }
+
+  function streamTrouble() {
+    if (document.body.dataset.live === "signed-out" || reconnectingTimer) return;
+    reconnectingTimer = setTimeout(function () {
+      reconnectingTimer = null;
+      if (document.body.dataset.live !== "signed-out") setState("reconnecting");
+    }, RECONNECTING_AFTER_MS);
+  }
+
+  function streamOpen() {
+    if (reconnectingTimer) { clearTimeout(reconnectingTimer); reconnectingTimer = null; }
+    if (document.body.dataset.live !== "signed-out") setState("open");
+  }
+
+  function closeStream() {
+    var root = document.getElementById("live-root");
+    if (!root) return;
+    var data = root["htmx-internal-data"];
+    if (data && data.sseEventSource) data.sseEventSource.close();
+    root.removeAttribute("sse-connect");
+  }
+
+  function signedOut(login) {
+    closeStream();
+    setState("signed-out");
+    if (document.getElementById("signed-out")) return;
+    var here = window.location.pathname + window.location.search;
+    var box = document.createElement("div");
+    box.id = "signed-out";
+    box.className = "message message--warning signed-out";
+    box.setAttribute("role", "alert");
+    box.innerHTML = "<strong>You were signed out.</strong> This page stopped updating. <a></a>";
+    var link = box.querySelector("a");
+    link.textContent = "Sign in again";
+    link.href = login || "/accounts/login/?next=" + encodeURIComponent(here);
+    var main = document.querySelector("main") || document.body;
+    main.insertBefore(box, main.firstChild);
+  }
+
+  function durationPhrase(seconds) {
+    if (seconds < 60) return seconds + " s";
+    if (seconds < 3600) return Math.floor(seconds / 60) + " min";
+    if (seconds < 2 * 86400) return Math.floor(seconds / 3600) + " h";
+    return Math.floor(seconds / 86400) + " days";
+  }
+
+  function tickCountdowns() {
+    document.querySelectorAll("time[data-countdown]").forEach(function (el) {
+      var left = Math.floor((Date.parse(el.getAttribute("datetime")) - Date.now()) / 1000);
+      el.textContent = left >= 1 ? "in " + durationPhrase(left) : "any moment now";
+    });
+  }
+  setInterval(tickCountdowns, 1000);
 
   function remember() {
     document.querySelectorAll("[data-live-status]").forEach(function (el) {
@@ -45,11 +106,19 @@
     if (document.getElementById("live-root")) setState(document.body.dataset.live || "connecting");
     remember();
   });
-  document.addEventListener("htmx:sseOpen", function () { setState("open"); });
-  document.addEventListener("htmx:sseError", function () { setState("reconnecting"); });
+  document.addEventListener("htmx:sseOpen", streamOpen);
+  document.addEventListener("htmx:sseError", streamTrouble);
   document.addEventListener("htmx:sseClose", function (evt) {
     if (evt.detail && evt.detail.type === "nodeReplaced") return;
-    setState("reconnecting");
+    streamTrouble();
+  });
+  // The stream of a signed-out visitor says so (views_live._signed_out_stream) ...
+  document.addEventListener("htmx:sseBeforeMessage", function (evt) {
+    if (evt.detail && evt.detail.type === "signed-out") { evt.preventDefault(); signedOut(); }
+  });
+  // ... and so does every htmx request (connections.middleware).
+  document.addEventListener("brokerlink:signed-out", function (evt) {
+    signedOut(evt.detail && evt.detail.login);
   });
   document.addEventListener("htmx:afterSettle", announceChanges);
   document.addEventListener("click", function (evt) {

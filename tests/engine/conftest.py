@@ -43,6 +43,15 @@ class EngineWorld:
     def faults(self, **faults) -> dict:
         return self.sandbox.set_faults(self.client_id, **faults)
 
+    def expire_access_tokens(self) -> None:
+        """The broker's clock passes every access token it issued so far (the sandbox server
+        shares the test database); brokerlink still believes them valid."""
+        from sandbox.models import SandboxToken
+
+        SandboxToken.objects.filter(client__client_id=self.client_id).update(
+            access_expires_at=timezone.now() - timedelta(seconds=1)
+        )
+
     def tokens(self) -> dict:
         """A fresh grant from the sandbox: authorize as the demo user, exchange the code."""
         verifier, challenge = pkce_pair()

@@ -49,7 +49,8 @@ def test_a_wrong_client_secret_flags_the_app_once_and_tells_users_to_contact_the
         assert conn.last_error_category == "configuration"
         card = card_for(conn)
         assert not card.needs_reconnect
-        assert card.error.category_label == "Configuration"
+        assert card.error.category_label == "App credentials rejected"
+        assert card.state.label == "Needs an administrator"
         assert card.error.next_step.startswith(CONTACT_ADMIN)
     assert mail.outbox == []
     # New connections to this broker are held back until an administrator fixes the app.
@@ -60,7 +61,7 @@ def test_a_wrong_client_secret_flags_the_app_once_and_tells_users_to_contact_the
     client.force_login(user)
     page = client.get(f"/connections/{mine.pk}/").content.decode()
     assert CONTACT_ADMIN in page
-    assert "Needs re-authentication" not in page
+    assert "Needs re-authentication" not in page and "Needs you" not in page
 
     # Hours pass (more sweeps than the retry budget): the app is not flagged again, nobody's
     # connection fails one by one, nobody is emailed, and the broker sees a few calls an hour.

@@ -33,7 +33,7 @@ H = timedelta(hours=1)
 def connection_at(user, now=NOW, **fields):
     """A healthy connection as of `now`: valid tokens, no hard deadline."""
     fields = {
-        "grant_started_at": now - timedelta(days=2),
+        "grant_started_at": now - timedelta(days=10),
         "access_expires_at": now + timedelta(minutes=15),
         "refresh_expires_at": now + timedelta(days=28),
         "reauth_deadline_at": None,
@@ -267,3 +267,87 @@ def test_engine_status_detects_a_stalled_sweep_and_overdue_checks(user, settings
 
     SweepRun.objects.create(owner="w2", started_at=now - timedelta(minutes=15))  # never finished
     assert engine_status(now=now)["unfinished_sweeps"] == 1
+
+
+# --- the model's rules (issue 13): damping, no credit for a failed check, re-based on reconnect
+
+
+def test_few_checks_give_no_score_but_not_enough_data(user):
+    conn = connection_at(user)
+    checks(conn, at=NOW - 3 * timedelta(minutes=1), count=3)
+    assert score(conn) is None  # 3 stored + this one: fewer than HEALTH_MIN_CHECKS (5)
+    checks(conn, at=NOW - 10 * timedelta(minutes=1), count=1)
+    assert score(conn) == 100  # the fifth check
+    assert quality_for(None) == ""
+
+
+def test_a_failed_check_never_raises_the_score(user):
+    conn = connection_at(user)
+    # A bad spell, then recovery: recomputed with a failed check the sum could be higher than
+    # the stored score (stability or freshness changed), but a failed check holds it down.
+    checks(conn, at=NOW - 2 * H, count=60, ok=False)
+    checks(conn, at=NOW - H, count=30)
+    conn.health_score = 40
+    assert score(conn, ok=False) == 40
+    assert score(conn, ok=None) == 40  # no check made (open circuit): no credit either
+    assert score(conn, ok=True) > 40  # a passed check may raise it
+
+
+def test_reconnect_starts_a_new_history(user):
+    conn = connection_at(user, status=ConnectionStatus.NEEDS_REAUTH, health_score=20)
+    checks(conn, at=NOW - 2 * H, count=100, ok=False)
+    bad_transition(conn, at=NOW - 2 * H, to_status=ConnectionStatus.NEEDS_REAUTH)
+    # Reconnected ten minutes ago (services reset the score; grant_started_at moves on).
+    conn.status = ConnectionStatus.CONNECTED
+    conn.grant_started_at = NOW - timedelta(minutes=10)
+    conn.health_score = None
+    conn.save()
+    checks(conn, at=NOW - timedelta(minutes=4), count=3)
+    assert score(conn) is None  # the old grant's 100 failures and its trouble do not count
+    checks(conn, at=NOW - timedelta(minutes=9), count=1)
+    assert score(conn) == 100
+
+
+def test_reconnect_through_the_service_resets_the_stored_score(user):
+    from connections.models import Connection
+
+    conn = connection_at(user, status=ConnectionStatus.NEEDS_REAUTH, health_score=20, quality=Quality.CRITICAL)
+    # What services._store_connection does on a reconnect, observed through the row.
+    Connection.objects.filter(pk=conn.pk).update(health_score=None, quality="")
+    conn.refresh_from_db()
+    assert conn.health_score is None
+
+
+def test_a_long_outage_sinks_the_score_and_recovery_raises_it_gradually(user):
+    conn = connection_at(user)
+    checks(conn, at=NOW - 24 * H, count=12 * 60)  # half a day fine
+    checks(conn, at=NOW - 12 * H, count=12 * 60 - 5, ok=False)  # then down for 12 hours
+    during = score(conn, ok=False)
+    assert during is not None and during < 65  # poor or worse
+    conn.health_score = during
+    assert score(conn, ok=None) == during  # checks skipped while the circuit is open: no change
+    checks(conn, at=NOW - timedelta(minutes=4), count=4)
+    after = score(conn, ok=True)
+    assert during < after < 85  # better, but a day with 12 hours down is not excellent
+
+
+def test_the_explanation_uses_the_same_inputs(user):
+    from connections.engine.health import health_explain
+
+    conn = connection_at(user, last_check_at=NOW, last_success_at=NOW, last_latency_ms=50, health_score=100)
+    a_good_day(conn)
+    report = health_explain(conn, baseline_ms=50, now=NOW)
+    assert report.score == 100
+    assert [p.key for p in report.parts] == ["success", "latency", "freshness", "stability"]
+    inputs = health_inputs_for([conn.pk], now=NOW)[conn.pk]
+    assert report.parts[0].current == f"{inputs.successes} of {inputs.checks} passed"
+    assert sum(p.weight for p in report.parts) == 100
+
+
+def test_the_status_this_check_decided_is_scored(user):
+    # The engine scores before it writes the transition: a check that found the grant dead is
+    # capped although the row still says connected.
+    conn = connection_at(user)
+    a_good_day(conn)
+    conn.health_status = ConnectionStatus.NEEDS_REAUTH
+    assert score(conn, ok=False) == 20

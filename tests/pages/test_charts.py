@@ -44,3 +44,28 @@ def test_uptime_chart_columns_and_label():
 def test_text_is_escaped():
     svg = str(charts.uptime_bar([Check(ok=False, checked_at=T0, category="<script>")]))
     assert "<script>" not in svg
+
+
+def test_latency_chart_has_axes_time_labels_and_focusable_points():
+    points = [(T0 + timedelta(minutes=i), 100.0 + i, True) for i in range(10)]
+    svg = str(charts.latency_chart(points))
+    assert ">0 ms<" in svg and " ms</text>" in svg  # the ms axis
+    assert ">12:00:00<" in svg and ">12:09:00<" in svg  # first and last check times (short span: seconds)
+    assert svg.count('tabindex="0"') == 10  # every point reachable by keyboard
+    assert 'aria-label="12:03:00: 103 ms"' in svg and 'class="chart__value"' in svg
+
+
+def test_latency_scale_survives_an_outlier_and_failed_checks_are_marked_on_the_axis():
+    points = [(T0 + timedelta(minutes=i), 100.0, True) for i in range(20)]
+    points[5] = (points[5][0], 30000.0, True)
+    points[8] = (points[8][0], None, False)
+    svg = str(charts.latency_chart(points))
+    assert ">30,000 ms<" not in svg.split("<g")[0]  # the axis top is not the outlier
+    assert "12:05:00: 30,000 ms (above the scale)" in svg  # its value is still there
+    assert svg.count('data-failed="1"') == 1 and "12:08:00: check failed" in svg
+    assert charts.robust_top([100.0] * 19 + [30000.0]) == 200.0
+
+
+def test_empty_charts_say_no_data_yet():
+    assert "No checks yet" in charts.latency_chart([])
+    assert "No checks yet" in charts.uptime_chart([(T0, 0, 0), (T0 + timedelta(hours=1), 0, 0)])

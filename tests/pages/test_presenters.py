@@ -24,8 +24,10 @@ def test_card_phrases(make_connection):
     assert card.token_text == "refreshes in 12 min"
     assert card.latency_text == "142 ms"
     assert card.quality_label == "Excellent"
+    assert card.health_text == "93/100"
     assert card.broker_name == "Sandbox Broker"
-    assert card.retry_text == ""
+    assert (card.state.key, card.state.label) == ("connected", "Connected")
+    assert card.state.sentence == "The last check passed 2 min ago."
     assert card.can_check and not card.needs_reconnect and card.error is None
 
 
@@ -36,37 +38,120 @@ def test_capped_broker_says_reconnect_needed(make_connection):
     assert card.needs_reconnect  # within three days: offer Reconnect before it breaks
 
 
-def test_retry_phrase_and_error_meaning(make_connection):
+def test_never_connected_before_a_check_passed(make_connection):
+    now = timezone.now()
+    fresh = make_connection(last_check_at=None, grant_started_at=now, health_score=None, quality="")
+    card = presenters.card_for(fresh)
+    assert (card.state.label, card.state.group) == ("Checking", "checking")
+    assert card.state.sentence.startswith("Waiting for the first check")
+    assert card.health_text == "not enough data yet" and card.quality_label == ""
+    # Reconnected after an old check: that check belonged to the old grant.
+    again = make_connection(last_check_at=now - timedelta(hours=1), grant_started_at=now - timedelta(minutes=1))
+    assert presenters.card_for(again).state.label == "Checking"
+
+
+def test_retrying_with_the_real_next_attempt_and_plain_words(make_connection):
+    from connections.engine.models import SweepRun
+
+    now = timezone.now()
+    SweepRun.objects.create(owner="t", started_at=now - timedelta(seconds=30))
     connection = make_connection(
         status=ConnectionStatus.DEGRADED,
         retry_attempt=2,
-        next_check_at=timezone.now() + timedelta(seconds=40.5),
+        consecutive_failures=2,
+        last_check_at=now - timedelta(seconds=20),
+        # due in 5 s, but the sweep runs every 60 s: the next attempt is the tick 30 s from now
+        next_check_at=now + timedelta(seconds=5),
+        last_latency_ms=12,
         last_error_category="broker_fault",
         last_error_message="Sandbox Broker had a server error (HTTP 503).",
     )
-    card = presenters.card_for(connection)
-    assert card.retry_text == "retrying 2 of 8 in 40 s"
-    assert card.error.category_label == "Broker fault"
-    assert card.error.meaning == "The broker answered with a server error."
+    card = presenters.card_for(connection, now=now)
+    assert (card.state.key, card.state.label, card.state.group) == ("retrying", "Retrying", "waiting")
+    assert "brokerlink tries again in 30 s" in card.state.sentence
+    assert card.state.next_at == now + timedelta(seconds=30)
+    assert "data-countdown" in card.state.sentence_html
+    assert card.latency_text == "—"  # the failed check's 12 ms is not a latency
+    assert card.error.category_label == "Broker error"
     assert card.error.next_step.startswith("Nothing to do")
 
 
-def test_needs_reauth_says_reconnect_now(make_connection):
-    card = presenters.card_for(make_connection(status=ConnectionStatus.NEEDS_REAUTH, last_error_category="auth"))
-    assert card.token_text == "reconnect needed now"
+def test_retry_budget_used_up_says_brokerlink_keeps_checking(make_connection):
+    now = timezone.now()
+    connection = make_connection(
+        status=ConnectionStatus.DEGRADED,
+        retry_attempt=8,
+        consecutive_failures=8,
+        last_check_at=now,
+        next_check_at=now + timedelta(minutes=5),
+        last_error_category="network",
+        last_error_message="timeout",
+    )
+    state = presenters.card_for(connection, now=now).state
+    assert state.label == "Retrying slowly"
+    assert "8 checks in a row failed. brokerlink now checks every 5 min and keeps the tokens alive" in state.sentence
+
+
+def test_slow_rate_limited_and_outage_states(make_connection):
+    now = timezone.now()
+    slow = make_connection(last_check_at=now, last_success_at=now, last_latency_ms=3000)
+    state = presenters.card_for(slow, now=now).state
+    assert (state.label, state.group) == ("Slow", "working")
+    assert "took 3,000 ms; Sandbox Broker usually answers in 50 ms" in state.sentence
+
+    limited = make_connection(
+        last_check_at=now,
+        last_success_at=now - timedelta(minutes=1),
+        last_error_category="rate_limited",
+        next_check_at=now + timedelta(seconds=90),
+    )
+    state = presenters.card_for(limited, now=now).state
+    assert state.label == "Rate limited"  # the row still says connected: the words do not
+    assert "asked brokerlink to slow down. Nothing to do: the next check is in 1 min" in state.sentence
+
+    outage = make_connection(
+        status=ConnectionStatus.BROKER_OUTAGE,
+        last_check_at=now,
+        last_success_at=now - timedelta(minutes=5),
+        last_error_category="broker_fault",
+        next_check_at=now + timedelta(minutes=2),
+    )
+    state = presenters.card_for(outage, now=now).state
+    assert (state.label, state.group) == ("Waiting for the broker", "waiting")
+    assert "Nothing to do" in state.sentence
+
+
+def test_needs_you_shows_no_token_lines_and_no_protocol_codes(make_connection):
+    connection = make_connection(
+        status=ConnectionStatus.NEEDS_REAUTH,
+        last_error_category="auth",
+        last_error_message="Sandbox Broker no longer accepts this authorization (invalid_grant).",
+    )
+    card = presenters.card_for(connection)
+    assert (card.state.label, card.state.group) == ("Needs you", "needs_you")
+    assert card.token_text == ""
     assert card.needs_reconnect and not card.can_check
-    assert card.error.next_step == "Reconnect the account to authorize brokerlink again."
+    assert card.error.message == "Sandbox Broker no longer accepts this authorization."
+    detail = presenters.detail_for(connection)
+    assert detail.access_expires_text == "" and detail.refresh_expires_text == ""
 
 
-def test_summary_counts(make_connection):
+def test_summary_counts_add_up_and_tiles_filter(make_connection):
+    now = timezone.now()
     make_connection()
     make_connection(status=ConnectionStatus.CHECKING)
-    make_connection(status=ConnectionStatus.BROKER_OUTAGE)
+    make_connection(status=ConnectionStatus.BROKER_OUTAGE, last_check_at=now, last_success_at=now - timedelta(hours=1))
     make_connection(status=ConnectionStatus.NEEDS_REAUTH)
     make_connection(status=ConnectionStatus.DISCONNECTED)  # not on the dashboard
-    dashboard = presenters.dashboard_for_user(user=make_connection().user)
-    assert (dashboard.summary.healthy, dashboard.summary.attention, dashboard.summary.outage) == (3, 1, 1)
-    assert presenters.summary_for_user(user=dashboard.cards[0].connection.user) == dashboard.summary
+    user = make_connection().user
+    dashboard = presenters.dashboard_for_user(user=user)
+    summary = dashboard.summary
+    assert (summary.working, summary.checking, summary.waiting, summary.needs_you) == (2, 1, 1, 1)
+    assert sum(t.count for t in summary.tiles) == summary.total == len(dashboard.cards) == 5
+    assert presenters.summary_for_user(user=user) == summary
+    only = presenters.dashboard_for_user(user=user, show="needs_you")
+    assert [c.state.key for c in only.cards] == ["needs_you"]
+    assert only.summary.total == 5
 
 
 def test_monitoring_stale_after_three_missed_sweeps():
@@ -92,8 +177,12 @@ def test_monitoring_falls_back_to_beat_heartbeat():
 def test_uptime_and_detail(make_connection):
     connection = make_connection(checks=10, failing=1)
     detail = presenters.detail_for(connection)
-    assert detail.uptime_24h == "90%"
-    assert detail.uptime_30d == "90%"
+    # Ten checks are too few for a percentage.
+    assert detail.uptime_24h == "9 of 10 checks passed"
+    assert detail.uptime_30d == "9 of 10 checks passed"
+    assert [u[0] for u in detail.uptimes] == ["24h", "7d", "30d", "1y"]
+    assert presenters.uptime_phrase(1431, 1440) == "99.38% of 1,440 checks"
+    assert presenters.uptime_phrase(20, 20) == "100% of 20 checks"
     assert detail.access_expires_text.startswith("expires in 12 min")
-    assert "Latency over 10 points" in detail.latency_svg
+    assert "Latency of the last 10 checks" in detail.latency_svg
     assert "9 of 10 checks passed" in detail.uptime_svg

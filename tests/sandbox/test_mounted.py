@@ -35,10 +35,13 @@ def test_wrong_sandbox_password_is_refused(client):
 
 
 def test_control_page_and_api_are_staff_only(client, user):
-    assert client.get("/sandbox/control/").status_code == 302
+    assert client.get("/sandbox/control/").status_code == 302  # anonymous: to the login page
     assert client.get("/sandbox/control/api/clients/x/faults").status_code == 403
     client.force_login(user)
     assert client.get("/sandbox/control/api/clients/x/faults").status_code == 403
+    # Signed in without the permission: a plain 403, not a redirect loop through the login page.
+    refused = client.get("/sandbox/control/")
+    assert refused.status_code == 403 and b"staff only" in refused.content
     user.is_staff = True
     user.save()
     assert client.get("/sandbox/control/api/clients/x/faults").status_code == 403  # staff alone is not enough

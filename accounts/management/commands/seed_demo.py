@@ -30,10 +30,13 @@ class Command(BaseCommand):
             sandbox_username = sandbox.demo_user_ensure()
             app = self._sandbox_app()
         url = settings.SITE_URL
+        shown = password
+        if getattr(self, "password_kept", False):
+            shown = "(unchanged: the password this demo user already has)"
         self.stdout.write(
             "\n"
             "  brokerlink is starting at  " + url + "/\n"
-            "  Sign in with               " + user.email + "  /  " + password + "\n"
+            "  Sign in with               " + user.email + "  /  " + shown + "\n"
             "  Sandbox Broker login       " + sandbox_username + "  /  " + sandbox.DEMO_PASSWORD + "\n"
             "  Sandbox BrokerApp client   " + app.client_id + "\n"
             "  Admin                      " + url + "/admin/ asks for a second factor: set up an\n"
@@ -42,8 +45,13 @@ class Command(BaseCommand):
 
     def _demo_user(self, password):
         User = get_user_model()
-        user, _ = User.objects.get_or_create(email=DEMO_EMAIL)
-        user.set_password(password)
+        user, created = User.objects.get_or_create(email=DEMO_EMAIL)
+        # An existing demo user keeps its password: setting it again on every start would sign
+        # out every open tab (the session hash changes) and undo a password the person chose.
+        if created or not user.has_usable_password():
+            user.set_password(password)
+        elif not user.check_password(password):
+            self.password_kept = True
         # Staff, so the demo can open the sandbox's fault controls and the admin.
         user.is_staff = user.is_superuser = True
         user.save()
