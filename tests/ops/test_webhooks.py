@@ -339,7 +339,7 @@ def test_admin_shows_a_generated_secret_once_and_rotates_it(client, django_user_
 
 
 def test_admin_replays_a_delivered_event(client, django_user_model, connection):
-    root = django_user_model.objects.create_superuser(email="root@example.com", password="x" * 12)
+    root = with_second_factor(django_user_model.objects.create_superuser(email="root@example.com", password="x" * 12))
     client.force_login(root)
     endpoint_for("http://127.0.0.1:9/never", webhook_secret_new())
     connection_transition(connection=connection, to_status=ConnectionStatus.CONNECTED)
