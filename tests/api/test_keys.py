@@ -12,12 +12,13 @@ from django.utils import timezone
 from api.models import Scope, ServiceKey
 from api.services import service_key_authenticate, service_key_connections, service_key_create, service_key_revoke
 from connections.models import Connection
+from tests.support import with_second_factor
 
 pytestmark = pytest.mark.django_db
 
 
 def test_an_admin_creates_a_key_shown_once_and_stored_hashed(client, django_user_model):
-    root = django_user_model.objects.create_superuser(email="root@example.com", password="x" * 12)
+    root = with_second_factor(django_user_model.objects.create_superuser(email="root@example.com", password="x" * 12))
     client.force_login(root)
     page = client.post(
         reverse("admin:api_servicekey_add"),

@@ -21,7 +21,7 @@ from connections.models import Connection, ConnectionStatus
 from tests.fixtures.sandbox import CONTROL_TOKEN
 from tests.harness import BrokerlinkServer
 from tests.pages.test_browser import SCREENSHOTS, connect_sandbox, sign_in
-from tests.support import PYTHON, ROOT, subprocess_env
+from tests.support import PYTHON, ROOT, subprocess_env, with_second_factor
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -350,6 +350,7 @@ def test_system_status_badge_and_sandbox_controls(stack, user, page, django_user
     # update(), not save(): the server re-hashed the password at sign-in (a stale save would
     # write the old hash back and end the session).
     django_user_model.objects.filter(pk=user.pk).update(is_staff=True)
+    with_second_factor(user)  # staff pages need one (docs/security.md)
     Alert.objects.create(
         key="high_error_rate:sandbox",
         kind="high_error_rate",
