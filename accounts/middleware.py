@@ -1,7 +1,11 @@
 """Session hardening for signed-in people (security finding 8).
 
 - Absolute lifetime: a session older than SESSION_ABSOLUTE_SECONDS since sign-in ends,
-  however active (the idle timeout is SESSION_COOKIE_AGE with SESSION_SAVE_EVERY_REQUEST).
+  however active.
+- Idle timeout (SESSION_COOKIE_AGE): a request renews the session at most once a minute,
+  not on every request: a write per request (SESSION_SAVE_EVERY_REQUEST) made every open page
+  and every live stream write the session, and concurrent saves of one session answered 400.
+  Live streams never renew it: an open tab is not a person being active.
 - `Cache-Control: no-store` on every page answered to a signed-in person, so a shared
   computer's browser cache or a proxy keeps no copy of their connections.
 """
@@ -18,6 +22,10 @@ from django.shortcuts import redirect
 from django.utils.cache import patch_cache_control
 
 STARTED_KEY = "accounts.session_started_at"
+RENEWED_KEY = "accounts.session_renewed_at"
+RENEW_EVERY_SECONDS = 60
+# Live streams (/connections/stream/, /connections/<id>/stream/).
+STREAM_SUFFIX = "/stream/"
 
 
 class SessionHardeningMiddleware:
@@ -54,6 +62,10 @@ class SessionHardeningMiddleware:
         elif now - float(started) > settings.SESSION_ABSOLUTE_SECONDS:
             logout(request)
             return redirect(f"{settings.LOGIN_URL_PATH}?{urlencode({'next': request.get_full_path()})}")
+        if request.path.endswith(STREAM_SUFFIX):
+            return None
+        if now - float(request.session.get(RENEWED_KEY, 0)) >= RENEW_EVERY_SECONDS:
+            request.session[RENEWED_KEY] = now  # modified: saved, and the cookie's expiry moves on
         return None
 
     @staticmethod

@@ -311,9 +311,9 @@ CHECK_NOW_COOLDOWN_SECONDS = env_int("CHECK_NOW_COOLDOWN_SECONDS", 10)
 
 # --- Security -------------------------------------------------------------------------
 SESSION_COOKIE_HTTPONLY = True
-# Idle timeout (renewed by every request) and an absolute lifetime (accounts.middleware).
+# Idle timeout (renewed at most once a minute by a request) and an absolute lifetime
+# (accounts.middleware).
 SESSION_COOKIE_AGE = env_int("SESSION_IDLE_SECONDS", 30 * 60)
-SESSION_SAVE_EVERY_REQUEST = True
 SESSION_ABSOLUTE_SECONDS = env_int("SESSION_ABSOLUTE_SECONDS", 12 * 3600)
 LOGIN_URL_PATH = "/accounts/login/"
 X_FRAME_OPTIONS = "DENY"

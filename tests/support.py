@@ -79,6 +79,9 @@ def subprocess_env(**overrides: str) -> dict[str, str]:
             "PYTHONUNBUFFERED": "1",
         }
     )
+    # Set by the browser fixtures for Playwright in this process; a server never runs with it
+    # (`check --deploy` rightly refuses it).
+    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
     env.update(overrides)
     return env
 

@@ -17,6 +17,16 @@ SKIP_DIRS = {".venv", "venv", "var", "node_modules", "static", "templates", "doc
 SKIP_TOP = {"tests"}
 
 
+def _parse(path):
+    """ast.parse, tried twice: CPython 3.11 sometimes raises "AST constructor recursion depth
+    mismatch" (a SystemError) in a process that has run many threads, for a file that parses."""
+    source = path.read_text(encoding="utf-8")
+    try:
+        return ast.parse(source, str(path))
+    except SystemError:
+        return ast.parse(source, str(path))
+
+
 def project_modules(root: Path = ROOT) -> dict[str, Path]:
     modules = {}
     for path in root.rglob("*.py"):
@@ -40,7 +50,7 @@ def import_graph(modules: dict[str, Path]) -> dict[str, set[str]]:
     for name, path in modules.items():
         package = name if path.name == "__init__.py" else name.rpartition(".")[0]
         deps: set[str] = set()
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+        for node in ast.walk(_parse(path)):
             targets: list[str] = []
             if isinstance(node, ast.Import):
                 targets = [alias.name for alias in node.names]

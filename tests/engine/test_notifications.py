@@ -122,14 +122,18 @@ def test_after_the_retry_budget_the_connection_keeps_being_checked_and_recovers_
     conn.refresh_from_db()
     # Still checked: another failure (or, once the broker's circuit opens, waiting for it).
     assert conn.status in (ConnectionStatus.DEGRADED, ConnectionStatus.BROKER_OUTAGE)
-    assert conn.last_check_at is not None and mail.outbox == []
+    assert conn.last_check_at is not None
+    # Nothing asks the person to act; at most the "broker outage" notice (informational, on by
+    # default in the notification settings) once the circuit opens at this one-connection broker.
+    outage_notices = [m for m in mail.outbox if "is having an outage" in m.subject]
+    assert len(mail.outbox) == len(outage_notices) <= 1, [m.subject for m in mail.outbox]
 
     # The broker answers again: the next slow probe passes and the connection is back, unaided.
     world.faults(error_5xx_rate=0.0)
     next_sweep()
     conn.refresh_from_db()
     assert conn.status == ConnectionStatus.CONNECTED and conn.retry_attempt == 0
-    assert mail.outbox == []
+    assert len(mail.outbox) == len(outage_notices), [m.subject for m in mail.outbox]
 
 
 def test_a_connection_flapping_ok_bad_ok_bad_sends_nothing(world):
