@@ -57,12 +57,14 @@ class SessionHardeningMiddleware:
             return None
         started = request.session.get(STARTED_KEY)
         now = time.time()
+        stream = request.path.endswith(STREAM_SUFFIX)  # live streams only read the session
         if started is None:
-            request.session[STARTED_KEY] = now
+            if not stream:
+                request.session[STARTED_KEY] = now
         elif now - float(started) > settings.SESSION_ABSOLUTE_SECONDS:
             logout(request)
             return redirect(f"{settings.LOGIN_URL_PATH}?{urlencode({'next': request.get_full_path()})}")
-        if request.path.endswith(STREAM_SUFFIX):
+        if stream:
             return None
         if now - float(request.session.get(RENEWED_KEY, 0)) >= RENEW_EVERY_SECONDS:
             request.session[RENEWED_KEY] = now  # modified: saved, and the cookie's expiry moves on
