@@ -541,9 +541,7 @@ def connection_disconnect(connection: Connection, actor=None) -> DisconnectOutco
         outcome.reason = "this brokerlink deployment no longer has credentials for the broker."
         return _record_revocation(connection, actor, outcome)
     try:
-        for hint in ("refresh_token", "access_token"):
-            if tokens.get(hint):
-                broker_client.token_revoke(profile, app, tokens[hint], hint)
+        _revoke_at_broker(profile, app, tokens)
     except BrokerError as error:
         outcome.reason = f"{error.message}"
         _revoke_pending_keep(connection, tokens)
@@ -551,6 +549,14 @@ def connection_disconnect(connection: Connection, actor=None) -> DisconnectOutco
         return _record_revocation(connection, actor, outcome, category=error.category)
     outcome.revoked = True
     return _record_revocation(connection, actor, outcome)
+
+
+@sensitive_variables()
+def _revoke_at_broker(profile: BrokerProfile, app: BrokerApp, tokens: dict[str, str]) -> None:
+    """RFC 7009: the refresh token first (at most brokers that ends the whole grant), then the access token."""
+    for hint in ("refresh_token", "access_token"):
+        if tokens.get(hint):
+            broker_client.token_revoke(profile, app, tokens[hint], hint)
 
 
 def _revoke_pending_keep(connection: Connection, tokens: dict[str, str]) -> None:
@@ -582,9 +588,7 @@ def connection_revoke_retry(connection: Connection, actor=None) -> DisconnectOut
         outcome.reason = "this brokerlink deployment no longer has credentials for the broker."
         return _record_revocation(connection, actor, outcome)
     try:
-        for hint in ("refresh_token", "access_token"):
-            if tokens.get(hint):
-                broker_client.token_revoke(profile, app, tokens[hint], hint)
+        _revoke_at_broker(profile, app, tokens)
     except BrokerError as error:
         outcome.reason = f"{error.message}"
         outcome.kept_for_retry = True
