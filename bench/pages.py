@@ -216,6 +216,7 @@ def main() -> None:
         os.environ,
         DJANGO_ENV="production",
         DJANGO_ALLOWED_HOSTS="127.0.0.1",
+        SITE_URL=f"https://127.0.0.1:{args.port}",  # links only; production insists on https
         SECURE_SSL_REDIRECT="0",
         DB_POOL_MAX_SIZE=str(args.pool),
     )
