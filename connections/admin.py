@@ -30,7 +30,10 @@ def admin_action_record(*, connection: Connection, user, action: str, result: st
     from django.contrib.admin.models import CHANGE, LogEntry
 
     LogEntry.objects.log_actions(
-        user_id=user.pk, queryset=[connection], action_flag=CHANGE, change_message=f"{action}: {result}"[:2000],
+        user_id=user.pk,
+        queryset=[connection],
+        action_flag=CHANGE,
+        change_message=f"{action}: {result}"[:2000],
         single_object=True,
     )
     return connection_event_record(

@@ -158,8 +158,10 @@ def connection_unsealed_token(connection: Connection) -> str:
     except VaultError:
         # One unreadable ciphertext fails this connection alone, with a message that says so.
         raise ConnectionUnavailable(
-            connection.pk, f"Connection {connection.pk}: the stored access token cannot be decrypted with the "
-            "configured keys (TOKEN_ENCRYPTION_KEYS).", category=errors.CONFIGURATION,
+            connection.pk,
+            f"Connection {connection.pk}: the stored access token cannot be decrypted with the "
+            "configured keys (TOKEN_ENCRYPTION_KEYS).",
+            category=errors.CONFIGURATION,
         ) from None
 
 
@@ -259,7 +261,11 @@ def connection_call(
             rejected = connection.access_token_sealed
             try:
                 connection_refresh(
-                    connection.pk, reason="api_401", actor=actor, force=True, rejected_access_sealed=rejected,
+                    connection.pk,
+                    reason="api_401",
+                    actor=actor,
+                    force=True,
+                    rejected_access_sealed=rejected,
                     wait=REFRESH_WAIT_SECONDS,
                 )
             except BrokerError as error:

@@ -162,7 +162,11 @@ def broker_call(
         if not passthrough:
             raise error
     return BrokerResponse(
-        status=response.status_code, body=body, latency_ms=latency_ms, headers=headers, content=response.content,
+        status=response.status_code,
+        body=body,
+        latency_ms=latency_ms,
+        headers=headers,
+        content=response.content,
         error=error,
     )
 

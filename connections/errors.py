@@ -141,7 +141,8 @@ def classify_response(
         # Never followed: a redirect could lead anywhere (the outbound-URL policy), and a
         # heartbeat that lands on some 200 page proves nothing about the token.
         return BrokerError(
-            UNEXPECTED, f"{broker_name} answered with a redirect (HTTP {status}); brokerlink does not follow them.",
+            UNEXPECTED,
+            f"{broker_name} answered with a redirect (HTTP {status}); brokerlink does not follow them.",
             http_status=status,
         )
     if status == 429:

@@ -3,10 +3,15 @@
 Rendering a card (template includes, the uptime bar's SVG, the 30 recent checks behind it)
 was most of the dashboard's cost, and the same card was rendered again for every page view
 and every live re-fetch. A card's cache key is a digest of everything it shows: the phrases
-the presenter computes for *now* ("last successful check 2 min ago", "refreshes in 12 min"
-— so a key changes when a phrase does), the broker's name, and the last check time (which
-decides the uptime bar). The phrases are cheap; only a card whose key is new is rendered,
-and only those cards' recent checks are read (one query for all of them).
+the presenter computes, the broker's name, and the last check time (which decides the uptime
+bar). Only a card whose key is new is rendered, and only those cards' recent checks are read
+(one query for all of them).
+
+Words that change with the clock ("40 s ago", "in 12 min", "at 12:00:05") would make every
+key new every second, and a connection is checked every minute, so they are left out of the
+key: the card shows them as <time datetime=...> elements (presenters.timed_html) whose words
+are recomputed for the moment the HTML is served (`times_refresh`). Whether a phrase is
+there at all ("any moment now" instead of a countdown, "refreshing now") stays in the key.
 
 The CSRF token differs per browser, so cached HTML holds a placeholder that is replaced with
 this request's token on the way out.
@@ -15,7 +20,9 @@ this request's token on the way out.
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import fields
+from datetime import datetime
 
 from django.core.cache import caches
 from django.db.models import prefetch_related_objects
@@ -33,7 +40,7 @@ CARD_SECONDS = 600
 _CSRF_MARK = "csrf-placeholder-7f3a9c"
 # Fields of the view that are not part of what the card shows, or are covered otherwise.
 _NOT_SHOWN = {"connection", "uptime_svg", "disconnect_result"}
-_VERSION = "2"  # bump when _card.html changes shape in a way the key cannot see
+_VERSION = "3"  # bump when _card.html changes shape in a way the key cannot see
 
 
 _cache = None
@@ -48,10 +55,17 @@ def _shared_cache():
     return _cache
 
 
+# The clock-dependent words presenters.duration_phrase/ago_phrase/until_phrase/clock_phrase write.
+_CLOCK_WORDS = re.compile(r"just now|in \d+ (?:s|min|h|days)\b|\d+ (?:s|min|h|days) ago|\b\d\d:\d\d:\d\d\b")
+_TIME_ELEMENT = re.compile(r'<time datetime="([^"]+)" data-rel="(ago|until|countdown|clock)"([^>]*)>[^<]*</time>')
+
+
 def _card_key(view, connection: Connection) -> str:
     parts = [_VERSION, str(connection.last_check_at), str(connection.last_success_at)]
     parts += [f"{f.name}={getattr(view, f.name)!r}" for f in fields(view) if f.name not in _NOT_SHOWN]
-    digest = hashlib.blake2b("\x1f".join(parts).encode(), digest_size=16).hexdigest()
+    # The moments behind the words stay in the key (the element's datetime); the words do not.
+    text = _CLOCK_WORDS.sub("~", "\x1f".join(parts))
+    digest = hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
     return f"brokerlink:card:{connection.pk}:{digest}"
 
 
@@ -66,6 +80,23 @@ def _render(connections: list[Connection], *, now, last_sweep=None) -> dict:
         )
         out[connection.pk] = render_to_string(CARD_TEMPLATE, {"card": view, "csrf_token": _CSRF_MARK})
     return out
+
+
+def times_refresh(html: str, *, now) -> str:
+    """The words of every <time data-rel> element, as they read at `now`."""
+
+    def words(match: re.Match) -> str:
+        moment = datetime.fromisoformat(match.group(1))
+        kind = match.group(2)
+        if kind == "ago":
+            text = presenters.ago_phrase(moment, now=now)
+        elif kind == "clock":
+            text = presenters.clock_phrase(moment)
+        else:
+            text = presenters.until_phrase(moment, now=now)
+        return f'<time datetime="{match.group(1)}" data-rel="{kind}"{match.group(3)}>{text}</time>'
+
+    return _TIME_ELEMENT.sub(words, html)
 
 
 def cards_html(request, connections: list[Connection], *, now=None, last_sweep=None) -> tuple[list, list[str]]:
@@ -86,15 +117,22 @@ def cards_html(request, connections: list[Connection], *, now=None, last_sweep=N
         cache.set_many(new, CARD_SECONDS)
         found.update(new)
     token = get_token(request)
-    return views, [mark_safe(found[key].replace(_CSRF_MARK, token)) for key in keys]  # noqa: S308 - our own render
+    return views, [
+        mark_safe(times_refresh(found[key], now=now).replace(_CSRF_MARK, token))  # noqa: S308 - our own render
+        for key in keys
+    ]
 
 
-def dashboard_cached(request, *, show: str = "") -> tuple[presenters.Dashboard, list[str]]:
+def dashboard_cached(
+    request, *, show: str = "", connections: list[Connection] | None = None
+) -> tuple[presenters.Dashboard, list[str]]:
     """The dashboard's data and its cards' HTML, in a fixed number of queries. `show` is a
-    summary group: only its cards are listed (the tiles filter), the counts cover all."""
+    summary group: only its cards are listed (the tiles filter), the counts cover all.
+    `connections`: the user's connections when the caller has read them already."""
     now = timezone.now()
     last_sweep = presenters.monitoring_last_run()
-    connections = list(connection_list_for_user(user=request.user))
+    if connections is None:
+        connections = list(connection_list_for_user(user=request.user))
     views, html = cards_html(request, connections, now=now, last_sweep=last_sweep)
     summary = presenters.summary_for([v.state for v in views], selected=show)
     if summary.selected:

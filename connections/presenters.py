@@ -128,23 +128,34 @@ def has_live_token(connection: Connection, *, now: datetime) -> bool:
 
 def token_phrase(connection: Connection, *, now: datetime) -> str:
     """What happens next to the tokens; empty when there are no live tokens to talk about."""
+    return token_parts(connection, now=now)[0]
+
+
+def token_parts(connection: Connection, *, now: datetime) -> tuple[str, datetime | None, str]:
+    """(the token phrase, the moment it counts to, the words for that moment)."""
     if not has_live_token(connection, now=now):
-        return ""
+        return "", None, ""
     deadline = connection.reauth_deadline_at
     if deadline is not None:
         if deadline <= now:
-            return "reconnect needed now"
-        return f"reconnect needed {until_phrase(deadline, now=now)}"
+            return "reconnect needed now", None, ""
+        when = until_phrase(deadline, now=now)
+        return f"reconnect needed {when}", deadline, when
     expires = connection.access_expires_at
     if expires is None:
-        return "token does not expire"
+        return "token does not expire", None, ""
     if connection.refresh_token_sealed:
         if connection.refresh_expires_at is not None and connection.refresh_expires_at <= expires:
-            return f"reconnect needed {until_phrase(connection.refresh_expires_at, now=now)}"
+            when = until_phrase(connection.refresh_expires_at, now=now)
+            return f"reconnect needed {when}", connection.refresh_expires_at, when
         if expires <= now:
-            return "refreshing now"
-        return f"refreshes {until_phrase(expires, now=now)}"
-    return f"reconnect needed {until_phrase(expires, now=now)}" if expires > now else "reconnect needed now"
+            return "refreshing now", None, ""
+        when = until_phrase(expires, now=now)
+        return f"refreshes {when}", expires, when
+    if expires > now:
+        when = until_phrase(expires, now=now)
+        return f"reconnect needed {when}", expires, when
+    return "reconnect needed now", None, ""
 
 
 def clock_phrase(moment: datetime) -> str:
@@ -269,6 +280,31 @@ class ErrorView:
     next_step: str
 
 
+def timed_html(text: str, times) -> SafeString:
+    """`text` with each (phrase, moment, kind) of `times` as a <time> element. kind is "ago",
+    "until", "countdown" (an "until" the browser counts down, static/js/live.js) or "clock". Cached cards carry these
+    elements and get their words recomputed for the moment they are served
+    (connections.fragments), so a card rendered a minute ago still says "40 s" truly."""
+    out, rest = [], text
+    for phrase, moment, kind in times:
+        if not phrase or moment is None or phrase not in rest:
+            continue
+        before, rest = rest.split(phrase, 1)
+        countdown = " data-countdown" if kind == "countdown" else ""
+        out.append(
+            format_html(
+                '{}<time datetime="{}" data-rel="{}"{}>{}</time>',
+                before,
+                moment.isoformat(),
+                kind,
+                SafeString(countdown),
+                phrase,
+            )
+        )
+    out.append(format_html("{}", rest))
+    return SafeString("".join(out))
+
+
 @dataclass
 class StatusView:
     """What a person reads about a connection's state: the badge, one sentence, and (when
@@ -280,20 +316,13 @@ class StatusView:
     group: str
     next_at: datetime | None = None
     next_text: str = ""
+    # (phrase, moment, kind) of every time the sentence mentions; see timed_html.
+    times: tuple = ()
 
     @property
     def sentence_html(self) -> SafeString:
         """The sentence with its "in 40 s" as a live countdown (static/js/live.js)."""
-        if self.next_at is None or not self.next_text or self.next_text not in self.sentence:
-            return format_html("{}", self.sentence)
-        before, after = self.sentence.split(self.next_text, 1)
-        return format_html(
-            '{}<time datetime="{}" data-countdown>{}</time>{}',
-            before,
-            self.next_at.isoformat(),
-            self.next_text,
-            after,
-        )
+        return timed_html(self.sentence, self.times)
 
 
 def _state(key: str, sentence: str, **kw) -> StatusView:
@@ -338,9 +367,12 @@ def status_for(connection: Connection, *, profile, now: datetime, last_sweep: da
         return _state("checking", "Checking the connection now…")
 
     at = next_attempt_at(connection, last_sweep=last_sweep, now=now)
-    when = until_phrase(at, now=now) if at > now + timedelta(seconds=1) else "any moment now"
-    clock = f" (at {clock_phrase(at)})" if at > now + timedelta(seconds=1) else ""
-    timed = {"next_at": at, "next_text": when}
+    if at > now + timedelta(seconds=1):
+        when, clock = until_phrase(at, now=now), clock_phrase(at)
+        timed = {"next_at": at, "next_text": when, "times": ((when, at, "countdown"), (clock, at, "clock"))}
+        clock = f" (at {clock})"
+    else:
+        when, clock, timed = "any moment now", "", {}
     # An open circuit may hold a connection back before its first check: still true.
     if status == ConnectionStatus.BROKER_OUTAGE:
         return _state(
@@ -384,13 +416,15 @@ def status_for(connection: Connection, *, profile, now: datetime, last_sweep: da
         )
     if passed:
         ago = ago_phrase(connection.last_check_at, now=now)
+        times = ((ago, connection.last_check_at, "ago"),)
         if is_slow(connection, profile):
             return _state(
                 "slow",
                 f"The last check passed {ago} but took {connection.last_latency_ms:,} ms; "
                 f"{name} usually answers in {profile.baseline_latency_ms:,} ms.",
+                times=times,
             )
-        return _state("connected", f"The last check passed {ago}.")
+        return _state("connected", f"The last check passed {ago}.", times=times)
     return _state("checking", f"Waiting for the next check, {when}{clock}.", **timed)
 
 
@@ -422,6 +456,17 @@ class ConnectionView:
     last_success_ago: str = ""
     nickname: str = ""
     revoke_pending: bool = False
+    token_at: datetime | None = None
+    token_when: str = ""
+
+    @property
+    def last_success_html(self) -> SafeString:
+        text = self.last_success_text[:1].upper() + self.last_success_text[1:]
+        return timed_html(text, ((self.last_success_ago, self.connection.last_success_at, "ago"),))
+
+    @property
+    def token_html(self) -> SafeString:
+        return timed_html(self.token_text, ((self.token_when, self.token_at, "until"),))
 
     @property
     def name(self) -> str:
@@ -509,6 +554,7 @@ def present_connection(
     )
     quality = connection.quality or ""
     passed = last_check_passed(connection)
+    token_text, token_at, token_when = token_parts(connection, now=now)
     return ConnectionView(
         connection=connection,
         pk=str(connection.pk),
@@ -528,7 +574,9 @@ def present_connection(
         # Latency only from a passed check: a failed one measured how fast the error came back.
         latency_text=latency_phrase(connection.last_latency_ms) if passed else "—",
         last_success_text=last_success_phrase(connection, now=now),
-        token_text=token_phrase(connection, now=now),
+        token_text=token_text,
+        token_at=token_at,
+        token_when=token_when,
         uptime_svg=charts.uptime_bar(checks, slots=UPTIME_SLOTS),
         needs_reconnect=needs_reconnect,
         can_check=status not in INACTIVE_STATUSES,
@@ -633,6 +681,26 @@ def card_for(connection: Connection, *, now: datetime | None = None) -> Connecti
     return view
 
 
+def cards_for_disconnected(connections: list[Connection], *, now: datetime, last_sweep=None) -> list[ConnectionView]:
+    """Cards of disconnected connections (no uptime bar: they are no longer checked) with the
+    outcome of each disconnect, in one query for all of them."""
+    if not connections:
+        return []
+    latest: dict = {}
+    outcomes = ConnectionEvent.objects.filter(
+        connection__in=connections, kind__in=[ConnectionEvent.Kind.REVOKED, ConnectionEvent.Kind.REVOCATION_FAILED]
+    ).order_by("connection_id", "-created_at", "-id")
+    for event in outcomes:
+        latest.setdefault(event.connection_id, event)
+    profiles = ProfileCache()
+    views = []
+    for connection in connections:
+        view = present_connection(connection, checks=[], now=now, profiles=profiles, last_sweep=last_sweep)
+        view.disconnect_result = _outcome(latest.get(connection.pk))
+        views.append(view)
+    return views
+
+
 def disconnect_result(connection: Connection) -> dict | None:
     """The outcome of the disconnect, from the history: revoked at the broker, or not (and why)."""
     event = (
@@ -640,6 +708,10 @@ def disconnect_result(connection: Connection) -> dict | None:
         .order_by("-created_at", "-id")
         .first()
     )
+    return _outcome(event)
+
+
+def _outcome(event: ConnectionEvent | None) -> dict | None:
     if event is None:
         return None
     revoked = event.kind == ConnectionEvent.Kind.REVOKED

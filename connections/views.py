@@ -6,6 +6,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import redirect, render
+from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -15,8 +16,12 @@ from connections import broker_client
 from connections.fragments import dashboard_cached
 from connections.models import ConnectionStatus
 from connections.oauth_flow import PURPOSE_CONNECT, PURPOSE_RECONNECT, FlowError, flow_begin, flow_take, issuer_check
-from connections.presenters import card_for, detail_for
-from connections.selectors import connection_get_for_user, connection_list_disconnected_for_user
+from connections.presenters import card_for, cards_for_disconnected, detail_for
+from connections.selectors import (
+    connection_get_for_user,
+    connection_list_disconnected_for_user,
+    connection_lists_for_dashboard,
+)
 from connections.services import (
     FAILURES,
     ConnectFailed,
@@ -34,14 +39,16 @@ logger = logging.getLogger(__name__)
 @login_required
 def dashboard(request):
     # ?show=<group>: the summary tiles filter the list.
-    dashboard, cards_html = dashboard_cached(request, show=request.GET.get("show", ""))
     # Disconnected cards stay in view (to archive, remove or connect again) until archived.
-    put_away = connection_list_disconnected_for_user(user=request.user)
+    shown, put_away, archived_count = connection_lists_for_dashboard(user=request.user)
+    dashboard, cards_html = dashboard_cached(request, show=request.GET.get("show", ""), connections=shown)
     context = {
         "dashboard": dashboard,
         "cards_html": cards_html,
-        "disconnected": [card_for(c) for c in put_away.filter(archived_at__isnull=True)],
-        "archived_count": put_away.filter(archived_at__isnull=False).count(),
+        "disconnected": cards_for_disconnected(
+            put_away, now=dashboard.now, last_sweep=dashboard.monitoring.last_run_at
+        ),
+        "archived_count": archived_count,
     }
     return render(request, "connections/dashboard.html", context)
 
@@ -50,7 +57,7 @@ def dashboard(request):
 @require_GET
 def archived(request):
     put_away = connection_list_disconnected_for_user(user=request.user).filter(archived_at__isnull=False)
-    cards = [card_for(c) for c in put_away]
+    cards = cards_for_disconnected(list(put_away), now=timezone.now())
     return render(request, "connections/archived.html", {"cards": cards})
 
 

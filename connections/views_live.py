@@ -120,6 +120,7 @@ def check_now_allowed(connection) -> bool:
 
 # --- the stream -----------------------------------------------------------------------
 
+
 class EventStreamResponse(StreamingHttpResponse):
     """Server-sent events; `on_close` runs when Django closes the response (always, even
     when the client left before the first byte and the generator never started)."""

@@ -4,15 +4,30 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('connections', '0005_refresh_claim'),
+        ("connections", "0005_refresh_claim"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='connectionevent',
-            name='kind',
-            field=models.CharField(choices=[('connected', 'Connected'), ('reconnected', 'Reconnected'), ('reconnect_refused', 'Reconnect refused'), ('status_changed', 'Status changed'), ('refreshed', 'Token refreshed'), ('refresh_failed', 'Refresh failed'), ('check_failed', 'Check failed'), ('revoked', 'Revoked at broker'), ('revocation_failed', 'Revocation not confirmed'), ('disconnected', 'Disconnected'), ('admin_action', 'Admin action'), ('notified', 'Notification sent')], max_length=24),
+            model_name="connectionevent",
+            name="kind",
+            field=models.CharField(
+                choices=[
+                    ("connected", "Connected"),
+                    ("reconnected", "Reconnected"),
+                    ("reconnect_refused", "Reconnect refused"),
+                    ("status_changed", "Status changed"),
+                    ("refreshed", "Token refreshed"),
+                    ("refresh_failed", "Refresh failed"),
+                    ("check_failed", "Check failed"),
+                    ("revoked", "Revoked at broker"),
+                    ("revocation_failed", "Revocation not confirmed"),
+                    ("disconnected", "Disconnected"),
+                    ("admin_action", "Admin action"),
+                    ("notified", "Notification sent"),
+                ],
+                max_length=24,
+            ),
         ),
     ]

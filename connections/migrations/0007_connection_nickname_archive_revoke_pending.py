@@ -4,30 +4,38 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('connections', '0006_reconnect_refused_event'),
+        ("connections", "0006_reconnect_refused_event"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='connection',
-            name='archived_at',
+            model_name="connection",
+            name="archived_at",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='connection',
-            name='nickname',
+            model_name="connection",
+            name="nickname",
             field=models.CharField(blank=True, max_length=80),
         ),
         migrations.AddField(
-            model_name='connection',
-            name='revoke_pending_sealed',
-            field=models.TextField(blank=True, default='', editable=False),
+            model_name="connection",
+            name="revoke_pending_sealed",
+            field=models.TextField(blank=True, default="", editable=False),
         ),
         migrations.AlterField(
-            model_name='notification',
-            name='kind',
-            field=models.CharField(choices=[('needs_reauth', 'Needs re-authentication'), ('failed', 'Failed'), ('recovered', 'Recovered'), ('expiry_warning', 'Expiry warning'), ('broker_outage', 'Broker outage')], max_length=16),
+            model_name="notification",
+            name="kind",
+            field=models.CharField(
+                choices=[
+                    ("needs_reauth", "Needs re-authentication"),
+                    ("failed", "Failed"),
+                    ("recovered", "Recovered"),
+                    ("expiry_warning", "Expiry warning"),
+                    ("broker_outage", "Broker outage"),
+                ],
+                max_length=16,
+            ),
         ),
     ]

@@ -6,16 +6,19 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('connections', '0007_connection_nickname_archive_revoke_pending'),
+        ("connections", "0007_connection_nickname_archive_revoke_pending"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='connection',
-            name='user',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='broker_connections', to=settings.AUTH_USER_MODEL),
+            model_name="connection",
+            name="user",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="broker_connections",
+                to=settings.AUTH_USER_MODEL,
+            ),
         ),
     ]

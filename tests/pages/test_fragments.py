@@ -3,6 +3,7 @@ content as soon as something shown changes, and each browser's own CSRF token in
 reused HTML."""
 
 import re
+from datetime import timedelta
 
 import pytest
 from django.db import connection as db
@@ -35,6 +36,26 @@ def test_second_view_reuses_the_cards_without_reading_checks(signed_in, make_con
     assert len(second) == len(first) - 1
     assert again.count('class="card conn-card') == 3
     assert "Last 5 checks: 5 passed, 0 failed" in again
+
+
+def test_a_reused_card_tells_the_time_as_it_is_when_served(signed_in, make_connection, monkeypatch):
+    """The clock words are not part of a card's key (else no card would ever be reused: a
+    connection is checked every minute), so a card rendered earlier must still read true."""
+    from django.utils import timezone
+
+    import connections.fragments
+
+    make_connection(checks=3)
+    _, page = _get(signed_in)
+    text = re.sub(r"<[^>]+>", "", page)
+    assert "Last successful check 2 min ago" in text and "refreshes in 12 min" in text
+    later = timezone.now() + timedelta(seconds=65)
+    monkeypatch.setattr(connections.fragments.timezone, "now", lambda: later)
+    queries, page = _get(signed_in)
+    assert not any("connections_checkresult" in sql for sql in queries)  # the same card, reused
+    text = re.sub(r"<[^>]+>", "", page)
+    assert "Last successful check 3 min ago" in text and re.search(r"refreshes in 1[01] min", text)
+    assert "2 min ago" not in text and "12 min" not in text
 
 
 def test_a_change_someone_sees_renders_the_card_again(signed_in, make_connection):

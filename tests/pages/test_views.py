@@ -1,3 +1,4 @@
+import re
 from datetime import timedelta
 
 import pytest
@@ -34,17 +35,28 @@ def test_dashboard_query_count_does_not_grow(signed_in, make_connection):
     assert page.count('class="card conn-card') == 50
     assert large == small, f"{small} queries for 5 connections, {large} for 50"
     assert small <= 11
+    # Disconnected cards (with each disconnect's outcome) and the archived count: one more query.
+    from connections.models import Connection
+
+    ids = list(Connection.objects.values_list("pk", flat=True)[:12])
+    Connection.objects.filter(pk__in=ids).update(status=ConnectionStatus.DISCONNECTED, disconnected_at=timezone.now())
+    Connection.objects.filter(pk__in=ids[:4]).update(archived_at=timezone.now())
+    with_put_away, page = _dashboard_queries(signed_in)
+    assert page.count('class="card conn-card') == 50 - 4
+    assert "Archived connections (4)" in page
+    assert with_put_away <= small + 1, f"{small} queries without disconnected cards, {with_put_away} with 8"
 
 
 def test_dashboard_card_contents(signed_in, make_connection):
     connection = make_connection(checks=4, environment="paper")
     page = signed_in.get(reverse("connections:dashboard")).content.decode()
+    text = re.sub(r"<[^>]+>", "", page)  # what a person reads
     assert "Sandbox Broker" in page and connection.account_number_masked in page
     assert "Paper" in page
     assert 'class="badge badge--connected"' in page and ">Connected</span>" in page
     assert "93/100" in page and "Excellent" in page and "142 ms" in page
-    assert "Last successful check 2 min ago" in page
-    assert "Token: refreshes in 12 min" in page
+    assert "Last successful check 2 min ago" in text
+    assert "Token: refreshes in 12 min" in text
     assert "Last 4 checks: 4 passed, 0 failed" in page
     assert f"sse:conn-{connection.pk}" in page and 'sse-connect="/connections/stream/"' in page
     # JavaScript off: every hx-get has an href, every hx-post form an action and method
