@@ -4,6 +4,8 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 8000
+# Test processes (pytest-xdist; a test file stays in one process, so its servers start once).
+TEST_PROCESSES ?= 2
 export SITE_URL ?= http://127.0.0.1:$(PORT)
 
 .PHONY: run test lint venv migrate seed sandbox bench-heartbeat bench-pages clean audit requirements
@@ -30,7 +32,7 @@ run: venv .env
 
 test: venv
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest -n $(TEST_PROCESSES) --dist loadfile
 
 lint: venv
 	$(VENV)/bin/ruff check .

@@ -10,6 +10,12 @@ Each pytest process gets its own test database, Celery queue, cache prefix and v
 import os
 
 RUN_ID = os.environ.get("BROKERLINK_TEST_RUN_ID") or str(os.getpid())
+# pytest-xdist: each worker inherits the controller's environment; give it its own run.
+WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+if WORKER and not RUN_ID.endswith(f"_{WORKER}"):
+    RUN_ID = f"{RUN_ID}_{WORKER}"
+    for name in ("BROKERLINK_VAR_DIR", "CELERY_QUEUE", "CACHE_KEY_PREFIX"):
+        os.environ.pop(name, None)
 os.environ["BROKERLINK_TEST_RUN_ID"] = RUN_ID
 
 os.environ["DATABASE_URL"] = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
