@@ -14,10 +14,11 @@ BEAT_TICK_SECONDS = float(os.environ.get("OPS_BEAT_TICK_SECONDS", "15"))
 
 app.conf.beat_schedule = {
     # The product's promise: every connection's state is at most about a minute old.
-    # The sweep only claims connections whose next_check_at is due, so an extra or
-    # duplicated beat tick costs one cheap query, never a second check.
+    # The tick counts what is due and sends lanes (sweep tasks every worker process may take,
+    # at most ENGINE_SWEEP_LANES in flight); lanes claim only connections whose next_check_at
+    # is due, under leases, so an extra or duplicated tick costs a count, never a second check.
     "heartbeat-sweep": {
-        "task": "connections.tasks.heartbeat_sweep",
+        "task": "connections.tasks.heartbeat_tick",
         "schedule": float(os.environ.get("HEARTBEAT_INTERVAL_SECONDS", "60")),
         "options": {"expires": 55},
     },

@@ -114,6 +114,12 @@ class BatchStats:
     outcomes: list[Outcome] = field(default_factory=list)
 
 
+def broker_concurrency_per_lane() -> int:
+    """Heartbeats in flight at one broker from one lane: the cluster-wide BROKER_CONCURRENCY
+    shared by the SWEEP_LANES lanes the beat's tick keeps in flight at most."""
+    return max(1, int(engine_setting("BROKER_CONCURRENCY")) // max(1, int(engine_setting("SWEEP_LANES"))))
+
+
 def healthy_interval(profile: BrokerProfile) -> float:
     """Seconds between checks of a healthy connection: the profile's interval, stretched when
     the broker's rate limit is so tight that heartbeats would use a visible share of it."""
@@ -235,12 +241,16 @@ def _heartbeat_many(outcomes: list[Outcome]) -> None:
                     token_type=conn.token_type or "Bearer",
                     token_invalid_statuses=profile.token_invalid_statuses,
                     broker_name=profile.name,
+                    group=conn.broker_slug,
                 )
             )
         except Exception as exc:  # noqa: BLE001 - one bad row must not sink the batch
             _row_crashed(outcome, exc, during="heartbeat")
     results = heartbeats_run(
-        items, concurrency=int(engine_setting("CONCURRENCY")), timeout=float(engine_setting("HTTP_TIMEOUT"))
+        items,
+        concurrency=int(engine_setting("CONCURRENCY")),
+        timeout=float(engine_setting("HTTP_TIMEOUT")),
+        per_group=broker_concurrency_per_lane(),
     )
     for result in results:
         outcome = result.key

@@ -18,6 +18,16 @@ DEFAULTS: dict[str, float] = {
     "LEASE_SECONDS": 120,
     # A sweep stops claiming new batches after this long, leaving the rest to the next tick.
     "SWEEP_BUDGET_SECONDS": 50,
+    # Lanes (sweep tasks any worker process may take) in flight at once across every worker:
+    # the beat's tick sends at most this many minus those still running, so a backlog never
+    # floods the queue. More lanes than worker processes only queue (and expire unused).
+    "SWEEP_LANES": 8,
+    # Due connections that justify one more lane (a lane claims batches until nothing is due,
+    # so one lane per worker process is enough; this only keeps a quiet cycle to one task).
+    "LANE_CONNECTIONS": 2000,
+    # Heartbeats in flight at one broker across the whole cluster: each lane gets
+    # BROKER_CONCURRENCY / SWEEP_LANES of them per broker, and lanes are capped cluster-wide.
+    "BROKER_CONCURRENCY": 800,
     # Threads refreshing tokens at once per worker process (each holds a DB connection only
     # while it reads or stores, never across the broker call).
     "REFRESH_THREADS": 8,

@@ -30,6 +30,8 @@ class HeartbeatRequest:
     token_type: str = "Bearer"  # noqa: S105 - a scheme name, not a secret
     token_invalid_statuses: tuple[int, ...] = (401,)
     broker_name: str = "The broker"
+    # Requests of one group (the broker slug) share a cap of their own (`per_group`).
+    group: str = ""
 
 
 @dataclass
@@ -65,10 +67,12 @@ def _stored_token_problem(req: HeartbeatRequest) -> str:
     return ""
 
 
-async def _one(session: aiohttp.ClientSession, sem: asyncio.Semaphore, req: HeartbeatRequest) -> HeartbeatResult:
+async def _one(
+    session: aiohttp.ClientSession, sem: asyncio.Semaphore, group_sem: asyncio.Semaphore, req: HeartbeatRequest
+) -> HeartbeatResult:
     if problem := _stored_token_problem(req):
         return HeartbeatResult(req.key, False, None, error=BrokerError(errors.UNEXPECTED, problem))
-    async with sem:
+    async with group_sem, sem:
         started = time.perf_counter()
         try:
             url_target(req.url)  # form only; the connector's resolver checks the addresses
@@ -116,24 +120,28 @@ async def _one(session: aiohttp.ClientSession, sem: asyncio.Semaphore, req: Hear
 
 
 async def heartbeats_run_async(
-    items: list[HeartbeatRequest], *, concurrency: int = 200, timeout: float = 10.0
+    items: list[HeartbeatRequest], *, concurrency: int = 200, timeout: float = 10.0, per_group: int | None = None
 ) -> list[HeartbeatResult]:
+    """At most `concurrency` requests in flight, and at most `per_group` of one group (broker)
+    among them, so a broker's share of a cluster's requests is bounded by lanes × per_group."""
     if not items:
         return []
     sem = asyncio.Semaphore(max(1, concurrency))
+    group_cap = max(1, min(per_group or concurrency, concurrency))
+    group_sems = {group: asyncio.Semaphore(group_cap) for group in {item.group for item in items}}
     # The policy's resolver: every address checked, aiohttp connects to exactly those.
     connector = outbound_connector(limit=max(1, concurrency), ttl_dns_cache=300)
     client_timeout = aiohttp.ClientTimeout(total=timeout)
     async with aiohttp.ClientSession(
         connector=connector, timeout=client_timeout, headers={"User-Agent": USER_AGENT, "Accept": "application/json"}
     ) as session:
-        return list(await asyncio.gather(*(_one(session, sem, item) for item in items)))
+        return list(await asyncio.gather(*(_one(session, sem, group_sems[item.group], item) for item in items)))
 
 
 def heartbeats_run(
-    items: list[HeartbeatRequest], *, concurrency: int = 200, timeout: float = 10.0
+    items: list[HeartbeatRequest], *, concurrency: int = 200, timeout: float = 10.0, per_group: int | None = None
 ) -> list[HeartbeatResult]:
     """Run a batch of heartbeats from synchronous code (a Celery task, a view)."""
     if not items:
         return []
-    return asyncio.run(heartbeats_run_async(items, concurrency=concurrency, timeout=timeout))
+    return asyncio.run(heartbeats_run_async(items, concurrency=concurrency, timeout=timeout, per_group=per_group))

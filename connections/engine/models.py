@@ -34,13 +34,23 @@ class CircuitBreaker(models.Model):
 
 
 class SweepRun(models.Model):
-    """One heartbeat sweep: how much it claimed and checked, and how late the oldest due check was.
+    """One heartbeat cycle: how much it claimed and checked, and how late the oldest due check was.
 
-    A missing recent row (or one started long ago and never finished) means the beat or the
-    workers have stalled.
+    The beat's tick writes the row (`engine.sweep.sweep_tick`) and the lanes it dispatched add
+    their counts to it as they go, on whichever worker runs them; `finished_at` is when its
+    last lane finished, so `duration_ms` is the cycle time. A standalone sweep (`sweep_run`
+    without a tick) writes its own row. A missing recent row means the beat has stalled; one
+    started long ago and never finished means no worker took its lanes.
     """
 
     owner = models.CharField(max_length=128)
+    # The tick's view: how many connections were due (counted up to a bound) and how many lane
+    # tasks it sent; lanes_started/lanes_finished are counted by the lanes themselves, so the
+    # next tick knows how many are still in flight (the cap on lanes per cluster).
+    due = models.PositiveIntegerField(default=0)
+    lanes = models.PositiveIntegerField(default=0)
+    lanes_started = models.PositiveIntegerField(default=0)
+    lanes_finished = models.PositiveIntegerField(default=0)
     started_at = models.DateTimeField(default=timezone.now, db_index=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     batches = models.PositiveIntegerField(default=0)
