@@ -24,8 +24,9 @@ import logging
 import random
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from enum import Enum
 
-from django.db import close_old_connections, transaction
+from django.db import close_old_connections, connections, models, transaction
 from django.db import connection as db_connection
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
@@ -531,6 +532,31 @@ def outcomes_write(outcomes: list[Outcome], *, now: datetime, owner: str, stats:
     stats.outcomes.extend(mine)
 
 
+# Field classes whose Python values psycopg adapts exactly as Django would prepare them
+# (aware datetimes, ints, floats, str, UUID): their per-value get_db_prep_save, ~5 % of a
+# sweep's CPU, is skipped. Any other class (a custom field) goes through Django.
+_PLAIN_FIELDS = {
+    models.DateTimeField,
+    models.CharField,
+    models.TextField,
+    models.IntegerField,
+    models.PositiveIntegerField,
+    models.PositiveSmallIntegerField,
+    models.SmallIntegerField,
+    models.FloatField,
+    models.UUIDField,
+}
+
+
+def _column_values(f, rows: list[Connection], db) -> list:
+    values = [getattr(row, f.attname) for row in rows]
+    if type(f) not in _PLAIN_FIELDS or (
+        type(f) is models.DateTimeField and any(v is not None and timezone.is_naive(v) for v in values)
+    ):
+        return [f.get_db_prep_save(v, db) for v in values]
+    return [v.value if isinstance(v, Enum) else v for v in values]
+
+
 def connections_write_engine_fields(rows: list[Connection]) -> None:
     """Write WRITE_FIELDS of these rows. On PostgreSQL one `UPDATE … FROM unnest(arrays)`
     statement (Django's bulk_update builds a CASE per field and row: ~10 ms of CPU per row
@@ -544,7 +570,8 @@ def connections_write_engine_fields(rows: list[Connection]) -> None:
     pk = Connection._meta.pk
     fields = [Connection._meta.get_field(name) for name in WRITE_FIELDS]
     columns = [pk, *fields]
-    arrays = [[f.get_db_prep_save(getattr(row, f.attname), db_connection) for row in rows] for f in columns]
+    db = connections[db_connection.alias]  # not the proxy: 16 fields × 1,000 rows of lookups
+    arrays = [_column_values(f, rows, db) for f in columns]
     unnest = ", ".join(f"%s::{f.db_type(db_connection)}[]" for f in columns)
     names = ", ".join(qn(f.column) for f in columns)
     sets = ", ".join(f"{qn(f.column)} = v.{qn(f.column)}" for f in fields)

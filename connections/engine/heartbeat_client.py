@@ -67,15 +67,28 @@ def _stored_token_problem(req: HeartbeatRequest) -> str:
     return ""
 
 
+def _url_refused(url: str) -> bool:
+    try:
+        url_target(url)  # form only; the connector's resolver checks the addresses
+    except OutboundRefused:
+        return True
+    return False
+
+
 async def _one(
-    session: aiohttp.ClientSession, sem: asyncio.Semaphore, group_sem: asyncio.Semaphore, req: HeartbeatRequest
+    session: aiohttp.ClientSession,
+    sem: asyncio.Semaphore,
+    group_sem: asyncio.Semaphore,
+    req: HeartbeatRequest,
+    refused_urls: set[str],
 ) -> HeartbeatResult:
     if problem := _stored_token_problem(req):
         return HeartbeatResult(req.key, False, None, error=BrokerError(errors.UNEXPECTED, problem))
+    if req.url in refused_urls:
+        return HeartbeatResult(req.key, False, 0, error=_refused(req))
     async with group_sem, sem:
         started = time.perf_counter()
         try:
-            url_target(req.url)  # form only; the connector's resolver checks the addresses
             async with session.get(
                 req.url,
                 headers={"Authorization": _auth_header(req.token_type, req.access_token)},
@@ -84,7 +97,8 @@ async def _one(
                 raw = await response.read()
                 status = response.status
                 content_type = response.headers.get("Content-Type", "")
-                headers = dict(response.headers)
+                # Only an answer that is not a success is classified by its headers (Retry-After).
+                headers = None if 200 <= status < 300 else dict(response.headers)
         except OutboundRefused:
             return HeartbeatResult(req.key, False, 0, error=_refused(req))
         except TimeoutError:
@@ -129,13 +143,16 @@ async def heartbeats_run_async(
     sem = asyncio.Semaphore(max(1, concurrency))
     group_cap = max(1, min(per_group or concurrency, concurrency))
     group_sems = {group: asyncio.Semaphore(group_cap) for group in {item.group for item in items}}
+    # Every connection of a broker calls the same URL: its form is checked once per batch.
+    refused_urls = {url for url in {item.url for item in items} if _url_refused(url)}
     # The policy's resolver: every address checked, aiohttp connects to exactly those.
     connector = outbound_connector(limit=max(1, concurrency), ttl_dns_cache=300)
     client_timeout = aiohttp.ClientTimeout(total=timeout)
     async with aiohttp.ClientSession(
         connector=connector, timeout=client_timeout, headers={"User-Agent": USER_AGENT, "Accept": "application/json"}
     ) as session:
-        return list(await asyncio.gather(*(_one(session, sem, group_sems[item.group], item) for item in items)))
+        calls = (_one(session, sem, group_sems[item.group], item, refused_urls) for item in items)
+        return list(await asyncio.gather(*calls))
 
 
 def heartbeats_run(
