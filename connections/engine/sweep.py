@@ -60,7 +60,9 @@ def connections_claim(*, owner: str, limit: int, cutoff: datetime, lease_seconds
         _due(cutoff, now).filter(pk__in=ids).update(
             lease_owner=owner, lease_until=now + timedelta(seconds=lease_seconds)
         )
-    return list(Connection.objects.select_related("broker_app").filter(pk__in=ids, lease_owner=owner))
+    # No select_related("broker_app"): a check never reads the app (a refresh loads its own
+    # row with it), and the join cost ~1,000 model instances per batch.
+    return list(Connection.objects.filter(pk__in=ids, lease_owner=owner))
 
 
 def leases_release(ids, *, owner: str, retry_in: timedelta) -> int:
