@@ -27,6 +27,7 @@ from django.utils import timezone
 from connections.engine.check import BatchStats, connections_check
 from connections.engine.conf import engine_setting
 from connections.engine.dbretry import db_write_retried
+from connections.engine.heartbeat_client import session_kept
 from connections.engine.models import SweepRun
 from connections.models import Connection
 from connections.state import INACTIVE_STATUSES
@@ -119,28 +120,30 @@ def sweep_run(
         _run_add(run_id, lanes_started=1)
     batches = 0
     try:
-        while time.monotonic() - started < budget_seconds and (max_batches is None or batches < max_batches):
-            owner = claim_owner()
-            cutoff = timezone.now() + lookahead
-            claimed = connections_claim(owner=owner, limit=batch_size, cutoff=cutoff, lease_seconds=lease_seconds)
-            if not claimed:
-                break
-            batches += 1
-            oldest = min(c.next_check_at for c in claimed)
-            lag = (timezone.now() - oldest).total_seconds()
-            run.max_lag_seconds = max(run.max_lag_seconds, lag)
-            stats = batch_run(claimed, owner=owner)
-            run.claimed += len(claimed)
-            run.checked += stats.checked
-            run.refreshed += stats.refreshed
-            run.failed += stats.failed
-            run.deferred += stats.deferred
-            if run_id is not None:
-                # The tick's row shows the cycle's progress while its lanes run (one UPDATE per batch).
-                _run_add_quietly(
-                    run_id, lag=lag, batches=1, claimed=len(claimed), checked=stats.checked,
-                    refreshed=stats.refreshed, failed=stats.failed, deferred=stats.deferred,
-                )  # fmt: skip
+        # One aiohttp session for all the batches: keep-alive connections are reused.
+        with session_kept():
+            while time.monotonic() - started < budget_seconds and (max_batches is None or batches < max_batches):
+                owner = claim_owner()
+                cutoff = timezone.now() + lookahead
+                claimed = connections_claim(owner=owner, limit=batch_size, cutoff=cutoff, lease_seconds=lease_seconds)
+                if not claimed:
+                    break
+                batches += 1
+                oldest = min(c.next_check_at for c in claimed)
+                lag = (timezone.now() - oldest).total_seconds()
+                run.max_lag_seconds = max(run.max_lag_seconds, lag)
+                stats = batch_run(claimed, owner=owner)
+                run.claimed += len(claimed)
+                run.checked += stats.checked
+                run.refreshed += stats.refreshed
+                run.failed += stats.failed
+                run.deferred += stats.deferred
+                if run_id is not None:
+                    # The tick's row shows the cycle's progress while its lanes run (one UPDATE per batch).
+                    _run_add_quietly(
+                        run_id, lag=lag, batches=1, claimed=len(claimed), checked=stats.checked,
+                        refreshed=stats.refreshed, failed=stats.failed, deferred=stats.deferred,
+                    )  # fmt: skip
     finally:
         run.batches = batches
         run.finished_at = timezone.now()
