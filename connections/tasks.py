@@ -53,13 +53,9 @@ def checkresults_prune() -> int:
 
 @shared_task(name="connections.tasks.checkresults_rollup", acks_late=True, ignore_result=True)
 def checkresults_rollup() -> int:
-    from datetime import timedelta
-
-    from django.utils import timezone
-
     from connections.engine.retention import checkresults_rollup as rollup
 
-    return rollup(since=timezone.now() - timedelta(hours=3))
+    return rollup()
 
 
 @shared_task(name="connections.tasks.expiry_warnings_send", acks_late=True, ignore_result=True)

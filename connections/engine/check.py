@@ -15,7 +15,9 @@ the same rules. Phases per batch (database work stays synchronous, HTTP is concu
 3. heartbeat: aiohttp, bounded concurrency, per-request timeout (engine.heartbeat_client)
 4. 401:       exactly one forced refresh, then one more heartbeat
 5. write:     one transaction: status transitions (with events) only on change, bulk_update of
-              the rows (releasing the lease), bulk_create of CheckResults, breaker bookkeeping
+              the rows (releasing the lease), the checks (engine.checkstore: the check logs
+              rewritten in place, full rows only for failures and status changes), breaker
+              bookkeeping
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from brokers.profile import BrokerProfile
 from connections import display, errors
 from connections.engine import circuit
 from connections.engine.backoff import attempts_exhausted, backoff_delay
+from connections.engine.checkstore import CheckRecord, checks_store
 from connections.engine.conf import engine_setting
 from connections.engine.dbretry import db_write_retried
 from connections.engine.health import health_inputs_for, health_score, quality_for
@@ -48,8 +51,9 @@ from connections.engine.refresh import (
     refresh_resend_at,
 )
 from connections.engine.refresh_runner import PENDING, refreshes_run
+from connections.engine.ring import Check, Ring
 from connections.errors import BrokerError
-from connections.models import CheckResult, Connection, ConnectionEvent, ConnectionStatus
+from connections.models import Connection, ConnectionEvent, ConnectionStatus
 from connections.state import INACTIVE_STATUSES, connection_transition
 
 logger = logging.getLogger(__name__)
@@ -454,13 +458,15 @@ def outcomes_write(outcomes: list[Outcome], *, now: datetime, owner: str, stats:
     ids = [o.connection.pk for o in outcomes]
     # Someone (a user disconnecting, an expired lease taken over) may have moved a row while we
     # were checking it: those rows are left alone.
-    current = {
-        pk: (status, lease)
-        for pk, status, lease in Connection.objects.filter(pk__in=ids).values_list("pk", "status", "lease_owner")
-    }
+    current = {}
+    rings = {}
+    for pk, status, lease, log in Connection.objects.filter(pk__in=ids).values_list(
+        "pk", "status", "lease_owner", "check_log__data"
+    ):
+        current[pk], rings[pk] = (status, lease), Ring(log)
     mine = [o for o in outcomes if current.get(o.connection.pk) == (o.connection.status, owner)]
     stats.skipped += len(outcomes) - len(mine)
-    inputs = health_inputs_for([o.connection.pk for o in mine], now=now)
+    inputs = health_inputs_for([o.connection for o in mine], now=now, rings=rings)
     # Decide every row in memory first (once: _apply counts failures), then write it all in one
     # transaction that can be retried as a whole when the database refuses.
     decisions = []
@@ -483,13 +489,17 @@ def outcomes_write(outcomes: list[Outcome], *, now: datetime, owner: str, stats:
             stats.checked += 1
             stats.failed += 0 if outcome.ok else 1
             results.append(
-                CheckResult(
-                    connection=conn,
-                    checked_at=now,
-                    ok=outcome.ok,
-                    latency_ms=outcome.latency_ms,
-                    http_status=outcome.http_status,
-                    category="" if outcome.ok else outcome.error.category,
+                CheckRecord(
+                    connection_id=conn.pk,
+                    broker_slug=conn.broker_slug,
+                    check=Check(
+                        checked_at=now,
+                        ok=outcome.ok,
+                        latency_ms=outcome.latency_ms,
+                        http_status=outcome.http_status,
+                        category="" if outcome.ok else outcome.error.category,
+                    ),
+                    keep=to_status != conn.status,
                 )
             )
         stats.refreshed += 1 if outcome.refreshed else 0
@@ -525,7 +535,7 @@ def outcomes_write(outcomes: list[Outcome], *, now: datetime, owner: str, stats:
                         save=False,
                     )
             connections_write_engine_fields([o.connection for o in mine])
-            CheckResult.objects.bulk_create(results, batch_size=1000)
+            checks_store(results)
             display.display_changed_publish((o.connection for o in mine), shown)  # after commit, changed rows only
 
     db_write_retried(write)

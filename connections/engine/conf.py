@@ -48,8 +48,14 @@ DEFAULTS: dict[str, float] = {
     "WRITE_RETRY_SECONDS": 30,
     # A recovered connection must pass this many checks before the "recovered" email.
     "NOTIFY_AFTER_CHECKS": 3,
-    # Raw CheckResult rows are kept this long (hourly rollups keep uptime for longer).
+    # Failed and status-changing checks (CheckResult rows) are kept this long.
     "CHECKRESULT_RETENTION_DAYS": 7,
+    # UptimeDay keeps its 24 hours this long (longer than the 90-day uptime export, which
+    # needs hours to cut days in the person's time zone), and its day totals this long.
+    "HOURLY_RETENTION_DAYS": 92,
+    "DAILY_RETENTION_DAYS": 400,
+    # CheckTally rows (per broker and minute: metrics, alerts) are kept this long.
+    "TALLY_RETENTION_HOURS": 48,
     # A refresh token unused this long is refreshed anyway, before the broker forgets it.
     "IDLE_REFRESH_DAYS": 7,
     # Checks of the current grant needed before a health score is shown ("not enough data yet").
