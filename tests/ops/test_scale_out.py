@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from ops.health import check_beat, check_workers
 from ops.models import ServiceHeartbeat
+from tests.engine.history import stored_checks
 from tests.support import PYTHON, ROOT, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -73,7 +74,7 @@ def test_two_workers_and_two_beats_never_check_a_connection_twice_in_a_cycle(pri
     the interval) instead of waiting a minute; between cycles both beats keep ticking for a
     settle window in which no connection may be checked again.
     """
-    from connections.models import CheckResult, ConnectionStatus
+    from connections.models import ConnectionStatus
     from tests.engine.conftest import FAST_ENGINE_ENV, time_passes
 
     connections = [world.connection() for _ in range(8)]
@@ -91,13 +92,13 @@ def test_two_workers_and_two_beats_never_check_a_connection_twice_in_a_cycle(pri
             if cycle > 1:
                 time_passes(60)  # the interval has passed: every connection is due again
             wait_until(
-                lambda n=cycle: CheckResult.objects.filter(connection_id__in=ids).count() >= n * len(ids),
+                lambda n=cycle: _checks(ids) >= n * len(ids),
                 timeout=40,
                 interval=0.2,
                 message=f"cycle {cycle} checked every connection",
             )
             time.sleep(settle)  # both beats keep sending sweeps: none may check again this cycle
-            assert CheckResult.objects.filter(connection_id__in=ids).count() == cycle * len(ids)
+            assert _checks(ids) == cycle * len(ids)
         assert all(p.poll() is None for p in cluster.workers + cluster.beats), "a process died"
         assert ServiceHeartbeat.objects.filter(kind="beat").count() >= 2
         # Many more sweeps ran than there were cycles: the extra ones found nothing due.
@@ -113,10 +114,17 @@ def test_two_workers_and_two_beats_never_check_a_connection_twice_in_a_cycle(pri
     for conn in connections:
         conn.refresh_from_db()
         assert conn.status == ConnectionStatus.CONNECTED
-        times = sorted(CheckResult.objects.filter(connection=conn).values_list("checked_at", flat=True))
+        times = [c.checked_at for c in stored_checks(conn)]
         assert len(times) == cycles
         gaps = [(b - a).total_seconds() for a, b in zip(times, times[1:], strict=False)]
         assert min(gaps) >= settle * 0.9, f"{conn.pk} checked {gaps} s apart"
+
+
+def _checks(ids) -> int:
+    """Checks stored for these connections (each one's check log holds its recent checks)."""
+    from connections.engine.checkstore import rings_for
+
+    return sum(len(ring.checks) for ring in rings_for(ids).values())
 
 
 def _worker_log(worker_name: str, since: float) -> str:
@@ -154,7 +162,7 @@ def test_one_beat_and_two_workers_share_each_cycle_and_never_check_a_connection_
     import signal
 
     from connections.engine.models import SweepRun
-    from connections.models import CheckResult, Connection, ConnectionStatus
+    from connections.models import Connection, ConnectionStatus
     from tests.engine.conftest import FAST_ENGINE_ENV, time_passes
 
     started = time.time()
@@ -175,7 +183,7 @@ def test_one_beat_and_two_workers_share_each_cycle_and_never_check_a_connection_
     before = {g["id"]: g["account_calls"] for g in world.counters()["grants"]}
 
     def checks() -> int:
-        return CheckResult.objects.filter(connection_id__in=ids).count()
+        return _checks(ids)
 
     with celery_cluster(workers=2, beats=1, env=env, concurrency=1) as cluster:
         wait_until(
@@ -230,7 +238,7 @@ def test_one_beat_and_two_workers_share_each_cycle_and_never_check_a_connection_
     for conn in connections:
         conn.refresh_from_db()
         assert conn.status == ConnectionStatus.CONNECTED and conn.lease_owner == ""
-        assert CheckResult.objects.filter(connection=conn).count() == cycles + 1
+        assert len(stored_checks(conn)) == cycles + 1
     # The broker's own count: once per connection per cycle before the kill; the killed batch's
     # stalled heartbeats may have reached it once more, nothing else.
     after = {g["id"]: g["account_calls"] for g in world.counters()["grants"]}

@@ -3,7 +3,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("connections", "0009_oauthstateuse"),
+        ("connections", "0010_check_storage"),
     ]
 
     operations = [
