@@ -485,7 +485,10 @@ def report(args, rows: list[dict]) -> None:
             "rewritten in place (dead rows vacuumed)",
             lambda r: ", ".join(f"{t} +{b // 1024} KB" for t, b in r["rewritten"].items()),
         ),
-        ("sandbox account_calls (raw + cycle)", lambda r: f"{r['calls']:,} (expected {r['raw_n'] + r['size']:,})"),
+        (
+            "sandbox account_calls (raw + cycles)",
+            lambda r: f"{r['calls']:,} (expected {r['raw_n'] + args.cycles * r['size']:,})",
+        ),
     ]
     width = max(len(name) for name, _ in lines)
     col = max(26, *(len(fmt(r)) for r in rows for name, fmt in lines if "grew" not in name))
