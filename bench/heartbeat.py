@@ -103,6 +103,11 @@ def main() -> None:
         # Measure how long a cycle takes, even past 60 s, instead of stopping at the budget.
         BROKERLINK_ENGINE_SWEEP_BUDGET_SECONDS="900",
         BROKERLINK_ENGINE_LEASE_SECONDS="900",
+        # A measured cycle checks each connection once, even when it takes longer than a minute:
+        # nothing checked in it falls due again (the sandbox's interval is a day here).
+        SANDBOX_HEARTBEAT_INTERVAL_SECONDS="86400",
+        CELERY_TASK_TIME_LIMIT="3600",
+        CELERY_TASK_SOFT_TIME_LIMIT="3500",
         DJANGO_DEBUG="1" if args.debug else "0",
         SANDBOX_TOKEN_CACHE_SECONDS=str(args.token_cache_seconds),
     )

@@ -30,6 +30,7 @@ from enum import Enum
 
 from django.db import close_old_connections, connections, models, transaction
 from django.db import connection as db_connection
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
@@ -117,6 +118,18 @@ class BatchStats:
     deferred: int = 0
     skipped: int = 0
     outcomes: list[Outcome] = field(default_factory=list)
+
+
+def connections_with_ids(queryset, ids: list):
+    """`queryset.filter(pk__in=ids)`; on PostgreSQL as `id = ANY(%s)` with one array parameter,
+    because Django prepares an IN list value by value (~5 % of a sweep's CPU at 1,000 ids)."""
+    if db_connection.vendor != "postgresql":
+        return queryset.filter(pk__in=ids)
+    qn = db_connection.ops.quote_name
+    column = f"{qn(Connection._meta.db_table)}.{qn(Connection._meta.pk.column)}"
+    # Names from the model, the ids a parameter.
+    any_id = RawSQL(f"{column} = ANY(%s::uuid[])", (list(ids),), output_field=models.BooleanField())  # noqa: S611
+    return queryset.filter(any_id)
 
 
 def broker_concurrency_per_lane() -> int:
@@ -460,7 +473,7 @@ def outcomes_write(outcomes: list[Outcome], *, now: datetime, owner: str, stats:
     # were checking it: those rows are left alone.
     current = {}
     rings = {}
-    for pk, status, lease, log in Connection.objects.filter(pk__in=ids).values_list(
+    for pk, status, lease, log in connections_with_ids(Connection.objects.all(), ids).values_list(
         "pk", "status", "lease_owner", "check_log__data"
     ):
         current[pk], rings[pk] = (status, lease), Ring(log)

@@ -24,7 +24,7 @@ from django.db.models import F, Min, Q, Sum, Value
 from django.db.models.functions import Greatest
 from django.utils import timezone
 
-from connections.engine.check import BatchStats, connections_check
+from connections.engine.check import BatchStats, connections_check, connections_with_ids
 from connections.engine.conf import engine_setting
 from connections.engine.dbretry import db_write_retried
 from connections.engine.heartbeat_client import session_kept
@@ -58,12 +58,12 @@ def connections_claim(*, owner: str, limit: int, cutoff: datetime, lease_seconds
         ids = list(candidates.values_list("pk", flat=True)[:limit])
         if not ids:
             return []
-        _due(cutoff, now).filter(pk__in=ids).update(
+        connections_with_ids(_due(cutoff, now), ids).update(
             lease_owner=owner, lease_until=now + timedelta(seconds=lease_seconds)
         )
     # No select_related("broker_app"): a check never reads the app (a refresh loads its own
     # row with it), and the join cost ~1,000 model instances per batch.
-    return list(Connection.objects.filter(pk__in=ids, lease_owner=owner))
+    return list(connections_with_ids(Connection.objects.filter(lease_owner=owner), ids))
 
 
 def leases_release(ids, *, owner: str, retry_in: timedelta) -> int:
