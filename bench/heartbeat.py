@@ -85,6 +85,11 @@ def main() -> None:
     if urlsplit(db_url).path.lstrip("/") in ("test", "postgres"):
         sys.exit("refusing to benchmark in the shared test/postgres database; use a dedicated one")
     ensure_database(db_url)
+    import socket
+
+    with socket.socket() as probe:  # an earlier run's sandbox still on the port would answer instead
+        if probe.connect_ex(("127.0.0.1", args.port)) == 0:
+            sys.exit(f"port {args.port} is in use; pass --port")
     sandbox_url = f"http://127.0.0.1:{args.port}"
     os.environ.update(
         DJANGO_SETTINGS_MODULE="config.settings",

@@ -126,7 +126,9 @@ def collect_engine():
             state.add_metric([broker, choice], 1 if current == choice else 0)
     yield state
 
-    last = SweepRun.objects.filter(finished_at__isnull=False).order_by("-started_at").first()
+    # A tick that sent no lane because every lane was busy is not a finished cycle.
+    cycles = SweepRun.objects.filter(finished_at__isnull=False).exclude(lanes=0, due__gt=0)
+    last = cycles.order_by("-started_at").first()
     if last is not None:
         yield GaugeMetricFamily(
             "brokerlink_sweep_duration_seconds",

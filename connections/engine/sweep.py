@@ -229,7 +229,11 @@ def sweep_tick(*, now: datetime | None = None) -> tuple[SweepRun, int]:
     due = _due(cutoff, now).order_by()[: max_lanes * per_lane].count()
     wanted = min(max_lanes, -(-due // per_lane))
     lanes = max(0, min(wanted, max_lanes - lanes_in_flight(now=now)))
-    run = SweepRun.objects.create(owner=f"tick:{claim_owner()}", started_at=now, due=due, lanes=lanes)
+    # The lag at the tick: a tick that could send no lane (all busy) still shows a backlog.
+    lag = sweep_lag_seconds(now=now) if due else 0.0
+    run = SweepRun.objects.create(
+        owner=f"tick:{claim_owner()}", started_at=now, due=due, lanes=lanes, max_lag_seconds=lag
+    )
     if not lanes:
         run.finished_at, run.duration_ms = timezone.now(), 0
         run.save(update_fields=["finished_at", "duration_ms"])

@@ -118,3 +118,15 @@ def test_heartbeats_in_flight_per_broker_are_capped():
     results = asyncio.run(main())
     assert all(r.ok for r in results), [r.error for r in results if not r.ok][:3]
     assert peak == {"a": 4, "b": 4}
+
+
+def test_a_tick_that_finds_every_lane_busy_still_reports_the_backlog(world, settings):
+    settings.ENGINE_SWEEP_LANES = 1
+    conn = world.connection()
+    Connection.objects.filter(pk=conn.pk).update(next_check_at=timezone.now() - timedelta(seconds=90))
+    first, lanes = sweep_tick()
+    assert lanes == 1
+    busy, lanes = sweep_tick()  # the first tick's lane has not run yet
+    assert lanes == 0 and busy.due == 1 and busy.finished_at is not None
+    assert busy.max_lag_seconds >= 89  # what alerts read from the latest SweepRun
+    assert sweep_lag(now=timezone.now()) >= 89
