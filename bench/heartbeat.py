@@ -120,9 +120,11 @@ def run(args, sandbox_url: str, sandbox_pid: int) -> None:
     from accounts.models import User
     from brokers.models import BrokerApp
     from connections.broker_client import profile_for
+    from connections.engine.checkstore import rings_for
     from connections.engine.heartbeat_client import HeartbeatRequest, heartbeats_run
+    from connections.engine.models import CheckLog, CheckTally
     from connections.engine.sweep import sweep_run
-    from connections.models import CheckResult, Connection, ConnectionStatus
+    from connections.models import Connection, ConnectionStatus
     from connections.tokens import connection_apply_token_response
     from tests.fixtures.sandbox import SandboxServer, pkce_pair
     from tests.support import wait_for_http
@@ -216,14 +218,18 @@ def run(args, sandbox_url: str, sandbox_pid: int) -> None:
         return execute(sql, params, many, context)
 
     Connection.objects.update(next_check_at=timezone.now())
-    CheckResult.objects.all().delete()
+    CheckLog.objects.all().delete()
+    CheckTally.objects.all().delete()
     with db.execute_wrapper(count):
         t0, cpu0, sandbox_cpu0 = time.perf_counter(), cpu_seconds(), cpu_seconds(sandbox_pid)
         run_ = sweep_run()
         seconds = time.perf_counter() - t0
         sweep_cpu, sandbox_cpu = cpu_seconds() - cpu0, cpu_seconds(sandbox_pid) - sandbox_cpu0
-    lat = sorted(CheckResult.objects.filter(connection__broker_slug="sandbox").values_list("latency_ms", flat=True))
-    ok = CheckResult.objects.filter(ok=True).count()
+    # Checks are stored in each connection's check log (engine.checkstore): this sweep's are its last.
+    ids = list(Connection.objects.filter(broker_slug="sandbox").values_list("pk", flat=True))
+    swept = [c for ring in rings_for(ids).values() for c in ring.checks[-1:]]
+    lat = sorted(c.latency_ms for c in swept if c.latency_ms is not None)
+    ok = sum(c.ok for c in swept)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
     def pct(values, p):
