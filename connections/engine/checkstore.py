@@ -223,6 +223,12 @@ def ring_of(connection) -> Ring:
     return Ring(data)
 
 
+def checklog_attach(connection) -> None:
+    """Load the connection's check log once (one query) for the readers that follow on a page."""
+    if "check_log" not in connection._state.fields_cache:
+        connection._state.fields_cache["check_log"] = CheckLog.objects.filter(pk=connection.pk).first()
+
+
 def rings_for(ids: Iterable) -> dict:
     """{connection id: Ring} for these connections, in one query."""
     ids = list(ids)

@@ -47,6 +47,16 @@ def _sizes() -> dict[str, int]:
         return dict(zip(TABLES, cursor.fetchone(), strict=True))
 
 
+def _relations() -> dict[str, int]:
+    """Every table's and index's own size (no TOAST), for the printed breakdown."""
+    with db.cursor() as cursor:
+        cursor.execute(
+            "SELECT c.relname, pg_relation_size(c.oid) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = 'public' AND c.relname LIKE 'connection%%'"
+        )
+        return dict(cursor.fetchall())
+
+
 def _checklog_updates() -> tuple[int, int]:
     """(updates, of which in place: HOT) of the check log table so far."""
     with db.cursor() as cursor:
@@ -98,9 +108,12 @@ def test_a_healthy_connection_adds_at_most_2_kb_of_database_a_day(user):
     # hours of tallies, the dead row versions that vacuum makes room for again).
     _run(conns, profile, start, 4 * 60)
     before = _sizes()
+    relations_before = _relations()
     updates_before = _checklog_updates()
     _run(conns, profile, start + timedelta(hours=4), 24 * 60)  # 12:00 to 12:00: one midnight
     after = _sizes()
+    relations = {k: v - relations_before.get(k, 0) for k, v in _relations().items()}
+    print("\nrelations grown:", {k: v for k, v in relations.items() if v})
     updates, hot = (a - b for a, b in zip(_checklog_updates(), updates_before, strict=True))
 
     grown = {t: after[t] - before[t] for t in TABLES}
