@@ -753,6 +753,7 @@ def _expiry(moment: datetime | None, *, now: datetime, none: str) -> str:
 
 def detail_for(connection: Connection, *, now: datetime | None = None, events: int = 30) -> DetailView:
     now = now or timezone.now()
+    selectors.connection_check_log_load(connection)  # one read for the card, charts, uptime and health
     card = card_for(connection, now=now)
     recent = selectors.connection_recent_checks(connection, limit=60)
     live_tokens = has_live_token(connection, now=now)

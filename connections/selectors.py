@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
 
-from connections.engine.checkstore import history_for, ring_of, rings_for
+from connections.engine.checkstore import checklog_attach, history_for, ring_of, rings_for
 from connections.engine.ring import Check, Ring, epoch_hour
 from connections.models import Connection, ConnectionStatus
 
@@ -40,6 +40,11 @@ def connection_get_for_user(*, user, connection_id) -> Connection:
 def connection_check_log(connection: Connection) -> Ring:
     """The connection's check log (engine.ring): its recent checks and last hours' counts."""
     return ring_of(connection)
+
+
+def connection_check_log_load(connection: Connection) -> None:
+    """Read the connection's check log once for the selectors below (a page's reads)."""
+    checklog_attach(connection)
 
 
 def connection_check_logs(ids) -> dict:

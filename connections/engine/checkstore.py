@@ -139,9 +139,7 @@ def checks_store(records: list[CheckRecord]) -> None:
     with transaction.atomic():
         ids = sorted({r.connection_id for r in records}, key=str)
         # Locked: a check recorded at the same moment by someone else (an API call) is kept.
-        stored = dict(
-            CheckLog.objects.select_for_update().filter(pk__in=ids).order_by("pk").values_list("pk", "data")
-        )
+        stored = dict(CheckLog.objects.select_for_update().filter(pk__in=ids).order_by("pk").values_list("pk", "data"))
         rings = {pk: Ring(stored.get(pk)) for pk in ids}
         days = []
         for record in sorted(records, key=lambda r: r.check.checked_at):
@@ -190,9 +188,7 @@ def checklogs_flush(*, now: datetime, connection_ids: Iterable | None = None) ->
         logs = logs.filter(pk__in=list(connection_ids))
     else:
         since = hour_start(today * 24) - timedelta(days=2)
-        logs = logs.filter(
-            connection__last_check_at__gte=since, connection__last_check_at__lt=hour_start(today * 24)
-        )
+        logs = logs.filter(connection__last_check_at__gte=since, connection__last_check_at__lt=hour_start(today * 24))
     days = []
     for pk, data in logs.values_list("pk", "data").iterator(chunk_size=2000):
         ring = Ring(data)
@@ -225,6 +221,12 @@ def ring_of(connection) -> Ring:
         return Ring(cached.data if cached is not None else None)
     data = CheckLog.objects.filter(pk=connection.pk).values_list("data", flat=True).first()
     return Ring(data)
+
+
+def checklog_attach(connection) -> None:
+    """Load the connection's check log once (one query) for the readers that follow on a page."""
+    if "check_log" not in connection._state.fields_cache:
+        connection._state.fields_cache["check_log"] = CheckLog.objects.filter(pk=connection.pk).first()
 
 
 def rings_for(ids: Iterable) -> dict:

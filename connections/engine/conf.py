@@ -54,8 +54,9 @@ DEFAULTS: dict[str, float] = {
     # needs hours to cut days in the person's time zone), and its day totals this long.
     "HOURLY_RETENTION_DAYS": 92,
     "DAILY_RETENTION_DAYS": 400,
-    # CheckTally rows (per broker and minute: metrics, alerts) are kept this long.
-    "TALLY_RETENTION_HOURS": 48,
+    # CheckTally rows (per broker and minute: metrics, alerts, the system page; none looks
+    # back more than an hour by default) are kept this long, at least the metrics window + 1 h.
+    "TALLY_RETENTION_HOURS": 3,
     # A refresh token unused this long is refreshed anyway, before the broker forgets it.
     "IDLE_REFRESH_DAYS": 7,
     # Checks of the current grant needed before a health score is shown ("not enough data yet").

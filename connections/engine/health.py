@@ -249,18 +249,17 @@ def _grant_counts(ring, *, grant_started_at: datetime | None, now: datetime) -> 
     """(checks, passed) of the current grant in the hour in progress and the 24 before it, from
     the check log: whole hours that began after the grant started, and the checks themselves
     (from the log's last checks) in the hour the grant started."""
-    current = epoch_hour(now)
-    checks = passed = 0
-    for hour, counts in ring.hours().items():
-        if hour < current - 24:
-            continue
-        start = hour_start(hour)
-        if grant_started_at is None or start >= grant_started_at:
-            checks, passed = checks + counts.checks, passed + counts.passed
-        elif start + timedelta(hours=1) > grant_started_at:
-            for check in ring.checks:
-                if grant_started_at <= check.checked_at < start + timedelta(hours=1):
-                    checks, passed = checks + 1, passed + (1 if check.ok else 0)
+    first = epoch_hour(now) - 24
+    if grant_started_at is None:
+        return ring.counts_from(first)
+    grant_hour = epoch_hour(grant_started_at)
+    whole_from = grant_hour if hour_start(grant_hour) == grant_started_at else grant_hour + 1
+    checks, passed = ring.counts_from(max(first, whole_from))
+    if whole_from > grant_hour >= first:
+        end = hour_start(grant_hour + 1)
+        for check in ring.checks:
+            if grant_started_at <= check.checked_at < end:
+                checks, passed = checks + 1, passed + (1 if check.ok else 0)
     return checks, passed
 
 

@@ -113,7 +113,8 @@ class CheckTally(models.Model):
     on brokers and writers, not on connections. One row per writer (a process's thread) so no
     two writers ever update the same row; readers add them up."""
 
-    broker_slug = models.SlugField(max_length=64)
+    # No index of its own: the unique (broker_slug, minute, writer) index and the minute index serve.
+    broker_slug = models.SlugField(max_length=64, db_index=False)
     minute = models.DateTimeField()
     writer = models.CharField(max_length=64)
     checks = models.PositiveIntegerField(default=0)

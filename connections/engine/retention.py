@@ -2,18 +2,20 @@
 
 Hourly (`checkresults_rollup`): a day a connection's check log still holds but that has ended
 without a later check (the connection needs you, or was stopped) is stored as an UptimeDay,
-as its next check would do; safe to run twice.
+as its next check would do (safe to run twice); CheckTally rows older than
+TALLY_RETENTION_HOURS (at least the metrics window and an hour) are deleted, so the tallies
+stay a few hours of rows per broker and writer.
 
 Daily (`checkresults_prune`): CheckResult rows (failed and status-changing checks) older than
 CHECKRESULT_RETENTION_DAYS are deleted in bounded batches; UptimeDay rows lose their hours
-after HOURLY_RETENTION_DAYS and are deleted after DAILY_RETENTION_DAYS; CheckTally rows are
-deleted after TALLY_RETENTION_HOURS."""
+after HOURLY_RETENTION_DAYS and are deleted after DAILY_RETENTION_DAYS."""
 
 from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime, timedelta
 
+from django.conf import settings
 from django.utils import timezone
 
 from connections.engine.checkstore import checklogs_flush
@@ -31,8 +33,15 @@ def hour_floor(moment: datetime) -> datetime:
 
 
 def checkresults_rollup(*, now: datetime | None = None) -> int:
-    """Store the finished days of check logs no later check has left behind. Returns how many."""
-    return checklogs_flush(now=now or timezone.now())
+    """Store the finished days of check logs no later check has left behind, delete old tallies.
+    Returns how many days were stored."""
+    now = now or timezone.now()
+    stored = checklogs_flush(now=now)
+    hours = max(
+        float(engine_setting("TALLY_RETENTION_HOURS")), getattr(settings, "METRICS_WINDOW_SECONDS", 0) / 3600 + 1
+    )
+    _delete_batched(CheckTally.objects.filter(minute__lt=now - timedelta(hours=hours)))
+    return stored
 
 
 def _delete_batched(queryset) -> int:
@@ -57,11 +66,8 @@ def checkresults_prune(*, now: datetime | None = None) -> int:
     days = _delete_batched(
         UptimeDay.objects.filter(day__lt=today - timedelta(days=engine_setting("DAILY_RETENTION_DAYS")))
     )
-    tallies = _delete_batched(
-        CheckTally.objects.filter(minute__lt=now - timedelta(hours=engine_setting("TALLY_RETENTION_HOURS")))
-    )
     logger.info(
         "connections.retention.pruned",
-        extra={"deleted": deleted, "hours_dropped": stripped, "days_deleted": days, "tallies_deleted": tallies},
+        extra={"deleted": deleted, "hours_dropped": stripped, "days_deleted": days},
     )
     return deleted

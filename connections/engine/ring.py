@@ -11,8 +11,9 @@ update of a ~1 KB row). It holds
 
 and reports every UTC day it leaves behind (`Ring.add` returns it), for `UptimeDay`.
 
-Layout, little-endian: header (version, number of checks, last hour as hours since the epoch),
-the checks oldest first, then HOURS fixed slots (slot = hour % HOURS).
+Layout, little-endian, always SIZE (980) bytes: header (version, number of checks, last hour as
+hours since the epoch), RECENT check places (the checks oldest first, then zeros), then HOURS
+fixed slots (slot = hour % HOURS).
 """
 
 from __future__ import annotations
@@ -102,94 +103,138 @@ def hours_unpack(data: bytes | memoryview | None) -> list[HourCounts]:
     return [HourCounts(*SLOT.unpack_from(data, i * SLOT.size)) for i in range(len(data) // SLOT.size)]
 
 
-class Ring:
-    """Decoded `CheckLog.data`. `add` records a check; `encode` packs it again."""
+SLOTS = struct.Struct("<" + "HHIHH" * HOURS)
+TOPS = (U16, U16, U32, U16, U16)
 
-    __slots__ = ("checks", "last_hour", "slots")
+
+def _entry(check: Check) -> bytes:
+    delta = check.checked_at - EPOCH
+    category = CATEGORIES.index(check.category) if check.category in CATEGORIES else len(CATEGORIES) - 1
+    return ENTRY.pack(
+        _clip(delta.days * 86400 + delta.seconds, U32),
+        delta.microseconds // 1000,
+        NO_LATENCY if check.latency_ms is None else _clip(check.latency_ms, U16 - 1),
+        _clip(check.http_status or 0, U16),
+        int(check.ok) | category << 1,
+    )
+
+
+class Ring:
+    """Decoded `CheckLog.data`. `add` records a check; `encode` packs it again. The checks stay
+    packed until read (`checks`) and the hours are plain integers: a batch write decodes, adds
+    and encodes a log in a few microseconds."""
+
+    __slots__ = ("_checks", "_entries", "_flat", "last_hour")
 
     def __init__(self, data: bytes | memoryview | None = None) -> None:
-        self.checks: list[Check] = []
+        self._checks: list[Check] | None = None
+        self._entries = b""
         self.last_hour = 0
-        self.slots = [HourCounts() for _ in range(HOURS)]
+        self._flat = [0] * (HOURS * 5)
         data = bytes(data or b"")
-        if len(data) < HEADER.size or data[0] != VERSION:
+        if len(data) < SIZE or data[0] != VERSION:
             return
         _, count, self.last_hour = HEADER.unpack_from(data, 0)
-        offset = HEADER.size
-        for _ in range(count):
-            seconds, millis, latency, status, flags = ENTRY.unpack_from(data, offset)
-            offset += ENTRY.size
-            self.checks.append(
-                Check(
-                    checked_at=EPOCH + timedelta(seconds=seconds, milliseconds=millis),
-                    ok=bool(flags & 1),
-                    latency_ms=None if latency == NO_LATENCY else latency,
-                    http_status=status or None,
-                    category=CATEGORIES[(flags >> 1) % len(CATEGORIES)],
-                )
-            )
-        self.slots = hours_unpack(data[offset : offset + HOURS * SLOT.size])
-        self.slots += [HourCounts() for _ in range(HOURS - len(self.slots))]
+        self._entries = data[HEADER.size : HEADER.size + count * ENTRY.size]
+        self._flat = list(SLOTS.unpack_from(data, HEADER.size + RECENT * ENTRY.size))
 
     def encode(self) -> bytes:
-        parts = [HEADER.pack(VERSION, len(self.checks), self.last_hour)]
-        for check in self.checks:
-            delta = check.checked_at - EPOCH
-            seconds = int(delta.total_seconds())
-            category = CATEGORIES.index(check.category) if check.category in CATEGORIES else len(CATEGORIES) - 1
-            parts.append(
-                ENTRY.pack(
-                    _clip(seconds, U32),
-                    delta.microseconds // 1000,
-                    NO_LATENCY if check.latency_ms is None else _clip(check.latency_ms, U16 - 1),
-                    _clip(check.http_status or 0, U16),
-                    int(check.ok) | category << 1,
+        """Always SIZE bytes (unused check places are zeros): the row never grows, so PostgreSQL
+        can keep rewriting it in place (HOT) from the first check on."""
+        count = len(self._entries) // ENTRY.size
+        padding = bytes((RECENT - count) * ENTRY.size)
+        return HEADER.pack(VERSION, count, self.last_hour) + self._entries + padding + SLOTS.pack(*self._flat)
+
+    @property
+    def checks(self) -> list[Check]:
+        """The checks held, oldest first."""
+        if self._checks is None:
+            found = []
+            for seconds, millis, latency, status, flags in ENTRY.iter_unpack(self._entries):
+                found.append(
+                    Check(
+                        checked_at=EPOCH + timedelta(seconds=seconds, milliseconds=millis),
+                        ok=bool(flags & 1),
+                        latency_ms=None if latency == NO_LATENCY else latency,
+                        http_status=status or None,
+                        category=CATEGORIES[(flags >> 1) % len(CATEGORIES)],
+                    )
                 )
-            )
-        parts.append(hours_pack(self.slots))
-        return b"".join(parts)
+            self._checks = found
+        return self._checks
+
+    @property
+    def slots(self) -> list[HourCounts]:
+        flat = self._flat
+        return [HourCounts(*flat[i * 5 : i * 5 + 5]) for i in range(HOURS)]
 
     def add(self, check: Check) -> list[DayCounts]:
         """Record one check; return the UTC day(s) this check leaves behind (to store as UptimeDay).
 
         Hours never go backwards: a check stamped before the last hour recorded (another
         worker's clock) counts in that last hour, so a day is left behind exactly once."""
-        hour = max(epoch_hour(check.checked_at), self.last_hour)
+        delta = check.checked_at - EPOCH
+        hour = max((delta.days * 86400 + delta.seconds) // 3600, self.last_hour)
         finished: list[DayCounts] = []
+        flat = self._flat
         if hour > self.last_hour:
             if self.last_hour and hour // 24 > self.last_hour // 24:
                 finished.append(self.day(self.last_hour // 24))
             for h in range(max(self.last_hour + 1, hour - HOURS + 1), hour + 1):
-                self.slots[h % HOURS] = HourCounts()
+                i = (h % HOURS) * 5
+                flat[i : i + 5] = (0, 0, 0, 0, 0)
             self.last_hour = hour
-        slot = self.slots[hour % HOURS]
-        slot.checks += 1
+        i = (hour % HOURS) * 5
+        latency = check.latency_ms
+        flat[i] = min(flat[i] + 1, U16)
         if check.ok:
-            slot.passed += 1
-            if check.latency_ms is not None:
-                slot.latency_sum_ms += check.latency_ms
-                slot.latency_count += 1
-        if check.latency_ms is not None:
-            slot.latency_max_ms = max(slot.latency_max_ms, check.latency_ms)
-        self.checks.append(check)
-        if len(self.checks) > RECENT:
-            del self.checks[: len(self.checks) - RECENT]
+            flat[i + 1] = min(flat[i + 1] + 1, U16)
+            if latency is not None:
+                flat[i + 2] = min(flat[i + 2] + max(0, latency), U32)
+                flat[i + 3] = min(flat[i + 3] + 1, U16)
+        if latency is not None and latency > flat[i + 4]:
+            flat[i + 4] = min(latency, U16)
+        entries = self._entries + _entry(check)
+        if len(entries) > RECENT * ENTRY.size:
+            entries = entries[-RECENT * ENTRY.size :]
+        self._entries = entries
+        self._checks = None
         return finished
+
+    def keep(self, check: Check) -> None:
+        """Add a check to the recent ones only, not to the hours (for carrying history over)."""
+        self._entries = (self._entries + _entry(check))[-RECENT * ENTRY.size :]
+        self._checks = None
+
+    def _valid(self, hour: int) -> bool:
+        return bool(self.last_hour) and self.last_hour - HOURS < hour <= self.last_hour
 
     def hour(self, hour: int) -> HourCounts | None:
         """The counts of that epoch hour, or None when the ring no longer (or never) held it."""
-        if not self.last_hour or hour > self.last_hour or hour <= self.last_hour - HOURS:
+        if not self._valid(hour):
             return None
-        return self.slots[hour % HOURS]
+        i = (hour % HOURS) * 5
+        return HourCounts(*self._flat[i : i + 5])
 
     def hours(self) -> dict[int, HourCounts]:
         """Every hour the ring holds with at least one check: {epoch hour: counts}."""
         found = {}
+        flat = self._flat
         for h in range(max(1, self.last_hour - HOURS + 1), self.last_hour + 1):
-            slot = self.slots[h % HOURS]
-            if slot.checks:
-                found[h] = slot
+            i = (h % HOURS) * 5
+            if flat[i]:
+                found[h] = HourCounts(*flat[i : i + 5])
         return found
+
+    def counts_from(self, first_hour: int) -> tuple[int, int]:
+        """(checks, passed) of the hours from `first_hour` on, without building objects."""
+        checks = passed = 0
+        flat = self._flat
+        for h in range(max(1, first_hour, self.last_hour - HOURS + 1), self.last_hour + 1):
+            i = (h % HOURS) * 5
+            checks += flat[i]
+            passed += flat[i + 1]
+        return checks, passed
 
     def day(self, day_number: int) -> DayCounts:
         """The day (days since the epoch) as far as the ring holds it: all of it when it is the

@@ -17,7 +17,7 @@ from django.utils import timezone
 
 
 def carry_over(apps, schema_editor):
-    from connections.engine.ring import RECENT, Check, HourCounts, Ring, epoch_hour, hour_start, hours_pack
+    from connections.engine.ring import Check, HourCounts, Ring, epoch_hour, hour_start, hours_pack
 
     CheckResult = apps.get_model("connections", "CheckResult")
     UptimeRollup = apps.get_model("connections", "UptimeRollup")
@@ -84,7 +84,7 @@ def carry_over(apps, schema_editor):
         ring = rings.setdefault(connection_id, Ring())
         check = Check(checked_at, ok, latency, status, category)
         if checked_at < replay_from:
-            ring.checks = [*ring.checks[-(RECENT - 1) :], check]
+            ring.keep(check)
         else:
             ring.add(check)  # days left behind are stored above already
     CheckLog.objects.bulk_create(
@@ -129,7 +129,7 @@ class Migration(migrations.Migration):
             name="CheckTally",
             fields=[
                 ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
-                ("broker_slug", models.SlugField(max_length=64)),
+                ("broker_slug", models.SlugField(db_index=False, max_length=64)),
                 ("minute", models.DateTimeField()),
                 ("writer", models.CharField(max_length=64)),
                 ("checks", models.PositiveIntegerField(default=0)),
@@ -142,9 +142,7 @@ class Migration(migrations.Migration):
             options={
                 "indexes": [models.Index(fields=["minute"], name="checktally_minute_idx")],
                 "constraints": [
-                    models.UniqueConstraint(
-                        fields=("broker_slug", "minute", "writer"), name="checktally_unique_writer"
-                    )
+                    models.UniqueConstraint(fields=("broker_slug", "minute", "writer"), name="checktally_unique_writer")
                 ],
             },
         ),

@@ -73,7 +73,12 @@ def test_a_day_left_behind_becomes_one_uptime_day_with_its_hours(user):
 
     day_a = UptimeDay.objects.get(connection=a)
     assert (day_a.day, day_a.checks, day_a.passed, day_a.latency_sum_ms, day_a.latency_count, day_a.latency_max_ms) == (
-        date(2025, 3, 19), 5, 4, 45 + 60 + 75 + 100, 4, 100
+        date(2025, 3, 19),
+        5,
+        4,
+        45 + 60 + 75 + 100,
+        4,
+        100,
     )
     hours = hours_unpack(day_a.hours)
     assert len(hours) == 24 and (hours[10].checks, hours[10].passed, hours[23].checks) == (4, 3, 1)
@@ -127,8 +132,9 @@ def test_prune_keeps_each_table_within_its_retention_and_uptime_survives(user, s
     assert all((hours is None) == (day < date(2025, 3, 15)) for day, hours in days.items())
     # The window now starts in a day without hours (kept 5 days here): that day counts whole.
     assert connection_uptime(conn, hours=24 * 7, now=NOW) == pytest.approx(before_7d, abs=0.002)
-    assert not CheckTally.objects.filter(minute__lt=NOW - timedelta(hours=48)).exists()
-    assert CheckTally.objects.filter(minute__gte=NOW - timedelta(hours=48)).exists()
+    # Tallies: the hourly task (which the daily one runs first) keeps three hours of them.
+    assert not CheckTally.objects.filter(minute__lt=NOW - timedelta(hours=3)).exists()
+    assert CheckTally.objects.filter(minute__gte=NOW - timedelta(hours=3)).exists()
 
 
 def test_prune_keeps_rows_inside_the_retention_window(user, settings):

@@ -28,8 +28,8 @@ def test_second_view_reuses_the_cards_without_reading_checks(signed_in, make_con
         make_connection(checks=5)
     first, page = _get(signed_in)
     second, again = _get(signed_in)
-    assert any("connections_checkresult" in sql for sql in first)
-    assert not any("connections_checkresult" in sql for sql in second)
+    assert any("connections_checklog" in sql for sql in first)
+    assert not any("connections_checklog" in sql for sql in second)
     # The session's once-a-minute renewal (accounts.middleware) falls on the first view only.
     first, second = ([q for q in run if "django_session" not in q and "SAVEPOINT" not in q] for run in (first, second))
     assert len(second) == len(first) - 1
