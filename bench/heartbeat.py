@@ -1,30 +1,39 @@
-"""Heartbeat benchmark (not a test): N connections, one full sweep, against a sandbox with latency.
+"""Heartbeat benchmark (not a test): N connections checked by real Celery worker processes,
+fed by the real dispatch (the beat's `heartbeat_tick` task and the lanes it sends).
 
     .venv/bin/python bench/heartbeat.py --connections 10000 --latency-ms 50
+    .venv/bin/python bench/heartbeat.py --sizes 1000,10000,100000 --workers 2 --sandbox-cpus 1 --worker-cpus 0
 
 Uses DATABASE_URL (default postgresql://postgres@127.0.0.1:5432/brokerlink_bench, created if
-missing; never the test database). Starts its own sandbox (uvicorn, one process: the account
-endpoint is an async view), creates one
-real grant over HTTP and stores its tokens, sealed, on N connection rows, then measures:
-checks/s over the whole sweep, p50/p99 check time, SQL queries per check, peak memory of
-this (worker) process, and the raw limit: the same aiohttp client on the same endpoint with
-no database or crypto.
+missing; never the test database) and a Celery queue of its own on BENCH_REDIS_URL (default
+redis://127.0.0.1:6379/15), loopback only. Starts its own sandbox (uvicorn) and, per size, a
+fresh `celery worker --concurrency W` (so peak RSS is that size's), one real grant over HTTP,
+one access token per connection (sealed on N connection rows). Per size it measures the raw
+client limit (the same aiohttp client on the same endpoint, no database or crypto), then sends
+one tick and waits for the cycle's SweepRun to finish, and prints side by side: checks/s, cycle
+time, CPU per check of each worker process, sandbox CPU per request, peak RSS per worker
+process, SQL statements per check (counted inside the workers, bench/celery_worker.py), and
+database bytes added per check and per connection-day (pg_total_relation_size of the engine's
+tables before and after). CPU is per-process CPU seconds from /proc, so other load on the
+machine changes wall times but not these.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import resource
-import statistics
+import shutil
+import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+CHECKS_PER_DAY = 86400 / 60  # one check a minute
 
 
 def ensure_database(url: str) -> None:
@@ -38,27 +47,37 @@ def ensure_database(url: str) -> None:
             conn.execute(f'CREATE DATABASE "{name}"')
 
 
+def pinned(cpus: str) -> list[str]:
+    if not cpus:
+        return []
+    if not shutil.which("taskset"):
+        sys.exit("taskset not found (util-linux); drop --sandbox-cpus/--worker-cpus")
+    return ["taskset", "-c", cpus]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--connections", type=int, default=10_000)
+    parser.add_argument("--sizes", default="", help="comma-separated sizes measured in one run, e.g. 1000,10000,100000")
     parser.add_argument("--latency-ms", type=int, default=50)
-    parser.add_argument("--concurrency", type=int, default=200)
+    parser.add_argument("--workers", type=int, default=2, help="Celery worker pool processes")
+    parser.add_argument("--concurrency", type=int, default=200, help="ENGINE_CONCURRENCY (heartbeats per lane)")
+    parser.add_argument("--broker-concurrency", type=int, default=800, help="ENGINE_BROKER_CONCURRENCY")
+    parser.add_argument("--lanes", type=int, default=8, help="ENGINE_SWEEP_LANES")
     parser.add_argument("--batch-size", type=int, default=1000)
+    parser.add_argument("--cycles", type=int, default=2, help="cycles per size; the last one is measured")
+    parser.add_argument("--raw-max", type=int, default=20_000, help="requests in the raw-limit run (at most N)")
     parser.add_argument("--port", type=int, default=9177)
     parser.add_argument("--sandbox-workers", type=int, default=1, help="uvicorn worker processes")
+    parser.add_argument("--sandbox-cpus", default="", help="taskset CPU list for the sandbox, e.g. 1")
+    parser.add_argument("--worker-cpus", default="", help="taskset CPU list for the Celery workers, e.g. 0")
+    parser.add_argument("--profile", default="", help="folder: py-spy records each worker process (raw stacks)")
     parser.add_argument(
-        "--token-cache-seconds",
-        type=float,
-        default=1.0,
-        help="sandbox token-lookup cache TTL (0 = one query per request)",
-    )
-    parser.add_argument(
-        "--shared-token",
-        action="store_true",
-        help="every connection holds the same access token (default: one token each)",
+        "--token-cache-seconds", type=float, default=1.0, help="sandbox token-lookup cache TTL (0 = a query each)"
     )
     parser.add_argument("--debug", action="store_true", help="DJANGO_DEBUG on (the default off, as in production)")
     args = parser.parse_args()
+    sizes = sorted(int(s) for s in args.sizes.split(",") if s.strip()) or [args.connections]
 
     from tests.fixtures.sandbox import CONTROL_TOKEN
 
@@ -66,20 +85,34 @@ def main() -> None:
     if urlsplit(db_url).path.lstrip("/") in ("test", "postgres"):
         sys.exit("refusing to benchmark in the shared test/postgres database; use a dedicated one")
     ensure_database(db_url)
+    import socket
+
+    with socket.socket() as probe:  # an earlier run's sandbox still on the port would answer instead
+        if probe.connect_ex(("127.0.0.1", args.port)) == 0:
+            sys.exit(f"port {args.port} is in use; pass --port")
     sandbox_url = f"http://127.0.0.1:{args.port}"
     os.environ.update(
         DJANGO_SETTINGS_MODULE="config.settings",
         DATABASE_URL=db_url,
-        REDIS_URL="",
+        REDIS_URL=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/15"),
+        CELERY_QUEUE=f"bench-heartbeat-{os.getpid()}",
         TOKEN_ENCRYPTION_KEYS=os.environ.get("TOKEN_ENCRYPTION_KEYS", "b1:" + "B" * 43),
         SANDBOX_BASE_URL=sandbox_url,
         SANDBOX_CONTROL_TOKEN=CONTROL_TOKEN,
         BROKERLINK_VAR_DIR=str(ROOT / "var" / "bench"),
         LOG_LEVEL="WARNING",
         BROKERLINK_ENGINE_CONCURRENCY=str(args.concurrency),
+        BROKERLINK_ENGINE_BROKER_CONCURRENCY=str(args.broker_concurrency),
+        BROKERLINK_ENGINE_SWEEP_LANES=str(args.lanes),
         BROKERLINK_ENGINE_BATCH_SIZE=str(args.batch_size),
+        # Measure how long a cycle takes, even past 60 s, instead of stopping at the budget.
         BROKERLINK_ENGINE_SWEEP_BUDGET_SECONDS="900",
         BROKERLINK_ENGINE_LEASE_SECONDS="900",
+        # A measured cycle checks each connection once, even when it takes longer than a minute:
+        # nothing checked in it falls due again (the sandbox's interval is a day here).
+        SANDBOX_HEARTBEAT_INTERVAL_SECONDS="86400",
+        CELERY_TASK_TIME_LIMIT="3600",
+        CELERY_TASK_SOFT_TIME_LIMIT="3500",
         DJANGO_DEBUG="1" if args.debug else "0",
         SANDBOX_TOKEN_CACHE_SECONDS=str(args.token_cache_seconds),
     )
@@ -90,48 +123,128 @@ def main() -> None:
 
     call_command("migrate", verbosity=0)
     cmd = [
-        sys.executable, "-m", "uvicorn", "sandbox.asgi:application", "--host", "127.0.0.1",
-        "--port", str(args.port), "--workers", str(args.sandbox_workers), "--backlog", "4096",
-        "--log-level", "warning", "--no-access-log",
+        *pinned(args.sandbox_cpus), sys.executable, "-m", "uvicorn", "sandbox.asgi:application",
+        "--host", "127.0.0.1", "--port", str(args.port), "--workers", str(args.sandbox_workers),
+        "--backlog", "4096", "--log-level", "warning", "--no-access-log",
     ]  # fmt: skip
     env = dict(os.environ, DJANGO_SETTINGS_MODULE="sandbox.standalone_settings")
     sandbox = subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True)
     try:
-        run(args, sandbox_url, sandbox.pid)
+        run(args, sizes, sandbox_url, sandbox.pid)
     finally:
-        sandbox.terminate()
+        os.killpg(sandbox.pid, signal.SIGTERM)
         sandbox.wait(timeout=10)
 
 
-def cpu_seconds(pid: int | None = None) -> float:
-    """user + system CPU seconds of a process (this one by default)."""
-    if pid is None:
-        usage = resource.getrusage(resource.RUSAGE_SELF)
-        return usage.ru_utime + usage.ru_stime
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+# --- processes -------------------------------------------------------------------------
+
+
+def children(pid: int) -> list[int]:
+    try:
+        found = []
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            found += [int(c) for c in (task / "children").read_text().split()]
+        return found
+    except OSError:
+        return []
+
+
+def tree(pid: int) -> list[int]:
+    pids = [pid]
+    for child in children(pid):
+        pids += tree(child)
+    return pids
+
+
+def cpu_seconds(pid: int) -> float:
+    """user + system CPU seconds of one process."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def run(args, sandbox_url: str, sandbox_pid: int) -> None:
-    import requests
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def start_workers(args, sql_dir: Path) -> subprocess.Popen:
+    cmd = [
+        *pinned(args.worker_cpus), sys.executable, "-m", "celery", "-A", "bench.celery_worker", "worker",
+        "--pool=prefork", f"--concurrency={args.workers}", "--without-gossip", "--without-mingle",
+        "--without-heartbeat", "--loglevel=WARNING", "-Q", os.environ["CELERY_QUEUE"], "-n", f"bench{os.getpid()}@%h",
+    ]  # fmt: skip
+    env = dict(os.environ, BENCH_SQL_DIR=str(sql_dir))
+    log = open(sql_dir / "worker.log", "wb")  # noqa: SIM115 - closed with the process
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while len(children(proc.pid)) < args.workers:
+        if proc.poll() is not None or time.monotonic() > deadline:
+            sys.exit(f"the Celery worker did not start: {(sql_dir / 'worker.log').read_text()[-2000:]}")
+        time.sleep(0.2)
+    time.sleep(3)  # the pool processes finish importing and the consumer connects
+    return proc
+
+
+# --- database --------------------------------------------------------------------------
+
+
+def rewritten_tables() -> list[str]:
+    """Tables a check rewrites in place (one row per connection): their growth is dead row
+    versions that vacuum reclaims, reported apart from growth."""
+    from django.apps import apps
+
+    names = ["Connection", "CheckLog"]
+    return [m._meta.db_table for m in apps.get_app_config("connections").get_models() if m.__name__ in names]
+
+
+def engine_tables() -> list[str]:
+    """The tables a check may add rows to: every table of the connections app but those
+    rewritten in place."""
+    from django.apps import apps
+
+    rewritten = set(rewritten_tables())
+    return sorted(
+        m._meta.db_table
+        for m in apps.get_app_config("connections").get_models()
+        if m._meta.db_table not in rewritten and not m._meta.proxy and m._meta.managed
+    )
+
+
+def sql_count(folder: Path) -> int:
+    return sum(int(p.read_text() or 0) for p in folder.iterdir() if p.name.isdigit())
+
+
+def table_bytes(tables: list[str]) -> dict[str, int]:
     from django.db import connection as db
-    from django.utils import timezone
+
+    with db.cursor() as cursor:
+        cursor.execute(
+            "SELECT relname, pg_total_relation_size(oid) FROM pg_class WHERE relname = ANY(%s) AND relkind = 'r'",
+            [tables],
+        )
+        return dict(cursor.fetchall())
+
+
+# --- the run ---------------------------------------------------------------------------
+
+
+def setup_broker(args, sandbox_url: str):
+    import requests
 
     from accounts.models import User
     from brokers.models import BrokerApp
-    from connections.broker_client import profile_for
-    from connections.engine.heartbeat_client import HeartbeatRequest, heartbeats_run
-    from connections.engine.sweep import sweep_run
-    from connections.models import CheckResult, Connection, ConnectionStatus
-    from connections.tokens import connection_apply_token_response
     from tests.fixtures.sandbox import SandboxServer, pkce_pair
     from tests.support import wait_for_http
 
-    load_before = os.getloadavg()[0]
     wait_for_http(f"{sandbox_url}/.well-known/oauth-authorization-server", timeout=30)
     sandbox = SandboxServer(args.port)
     sandbox._ok(sandbox.control("POST", "users", {"demo": True}))
-    from sandbox.models import SandboxClient, SandboxToken, token_hash
+    from sandbox.models import SandboxClient
 
     SandboxClient.objects.filter(name="bench").delete()  # earlier runs' clients, grants and tokens
     client = sandbox.create_client(name="bench")
@@ -148,26 +261,34 @@ def run(args, sandbox_url: str, sandbox_pid: int) -> None:
         auth=(client["client_id"], client["client_secret"]),
         timeout=10,
     ).json()
-    token["expires_in"] = 3600  # no refreshes inside the measured sweep
+    token["expires_in"] = 3600  # no refreshes inside the measured cycle
     sandbox.set_faults(client["client_id"], latency_ms=args.latency_ms)
-
-    Connection.objects.filter(broker_slug="sandbox").delete()
     user, _ = User.objects.get_or_create(email="bench@example.com")
     app, _ = BrokerApp.objects.update_or_create(
         broker_slug="sandbox", environment="live", defaults={"client_id": client["client_id"]}
     )
     app.client_secret = client["client_secret"]
     app.save()
-    profile = profile_for("sandbox", "live")
-    t0 = time.perf_counter()
-    # One access token per connection, as in real life (every heartbeat is a token lookup at
-    # the broker): extra token rows of the same grant, written straight into the sandbox's tables.
-    access_tokens = [token["access_token"]] * args.connections
-    if not args.shared_token:
-        import secrets
+    return sandbox, client, token, user, app
 
-        real = SandboxToken.objects.get(access_token_hash=token_hash(token["access_token"]))
-        access_tokens = [secrets.token_urlsafe(32) for _ in range(args.connections)]
+
+def connections_add(count: int, start: int, *, token: dict, user, app) -> list[str]:
+    """`count` more connections, each with an access token of its own (extra token rows of the
+    same grant, written straight into the sandbox's tables: every heartbeat is a token lookup)."""
+    import secrets
+
+    from django.utils import timezone
+
+    from connections.broker_client import profile_for
+    from connections.models import Connection, ConnectionStatus
+    from connections.tokens import connection_apply_token_response
+    from sandbox.models import SandboxToken, token_hash
+
+    profile = profile_for("sandbox", "live")
+    real = SandboxToken.objects.get(access_token_hash=token_hash(token["access_token"]))
+    tokens = [secrets.token_urlsafe(32) for _ in range(count)]
+    for offset in range(0, count, 5000):
+        chunk = tokens[offset : offset + 5000]
         SandboxToken.objects.bulk_create(
             [
                 SandboxToken(
@@ -178,81 +299,215 @@ def run(args, sandbox_url: str, sandbox_pid: int) -> None:
                     issued_at=real.issued_at,
                     access_expires_at=real.access_expires_at,
                 )
-                for value in access_tokens
+                for value in chunk
             ],
-            batch_size=2000,
+            batch_size=5000,
         )
+        rows = []
+        for i, value in enumerate(chunk):
+            conn = Connection(
+                user=user,
+                broker_slug="sandbox",
+                broker_app=app,
+                environment="live",
+                account_id=f"bench-{start + offset + i}",
+                status=ConnectionStatus.CONNECTED,
+            )
+            connection_apply_token_response(
+                connection=conn, profile=profile, token=dict(token, access_token=value), first_grant=True
+            )
+            conn.next_check_at = timezone.now() + timezone.timedelta(days=1)
+            rows.append(conn)
+        Connection.objects.bulk_create(rows, batch_size=5000)
+    return tokens
+
+
+def raw_limit(sandbox_url: str, tokens: list[str], args, sandbox_pids: list[int]) -> dict:
+    from connections.broker_client import profile_for
+    from connections.engine.heartbeat_client import HeartbeatRequest, heartbeats_run
+
+    url = sandbox_url + profile_for("sandbox", "live").heartbeat_path
+    items = [HeartbeatRequest(key=i, url=url, access_token=t) for i, t in enumerate(tokens)]
+    cpu0, own0 = sum(cpu_seconds(p) for p in sandbox_pids), cpu_seconds(os.getpid())
+    t0 = time.perf_counter()
+    results = heartbeats_run(items, concurrency=args.concurrency, timeout=30)
+    seconds = time.perf_counter() - t0
+    sandbox_cpu = sum(cpu_seconds(p) for p in sandbox_pids) - cpu0
+    client_cpu = cpu_seconds(os.getpid()) - own0
+    return {
+        "rate": len(items) / seconds,
+        "ok": sum(r.ok for r in results),
+        "sandbox_ms": sandbox_cpu / len(items) * 1000,
+        "client_ms": client_cpu / len(items) * 1000,
+    }
+
+
+def cycle(size: int, args, sandbox_pids: list[int], tables: list[str]) -> dict:
+    from django.db import connection as db
+    from django.utils import timezone
+
+    from connections.engine.models import SweepRun
+    from connections.models import Connection
+    from connections.tasks import heartbeat_tick
+
+    with db.cursor() as cursor:  # this size's growth only, from empty tables
+        cursor.execute("TRUNCATE " + ", ".join(db.ops.quote_name(t) for t in tables) + " CASCADE")
+        for table in rewritten_tables():
+            cursor.execute("VACUUM ANALYZE " + db.ops.quote_name(table))
+    later = timezone.now() + timezone.timedelta(days=1)
+    Connection.objects.update(next_check_at=later, lease_owner="", lease_until=None)
+    rewritten = rewritten_tables()
+    tables = [*tables, *rewritten]
+    sql_dir = Path(tempfile.mkdtemp(prefix="bench-heartbeat-"))
+    workers = start_workers(args, sql_dir)
+    pool = children(workers.pid)
+    spies = []
+    try:
+        if args.profile:
+            Path(args.profile).mkdir(parents=True, exist_ok=True)
+            for pid in pool:
+                out = Path(args.profile) / f"{size}-{pid}.txt"
+                spies.append(
+                    subprocess.Popen(
+                        [str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(pid), "--format", "raw",
+                         "--rate", "250", "--nonblocking", "--output", str(out)],
+                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                    )
+                )  # fmt: skip
+            time.sleep(1)
+        for n in range(args.cycles):  # the last one is measured; earlier ones fill the check logs
+            bytes0 = table_bytes(tables)
+            load = os.getloadavg()[0]
+            sql0 = sql_count(sql_dir)
+            Connection.objects.update(next_check_at=timezone.now())  # the whole size falls due at once
+            cpu0 = {pid: cpu_seconds(pid) for pid in pool}
+            sandbox0 = sum(cpu_seconds(p) for p in sandbox_pids)
+            last = SweepRun.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
+            t0 = time.perf_counter()
+            heartbeat_tick.apply_async()
+            run = None
+            while time.perf_counter() - t0 < 1200:
+                time.sleep(0.5)
+                run = SweepRun.objects.filter(pk__gt=last, lanes__gt=0).order_by("pk").first()
+                if run and run.lanes_finished >= run.lanes_started > 0 and run.checked + run.deferred >= size:
+                    break
+                if run and run.lanes_finished >= run.lanes:
+                    break
+            wall = time.perf_counter() - t0
+            time.sleep(1)  # the last lanes' counters are written after their task ends
+            run.refresh_from_db()
+            cpu = {pid: cpu_seconds(pid) - cpu0[pid] for pid in pool}
+            sandbox_cpu = sum(cpu_seconds(p) for p in sandbox_pids) - sandbox0
+            bytes1 = table_bytes(tables)
+            sql = sql_count(sql_dir) - sql0
+            print(
+                f"  {size:,} cycle {n + 1}: {run.checked:,} checked in {(run.duration_ms or 0) / 1000:.1f}s", flush=True
+            )
+        rss = {pid: peak_rss_mb(pid) for pid in pool}
+    finally:
+        for spy in spies:
+            spy.send_signal(signal.SIGINT)
+        for spy in spies:
+            spy.wait(timeout=30)
+        os.killpg(workers.pid, signal.SIGTERM)
+        workers.wait(timeout=60)
+        shutil.rmtree(sql_dir, ignore_errors=True)
+    checked = max(1, run.checked)
+    delta = {t: bytes1.get(t, 0) - bytes0.get(t, 0) for t in tables}
+    grew = {t: b for t, b in delta.items() if b and t not in rewritten}
+    cycle_s = (run.duration_ms or 0) / 1000
+    return {
+        "size": size,
+        "checked": run.checked,
+        "failed": run.failed,
+        "lanes": f"{run.lanes_started}/{run.lanes}",
+        "cycle_s": cycle_s,
+        "wall_s": wall,
+        "rate": run.checked / cycle_s if cycle_s else 0.0,
+        "cpu_ms": {pid: c / checked * 1000 for pid, c in cpu.items()},
+        "cpu_total_ms": sum(cpu.values()) / checked * 1000,
+        "sandbox_ms": sandbox_cpu / checked * 1000,
+        "rss": rss,
+        "sql": sql / checked,
+        "bytes_check": sum(grew.values()) / checked,
+        "grew": grew,
+        "rewritten": {t: delta[t] for t in rewritten if t in delta},
+        "load": load,
+    }
+
+
+def run(args, sizes: list[int], sandbox_url: str, sandbox_pid: int) -> None:
+    from connections.models import Connection
+
+    sandbox, client, token, user, app = setup_broker(args, sandbox_url)
+    sandbox_pids = tree(sandbox_pid)
+    Connection.objects.filter(broker_slug="sandbox").delete()
+    tables = engine_tables()
+    tokens: list[str] = []
     rows = []
-    for i in range(args.connections):
-        conn = Connection(
-            user=user,
-            broker_slug="sandbox",
-            broker_app=app,
-            environment="live",
-            account_id=f"bench-{i}",
-            status=ConnectionStatus.CONNECTED,
+    for size in sizes:
+        t0 = time.perf_counter()
+        tokens += connections_add(size - len(tokens), len(tokens), token=token, user=user, app=app)
+        print(f"{size:,} connections ready ({time.perf_counter() - t0:.1f}s to add)", flush=True)
+        calls0 = sandbox.counters(client["client_id"])["account_calls"]
+        raw_n = min(size, args.raw_max)
+        raw = raw_limit(sandbox_url, tokens[:raw_n], args, sandbox_pids)
+        result = cycle(size, args, sandbox_pids, tables)
+        calls = sandbox.counters(client["client_id"])["account_calls"] - calls0
+        result.update(raw=raw, raw_n=raw_n, calls=calls)
+        rows.append(result)
+        print(
+            f"  {size:,}: {result['checked']:,} checked in {result['cycle_s']:.1f}s = {result['rate']:,.0f}/s "
+            f"(raw {raw['rate']:,.0f}/s); worker CPU {result['cpu_total_ms']:.3f} ms/check",
+            flush=True,
         )
-        connection_apply_token_response(
-            connection=conn, profile=profile, token=dict(token, access_token=access_tokens[i]), first_grant=True
-        )
-        conn.next_check_at = timezone.now()
-        rows.append(conn)
-    Connection.objects.bulk_create(rows, batch_size=2000)
-    print(f"created {args.connections} connections in {time.perf_counter() - t0:.1f}s")
+    report(args, rows)
 
-    # Raw limit: the same client and endpoint, no database, no crypto.
-    url = f"{sandbox_url}{profile.heartbeat_path}"
-    items = [HeartbeatRequest(key=i, url=url, access_token=access_tokens[i]) for i in range(args.connections)]
-    t0, sandbox_cpu0 = time.perf_counter(), cpu_seconds(sandbox_pid)
-    raw = heartbeats_run(items, concurrency=args.concurrency, timeout=30)
-    raw_seconds = time.perf_counter() - t0
-    sandbox_cpu_raw = cpu_seconds(sandbox_pid) - sandbox_cpu0
-    raw_ok = sum(r.ok for r in raw)
-    raw_lat = sorted(r.latency_ms for r in raw)
-    counter = {"n": 0}
 
-    def count(execute, sql, params, many, context):
-        counter["n"] += 1
-        return execute(sql, params, many, context)
-
-    Connection.objects.update(next_check_at=timezone.now())
-    CheckResult.objects.all().delete()
-    with db.execute_wrapper(count):
-        t0, cpu0, sandbox_cpu0 = time.perf_counter(), cpu_seconds(), cpu_seconds(sandbox_pid)
-        run_ = sweep_run()
-        seconds = time.perf_counter() - t0
-        sweep_cpu, sandbox_cpu = cpu_seconds() - cpu0, cpu_seconds(sandbox_pid) - sandbox_cpu0
-    lat = sorted(CheckResult.objects.filter(connection__broker_slug="sandbox").values_list("latency_ms", flat=True))
-    ok = CheckResult.objects.filter(ok=True).count()
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-    def pct(values, p):
-        return values[min(len(values) - 1, int(len(values) * p))] if values else None
-
+def report(args, rows: list[dict]) -> None:
     print(
-        f"\nconnections={args.connections} latency={args.latency_ms}ms concurrency={args.concurrency} "
-        f"batch={args.batch_size} cores={os.cpu_count()} tokens={'shared' if args.shared_token else 'one each'} "
-        f"sandbox token cache={args.token_cache_seconds}s load average before={load_before:.2f}"
+        f"\nlatency={args.latency_ms}ms workers={args.workers} lanes={args.lanes} concurrency={args.concurrency} "
+        f"broker_concurrency={args.broker_concurrency} batch={args.batch_size} cores={os.cpu_count()} "
+        f"sandbox cpus={args.sandbox_cpus or 'shared'} worker cpus={args.worker_cpus or 'shared'} "
+        f"sandbox token cache={args.token_cache_seconds}s"
     )
-    print(
-        f"raw aiohttp (no DB/crypto): {args.connections / raw_seconds:,.0f} req/s, {raw_ok} ok, "
-        f"p50 {statistics.median(raw_lat)} ms, p99 {pct(raw_lat, 0.99)} ms, {raw_seconds:.1f}s"
-    )
-    print(
-        f"sweep: {run_.checked} checked ({ok} ok) in {seconds:.1f}s = {run_.checked / seconds:,.0f} checks/s, "
-        f"{run_.batches} batches"
-    )
-    print(f"check time p50 {pct(lat, 0.5)} ms, p99 {pct(lat, 0.99)} ms")
-    print(f"SQL queries: {counter['n']} = {counter['n'] / max(1, run_.checked):.3f} per check")
-    print(f"peak memory of the sweeping process: {peak_mb:.0f} MB")
-    print(
-        f"CPU: sweep process {sweep_cpu:.1f}s = {sweep_cpu / max(1, run_.checked) * 1000:.2f} ms per check; "
-        f"sandbox {sandbox_cpu:.1f}s during the sweep, {sandbox_cpu_raw / args.connections * 1000:.2f} ms "
-        f"per request in the raw run"
-    )
-    calls = sandbox.counters(client["client_id"])["account_calls"]
-    print(f"sandbox account_calls counter: {calls} (expected {2 * args.connections}: raw + sweep)")
-    print(f"fits a 60 s cycle: {'yes' if seconds < 60 else 'no'}")
+    lines = [
+        ("connections", lambda r: f"{r['size']:,}"),
+        ("load average before the cycle", lambda r: f"{r['load']:.2f}"),
+        ("raw client limit (no DB/crypto)", lambda r: f"{r['raw']['rate']:,.0f} req/s ({r['raw_n']:,} req)"),
+        ("raw client CPU per request", lambda r: f"{r['raw']['client_ms']:.3f} ms"),
+        ("checked (failed) / lanes started", lambda r: f"{r['checked']:,} ({r['failed']}) / {r['lanes']}"),
+        ("cycle time (tick → last lane)", lambda r: f"{r['cycle_s']:.1f} s"),
+        ("checks/s", lambda r: f"{r['rate']:,.0f}"),
+        ("% of raw limit", lambda r: f"{r['rate'] / r['raw']['rate'] * 100:.0f} %"),
+        ("fits a 60 s cycle", lambda r: "yes" if r["cycle_s"] <= 60 and r["checked"] >= r["size"] else "no"),
+        (
+            "worker CPU per check (each process's share)",
+            lambda r: " + ".join(f"{v:.3f}" for v in r["cpu_ms"].values()) + f" = {r['cpu_total_ms']:.3f} ms",
+        ),
+        ("sandbox CPU per request (cycle / raw)", lambda r: f"{r['sandbox_ms']:.3f} / {r['raw']['sandbox_ms']:.3f} ms"),
+        ("peak RSS per worker process", lambda r: " / ".join(f"{v:.0f}" for v in r["rss"].values()) + " MB"),
+        ("SQL statements per check", lambda r: f"{r['sql']:.4f}"),
+        ("DB bytes added per check", lambda r: f"{r['bytes_check']:.1f} B"),
+        ("  per connection-day (1,440 checks)", lambda r: f"{r['bytes_check'] * CHECKS_PER_DAY / 1024:.1f} KB"),
+        ("  tables that grew", lambda r: ", ".join(f"{t} +{b // 1024} KB" for t, b in r["grew"].items()) or "none"),
+        (
+            "rewritten in place (dead rows vacuumed)",
+            lambda r: ", ".join(f"{t} +{b // 1024} KB" for t, b in r["rewritten"].items()),
+        ),
+        (
+            "sandbox account_calls (raw + cycles)",
+            lambda r: f"{r['calls']:,} (expected {r['raw_n'] + args.cycles * r['size']:,})",
+        ),
+    ]
+    width = max(len(name) for name, _ in lines)
+    col = max(26, *(len(fmt(r)) for r in rows for name, fmt in lines if "grew" not in name))
+    for name, fmt in lines:
+        print(f"{name:<{width}}  " + "  ".join(f"{fmt(r):>{col}}" for r in rows))
+    if len(rows) > 1:
+        first, last = rows[0], rows[-1]
+        ratio = max(last["rss"].values()) / max(first["rss"].values())
+        print(f"peak worker RSS {last['size']:,} vs {first['size']:,}: {ratio:.2f}×")
 
 
 if __name__ == "__main__":

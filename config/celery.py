@@ -14,10 +14,11 @@ BEAT_TICK_SECONDS = float(os.environ.get("OPS_BEAT_TICK_SECONDS", "15"))
 
 app.conf.beat_schedule = {
     # The product's promise: every connection's state is at most about a minute old.
-    # The sweep only claims connections whose next_check_at is due, so an extra or
-    # duplicated beat tick costs one cheap query, never a second check.
+    # The tick counts what is due and sends lanes (sweep tasks every worker process may take,
+    # at most ENGINE_SWEEP_LANES in flight); lanes claim only connections whose next_check_at
+    # is due, under leases, so an extra or duplicated tick costs a count, never a second check.
     "heartbeat-sweep": {
-        "task": "connections.tasks.heartbeat_sweep",
+        "task": "connections.tasks.heartbeat_tick",
         "schedule": float(os.environ.get("HEARTBEAT_INTERVAL_SECONDS", "60")),
         "options": {"expires": 55},
     },
@@ -28,15 +29,15 @@ app.conf.beat_schedule = {
         "schedule": BEAT_TICK_SECONDS,
         "options": {"expires": max(1.0, BEAT_TICK_SECONDS - 1)},
     },
-    # Raw check results are rolled up hourly into uptime rows: hourly is the rollup's grain,
-    # and the uptime/health figures built on it are at most one hour behind.
+    # Checks are counted by the batch write itself (check logs, uptime days); hourly is enough
+    # to store the day a connection that is no longer checked left behind.
     "checkresults-rollup": {
         "task": "connections.tasks.checkresults_rollup",
         "schedule": 3600.0,
         "options": {"expires": 3000},
     },
-    # Pruning old raw results (rolled up first) is bulk deletion: daily is enough to keep the
-    # table at CHECKRESULT_RETENTION_DAYS plus a day, without competing with sweeps all day.
+    # Pruning kept checks, hours and tallies past their retention is bulk deletion: daily is
+    # enough to keep each within its retention plus a day, without competing with sweeps all day.
     "checkresults-prune": {
         "task": "connections.tasks.checkresults_prune",
         "schedule": 86400.0,

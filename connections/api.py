@@ -35,9 +35,11 @@ from django.views.decorators.debug import sensitive_variables
 
 from connections import errors
 from connections.broker_client import BrokerResponse, broker_call, profile_for
+from connections.engine.checkstore import CheckRecord, checks_store
 from connections.engine.refresh import IN_PROGRESS, OUTCOME_UNKNOWN, connection_refresh, refresh_due
+from connections.engine.ring import Check
 from connections.errors import BrokerError
-from connections.models import CheckResult, Connection, ConnectionStatus
+from connections.models import Connection, ConnectionStatus
 from connections.ratelimit import RateLimited, pause_left, pause_set, rate_limit_wait
 from connections.state import INACTIVE_STATUSES, connection_transition
 from vault.crypto import VaultError
@@ -207,12 +209,20 @@ def _record(connection: Connection, response: BrokerResponse | None, error: Brok
     broken = failed is not None and (
         response is None or response.status >= 500 or failed.category in (errors.AUTH, errors.RATE_LIMITED)
     )
-    CheckResult.objects.create(
-        connection=connection,
-        ok=not broken,
-        latency_ms=response.latency_ms if response is not None else None,
-        http_status=response.status if response is not None else None,
-        category=failed.category if broken else "",
+    checks_store(
+        [
+            CheckRecord(
+                connection_id=connection.pk,
+                broker_slug=connection.broker_slug,
+                check=Check(
+                    checked_at=timezone.now(),
+                    ok=not broken,
+                    latency_ms=response.latency_ms if response is not None else None,
+                    http_status=response.status if response is not None else None,
+                    category=failed.category if broken else "",
+                ),
+            )
+        ]
     )
 
 

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
-from django.db.models import Count, Q
-from django.db.models.functions import TruncHour
 from django.utils import timezone
 
-from connections.engine.models import UptimeRollup
-from connections.models import CheckResult, Connection
+from connections import selectors
+from connections.engine.ring import epoch_hour, hour_start
+from connections.models import Connection
 
 HISTORY_HEADER = ["time", "time_zone", "event", "status", "category", "message"]
 UPTIME_HEADER = ["date", "time_zone", "checks", "passed", "uptime_percent"]
@@ -35,27 +34,18 @@ def history_rows(connection: Connection):
 
 
 def daily_uptime(connection: Connection, *, days: int = 90, now: datetime | None = None) -> list[tuple]:
-    """(local date, checks, passed) oldest first. Hourly rollups where the engine made them
-    (raw results are pruned), raw results for the hours not rolled up yet."""
+    """(local date, checks, passed) oldest first, from the connection's hours (its check log and
+    UptimeDay rows), so days are cut in the person's time zone."""
     now = now or timezone.now()
-    start = now - timedelta(days=days)
-    hours: dict[datetime, tuple[int, int]] = {
-        row.hour: (row.checks, row.successes)
-        for row in UptimeRollup.objects.filter(connection=connection, hour__gte=start)
-    }
-    raw = (
-        CheckResult.objects.filter(connection=connection, checked_at__gte=start)
-        .annotate(hour=TruncHour("checked_at", tzinfo=UTC))
-        .values("hour")
-        .annotate(n=Count("id"), ok=Count("id", filter=Q(ok=True)))
-    )
-    for row in raw:
-        hours.setdefault(row["hour"], (row["n"], row["ok"]))
+    history = selectors.connection_check_history(connection, since=now - timedelta(days=days))
+    first = epoch_hour(now - timedelta(days=days))
     by_day: dict = defaultdict(lambda: [0, 0])
-    for hour, (n, ok) in hours.items():
-        day = timezone.localtime(hour).date()
-        by_day[day][0] += n
-        by_day[day][1] += ok
+    for hour, counts in history.hours.items():
+        if hour < first:
+            continue
+        day = timezone.localtime(hour_start(hour)).date()
+        by_day[day][0] += counts.checks
+        by_day[day][1] += counts.passed
     return [(day, n, ok) for day, (n, ok) in sorted(by_day.items())]
 
 

@@ -25,7 +25,6 @@ from dataclasses import fields
 from datetime import datetime
 
 from django.core.cache import caches
-from django.db.models import prefetch_related_objects
 from django.middleware.csrf import get_token
 from django.template.loader import render_to_string
 from django.utils import timezone
@@ -71,7 +70,7 @@ def _card_key(view, connection: Connection) -> str:
 
 def _render(connections: list[Connection], *, now, last_sweep=None) -> dict:
     """Render these cards (reading their recent checks in one query); {pk: html}."""
-    prefetch_related_objects(connections, presenters.recent_checks_prefetch())
+    presenters.recent_checks_attach(connections)
     profiles = presenters.ProfileCache()
     out = {}
     for connection in connections:

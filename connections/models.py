@@ -1,4 +1,4 @@
-"""A user's brokerage connections, their event history and raw check results."""
+"""A user's brokerage connections, their event history and the checks kept whole."""
 
 from __future__ import annotations
 
@@ -175,7 +175,9 @@ class OAuthStateUse(models.Model):
 
 
 class CheckResult(models.Model):
-    """One heartbeat's raw outcome; kept for a bounded time, rolled up for uptime."""
+    """A check kept whole: one that failed or changed the connection's status (engine.checkstore).
+    Passed checks live in the connection's CheckLog, UptimeDay and CheckTally instead.
+    Kept CHECKRESULT_RETENTION_DAYS."""
 
     connection = models.ForeignKey(Connection, on_delete=models.CASCADE, related_name="checks")
     checked_at = models.DateTimeField(default=timezone.now)

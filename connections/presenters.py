@@ -11,14 +11,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db.models import Prefetch
 from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from brokers.registry import UnknownBroker, get_profile
 from connections import charts, errors, hub, selectors
-from connections.models import CheckResult, Connection, ConnectionEvent, ConnectionStatus, Quality
+from connections.models import Connection, ConnectionEvent, ConnectionStatus, Quality
 from connections.state import INACTIVE_STATUSES
 
 UPTIME_SLOTS = 30
@@ -589,11 +588,14 @@ def present_connection(
     )
 
 
-def recent_checks_prefetch() -> Prefetch:
-    # A sliced Prefetch is one windowed query for all connections, not one per card.
-    return Prefetch(
-        "checks", queryset=CheckResult.objects.order_by("-checked_at")[:UPTIME_SLOTS], to_attr="recent_checks"
-    )
+def recent_checks_attach(connections: list[Connection]) -> None:
+    """Set `recent_checks` (newest first) on each connection from its check log: none more
+    queries for connections loaded with `select_related("check_log")`, else one for all."""
+    missing = [c.pk for c in connections if "check_log" not in c._state.fields_cache]
+    rings = selectors.connection_check_logs(missing) if missing else {}
+    for connection in connections:
+        ring = rings.get(connection.pk) or selectors.connection_check_log(connection)
+        connection.recent_checks = ring.recent(UPTIME_SLOTS)[::-1]
 
 
 @dataclass
@@ -647,7 +649,8 @@ def dashboard_for_user(*, user, now: datetime | None = None, show: str = "") -> 
     """Everything the dashboard shows, in a fixed number of queries whatever the number of
     connections. `show` is a summary group: only those cards are listed (the tiles filter)."""
     now = now or timezone.now()
-    connections = list(selectors.connection_list_for_user(user=user).prefetch_related(recent_checks_prefetch()))
+    connections = list(selectors.connection_list_for_user(user=user).select_related("check_log"))
+    recent_checks_attach(connections)
     profiles = ProfileCache()
     last_sweep = monitoring_last_run()
     cards = [
@@ -674,7 +677,7 @@ def summary_for_user(*, user, now: datetime | None = None, show: str = "") -> Su
 
 def card_for(connection: Connection, *, now: datetime | None = None) -> ConnectionView:
     now = now or timezone.now()
-    checks = list(connection.checks.order_by("-checked_at")[:UPTIME_SLOTS])
+    checks = selectors.connection_recent_checks(connection, limit=UPTIME_SLOTS)[::-1]
     view = present_connection(connection, checks=checks, now=now, last_sweep=monitoring_last_run())
     if view.is_final:
         view.disconnect_result = disconnect_result(connection)
@@ -822,13 +825,15 @@ def _expiry(moment: datetime | None, *, now: datetime, none: str) -> str:
 
 def detail_for(connection: Connection, *, now: datetime | None = None, events: int = 30) -> DetailView:
     now = now or timezone.now()
+    selectors.connection_check_log_load(connection)  # one read for the card, charts, uptime and health
     card = card_for(connection, now=now)
     recent = selectors.connection_recent_checks(connection, limit=60)
     live_tokens = has_live_token(connection, now=now)
-    uptimes = []
-    for key, label, hours in UPTIME_WINDOWS:
-        passed, total = selectors.connection_uptime_counts(connection, hours=hours, now=now)
-        uptimes.append((key, label, uptime_phrase(passed, total)))
+    counts = selectors.connection_uptime_windows(connection, hours=[h for _, _, h in UPTIME_WINDOWS], now=now)
+    uptimes = [
+        (key, label, uptime_phrase(passed, total))
+        for (key, label, _), (passed, total) in zip(UPTIME_WINDOWS, counts, strict=True)
+    ]
     health = None
     profile = ProfileCache()[connection.broker_slug]
     if profile is not None and connection.status != ConnectionStatus.DISCONNECTED:

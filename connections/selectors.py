@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.db import connection as db_connection
-from django.db.models import Count, Q, QuerySet
-from django.db.models.functions import TruncHour
+from django.db.models import Q, QuerySet
 from django.shortcuts import get_object_or_404
 
-from connections.models import CheckResult, Connection, ConnectionStatus
+from connections.engine.checkstore import checklog_attach, history_for, ring_of, rings_for
+from connections.engine.ring import Check, Ring, epoch_hour
+from connections.models import Connection, ConnectionStatus
 
 
 def connection_list_for_user(*, user) -> QuerySet[Connection]:
@@ -59,26 +60,50 @@ def connection_get_for_user(*, user, connection_id) -> Connection:
 # --- check history: pages read checks only through these, so their storage can change ------
 
 
-def connection_recent_checks(connection: Connection, *, limit: int) -> list[CheckResult]:
+def connection_check_log(connection: Connection) -> Ring:
+    """The connection's check log (engine.ring): its recent checks and last hours' counts."""
+    return ring_of(connection)
+
+
+def connection_check_log_load(connection: Connection) -> None:
+    """Read the connection's check log once for the selectors below (a page's reads)."""
+    checklog_attach(connection)
+
+
+def connection_check_logs(ids) -> dict:
+    """{connection id: check log} in one query."""
+    return rings_for(ids)
+
+
+def connection_check_history(connection: Connection, *, since: datetime):
+    """The connection's counts by UTC hour since `since` (engine.checkstore.History)."""
+    return history_for(connection, since=since)
+
+
+def connection_recent_checks(connection: Connection, *, limit: int) -> list[Check]:
     """The last `limit` checks, oldest first (each has checked_at, ok, latency_ms, category)."""
-    return list(CheckResult.objects.filter(connection=connection).order_by("-checked_at")[:limit])[::-1]
+    return ring_of(connection).recent(limit)
 
 
 def connection_hourly_checks(connection: Connection, *, hours: int, now: datetime) -> list[tuple[datetime, int, int]]:
-    """(hour, checks, passed) for each of the last `hours` hours, oldest first, empty hours included."""
-    start = (now - timedelta(hours=hours - 1)).replace(minute=0, second=0, microsecond=0)
-    rows = (
-        CheckResult.objects.filter(connection=connection, checked_at__gte=start)
-        .annotate(hour=TruncHour("checked_at"))
-        .values("hour")
-        .annotate(n=Count("id"), ok=Count("id", filter=Q(ok=True)))
-    )
-    by_hour = {row["hour"]: (row["n"], row["ok"]) for row in rows}
-    return [(start + timedelta(hours=i), *by_hour.get(start + timedelta(hours=i), (0, 0))) for i in range(hours)]
+    """(hour, checks, passed) for each of the last `hours` UTC hours, oldest first, empty hours included."""
+    start = (now - timedelta(hours=hours - 1)).astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    history = history_for(connection, since=start)
+    first = epoch_hour(start)
+    found = []
+    for i in range(hours):
+        counts = history.hours.get(first + i)
+        found.append((start + timedelta(hours=i), counts.checks if counts else 0, counts.passed if counts else 0))
+    return found
+
+
+def connection_uptime_windows(connection: Connection, *, hours: list[int], now: datetime) -> list[tuple[int, int]]:
+    """[(passed, checks)] over each of the last `hours`, from the check log and UptimeDay rows."""
+    from connections.engine.health import connection_uptime_windows as windows
+
+    return windows(connection, hours=hours, now=now)
 
 
 def connection_uptime_counts(connection: Connection, *, hours: int, now: datetime) -> tuple[int, int]:
-    """(passed, checks) over the last `hours`, from raw checks and the hourly rollups."""
-    from connections.engine.health import connection_uptime_counts as counts
-
-    return counts(connection, hours=hours, now=now)
+    """(passed, checks) over the last `hours`."""
+    return connection_uptime_windows(connection, hours=[hours], now=now)[0]

@@ -206,10 +206,8 @@ def _services() -> tuple[str, list[dict]]:
 def _breakers(now) -> list[dict]:
     from datetime import timedelta
 
-    from django.db.models import Count, Q
-
     from brokers.registry import all_profiles
-    from connections.models import CheckResult
+    from connections.engine.checkstore import tallies_since
 
     try:
         from connections.engine.models import CircuitBreaker
@@ -218,10 +216,7 @@ def _breakers(now) -> list[dict]:
     states = {b.broker_slug: b for b in CircuitBreaker.objects.all()} if CircuitBreaker else {}
     since = now - timedelta(hours=1)
     rates = {
-        row["connection__broker_slug"]: row
-        for row in CheckResult.objects.filter(checked_at__gte=since)
-        .values("connection__broker_slug")
-        .annotate(n=Count("id"), bad=Count("id", filter=Q(ok=False)))
+        slug: {"n": row["checks"], "bad": row["checks"] - row["passed"]} for slug, row in tallies_since(since).items()
     }
     rows = []
     for profile in all_profiles():

@@ -15,12 +15,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Count, F, Q
 from django.utils import timezone
 
 from config.env import tunable
-from connections.models import CheckResult, Connection, ConnectionStatus
+from connections.engine.checkstore import histogram_percentile, tallies_since
+from connections.models import Connection, ConnectionStatus
 from ops.models import Alert
 
 logger = logging.getLogger(__name__)
@@ -77,26 +78,15 @@ def _level(value: float, warning: float, critical: float, *, below: bool = False
     return None
 
 
-def _p95(latencies: list[int]) -> float:
-    ordered = sorted(latencies)
-    return float(ordered[max(0, int(round(0.95 * len(ordered))) - 1)])
-
-
-def _latency_p95_by_broker(since: datetime) -> dict[str, float]:
-    ok = CheckResult.objects.filter(checked_at__gte=since, ok=True, latency_ms__isnull=False)
-    if connection.vendor == "postgresql":
-        sql, params = ok.order_by().values("connection__broker_slug", "latency_ms").query.sql_with_params()
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"SELECT broker_slug, percentile_disc(0.95) WITHIN GROUP (ORDER BY latency_ms) "  # noqa: S608
-                f"FROM ({sql}) AS ok (broker_slug, latency_ms) GROUP BY broker_slug",
-                params,
-            )
-            return {slug: float(p95) for slug, p95 in cursor.fetchall()}
-    by_broker: dict[str, list[int]] = {}
-    for slug, latency in ok.values_list("connection__broker_slug", "latency_ms"):
-        by_broker.setdefault(slug, []).append(latency)
-    return {slug: _p95(values) for slug, values in by_broker.items()}
+def _latency_p95_by_broker(tallies: dict) -> dict[str, float]:
+    """The p95 of passed checks' latency per broker, from the tallies' histograms: exact below
+    100 ms, to two significant digits above (the bucket's upper bound)."""
+    found = {}
+    for slug, row in tallies.items():
+        p95 = histogram_percentile(row["latency_passed"], 0.95)
+        if p95 is not None:
+            found[slug] = p95
+    return found
 
 
 def _profiles() -> dict:
@@ -113,13 +103,9 @@ def conditions_measure(*, now: datetime | None = None) -> list[Condition]:
     profiles = _profiles()
     found: list[Condition] = []
 
-    counts = {
-        row["connection__broker_slug"]: row
-        for row in CheckResult.objects.filter(checked_at__gte=since)
-        .values("connection__broker_slug")
-        .annotate(n=Count("id"), failed=Count("id", filter=Q(ok=False)))
-    }
-    p95s = _latency_p95_by_broker(since)
+    tallies = tallies_since(since)
+    counts = {slug: {"n": row["checks"], "failed": row["checks"] - row["passed"]} for slug, row in tallies.items()}
+    p95s = _latency_p95_by_broker(tallies)
     minutes = int(alert_setting("WINDOW_SECONDS") // 60)
     for slug, row in counts.items():
         name = profiles[slug].name if slug in profiles else slug

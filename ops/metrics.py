@@ -17,7 +17,7 @@ import os
 from datetime import timedelta
 
 from django.conf import settings
-from django.db.models import Count, Q, Sum
+from django.db.models import Count
 from django.utils import timezone
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
@@ -46,41 +46,36 @@ def collect_connections():
 
 
 def collect_checks():
-    from connections.models import CheckResult
+    from connections.engine.checkstore import tallies_since
 
-    since = _window_start()
+    tallies = tallies_since(_window_start())
     outcomes = GaugeMetricFamily(
         "brokerlink_checks_window",
         "Heartbeat checks in the metrics window by broker and outcome (ok or the error category).",
         labels=["broker", "outcome"],
     )
-    rows = (
-        CheckResult.objects.filter(checked_at__gte=since)
-        .order_by()
-        .values("connection__broker_slug", "ok", "category")
-        .annotate(n=Count("id"))
-    )
-    for row in rows:
-        outcome = "ok" if row["ok"] else (row["category"] or "error")
-        outcomes.add_metric([row["connection__broker_slug"], outcome], row["n"])
+    for slug, row in tallies.items():
+        if row["passed"]:
+            outcomes.add_metric([slug, "ok"], row["passed"])
+        for outcome, n in row["failures"].items():
+            outcomes.add_metric([slug, outcome], n)
     yield outcomes
 
-    buckets = {f"le_{b}": Count("id", filter=Q(latency_ms__lte=b)) for b in LATENCY_BUCKETS_MS}
     latency = HistogramMetricFamily(
         "brokerlink_check_latency_window_seconds",
         "Heartbeat check latency in the metrics window, by broker.",
         labels=["broker"],
     )
-    rows = (
-        CheckResult.objects.filter(checked_at__gte=since, latency_ms__isnull=False)
-        .order_by()
-        .values("connection__broker_slug")
-        .annotate(total=Count("id"), sum_ms=Sum("latency_ms"), **buckets)
-    )
-    for row in rows:
-        cumulative = [(str(b / 1000), row[f"le_{b}"]) for b in LATENCY_BUCKETS_MS]
-        cumulative.append(("+Inf", row["total"]))
-        latency.add_metric([row["connection__broker_slug"]], cumulative, (row["sum_ms"] or 0) / 1000)
+    for slug, row in tallies.items():
+        histogram = row["latency_all"]
+        if not histogram:
+            continue
+        # Every bound here is a bound of the stored buckets (engine.checkstore.latency_bucket).
+        cumulative = [
+            (str(b / 1000), sum(n for bound, n in histogram.items() if bound <= b)) for b in LATENCY_BUCKETS_MS
+        ]
+        cumulative.append(("+Inf", sum(histogram.values())))
+        latency.add_metric([slug], cumulative, row["latency_sum_ms"] / 1000)
     yield latency
 
 
@@ -131,7 +126,9 @@ def collect_engine():
             state.add_metric([broker, choice], 1 if current == choice else 0)
     yield state
 
-    last = SweepRun.objects.filter(finished_at__isnull=False).order_by("-started_at").first()
+    # A tick that sent no lane because every lane was busy is not a finished cycle.
+    cycles = SweepRun.objects.filter(finished_at__isnull=False).exclude(lanes=0, due__gt=0)
+    last = cycles.order_by("-started_at").first()
     if last is not None:
         yield GaugeMetricFamily(
             "brokerlink_sweep_duration_seconds",

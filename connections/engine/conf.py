@@ -18,6 +18,16 @@ DEFAULTS: dict[str, float] = {
     "LEASE_SECONDS": 120,
     # A sweep stops claiming new batches after this long, leaving the rest to the next tick.
     "SWEEP_BUDGET_SECONDS": 50,
+    # Lanes (sweep tasks any worker process may take) in flight at once across every worker:
+    # the beat's tick sends at most this many minus those still running, so a backlog never
+    # floods the queue. More lanes than worker processes only queue (and expire unused).
+    "SWEEP_LANES": 8,
+    # Due connections that justify one more lane (a lane claims batches until nothing is due,
+    # so one lane per worker process is enough; this only keeps a quiet cycle to one task).
+    "LANE_CONNECTIONS": 2000,
+    # Heartbeats in flight at one broker across the whole cluster: each lane gets
+    # BROKER_CONCURRENCY / SWEEP_LANES of them per broker, and lanes are capped cluster-wide.
+    "BROKER_CONCURRENCY": 800,
     # Threads refreshing tokens at once per worker process (each holds a DB connection only
     # while it reads or stores, never across the broker call).
     "REFRESH_THREADS": 8,
@@ -38,8 +48,15 @@ DEFAULTS: dict[str, float] = {
     "WRITE_RETRY_SECONDS": 30,
     # A recovered connection must pass this many checks before the "recovered" email.
     "NOTIFY_AFTER_CHECKS": 3,
-    # Raw CheckResult rows are kept this long (hourly rollups keep uptime for longer).
+    # Failed and status-changing checks (CheckResult rows) are kept this long.
     "CHECKRESULT_RETENTION_DAYS": 7,
+    # UptimeDay keeps its 24 hours this long (longer than the 90-day uptime export, which
+    # needs hours to cut days in the person's time zone), and its day totals this long.
+    "HOURLY_RETENTION_DAYS": 92,
+    "DAILY_RETENTION_DAYS": 400,
+    # CheckTally rows (per broker and minute: metrics, alerts, the system page; none looks
+    # back more than an hour by default) are kept this long, at least the metrics window + 1 h.
+    "TALLY_RETENTION_HOURS": 3,
     # A refresh token unused this long is refreshed anyway, before the broker forgets it.
     "IDLE_REFRESH_DAYS": 7,
     # Checks of the current grant needed before a health score is shown ("not enough data yet").

@@ -4,8 +4,10 @@ One model, computed by `health_compute` for every path that checks a connection 
 "Check now", the admin's check action: all go through engine.check.outcomes_write) and
 explained on the detail page by `health_explain` with the same numbers:
 
-    50 x success ratio    checks passed / checks made over the last 24 hours, counting only
-                          checks of the current grant (a reconnect starts a new history)
+    50 x success ratio    checks passed / checks made over the last 24 hours (the hour in
+                          progress and the 24 before it, from the connection's check log),
+                          counting only checks of the current grant (a reconnect starts a new
+                          history)
     20 x latency          1 at or below the broker's own baseline_latency_ms, 0 at 5x the
                           baseline or when the check failed, linear in between
     15 x token freshness  1 when the tokens are valid and the grant has no hard deadline within
@@ -27,13 +29,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db.models import Avg, Count, F, Max, Min, Q, Sum
-from django.db.models.functions import TruncHour
+from django.db.models import Count, F, Min, Q
 from django.utils import timezone
 
+from connections.engine.checkstore import history_for, ring_of, rings_for
 from connections.engine.conf import engine_setting
-from connections.engine.models import SweepRun, UptimeRollup
-from connections.models import CheckResult, Connection, ConnectionEvent, ConnectionStatus, Quality
+from connections.engine.models import SweepRun
+from connections.engine.ring import HourCounts, epoch_hour, hour_start
+from connections.models import Connection, ConnectionEvent, ConnectionStatus, Quality
 from connections.state import INACTIVE_STATUSES
 
 BAD_STATUSES = [
@@ -242,39 +245,41 @@ def health_score(
     ).score
 
 
-def health_inputs_for(ids, *, now: datetime) -> dict:
-    """Inputs for a batch in three aggregate queries (not per connection).
+def _grant_counts(ring, *, grant_started_at: datetime | None, now: datetime) -> tuple[int, int]:
+    """(checks, passed) of the current grant in the hour in progress and the 24 before it, from
+    the check log: whole hours that began after the grant started, and the checks themselves
+    (from the log's last checks) in the hour the grant started."""
+    first = epoch_hour(now) - 24
+    if grant_started_at is None:
+        return ring.counts_from(first)
+    grant_hour = epoch_hour(grant_started_at)
+    whole_from = grant_hour if hour_start(grant_hour) == grant_started_at else grant_hour + 1
+    checks, passed = ring.counts_from(max(first, whole_from))
+    if whole_from > grant_hour >= first:
+        end = hour_start(grant_hour + 1)
+        for check in ring.checks:
+            if grant_started_at <= check.checked_at < end:
+                checks, passed = checks + 1, passed + (1 if check.ok else 0)
+    return checks, passed
 
-    Only the current grant counts: rows from before the connection's grant_started_at (set
-    again by every reconnect) belong to a grant that no longer exists."""
+
+def health_inputs_for(connections, *, now: datetime, rings: dict | None = None) -> dict:
+    """Inputs for a batch of connections: the check counts from their check logs (`rings`, read
+    in the batch's own query; else one query), transitions in one aggregate query.
+
+    Only the current grant counts: checks and events from before the connection's
+    grant_started_at (set again by every reconnect) belong to a grant that no longer exists."""
+    connections = list(connections)
+    if connections and not isinstance(connections[0], Connection):
+        connections = list(Connection.objects.filter(pk__in=connections).only("pk", "grant_started_at"))
+    ids = [c.pk for c in connections]
+    if rings is None:
+        rings = rings_for(ids)
     inputs = {pk: HealthInputs() for pk in ids}
+    for conn in connections:
+        item = inputs[conn.pk]
+        item.checks, item.successes = _grant_counts(rings[conn.pk], grant_started_at=conn.grant_started_at, now=now)
     this_grant = Q(connection__grant_started_at__isnull=True)
-    # Raw rows from the start of the previous hour (at least an hour of them), rollups before
-    # that: a rollup covers its whole hour, so the split must fall on an hour boundary or the
-    # rows of the hour it cuts would be counted twice.
-    split = (now - timedelta(hours=1)).replace(minute=0, second=0, microsecond=0)
-    raw = (
-        CheckResult.objects.filter(connection_id__in=ids, checked_at__gte=split)
-        .filter(this_grant | Q(checked_at__gte=F("connection__grant_started_at")))
-        .values("connection_id")
-        .annotate(n=Count("id"), ok=Count("id", filter=Q(ok=True)))
-    )
-    for row in raw:
-        item = inputs[row["connection_id"]]
-        item.checks += row["n"]
-        item.successes += row["ok"]
-    rolled = (
-        UptimeRollup.objects.filter(connection_id__in=ids, hour__gte=split - timedelta(hours=23), hour__lt=split)
-        # A rollup hour counts when it started after the grant (the grant's first part-hour
-        # is left out rather than mixed with the old grant's checks).
-        .filter(this_grant | Q(hour__gte=F("connection__grant_started_at")))
-        .values("connection_id")
-        .annotate(n=Sum("checks"), ok=Sum("successes"))
-    )
-    for row in rolled:
-        item = inputs[row["connection_id"]]
-        item.checks += row["n"] or 0
-        item.successes += row["ok"] or 0
     events = (
         ConnectionEvent.objects.filter(
             connection_id__in=ids, created_at__gte=now - timedelta(days=7), to_status__in=BAD_STATUSES
@@ -291,7 +296,7 @@ def health_inputs_for(ids, *, now: datetime) -> dict:
 def health_explain(connection: Connection, *, baseline_ms: int, now: datetime | None = None) -> HealthReport:
     """The stored score with its parts as of now, for the detail page: same inputs, same rules."""
     now = now or timezone.now()
-    inputs = health_inputs_for([connection.pk], now=now)[connection.pk]
+    inputs = health_inputs_for([connection], now=now, rings={connection.pk: ring_of(connection)})[connection.pk]
     last_ok = connection.last_check_at is not None and connection.last_success_at == connection.last_check_at
     report = health_compute(
         connection,
@@ -311,22 +316,24 @@ def health_explain(connection: Connection, *, baseline_ms: int, now: datetime | 
 # --- selectors for pages and admin ------------------------------------------------------
 
 
-def connection_uptime_counts(connection: Connection, *, hours: int, now: datetime | None = None) -> tuple[int, int]:
-    """(passed, checks) over the last `hours` (24, 168, 720, 8760).
+def connection_uptime_windows(connection: Connection, *, hours: list[int], now: datetime | None = None) -> list:
+    """[(passed, checks)] over each of the last `hours` (24, 168, 720, 8760), in at most one query.
 
-    Hourly rollups cover the whole hours already rolled up; raw results cover the rest (the
-    part-hour at the start of the window, while its raw rows are kept, and the hours since the
-    last rollup), so the figure does not move when the hourly rollup runs."""
+    From the check log (the last 26 hours) and the UptimeDay rows before it, at hour
+    granularity (a cut hour counts when at least half of it is inside the window; beyond
+    HOURLY_RETENTION_DAYS, whole days)."""
     now = now or timezone.now()
-    start = now - timedelta(hours=hours)
-    rolled = UptimeRollup.objects.filter(connection=connection, hour__gte=start).aggregate(
-        n=Sum("checks"), ok=Sum("successes"), first=Min("hour"), last=Max("hour")
-    )
-    raw = CheckResult.objects.filter(connection=connection, checked_at__gte=start)
-    if rolled["last"]:
-        raw = raw.filter(Q(checked_at__lt=rolled["first"]) | Q(checked_at__gte=rolled["last"] + timedelta(hours=1)))
-    raw = raw.aggregate(n=Count("id"), ok=Count("id", filter=Q(ok=True)))
-    return (rolled["ok"] or 0) + raw["ok"], (rolled["n"] or 0) + raw["n"]
+    history = history_for(connection, since=now - timedelta(hours=max(hours)))
+    found = []
+    for window in hours:
+        counts = history.window(now - timedelta(hours=window))
+        found.append((counts.passed, counts.checks))
+    return found
+
+
+def connection_uptime_counts(connection: Connection, *, hours: int, now: datetime | None = None) -> tuple[int, int]:
+    """(passed, checks) over the last `hours`."""
+    return connection_uptime_windows(connection, hours=[hours], now=now)[0]
 
 
 def connection_uptime(connection: Connection, *, hours: int, now: datetime | None = None) -> float | None:
@@ -336,35 +343,42 @@ def connection_uptime(connection: Connection, *, hours: int, now: datetime | Non
 
 
 def connection_latency_history(connection: Connection, *, hours: int = 24, now: datetime | None = None) -> list[dict]:
-    """[{hour, avg_ms, max_ms, checks, errors}] oldest first, from raw results."""
+    """[{hour, avg_ms, max_ms, checks, errors}] oldest first, hours with checks only."""
     now = now or timezone.now()
-    rows = (
-        CheckResult.objects.filter(connection=connection, checked_at__gte=now - timedelta(hours=hours))
-        .annotate(hour=TruncHour("checked_at"))
-        .values("hour")
-        .annotate(
-            avg_ms=Avg("latency_ms", filter=Q(ok=True)),
-            max_ms=Max("latency_ms"),
-            checks=Count("id"),
-            errors=Count("id", filter=Q(ok=False)),
-        )
-        .order_by("hour")
-    )
-    return list(rows)
-
-
-def _window(connection: Connection, start: datetime, end: datetime) -> dict:
-    return CheckResult.objects.filter(connection=connection, checked_at__gte=start, checked_at__lt=end).aggregate(
-        n=Count("id"), errors=Count("id", filter=Q(ok=False)), latency=Avg("latency_ms", filter=Q(ok=True))
-    )
+    history = history_for(connection, since=now - timedelta(hours=hours))
+    first = epoch_hour(now - timedelta(hours=hours))
+    return [
+        {
+            "hour": hour_start(hour),
+            "avg_ms": counts.latency_avg_ms,
+            "max_ms": counts.latency_max_ms if counts.checks else None,
+            "checks": counts.checks,
+            "errors": counts.checks - counts.passed,
+        }
+        for hour, counts in sorted(history.hours.items())
+        if hour >= first
+    ]
 
 
 def connection_trends(connection: Connection, *, now: datetime | None = None) -> dict:
     """{"latency": improving|stable|degrading|unknown, "error_rate": rising|stable|falling|unknown}:
-    the last hour against the 24 hours before it."""
+    the last hour (its checks, from the check log) against the 24 whole hours before it."""
     now = now or timezone.now()
-    recent = _window(connection, now - timedelta(hours=1), now + timedelta(seconds=1))
-    before = _window(connection, now - timedelta(hours=25), now - timedelta(hours=1))
+    ring = ring_of(connection)
+    last = [c for c in ring.checks if now - timedelta(hours=1) <= c.checked_at <= now + timedelta(seconds=1)]
+    latencies = [c.latency_ms for c in last if c.ok and c.latency_ms is not None]
+    recent = {
+        "n": len(last),
+        "errors": sum(1 for c in last if not c.ok),
+        "latency": sum(latencies) / len(latencies) if latencies else None,
+    }
+    history = history_for(connection, since=now - timedelta(hours=25), ring=ring)
+    cut = epoch_hour(now - timedelta(hours=1))
+    counts = HourCounts()
+    for hour, item in history.hours.items():
+        if cut - 24 <= hour < cut:
+            counts.add(item)
+    before = {"n": counts.checks, "errors": counts.checks - counts.passed, "latency": counts.latency_avg_ms}
     latency = "unknown"
     if recent["latency"] and before["latency"]:
         ratio = recent["latency"] / before["latency"]

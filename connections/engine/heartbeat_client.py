@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -30,6 +32,8 @@ class HeartbeatRequest:
     token_type: str = "Bearer"  # noqa: S105 - a scheme name, not a secret
     token_invalid_statuses: tuple[int, ...] = (401,)
     broker_name: str = "The broker"
+    # Requests of one group (the broker slug) share a cap of their own (`per_group`).
+    group: str = ""
 
 
 @dataclass
@@ -65,13 +69,28 @@ def _stored_token_problem(req: HeartbeatRequest) -> str:
     return ""
 
 
-async def _one(session: aiohttp.ClientSession, sem: asyncio.Semaphore, req: HeartbeatRequest) -> HeartbeatResult:
+def _url_refused(url: str) -> bool:
+    try:
+        url_target(url)  # form only; the connector's resolver checks the addresses
+    except OutboundRefused:
+        return True
+    return False
+
+
+async def _one(
+    session: aiohttp.ClientSession,
+    sem: asyncio.Semaphore,
+    group_sem: asyncio.Semaphore,
+    req: HeartbeatRequest,
+    refused_urls: set[str],
+) -> HeartbeatResult:
     if problem := _stored_token_problem(req):
         return HeartbeatResult(req.key, False, None, error=BrokerError(errors.UNEXPECTED, problem))
-    async with sem:
+    if req.url in refused_urls:
+        return HeartbeatResult(req.key, False, 0, error=_refused(req))
+    async with group_sem, sem:
         started = time.perf_counter()
         try:
-            url_target(req.url)  # form only; the connector's resolver checks the addresses
             async with session.get(
                 req.url,
                 headers={"Authorization": _auth_header(req.token_type, req.access_token)},
@@ -80,7 +99,8 @@ async def _one(session: aiohttp.ClientSession, sem: asyncio.Semaphore, req: Hear
                 raw = await response.read()
                 status = response.status
                 content_type = response.headers.get("Content-Type", "")
-                headers = dict(response.headers)
+                # Only an answer that is not a success is classified by its headers (Retry-After).
+                headers = None if 200 <= status < 300 else dict(response.headers)
         except OutboundRefused:
             return HeartbeatResult(req.key, False, 0, error=_refused(req))
         except TimeoutError:
@@ -115,25 +135,91 @@ async def _one(session: aiohttp.ClientSession, sem: asyncio.Semaphore, req: Hear
     return HeartbeatResult(req.key, error is None, latency, status, error, body)
 
 
-async def heartbeats_run_async(
-    items: list[HeartbeatRequest], *, concurrency: int = 200, timeout: float = 10.0
-) -> list[HeartbeatResult]:
-    if not items:
-        return []
-    sem = asyncio.Semaphore(max(1, concurrency))
+def _session(concurrency: int, timeout: float) -> aiohttp.ClientSession:
     # The policy's resolver: every address checked, aiohttp connects to exactly those.
     connector = outbound_connector(limit=max(1, concurrency), ttl_dns_cache=300)
-    client_timeout = aiohttp.ClientTimeout(total=timeout)
-    async with aiohttp.ClientSession(
-        connector=connector, timeout=client_timeout, headers={"User-Agent": USER_AGENT, "Accept": "application/json"}
-    ) as session:
-        return list(await asyncio.gather(*(_one(session, sem, item) for item in items)))
+    return aiohttp.ClientSession(
+        connector=connector,
+        timeout=aiohttp.ClientTimeout(total=timeout),
+        headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
+    )
+
+
+async def _gather(
+    session: aiohttp.ClientSession, items: list[HeartbeatRequest], *, concurrency: int, per_group: int | None
+) -> list[HeartbeatResult]:
+    sem = asyncio.Semaphore(max(1, concurrency))
+    group_cap = max(1, min(per_group or concurrency, concurrency))
+    group_sems = {group: asyncio.Semaphore(group_cap) for group in {item.group for item in items}}
+    # Every connection of a broker calls the same URL: its form is checked once per batch.
+    refused_urls = {url for url in {item.url for item in items} if _url_refused(url)}
+    calls = (_one(session, sem, group_sems[item.group], item, refused_urls) for item in items)
+    return list(await asyncio.gather(*calls))
+
+
+async def heartbeats_run_async(
+    items: list[HeartbeatRequest], *, concurrency: int = 200, timeout: float = 10.0, per_group: int | None = None
+) -> list[HeartbeatResult]:
+    """At most `concurrency` requests in flight, and at most `per_group` of one group (broker)
+    among them, so a broker's share of a cluster's requests is bounded by lanes × per_group."""
+    if not items:
+        return []
+    async with _session(concurrency, timeout) as session:
+        return await _gather(session, items, concurrency=concurrency, per_group=per_group)
+
+
+class _KeptSession:
+    """One event loop and one aiohttp session for all the batches of a sweep: keep-alive
+    connections to a broker are reused from batch to batch instead of opened again for each
+    (aiohttp resends an idempotent GET once when a kept connection turns out closed)."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.session: aiohttp.ClientSession | None = None
+        self.params: tuple[int, float] | None = None
+
+    def run(self, items, *, concurrency: int, timeout: float, per_group: int | None) -> list[HeartbeatResult]:
+        return self.loop.run_until_complete(self._run(items, concurrency, timeout, per_group))
+
+    async def _run(self, items, concurrency, timeout, per_group):
+        if self.params != (concurrency, timeout):
+            if self.session is not None:
+                await self.session.close()
+            self.session, self.params = _session(concurrency, timeout), (concurrency, timeout)
+        return await _gather(self.session, items, concurrency=concurrency, per_group=per_group)
+
+    def close(self) -> None:
+        try:
+            if self.session is not None:
+                self.loop.run_until_complete(self.session.close())
+        finally:
+            self.loop.close()
+
+
+_kept = threading.local()
+
+
+@contextmanager
+def session_kept():
+    """Within this block, heartbeats_run on this thread shares one session (a sweep's batches)."""
+    if getattr(_kept, "session", None) is not None:
+        yield
+        return
+    _kept.session = _KeptSession()
+    try:
+        yield
+    finally:
+        kept, _kept.session = _kept.session, None
+        kept.close()
 
 
 def heartbeats_run(
-    items: list[HeartbeatRequest], *, concurrency: int = 200, timeout: float = 10.0
+    items: list[HeartbeatRequest], *, concurrency: int = 200, timeout: float = 10.0, per_group: int | None = None
 ) -> list[HeartbeatResult]:
     """Run a batch of heartbeats from synchronous code (a Celery task, a view)."""
     if not items:
         return []
-    return asyncio.run(heartbeats_run_async(items, concurrency=concurrency, timeout=timeout))
+    kept = getattr(_kept, "session", None)
+    if kept is not None:
+        return kept.run(items, concurrency=concurrency, timeout=timeout, per_group=per_group)
+    return asyncio.run(heartbeats_run_async(items, concurrency=concurrency, timeout=timeout, per_group=per_group))

@@ -1,12 +1,12 @@
-"""Engine bookkeeping shared by every worker: circuit breakers, sweep runs, uptime rollups
-and the notification log (which makes every alert happen once per incident)."""
+"""Engine bookkeeping shared by every worker: circuit breakers, sweep runs, check storage (check
+logs, uptime days, tallies) and the notification log (which makes every alert happen once per incident)."""
 
 from __future__ import annotations
 
 from django.db import models
 from django.utils import timezone
 
-__all__ = ["CircuitBreaker", "Notification", "SweepRun", "UptimeRollup"]
+__all__ = ["CheckLog", "CheckTally", "CircuitBreaker", "Notification", "SweepRun", "UptimeDay"]
 
 
 class CircuitBreaker(models.Model):
@@ -34,13 +34,23 @@ class CircuitBreaker(models.Model):
 
 
 class SweepRun(models.Model):
-    """One heartbeat sweep: how much it claimed and checked, and how late the oldest due check was.
+    """One heartbeat cycle: how much it claimed and checked, and how late the oldest due check was.
 
-    A missing recent row (or one started long ago and never finished) means the beat or the
-    workers have stalled.
+    The beat's tick writes the row (`engine.sweep.sweep_tick`) and the lanes it dispatched add
+    their counts to it as they go, on whichever worker runs them; `finished_at` is when its
+    last lane finished, so `duration_ms` is the cycle time. A standalone sweep (`sweep_run`
+    without a tick) writes its own row. A missing recent row means the beat has stalled; one
+    started long ago and never finished means no worker took its lanes.
     """
 
     owner = models.CharField(max_length=128)
+    # The tick's view: how many connections were due (counted up to a bound) and how many lane
+    # tasks it sent; lanes_started/lanes_finished are counted by the lanes themselves, so the
+    # next tick knows how many are still in flight (the cap on lanes per cluster).
+    due = models.PositiveIntegerField(default=0)
+    lanes = models.PositiveIntegerField(default=0)
+    lanes_started = models.PositiveIntegerField(default=0)
+    lanes_finished = models.PositiveIntegerField(default=0)
     started_at = models.DateTimeField(default=timezone.now, db_index=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     batches = models.PositiveIntegerField(default=0)
@@ -60,27 +70,71 @@ class SweepRun(models.Model):
         return f"sweep {self.started_at:%Y-%m-%d %H:%M:%S} ({self.checked} checked)"
 
 
-class UptimeRollup(models.Model):
-    """Hourly aggregate of a connection's check results; survives the pruning of raw rows."""
+class CheckLog(models.Model):
+    """A connection's recent checks and hourly counts in one small packed value (engine.ring),
+    rewritten in place by every batch write: no row per check."""
 
-    connection = models.ForeignKey("connections.Connection", on_delete=models.CASCADE, related_name="rollups")
-    hour = models.DateTimeField()
+    connection = models.OneToOneField(
+        "connections.Connection", primary_key=True, on_delete=models.CASCADE, related_name="check_log"
+    )
+    data = models.BinaryField(default=b"")
+
+    def __str__(self) -> str:
+        return f"check log of {self.connection_id}"
+
+
+class UptimeDay(models.Model):
+    """One UTC day of a connection's checks: totals (kept DAILY_RETENTION_DAYS) and its 24 hours
+    packed (engine.ring.hours_unpack; dropped after HOURLY_RETENTION_DAYS). Written once, when
+    the connection's first check of a later day leaves the day behind."""
+
+    # No index of its own: the unique (connection, day) index serves every lookup.
+    connection = models.ForeignKey(
+        "connections.Connection", on_delete=models.CASCADE, related_name="uptime_days", db_index=False
+    )
+    day = models.DateField()
     checks = models.PositiveIntegerField(default=0)
-    successes = models.PositiveIntegerField(default=0)
+    passed = models.PositiveIntegerField(default=0)
     latency_sum_ms = models.BigIntegerField(default=0)
     latency_count = models.PositiveIntegerField(default=0)
     latency_max_ms = models.PositiveIntegerField(default=0)
+    hours = models.BinaryField(null=True, blank=True)
 
     class Meta:
-        ordering = ["-hour"]
-        constraints = [models.UniqueConstraint(fields=["connection", "hour"], name="rollup_unique_connection_hour")]
+        ordering = ["-day"]
+        constraints = [models.UniqueConstraint(fields=["connection", "day"], name="uptimeday_unique_connection_day")]
 
     def __str__(self) -> str:
-        return f"{self.connection_id} {self.hour:%Y-%m-%d %H:00}: {self.successes}/{self.checks}"
+        return f"{self.connection_id} {self.day}: {self.passed}/{self.checks}"
 
-    @property
-    def latency_avg_ms(self) -> float | None:
-        return self.latency_sum_ms / self.latency_count if self.latency_count else None
+
+class CheckTally(models.Model):
+    """Checks per broker and minute, for metrics, alerts and the system page: their size depends
+    on brokers and writers, not on connections. One row per writer (a process's thread) so no
+    two writers ever update the same row; readers add them up."""
+
+    # No index of its own: the unique (broker_slug, minute, writer) index and the minute index serve.
+    broker_slug = models.SlugField(max_length=64, db_index=False)
+    minute = models.DateTimeField()
+    writer = models.CharField(max_length=64)
+    checks = models.PositiveIntegerField(default=0)
+    passed = models.PositiveIntegerField(default=0)
+    # {category or "error": failed checks}
+    failures = models.JSONField(default=dict)
+    # Latency histograms {bucket upper bound in ms: checks} (engine.checkstore.latency_bucket):
+    # every check with a latency, and passed checks only (for the p95).
+    latency_all = models.JSONField(default=dict)
+    latency_passed = models.JSONField(default=dict)
+    latency_sum_ms = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["broker_slug", "minute", "writer"], name="checktally_unique_writer")
+        ]
+        indexes = [models.Index(fields=["minute"], name="checktally_minute_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.broker_slug} {self.minute:%Y-%m-%d %H:%M}: {self.passed}/{self.checks}"
 
 
 class Notification(models.Model):

@@ -29,9 +29,10 @@ from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
 from brokers.registry import UnknownBroker, get_profile
+from connections.engine.checkstore import rings_for
 from connections.engine.conf import engine_setting
 from connections.engine.models import Notification
-from connections.models import CheckResult, Connection, ConnectionEvent, ConnectionStatus
+from connections.models import Connection, ConnectionEvent, ConnectionStatus
 from connections.state import INACTIVE_STATUSES, connection_event_record
 from preferences.notify import notification_deliver
 from preferences.timezones import user_zone
@@ -140,11 +141,8 @@ def notifications_dispatch(*, now: datetime | None = None) -> int:
     for row in open_incidents[:1000]:
         # Every check since the problem began counts (the one that brought it back too); the
         # connection was inactive in between, so these are all checks after the reconnect.
-        recent = list(
-            CheckResult.objects.filter(connection_id=row["connection_id"], checked_at__gte=row["first"])
-            .order_by("-checked_at")
-            .values_list("ok", flat=True)[:needed]
-        )
+        log = rings_for([row["connection_id"]])[row["connection_id"]]
+        recent = [c.ok for c in log.checks if c.checked_at >= row["first"]][-needed:]
         if len(recent) < needed or not all(recent):
             continue
         incidents = Notification.objects.filter(

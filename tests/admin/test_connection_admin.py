@@ -8,7 +8,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from connections.engine.models import CircuitBreaker
-from connections.models import CheckResult, ConnectionEvent, ConnectionStatus
+from connections.models import ConnectionEvent, ConnectionStatus
+from tests.engine.history import stored_checks
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -35,7 +36,7 @@ def test_check_now_calls_the_sandbox_and_records_the_admin(world, superadmin, ad
     assert world.counters()["account_calls"] == before + 1
     conn.refresh_from_db()
     assert conn.status == ConnectionStatus.CONNECTED
-    assert CheckResult.objects.filter(connection=conn, ok=True).count() == 1
+    assert [c.ok for c in stored_checks(conn)] == [True]
     (event,) = admin_events(conn)
     assert event.actor == superadmin
     assert event.message.startswith("An administrator ran “check now”") and "root@example.com" not in event.message

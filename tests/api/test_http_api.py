@@ -11,8 +11,9 @@ from django.utils import timezone
 
 from api.models import ApiAuditEntry, Scope
 from api.services import service_key_revoke
-from connections.models import CheckResult, ConnectionEvent
+from connections.models import ConnectionEvent
 from tests.api.conftest import expire_at_the_broker, server_log_text
+from tests.engine.history import stored_checks
 
 
 def test_a_key_reads_status_and_lists_connections(api_client, connection):
@@ -60,7 +61,7 @@ def test_the_proxy_refreshes_on_401_and_retries_and_the_token_never_leaves(api_c
     assert entry.connection_id == connection.pk and entry.status_code == 200
     assert entry.path == f"/api/v1/connections/{connection.pk}/proxy/v1/account"
     assert re.match(r"sandbox answered HTTP 200 in \d+ ms\.", entry.result)
-    (result,) = CheckResult.objects.filter(connection=connection)  # one per call, after its retry
+    (result,) = stored_checks(connection)  # one per call, after its retry
     assert result.ok and result.http_status == 200
 
 

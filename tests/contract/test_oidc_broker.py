@@ -23,7 +23,8 @@ from playwright.sync_api import expect
 
 from brokers import custom
 from brokers.models import BrokerApp, DiscoveredMetadata
-from connections.models import CheckResult, Connection, ConnectionEvent, ConnectionStatus
+from connections.models import Connection, ConnectionEvent, ConnectionStatus
+from tests.engine.history import stored_checks
 from tests.fixtures.browser import chromium  # noqa: F401 - the Chromium fixture
 from tests.fixtures.sandbox import DEMO_PASSWORD, DEMO_USERNAME, SandboxServer
 from tests.harness import BrokerlinkServer
@@ -178,7 +179,7 @@ def test_oidc_broker_declared_in_yaml_connects_and_stays_connected(
     assert counters["refreshes"] == 3
     assert counters["rotated_reuses"] == 0
     assert len(seen_access) == 4
-    assert CheckResult.objects.filter(connection=connection, ok=True).count() >= 4
+    assert sum(c.ok for c in stored_checks(connection)) >= 4
 
     # --- the broker stalls (answers after the 1 s heartbeat timeout), then resumes ---
     broker.set_faults(cid, stall_seconds=1.5)

@@ -1,5 +1,5 @@
 """Building a connection's past for engine tests: a stored connection (no broker call) and the
-check results, rollups and events it would have accumulated."""
+checks (check log, uptime days, tallies, failure rows) and events it would have accumulated."""
 
 from __future__ import annotations
 
@@ -7,6 +7,9 @@ from datetime import datetime, timedelta
 
 from django.utils import timezone
 
+from connections.engine.checkstore import CheckRecord, _tallies_write
+from connections.engine.models import CheckLog, UptimeDay
+from connections.engine.ring import Check, Ring
 from connections.models import CheckResult, Connection, ConnectionEvent, ConnectionStatus
 
 ACCESS_TOKEN = "history-access-token-4f9c2e"  # noqa: S105 - a fake token, looked for in emails
@@ -36,6 +39,12 @@ def stored_connection(user, *, account_id: str = "acct-1", broker_slug: str = "s
     return conn
 
 
+# Every check recorded through `checks`, per connection: each call rebuilds the connection's
+# check log and uptime days from all of them in time order, so a test may write its history
+# in any order (the engine itself only ever appends).
+_recorded: dict = {}
+
+
 def checks(
     conn: Connection,
     *,
@@ -44,11 +53,11 @@ def checks(
     latency_ms: int | None = 50,
     count: int = 1,
     spacing: timedelta = timedelta(minutes=1),
-) -> list[CheckResult]:
-    """`count` results, the first at `at`, then one every `spacing`."""
-    rows = [
-        CheckResult(
-            connection=conn,
+) -> list[Check]:
+    """`count` checks, the first at `at`, then one every `spacing`, stored as the engine stores
+    them (check log, uptime days, tallies; failures also as CheckResult rows)."""
+    new = [
+        Check(
             checked_at=at + i * spacing,
             ok=ok,
             latency_ms=latency_ms,
@@ -57,7 +66,48 @@ def checks(
         )
         for i in range(count)
     ]
-    return CheckResult.objects.bulk_create(rows)
+    history_replace(conn, _recorded.setdefault(conn.pk, []) + new)
+    _tallies_write([CheckRecord(conn.pk, conn.broker_slug, check) for check in new])
+    CheckResult.objects.bulk_create(
+        [
+            CheckResult(
+                connection=conn,
+                checked_at=c.checked_at,
+                ok=c.ok,
+                latency_ms=c.latency_ms,
+                http_status=c.http_status,
+                category=c.category,
+            )
+            for c in new
+            if not c.ok
+        ]
+    )
+    return new
+
+
+def history_replace(conn: Connection, history: list[Check]) -> Ring:
+    """Make these (in any order) the connection's whole check history."""
+    _recorded[conn.pk] = list(history)
+    ring, days = Ring(), []
+    for check in sorted(history, key=lambda c: c.checked_at):
+        days += ring.add(check)
+    CheckLog.objects.update_or_create(connection_id=conn.pk, defaults={"data": ring.encode()})
+    conn._state.fields_cache.pop("check_log", None)
+    UptimeDay.objects.filter(connection=conn).delete()
+    UptimeDay.objects.bulk_create(
+        UptimeDay(
+            connection=conn,
+            day=d.day,
+            checks=d.totals.checks,
+            passed=d.totals.passed,
+            latency_sum_ms=d.totals.latency_sum_ms,
+            latency_count=d.totals.latency_count,
+            latency_max_ms=d.totals.latency_max_ms,
+            hours=d.hours,
+        )
+        for d in days
+    )
+    return ring
 
 
 def bad_transition(conn: Connection, *, at: datetime, to_status: str = ConnectionStatus.DEGRADED) -> None:
@@ -68,3 +118,10 @@ def bad_transition(conn: Connection, *, at: datetime, to_status: str = Connectio
         to_status=to_status,
         created_at=at,
     )
+
+
+def stored_checks(conn: Connection) -> list[Check]:
+    """The connection's recent checks as the engine stored them (its check log), oldest first."""
+    from connections.engine.checkstore import rings_for
+
+    return rings_for([conn.pk])[conn.pk].checks

@@ -14,8 +14,9 @@ from connections.engine.models import CircuitBreaker
 from connections.engine.refresh import connection_refresh
 from connections.engine.sweep import sweep_run
 from connections.errors import BrokerError
-from connections.models import CheckResult, ConnectionEvent, ConnectionStatus
+from connections.models import ConnectionEvent, ConnectionStatus
 from tests.engine.conftest import time_passes
+from tests.engine.history import stored_checks
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -154,4 +155,4 @@ def test_check_now_and_refresh_now(world, user):
         connection_refresh_now(conn, actor=user)
     conn.refresh_from_db()
     assert conn.status == ConnectionStatus.NEEDS_REAUTH
-    assert CheckResult.objects.filter(connection=conn).count() == 1
+    assert len(stored_checks(conn)) == 1

@@ -167,17 +167,17 @@ def test_quality_labels_at_the_documented_boundaries(value, label):
     assert quality_for(value) == label
 
 
-def test_the_success_ratio_counts_each_check_once_across_raw_rows_and_rollups(user):
+def test_the_success_ratio_counts_the_hour_in_progress_and_the_24_before_it(user):
     conn = connection_at(user)
     # Passed checks every 10 minutes for 30 hours, except the last 90 minutes: all failed.
-    checks(conn, at=NOW - 30 * H, count=30 * 6 - 9, spacing=timedelta(minutes=10))
-    checks(conn, at=NOW - 90 * timedelta(minutes=1), ok=False, count=9, spacing=timedelta(minutes=10))
-    checkresults_rollup(now=NOW)  # 11:00-12:00 is rolled up; its raw rows are still there
+    made = checks(conn, at=NOW - 30 * H, count=30 * 6 - 9, spacing=timedelta(minutes=10))
+    made += checks(conn, at=NOW - 90 * timedelta(minutes=1), ok=False, count=9, spacing=timedelta(minutes=10))
+    checkresults_rollup(now=NOW)  # changes nothing: the batch write counted them
     inputs = health_inputs_for([conn.pk], now=NOW)[conn.pk]
-    # The window: 23 rolled-up hours from 12:00 yesterday, then raw rows from 11:00 today.
-    window = conn.checks.filter(checked_at__gte=NOW.replace(minute=0) - 24 * H)
-    assert inputs.checks == window.count() == 147
-    assert inputs.successes == window.filter(ok=True).count() == 138
+    # The window: from 12:00 yesterday (24 whole hours before the 12:00 hour in progress).
+    window = [c for c in made if c.checked_at >= NOW.replace(minute=0) - 24 * H]
+    assert inputs.checks == len(window) == 147
+    assert inputs.successes == sum(c.ok for c in window) == 138
 
 
 def test_uptime_over_24_hours_and_30_days(user, settings):
@@ -190,7 +190,7 @@ def test_uptime_over_24_hours_and_30_days(user, settings):
         checks(conn, at=NOW - timedelta(days=day, hours=-3), ok=False, count=12, spacing=timedelta(minutes=10))
     checks(conn, at=NOW - 24 * H + timedelta(minutes=5), ok=False, count=10, spacing=timedelta(minutes=12))
     checks(conn, at=NOW - 20 * H, count=90, spacing=timedelta(minutes=12))
-    checkresults_prune(now=NOW)  # the 20-day-old raw rows are gone, their rollups stay
+    checkresults_prune(now=NOW)  # the 20-day-old failure rows are gone, their days stay
     assert not conn.checks.filter(checked_at__lt=NOW - timedelta(days=8)).exists()
     assert connection_uptime(conn, hours=24, now=NOW) == pytest.approx(0.9)
     assert connection_uptime(conn, hours=720, now=NOW) == pytest.approx((120 + 90) / (240 + 100))

@@ -11,8 +11,9 @@ from django.utils import timezone
 
 from connections.engine.models import CircuitBreaker
 from connections.engine.sweep import sweep_run
-from connections.models import CheckResult, Connection, ConnectionEvent, ConnectionStatus
+from connections.models import Connection, ConnectionEvent, ConnectionStatus
 from tests.engine.conftest import run_sweeps_via_worker, time_passes
+from tests.engine.history import stored_checks
 from tests.support import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -38,7 +39,7 @@ def test_worker_sweep_refreshes_an_expiring_token_and_checks_it(world, worker):
         assert conn.next_check_at > timezone.now() + timezone.timedelta(seconds=40)
         # One check of this grant: "not enough data yet" (HEALTH_MIN_CHECKS), not a number.
         assert conn.health_score is None and conn.quality == ""
-        assert CheckResult.objects.filter(connection=conn, ok=True).count() == 1
+        assert [c.ok for c in stored_checks(conn)] == [True]
 
 
 def test_two_workers_sweeping_at_once_never_refresh_one_connection_twice(world, worker):
@@ -54,7 +55,7 @@ def test_two_workers_sweeping_at_once_never_refresh_one_connection_twice(world, 
         conn.refresh_from_db()
         assert conn.status == ConnectionStatus.CONNECTED
         assert conn.events.filter(kind=ConnectionEvent.Kind.REFRESHED).count() == 1
-        assert CheckResult.objects.filter(connection=conn).count() == 1
+        assert len(stored_checks(conn)) == 1
 
 
 def test_a_worker_killed_mid_check_leaves_no_stuck_lease(world, worker):
@@ -74,7 +75,7 @@ def test_a_worker_killed_mid_check_leaves_no_stuck_lease(world, worker):
         cluster.workers[0].wait(timeout=10)
     conn.refresh_from_db()
     assert conn.lease_owner  # the dead worker's lease is still there...
-    assert not CheckResult.objects.filter(connection=conn).exists()
+    assert not stored_checks(conn)
     world.faults(stall_seconds=0)
     wait_until(
         lambda: Connection.objects.get(pk=conn.pk).lease_until < timezone.now(), timeout=10, message="lease expiry"
@@ -83,7 +84,7 @@ def test_a_worker_killed_mid_check_leaves_no_stuck_lease(world, worker):
     conn.refresh_from_db()
     assert run.checked == 1
     assert conn.lease_owner == "" and conn.status == ConnectionStatus.CONNECTED
-    assert CheckResult.objects.filter(connection=conn, ok=True).count() == 1
+    assert [c.ok for c in stored_checks(conn)] == [True]
 
 
 def test_outage_opens_the_breaker_then_recovery_closes_it_within_a_cycle(world, worker, settings):

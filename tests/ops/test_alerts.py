@@ -1,4 +1,5 @@
-"""Alerts raised from real CheckResult / Connection / SweepRun rows, updated, cleared, acknowledged."""
+"""Alerts raised from stored checks (the engine's tallies), Connection and SweepRun rows, updated,
+cleared, acknowledged."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
+from connections.engine.checkstore import CheckRecord, checks_store
 from connections.engine.models import SweepRun
-from connections.models import CheckResult, Connection, ConnectionStatus
+from connections.engine.ring import Check
+from connections.models import Connection, ConnectionStatus
 from ops.alerts import alerts_evaluate, conditions_measure
 from ops.models import Alert
 from tests.support import with_second_factor
@@ -27,19 +30,23 @@ def make_connections(user, n: int, status=ConnectionStatus.CONNECTED, slug="sand
 
 
 def record_checks(connections, *, at, ok: bool, latency_ms: int | None = 40, per_connection: int = 5):
-    rows = [
-        CheckResult(
-            connection=c,
-            checked_at=at - timedelta(seconds=60 * k),
-            ok=ok,
-            latency_ms=latency_ms,
-            http_status=200 if ok else 503,
-            category="" if ok else "broker_fault",
-        )
-        for c in connections
-        for k in range(per_connection)
-    ]
-    CheckResult.objects.bulk_create(rows)
+    checks_store(
+        [
+            CheckRecord(
+                c.pk,
+                c.broker_slug,
+                Check(
+                    checked_at=at - timedelta(seconds=60 * k),
+                    ok=ok,
+                    latency_ms=latency_ms,
+                    http_status=200 if ok else 503,
+                    category="" if ok else "broker_fault",
+                ),
+            )
+            for c in connections
+            for k in range(per_connection)
+        ]
+    )
 
 
 def open_alert(kind, slug="sandbox"):

@@ -4,7 +4,9 @@ import pytest
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
-from connections.models import CheckResult, Connection, ConnectionEvent
+from connections.engine.checkstore import CheckRecord, checks_store
+from connections.engine.ring import Check
+from connections.models import Connection, ConnectionEvent
 from ops import health
 from tests.support import with_second_factor
 
@@ -42,10 +44,11 @@ def test_metrics_from_the_database(client, user):
     alpaca = Connection.objects.create(user=user, broker_slug="alpaca", account_id="A1", status="connected")
     Connection.objects.create(user=user, broker_slug="alpaca", account_id="A2", status="needs_reauth")
     tasty = Connection.objects.create(user=user, broker_slug="tastytrade", account_id="T1", status="connected")
-    for latency in (40, 90, 300):
-        CheckResult.objects.create(connection=alpaca, ok=True, latency_ms=latency, checked_at=now)
-    CheckResult.objects.create(connection=alpaca, ok=False, category="network", latency_ms=3000, checked_at=now)
-    CheckResult.objects.create(connection=tasty, ok=True, latency_ms=100, checked_at=now - timedelta(hours=3))
+    checks_store(
+        [CheckRecord(alpaca.pk, "alpaca", Check(now, True, latency)) for latency in (40, 90, 300)]
+        + [CheckRecord(alpaca.pk, "alpaca", Check(now, False, 3000, None, "network"))]
+        + [CheckRecord(tasty.pk, "tastytrade", Check(now - timedelta(hours=3), True, 100))]
+    )
     ConnectionEvent.objects.create(connection=alpaca, kind="refreshed")
     ConnectionEvent.objects.create(connection=alpaca, kind="refresh_failed")
     ConnectionEvent.objects.create(connection=tasty, kind="revoked")

@@ -4,7 +4,9 @@ from itertools import count
 import pytest
 from django.utils import timezone
 
-from connections.models import CheckResult, Connection, ConnectionStatus
+from connections.engine.ring import Check
+from connections.models import Connection, ConnectionStatus
+from tests.engine.history import history_replace
 
 _numbers = count(1000)
 
@@ -33,18 +35,19 @@ def make_connection(user):
         }
         values.update(fields)
         connection = Connection.objects.create(**values)
-        CheckResult.objects.bulk_create(
-            [
-                CheckResult(
-                    connection=connection,
-                    checked_at=now - timedelta(minutes=i + 1),
-                    ok=i >= failing,
-                    latency_ms=100 + i,
-                    category="" if i >= failing else "broker_fault",
-                )
-                for i in range(checks)
-            ]
-        )
+        if checks:
+            history_replace(
+                connection,
+                [
+                    Check(
+                        checked_at=now - timedelta(minutes=i + 1),
+                        ok=i >= failing,
+                        latency_ms=100 + i,
+                        category="" if i >= failing else "broker_fault",
+                    )
+                    for i in range(checks)
+                ],
+            )
         return connection
 
     return make

@@ -29,8 +29,8 @@ def test_second_view_reuses_the_cards_without_reading_checks(signed_in, make_con
         make_connection(checks=5)
     first, page = _get(signed_in)
     second, again = _get(signed_in)
-    assert any("connections_checkresult" in sql for sql in first)
-    assert not any("connections_checkresult" in sql for sql in second)
+    assert any("connections_checklog" in sql for sql in first)
+    assert not any("connections_checklog" in sql for sql in second)
     # The session's once-a-minute renewal (accounts.middleware) falls on the first view only.
     first, second = ([q for q in run if "django_session" not in q and "SAVEPOINT" not in q] for run in (first, second))
     assert len(second) == len(first) - 1
@@ -52,7 +52,7 @@ def test_a_reused_card_tells_the_time_as_it_is_when_served(signed_in, make_conne
     later = timezone.now() + timedelta(seconds=65)
     monkeypatch.setattr(connections.fragments.timezone, "now", lambda: later)
     queries, page = _get(signed_in)
-    assert not any("connections_checkresult" in sql for sql in queries)  # the same card, reused
+    assert not any("connections_checklog" in sql for sql in queries)  # the same card, reused
     text = re.sub(r"<[^>]+>", "", page)
     assert "Last successful check 3 min ago" in text and re.search(r"refreshes in 1[01] min", text)
     assert "2 min ago" not in text and "12 min" not in text

@@ -10,10 +10,11 @@ from django.core import mail
 from django.utils import timezone
 
 from connections.engine.notifications import expiry_warnings_send, notifications_dispatch
-from connections.models import CheckResult, Connection, ConnectionStatus
+from connections.models import Connection, ConnectionStatus
 from connections.state import connection_transition
 from preferences.models import NotificationChannel, NotificationSettings
 from preferences.notify import channel_create, channel_display, notification_send_test
+from tests.engine.history import checks
 
 pytestmark = pytest.mark.django_db
 
@@ -67,7 +68,7 @@ def recovered(user):
     prefs.save()
     mail.outbox.clear()
     connection_transition(connection=conn, to_status=ConnectionStatus.CONNECTED, message="reconnected")
-    CheckResult.objects.create(connection=conn, ok=True, latency_ms=50)
+    checks(conn, at=timezone.now(), ok=True, latency_ms=50)
     notifications_dispatch()
 
 
