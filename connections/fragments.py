@@ -60,11 +60,11 @@ _TIME_ELEMENT = re.compile(r'<time datetime="([^"]+)" data-rel="(ago|until|count
 
 
 def _card_key(view, connection: Connection) -> str:
-    parts = [_VERSION, str(connection.last_check_at), str(connection.last_success_at)]
-    parts += [f"{f.name}={getattr(view, f.name)!r}" for f in fields(view) if f.name not in _NOT_SHOWN]
-    # The moments behind the words stay in the key (the element's datetime); the words do not.
-    text = _CLOCK_WORDS.sub("~", "\x1f".join(parts))
-    digest = hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+    shown = "\x1f".join(f"{f.name}={getattr(view, f.name)!r}" for f in fields(view) if f.name not in _NOT_SHOWN)
+    # The moments behind the words stay in the key (the elements' datetimes, the raw times
+    # below); the words do not.
+    parts = [_VERSION, str(connection.last_check_at), str(connection.last_success_at), _CLOCK_WORDS.sub("~", shown)]
+    digest = hashlib.blake2b("\x1f".join(parts).encode(), digest_size=16).hexdigest()
     return f"brokerlink:card:{connection.pk}:{digest}"
 
 
