@@ -132,6 +132,20 @@ def _rings_write(rings: dict) -> None:
     )
 
 
+def uptime_day_row(connection_id, day) -> UptimeDay:
+    """The UptimeDay row of a day a check log left behind (`Ring.add` / `Ring.day`)."""
+    return UptimeDay(
+        connection_id=connection_id,
+        day=day.day,
+        checks=day.totals.checks,
+        passed=day.totals.passed,
+        latency_sum_ms=day.totals.latency_sum_ms,
+        latency_count=day.totals.latency_count,
+        latency_max_ms=day.totals.latency_max_ms,
+        hours=day.hours,
+    )
+
+
 def checks_store(records: list[CheckRecord]) -> None:
     """Store these checks (in the caller's transaction, or one of its own): see the module."""
     if not records:
@@ -144,18 +158,7 @@ def checks_store(records: list[CheckRecord]) -> None:
         days = []
         for record in sorted(records, key=lambda r: r.check.checked_at):
             for day in rings[record.connection_id].add(record.check):
-                days.append(
-                    UptimeDay(
-                        connection_id=record.connection_id,
-                        day=day.day,
-                        checks=day.totals.checks,
-                        passed=day.totals.passed,
-                        latency_sum_ms=day.totals.latency_sum_ms,
-                        latency_count=day.totals.latency_count,
-                        latency_max_ms=day.totals.latency_max_ms,
-                        hours=day.hours,
-                    )
-                )
+                days.append(uptime_day_row(record.connection_id, day))
         _rings_write(rings)
         if days:
             # A day is left behind once (hours never go backwards); a conflict can only be the
@@ -195,18 +198,7 @@ def checklogs_flush(*, now: datetime, connection_ids: Iterable | None = None) ->
         if ring.last_hour and ring.last_hour // 24 < today:
             day = ring.day(ring.last_hour // 24)
             if day.totals.checks:
-                days.append(
-                    UptimeDay(
-                        connection_id=pk,
-                        day=day.day,
-                        checks=day.totals.checks,
-                        passed=day.totals.passed,
-                        latency_sum_ms=day.totals.latency_sum_ms,
-                        latency_count=day.totals.latency_count,
-                        latency_max_ms=day.totals.latency_max_ms,
-                        hours=day.hours,
-                    )
-                )
+                days.append(uptime_day_row(pk, day))
     UptimeDay.objects.bulk_create(days, batch_size=1000, ignore_conflicts=True)
     return len(days)
 

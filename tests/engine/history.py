@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 
 from django.utils import timezone
 
-from connections.engine.checkstore import CheckRecord, _tallies_write
+from connections.engine.checkstore import CheckRecord, _tallies_write, uptime_day_row
 from connections.engine.models import CheckLog, UptimeDay
 from connections.engine.ring import Check, Ring
 from connections.models import CheckResult, Connection, ConnectionEvent, ConnectionStatus
@@ -94,19 +94,7 @@ def history_replace(conn: Connection, history: list[Check]) -> Ring:
     CheckLog.objects.update_or_create(connection_id=conn.pk, defaults={"data": ring.encode()})
     conn._state.fields_cache.pop("check_log", None)
     UptimeDay.objects.filter(connection=conn).delete()
-    UptimeDay.objects.bulk_create(
-        UptimeDay(
-            connection=conn,
-            day=d.day,
-            checks=d.totals.checks,
-            passed=d.totals.passed,
-            latency_sum_ms=d.totals.latency_sum_ms,
-            latency_count=d.totals.latency_count,
-            latency_max_ms=d.totals.latency_max_ms,
-            hours=d.hours,
-        )
-        for d in days
-    )
+    UptimeDay.objects.bulk_create(uptime_day_row(conn.pk, d) for d in days)
     return ring
 
 
