@@ -75,6 +75,20 @@ def db_connections_in_use(db_name: str) -> int:
         return conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s", (db_name,)).fetchone()[0]
 
 
+def connections_per_worker(port: int) -> list[int]:
+    """Established client connections each web worker process holds (from `ss`), largest first:
+    latency is set by the busiest worker, so an uneven split shows up as p95."""
+    import re
+
+    out = subprocess.run(
+        ["ss", "-tnpH", "state", "established", f"( sport = :{port} )"], capture_output=True, text=True, check=False
+    ).stdout
+    counts: dict[str, int] = {}
+    for pid in re.findall(r"pid=(\d+)", out):
+        counts[pid] = counts.get(pid, 0) + 1
+    return sorted(counts.values(), reverse=True)
+
+
 def pct(values, p):
     values = sorted(values)
     return values[min(len(values) - 1, int(len(values) * p))] if values else float("nan")
@@ -83,6 +97,7 @@ def pct(values, p):
 async def dashboard_load(
     base: str, cookies: list[str], concurrency: int, seconds: float, web_pid: int, each_once: bool = False
 ) -> dict:
+    port = urlsplit(base).port
     import aiohttp
 
     latencies, statuses = [], {}
@@ -111,8 +126,16 @@ async def dashboard_load(
                 latencies.append((time.perf_counter() - started) * 1000)
                 statuses[status] = statuses.get(status, 0) + 1
 
+        split: list[int] = []
+
+        async def sample_split():
+            await asyncio.sleep(min(1.0, seconds / 2))
+            split.extend(await asyncio.to_thread(connections_per_worker, port))
+
         started, cpu = time.monotonic(), tree_cpu_seconds(web_pid)
+        sampler = asyncio.ensure_future(sample_split())
         await asyncio.gather(*(user(i) for i in range(concurrency)))
+        await sampler
         elapsed, cpu = time.monotonic() - started, tree_cpu_seconds(web_pid) - cpu
     ok = statuses.get(200, 0)
     return {
@@ -122,6 +145,7 @@ async def dashboard_load(
         "p99": pct(latencies, 0.99),
         "errors": {k: v for k, v in statuses.items() if k != 200},
         "cpu_ms": 1000 * cpu / max(1, len(latencies)),
+        "split": split,
     }
 
 
@@ -410,14 +434,17 @@ def run(args, db_name: str, web_pid: int) -> None:
         f"{warm['p50']:.0f}/{warm['p95']:.0f}/{warm['p99']:.0f} ms cpu {warm['cpu_ms']:.1f}; then, cards reused:"
     )
     print(f"{'dashboard':<22}" + "".join(f"{f'{c} concurrent':>42}" for c in levels))
+    splits = []
     for phase, label in (("idle", "no stream open"), ("streams", f"{out['held']} streams open")):
         cells = []
         for level in levels:
             r = out[phase][level]
             err = f" err {r['errors']}" if r["errors"] else ""
             cells.append(f"{r['rps']:.0f}/s {r['p50']:.0f}/{r['p95']:.0f}/{r['p99']:.0f} ms cpu {r['cpu_ms']:.1f}{err}")
+        splits.append(f"{label}: " + ", ".join("/".join(map(str, out[phase][lv]["split"])) for lv in levels))
         print(f"{label:<22}" + "".join(f"{c:>42}" for c in cells))
     print("  (requests/s, p50/p95/p99 latency, web CPU ms per request: 1000 / that = page views per core-second)")
+    print("  client connections per web worker during each level (streams included): " + "; ".join(splits))
     print(
         f"open streams held: {out['held']} of {args.streams} in {out['open_seconds']:.1f}s, refused: "
         f"{out['refused'] or 'none'}"

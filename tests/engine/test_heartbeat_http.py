@@ -1,0 +1,221 @@
+"""The heartbeat's own HTTP client against a server that answers with scripted bytes over real
+TCP on 127.0.0.1: keep-alive, the resend of a GET on a kept connection the server closed, and
+every malformed, oversized, stalled or truncated answer failing that request alone with a
+message that says what happened."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import socket
+import threading
+import time
+
+import pytest
+
+from connections.engine.heartbeat_client import HeartbeatRequest, heartbeats_run, session_kept
+
+OK_BODY = json.dumps({"account_number": "123", "status": "ACTIVE"}).encode()
+
+
+def ok_answer(extra: bytes = b"", body: bytes = OK_BODY) -> bytes:
+    return (
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
+        + str(len(body)).encode()
+        + b"\r\n"
+        + extra
+        + b"\r\n"
+        + body
+    )
+
+
+class ScriptedBroker:
+    """Accepts connections; for each request reads the head and answers with `script(path)`,
+    which returns (bytes to send, then: "keep" | "close" | "stall")."""
+
+    def __init__(self, script):
+        self.script = script
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(128)
+        self.port = self.sock.getsockname()[1]
+        self.connections = 0
+        self.requests: list[bytes] = []
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def url(self, path: str = "/v2/account") -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def _accept(self):
+        self.sock.settimeout(0.2)
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            with self.lock:
+                self.connections += 1
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket):
+        buf = b""
+        try:
+            while not self.stop.is_set():
+                while b"\r\n\r\n" not in buf:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        return
+                    buf += chunk
+                head, buf = buf.split(b"\r\n\r\n", 1)
+                with self.lock:
+                    self.requests.append(head)
+                path = head.split(b" ")[1].decode()
+                data, then = self.script(path)
+                conn.sendall(data)
+                if then == "close":
+                    return
+                if then == "close-later":  # after the client's loop has stopped looking
+                    self.stop.wait(0.1)
+                    return
+                if then == "stall":
+                    self.stop.wait(30)
+                    return
+        except OSError:
+            return
+        finally:
+            conn.close()
+
+    def close(self):
+        self.stop.set()
+        self.sock.close()
+
+
+@pytest.fixture
+def broker():
+    made = []
+
+    def start(script):
+        server = ScriptedBroker(script)
+        made.append(server)
+        return server
+
+    yield start
+    for server in made:
+        server.close()
+
+
+def check(urls, *, concurrency=10, timeout=5.0):
+    items = [HeartbeatRequest(key=i, url=url, access_token=f"tok{i}", broker_name="Acme") for i, url in enumerate(urls)]
+    return heartbeats_run(items, concurrency=concurrency, timeout=timeout)
+
+
+def test_connections_are_kept_and_the_request_is_well_formed(broker):
+    server = broker(lambda path: (ok_answer(), "keep"))
+    results = check([server.url("/v2/account?fields=a%20b")] * 60, concurrency=5)
+    assert all(r.ok for r in results) and results[0].payload["status"] == "ACTIVE"
+    assert len(server.requests) == 60 and server.connections <= 5
+    head = server.requests[0].decode()
+    assert head.startswith("GET /v2/account?fields=a%20b HTTP/1.1\r\n")
+    assert f"Host: 127.0.0.1:{server.port}" in head
+    assert "Authorization: Bearer tok" in head and "Accept: application/json" in head
+    assert "Cookie" not in head
+
+
+def test_a_kept_connection_the_broker_closed_gets_the_get_once_more(broker):
+    # The broker says nothing of closing but closes every connection soon after one answer,
+    # while the sweep is between batches: the next batch finds its kept connections dead
+    # and resends on new ones, exactly once each.
+    server = broker(lambda path: (ok_answer(), "close-later"))
+    with session_kept():
+        first = check([server.url()] * 5, concurrency=5)
+        time.sleep(0.3)
+        second = check([server.url()] * 5, concurrency=5)
+    assert all(r.ok for r in first + second), [r.error for r in second]
+    assert len(server.requests) == 10 and server.connections == 10
+
+
+def test_an_answer_ended_by_closing_the_connection_is_read(broker):
+    server = broker(lambda path: (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n" + OK_BODY, "close"))
+    (result,) = check([server.url()])
+    assert result.ok and result.payload["account_number"] == "123"
+
+
+def test_chunked_gzip_and_an_interim_answer_are_read(broker):
+    packed = gzip.compress(OK_BODY)
+    chunked = (
+        b"HTTP/1.1 103 Early Hints\r\nLink: </x>; rel=preload\r\n\r\n"
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Encoding: gzip\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n"
+        + f"{len(packed[:10]):x}\r\n".encode()
+        + packed[:10]
+        + b"\r\n"
+        + f"{len(packed[10:]):x}\r\n".encode()
+        + packed[10:]
+        + b"\r\n0\r\n\r\n"
+    )
+    server = broker(lambda path: (chunked, "keep"))
+    results = check([server.url()] * 3, concurrency=1)
+    assert all(r.ok for r in results), [r.error for r in results]
+    assert results[0].payload["status"] == "ACTIVE" and server.connections == 1
+
+
+@pytest.mark.parametrize(
+    ("answer", "then", "words"),
+    [
+        (
+            b"HTTP/1.1 200 OK\r\nContent-Length: " + str(2 << 20).encode() + b"\r\n\r\n" + b"x" * (2 << 20),
+            "keep",
+            "larger than brokerlink's 1 MiB limit",
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\n" + b"".join(b"X-%d: y\r\n" % i for i in range(150)) + b"\r\n",
+            "keep",
+            "headers are over brokerlink's limit",
+        ),
+        (b"SSH-2.0-OpenSSH_9.6\r\n\r\n", "keep", "sent an answer brokerlink cannot read"),
+        (
+            b'HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{"acc',
+            "close",
+            "closed the connection before its answer was complete",
+        ),
+        (b"", "close", "closed the connection before its answer was complete"),
+    ],
+    ids=["body-over-limit", "too-many-headers", "not-http", "truncated", "no-answer"],
+)
+def test_a_bad_answer_fails_that_request_alone_and_says_why(broker, answer, then, words):
+    good = broker(lambda path: (ok_answer(), "keep"))
+    bad = broker(lambda path: (answer, then))
+    results = check([good.url(), bad.url(), good.url()], concurrency=3)
+    assert results[0].ok and results[2].ok
+    assert not results[1].ok and words in results[1].error.message
+    assert results[1].error.message.startswith("Acme ")
+
+
+def test_a_stalled_broker_times_out_within_the_limit(broker):
+    server = broker(lambda path: (b"HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\n{", "stall"))
+    started = time.monotonic()
+    (result,) = check([server.url()], timeout=0.5)
+    assert time.monotonic() - started < 3
+    assert not result.ok and result.error.message == "Acme did not answer in time."
+
+
+def test_a_redirect_is_answered_not_followed(broker):
+    target = broker(lambda path: (ok_answer(), "keep"))
+    server = broker(lambda path: (b"HTTP/1.1 302 Found\r\nLocation: " + target.url().encode() + b"\r\n"
+                                  b"Content-Length: 0\r\n\r\n", "keep"))  # fmt: skip
+    (result,) = check([server.url()])
+    assert not result.ok and result.http_status == 302
+    assert target.requests == []
+
+
+def test_a_closed_port_is_reported_as_unreachable():
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    (result,) = check([f"http://127.0.0.1:{port}/v2/account"])
+    assert not result.ok and result.error.message == "Acme could not be reached (ConnectionRefusedError)."
