@@ -165,6 +165,30 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def postgres_cpu_seconds() -> float:
+    """CPU seconds of every PostgreSQL server process on this machine (it is shared by the
+    benchmark's database only while it runs; the figure is per check, so small)."""
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        if stat.split(" (", 1)[1].startswith("postgres)"):
+            fields = stat.rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def machine_busy_seconds() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine so far, from /proc/stat."""
+    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = values[3] + values[4]
+    return (sum(values) - idle) / os.sysconf("SC_CLK_TCK"), sum(values) / os.sysconf("SC_CLK_TCK")
+
+
 def peak_rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -322,21 +346,43 @@ def connections_add(count: int, start: int, *, token: dict, user, app) -> list[s
     return tokens
 
 
-def raw_limit(sandbox_url: str, tokens: list[str], args, sandbox_pids: list[int]) -> dict:
-    from connections.broker_client import profile_for
+def _raw_share(url: str, tokens: list[str], concurrency: int) -> tuple[int, float]:
+    """One raw-run process: its share of the tokens; (answers that were ok, its CPU seconds)."""
+    import resource
+
     from connections.engine.heartbeat_client import HeartbeatRequest, heartbeats_run
 
-    url = sandbox_url + profile_for("sandbox", "live").heartbeat_path
     items = [HeartbeatRequest(key=i, url=url, access_token=t) for i, t in enumerate(tokens)]
-    cpu0, own0 = sum(cpu_seconds(p) for p in sandbox_pids), cpu_seconds(os.getpid())
-    t0 = time.perf_counter()
-    results = heartbeats_run(items, concurrency=args.concurrency, timeout=30)
-    seconds = time.perf_counter() - t0
+    results = heartbeats_run(items, concurrency=concurrency, timeout=30)
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return sum(r.ok for r in results), usage.ru_utime + usage.ru_stime
+
+
+def raw_limit(sandbox_url: str, tokens: list[str], args, sandbox_pids: list[int]) -> dict:
+    """The client alone, in as many processes as the cycle's workers, each with as many requests
+    in flight as a lane may send to one broker (ENGINE_CONCURRENCY capped by the broker's
+    share, BROKER_CONCURRENCY / SWEEP_LANES): the same parallelism without database and crypto."""
+    import multiprocessing
+
+    from django.db import connections
+
+    from connections.broker_client import profile_for
+
+    url = sandbox_url + profile_for("sandbox", "live").heartbeat_path
+    shares = [tokens[i :: args.workers] for i in range(args.workers)]
+    connections.close_all()  # no database socket shared with the forked processes
+    cpu0 = sum(cpu_seconds(p) for p in sandbox_pids)
+    with multiprocessing.get_context("fork").Pool(args.workers) as pool:
+        t0 = time.perf_counter()
+        in_flight = max(1, min(args.concurrency, args.broker_concurrency // args.lanes))
+        results = pool.starmap(_raw_share, [(url, share, in_flight) for share in shares])
+        seconds = time.perf_counter() - t0
     sandbox_cpu = sum(cpu_seconds(p) for p in sandbox_pids) - cpu0
-    client_cpu = cpu_seconds(os.getpid()) - own0
+    client_cpu = sum(cpu for _, cpu in results)
+    items = tokens
     return {
         "rate": len(items) / seconds,
-        "ok": sum(r.ok for r in results),
+        "ok": sum(ok for ok, _ in results),
         "sandbox_ms": sandbox_cpu / len(items) * 1000,
         "client_ms": client_cpu / len(items) * 1000,
     }
@@ -382,6 +428,7 @@ def cycle(size: int, args, sandbox_pids: list[int], tables: list[str]) -> dict:
             Connection.objects.update(next_check_at=timezone.now())  # the whole size falls due at once
             cpu0 = {pid: cpu_seconds(pid) for pid in pool}
             sandbox0 = sum(cpu_seconds(p) for p in sandbox_pids)
+            postgres0, machine0 = postgres_cpu_seconds(), machine_busy_seconds()
             last = SweepRun.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
             t0 = time.perf_counter()
             heartbeat_tick.apply_async()
@@ -394,6 +441,9 @@ def cycle(size: int, args, sandbox_pids: list[int], tables: list[str]) -> dict:
                 if run and run.lanes_finished >= run.lanes:
                     break
             wall = time.perf_counter() - t0
+            postgres_cpu = postgres_cpu_seconds() - postgres0
+            machine1 = machine_busy_seconds()
+            busy, elapsed = machine1[0] - machine0[0], machine1[1] - machine0[1]
             time.sleep(1)  # the last lanes' counters are written after their task ends
             run.refresh_from_db()
             cpu = {pid: cpu_seconds(pid) - cpu0[pid] for pid in pool}
@@ -427,6 +477,8 @@ def cycle(size: int, args, sandbox_pids: list[int], tables: list[str]) -> dict:
         "cpu_ms": {pid: c / checked * 1000 for pid, c in cpu.items()},
         "cpu_total_ms": sum(cpu.values()) / checked * 1000,
         "sandbox_ms": sandbox_cpu / checked * 1000,
+        "postgres_ms": postgres_cpu / checked * 1000,
+        "machine_busy": busy / elapsed if elapsed else 0.0,
         "rss": rss,
         "sql": sql / checked,
         "bytes_check": sum(grew.values()) / checked,
@@ -486,6 +538,8 @@ def report(args, rows: list[dict]) -> None:
             lambda r: " + ".join(f"{v:.3f}" for v in r["cpu_ms"].values()) + f" = {r['cpu_total_ms']:.3f} ms",
         ),
         ("sandbox CPU per request (cycle / raw)", lambda r: f"{r['sandbox_ms']:.3f} / {r['raw']['sandbox_ms']:.3f} ms"),
+        ("PostgreSQL CPU per check (all its processes)", lambda r: f"{r['postgres_ms']:.3f} ms"),
+        ("machine CPU busy during the cycle", lambda r: f"{r['machine_busy'] * 100:.0f} % of {os.cpu_count()} cores"),
         ("peak RSS per worker process", lambda r: " / ".join(f"{v:.0f}" for v in r["rss"].values()) + " MB"),
         ("SQL statements per check", lambda r: f"{r['sql']:.4f}"),
         ("DB bytes added per check", lambda r: f"{r['bytes_check']:.1f} B"),
