@@ -7,15 +7,14 @@ to an address they checked, never letting the library resolve the name again:
 - `outbound_session()`: a requests Session whose connection pools open sockets through
   `_new_conn` below; proxies and .netrc from the environment are ignored (a proxy would
   connect on our behalf to anything).
-- `outbound_connector()`: an aiohttp TCPConnector with a resolver that refuses disallowed
-  addresses (aiohttp connects to exactly what its resolver returned).
+- the heartbeat's own client (connections.engine.heartbeat_http) resolves and checks the
+  same way (`allowed_addresses`) and connects to the address it checked.
 
-Neither follows redirects: callers pass allow_redirects=False and treat 3xx as an error.
+None follows redirects: callers pass allow_redirects=False and treat 3xx as an error.
 """
 
 from __future__ import annotations
 
-import asyncio
 import socket
 
 import requests
@@ -32,18 +31,14 @@ class OutboundBlocked(NewConnectionError):
     """urllib3's view of a policy refusal at connection time."""
 
 
-class OutboundAddressRefused(OSError):
-    """aiohttp's view of a policy refusal at connection time."""
-
-
 def refused_by_policy(exc: BaseException | None) -> bool:
-    """True when a requests/aiohttp exception (or its causes) is the policy refusing the address."""
+    """True when a requests exception (or its causes) is the policy refusing the address."""
     seen = 0
     while exc is not None and seen < 10:
-        if isinstance(exc, (OutboundRefused, OutboundBlocked, OutboundAddressRefused)):
+        if isinstance(exc, (OutboundRefused, OutboundBlocked)):
             return True
         reason = getattr(exc, "reason", None) or getattr(exc, "os_error", None)
-        if isinstance(reason, (OutboundBlocked, OutboundAddressRefused)):
+        if isinstance(reason, OutboundBlocked):
             return True
         args = getattr(exc, "args", ())
         if args and isinstance(args[0], BaseException) and refused_by_policy(args[0]):
@@ -112,29 +107,3 @@ def outbound_session() -> requests.Session:
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     return session
-
-
-class PolicyResolver:
-    """aiohttp resolver: the policy's resolution and check, run in a thread."""
-
-    async def resolve(self, host: str, port: int = 0, family: int = socket.AF_INET) -> list[dict]:
-        loop = asyncio.get_running_loop()
-        try:
-            addresses = await loop.run_in_executor(None, allowed_addresses, host, port)
-        except OutboundRefused as refused:
-            raise OutboundAddressRefused(f"refused by the outbound-URL policy: {refused.message}") from None
-        return [
-            {"hostname": host, "host": address, "port": port,
-             "family": socket.AF_INET6 if ":" in address else socket.AF_INET, "proto": 0,
-             "flags": socket.AI_NUMERICHOST}
-            for address in addresses
-        ]
-
-    async def close(self) -> None:
-        return None
-
-
-def outbound_connector(**kwargs):
-    import aiohttp
-
-    return aiohttp.TCPConnector(resolver=PolicyResolver(), **kwargs)
