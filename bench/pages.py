@@ -95,13 +95,23 @@ def pct(values, p):
 
 
 async def dashboard_load(
-    base: str, cookies: list[str], concurrency: int, seconds: float, web_pid: int, each_once: bool = False
+    base: str,
+    cookies: list[str],
+    concurrency: int,
+    seconds: float,
+    web_pid: int,
+    each_once: bool = False,
+    ramp: float = 0.0,
 ) -> dict:
+    """`concurrency` users, each viewing the dashboard again as soon as it arrived. Users arrive
+    over `ramp` seconds (user i at i × ramp / concurrency, as people do, not all in the same
+    microsecond); only requests started after the ramp are measured, for `seconds`."""
     port = urlsplit(base).port
     import aiohttp
 
-    latencies, statuses = [], {}
-    deadline = time.monotonic() + seconds
+    records: list[tuple[float, float, object]] = []  # (started, ms, status)
+    t0 = time.monotonic()
+    window = [t0 + ramp, t0 + ramp + seconds]
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=connector) as session:
 
@@ -109,37 +119,45 @@ async def dashboard_load(
         todo = list(range(len(cookies))) if each_once else []
 
         def more() -> bool:
-            return bool(todo) if each_once else time.monotonic() < deadline
+            return bool(todo) if each_once else time.monotonic() < window[1]
 
         async def user(i):
+            await asyncio.sleep(i * ramp / max(1, concurrency))
             cookie, url = cookies[i % len(cookies)], f"{base}/connections/"
             while more():
                 if each_once:
                     cookie = cookies[todo.pop()]
-                started = time.perf_counter()
+                started = time.monotonic()
                 try:
                     async with session.get(url, headers={"Cookie": cookie}, allow_redirects=False) as resp:
                         await resp.read()
                         status = resp.status
                 except aiohttp.ClientError as exc:
                     status = type(exc).__name__
-                latencies.append((time.perf_counter() - started) * 1000)
-                statuses[status] = statuses.get(status, 0) + 1
+                records.append((started, (time.monotonic() - started) * 1000, status))
 
         split: list[int] = []
+        cpu_at: dict[str, float] = {}
 
-        async def sample_split():
+        async def sample():
+            await asyncio.sleep(max(0.0, window[0] - time.monotonic()))
+            cpu_at["start"] = tree_cpu_seconds(web_pid)
             await asyncio.sleep(min(1.0, seconds / 2))
             split.extend(await asyncio.to_thread(connections_per_worker, port))
 
-        started, cpu = time.monotonic(), tree_cpu_seconds(web_pid)
-        sampler = asyncio.ensure_future(sample_split())
+        sampler = asyncio.ensure_future(sample())
         await asyncio.gather(*(user(i) for i in range(concurrency)))
         await sampler
-        elapsed, cpu = time.monotonic() - started, tree_cpu_seconds(web_pid) - cpu
+        ended = time.monotonic()
+        cpu = tree_cpu_seconds(web_pid) - cpu_at["start"]
+    measured = [(ms, status) for started, ms, status in records if started >= window[0]]
+    latencies = [ms for ms, _ in measured]
+    statuses: dict = {}
+    for _, status in measured:
+        statuses[status] = statuses.get(status, 0) + 1
     ok = statuses.get(200, 0)
     return {
-        "rps": ok / elapsed,
+        "rps": ok / (ended - window[0]),
         "p50": pct(latencies, 0.5),
         "p95": pct(latencies, 0.95),
         "p99": pct(latencies, 0.99),
@@ -208,7 +226,8 @@ def main() -> None:
     parser.add_argument("--per-user", type=int, default=5, help="connections per user")
     parser.add_argument("--streams", type=int, default=2000)
     parser.add_argument("--levels", default="10,50,100", help="dashboard concurrency levels")
-    parser.add_argument("--seconds", type=float, default=10.0, help="per dashboard level")
+    parser.add_argument("--seconds", type=float, default=10.0, help="per dashboard level, measured")
+    parser.add_argument("--ramp", type=float, default=2.0, help="users arrive over this many seconds (not measured)")
     parser.add_argument("--wait", type=float, default=60.0, help="seconds for every stream to get the changes")
     parser.add_argument("--web-workers", type=int, default=2)
     parser.add_argument("--pool", type=int, default=8, help="DB_POOL_MAX_SIZE per web process")
@@ -375,7 +394,7 @@ def run(args, db_name: str, web_pid: int) -> None:
         warm = await dashboard_load(base, cookies, 10, 0, web_pid, each_once=True)
         out["warm"] = warm
         for level in levels:
-            out["idle"][level] = await dashboard_load(base, cookies, level, args.seconds, web_pid)
+            out["idle"][level] = await dashboard_load(base, cookies, level, args.seconds, web_pid, ramp=args.ramp)
         out["db_idle"] = db_connections_in_use(db_name)
         out["rss_idle"] = rss_mb(web_pid)
         streams = Streams(base, sessions, args.streams)
@@ -398,7 +417,9 @@ def run(args, db_name: str, web_pid: int) -> None:
             out["db_streams"] = db_connections_in_use(db_name)
             out["rss_streams"] = rss_mb(web_pid)
             for level in levels:
-                out["streams"][level] = await dashboard_load(base, cookies, level, args.seconds, web_pid)
+                out["streams"][level] = await dashboard_load(
+                    base, cookies, level, args.seconds, web_pid, ramp=args.ramp
+                )
             # The sweep's changes: every connection's broker goes down; one sweep as a worker runs it.
             SandboxServer(args.sandbox_port).set_faults(client["client_id"], outage=True)
             sweep = subprocess.run(
@@ -443,7 +464,10 @@ def run(args, db_name: str, web_pid: int) -> None:
             cells.append(f"{r['rps']:.0f}/s {r['p50']:.0f}/{r['p95']:.0f}/{r['p99']:.0f} ms cpu {r['cpu_ms']:.1f}{err}")
         splits.append(f"{label}: " + ", ".join("/".join(map(str, out[phase][lv]["split"])) for lv in levels))
         print(f"{label:<22}" + "".join(f"{c:>42}" for c in cells))
-    print("  (requests/s, p50/p95/p99 latency, web CPU ms per request: 1000 / that = page views per core-second)")
+    print(
+        f"  (requests/s, p50/p95/p99 latency, web CPU ms per request: 1000 / that = page views per core-second; "
+        f"users arrive over {args.ramp:g} s, then {args.seconds:g} s measured)"
+    )
     print("  client connections per web worker during each level (streams included): " + "; ".join(splits))
     print(
         f"open streams held: {out['held']} of {args.streams} in {out['open_seconds']:.1f}s, refused: "
