@@ -265,7 +265,7 @@ STATIC_ROOT = VAR_DIR / "staticfiles"
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
-        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        "BACKEND": "config.staticstorage.ManifestStaticStorage"
         if PRODUCTION
         else "django.contrib.staticfiles.storage.StaticFilesStorage"
     },
@@ -311,6 +311,7 @@ CHECK_NOW_COOLDOWN_SECONDS = env_int("CHECK_NOW_COOLDOWN_SECONDS", 10)
 
 # --- Security -------------------------------------------------------------------------
 SESSION_COOKIE_HTTPONLY = True
+SESSION_ENGINE = "accounts.sessions"  # Django's database sessions, read without the ORM's compile
 # Idle timeout (renewed at most once a minute by a request) and an absolute lifetime
 # (accounts.middleware).
 SESSION_COOKIE_AGE = env_int("SESSION_IDLE_SECONDS", 30 * 60)

@@ -1,6 +1,7 @@
 """Production mode: refuses to start without its secrets, passes `check --deploy`, and is
 served by gunicorn with uvicorn workers and WhiteNoise static files."""
 
+import re
 import subprocess
 
 import pytest
@@ -82,6 +83,12 @@ def test_gunicorn_serves_health_and_static_files_in_production(tmp_path, transac
         assert "text/css" in static.headers["Content-Type"]
         page = requests.get(f"{base}/accounts/login/", headers=https, timeout=5, allow_redirects=False)
         assert page.status_code == 200
+        # Pages link the manifest's hashed names (kept per process after the first lookup: the
+        # same on every page), and those are served.
+        hashed = re.findall(r'/static/css/app\.[0-9a-f]{12}\.css', page.text)
+        again = requests.get(f"{base}/accounts/login/", headers=https, timeout=5, allow_redirects=False)
+        assert hashed and hashed == re.findall(r'/static/css/app\.[0-9a-f]{12}\.css', again.text)
+        assert requests.get(f"{base}{hashed[0]}", headers=https, timeout=5).status_code == 200
         assert "Strict-Transport-Security" in page.headers
         assert "Secure" in page.headers.get("Set-Cookie", "Secure")
         # The pretend broker is off in production unless SANDBOX_ENABLED says otherwise.
