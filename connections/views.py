@@ -12,6 +12,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from brokers.registry import UnknownBroker
 from brokers.services import broker_app_for, broker_app_is_configured
+from config.threadlanes import page_threads
 from connections import broker_client
 from connections.fragments import dashboard_cached
 from connections.models import ConnectionStatus
@@ -36,6 +37,7 @@ from connections.services import (
 logger = logging.getLogger(__name__)
 
 
+@page_threads
 @login_required
 def dashboard(request):
     # ?show=<group>: the summary tiles filter the list.
@@ -53,6 +55,7 @@ def dashboard(request):
     return render(request, "connections/dashboard.html", context)
 
 
+@page_threads
 @login_required
 @require_GET
 def archived(request):
@@ -125,6 +128,7 @@ def callback(request, slug: str):
     return redirect("connections:detail", connection_id=outcome.connection.pk)
 
 
+@page_threads
 @login_required
 @require_GET
 def connection_detail(request, connection_id):

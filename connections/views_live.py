@@ -17,6 +17,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseStopPolling
 
+from config.threadlanes import page_threads
 from connections import fragments, hub, live, presenters
 from connections.models import Connection, ConnectionStatus
 from connections.selectors import connection_get_for_user
@@ -32,6 +33,7 @@ def _fragment(request, template: str, context: dict, *, final: bool) -> HttpResp
     return response
 
 
+@page_threads
 @login_required
 @require_GET
 def card(request, connection_id):
@@ -45,6 +47,7 @@ def card(request, connection_id):
     return _fragment(request, "connections/partials/_card.html", {"card": view}, final=view.is_final)
 
 
+@page_threads
 @login_required
 @require_GET
 def panel(request, connection_id):
@@ -55,6 +58,7 @@ def panel(request, connection_id):
     return _fragment(request, "connections/partials/_panel.html", {"detail": detail}, final=detail.card.is_final)
 
 
+@page_threads
 @login_required
 @require_GET
 def summary(request):

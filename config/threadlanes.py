@@ -1,0 +1,106 @@
+"""The most viewed pages run on a few reused threads per web process, in arrival order.
+
+Django's ASGI handler runs each request's synchronous code on a thread of its own, started
+for that request. With 25 page views in flight in one process that is 25 threads contending
+for the GIL, and CPU per view rose with concurrency: in-process, 25 concurrent dashboards cost
+8.7-8.9 ms of CPU each on 25 threads, 8.6 on 8 reused threads, 7.3-7.4 on 2, 6.8 on 1
+(docs/operations.md, Scaling).
+
+So the views marked `@page_threads` (the dashboard, a connection's page, the cards, panel
+and summary the live pages re-fetch: database reads only, no call to a broker) take one of
+WEB_PAGE_THREADS lanes for a GET: a single-thread executor kept for the life of the process
+(asgiref's `ThreadSensitiveContext(executor=...)`); requests beyond that wait in the event
+loop, first come first served. Everything else keeps Django's thread per request: views that
+call a broker (OAuth callback, Check now, disconnect) may wait seconds on it and must not hold
+up page views, async views (live streams) wait on the loop, and an unmarked view is never
+assumed safe. A request that finds no lane free within DB_POOL_TIMEOUT gets the same 503
+"busy" answer as one that finds no database connection (ops.busy).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from concurrent.futures import ThreadPoolExecutor
+
+from asgiref.sync import ThreadSensitiveContext
+
+logger = logging.getLogger(__name__)
+
+BUSY_BODY = b"brokerlink is busy right now: every database connection is in use. Try again in a few seconds."
+_MARK = "page_threads"
+
+
+def page_threads(view):
+    """Mark a view as a database-only page read that may run on the shared page threads."""
+    setattr(view, _MARK, True)
+    return view
+
+
+class PageThreads:
+    """ASGI wrapper around Django's application; see the module."""
+
+    def __init__(self, app, *, size: int, timeout: float) -> None:
+        self.app = app
+        self.size = size
+        self.timeout = timeout
+        self._free: asyncio.Queue | None = None
+        self._loop = None
+        self._marked: dict[str, bool] = {}
+
+    def _lanes(self) -> asyncio.Queue:
+        loop = asyncio.get_running_loop()
+        if self._free is None or self._loop is not loop:
+            self._free, self._loop = asyncio.Queue(), loop
+            for n in range(self.size):
+                self._free.put_nowait(ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"page-{n}"))
+        return self._free
+
+    def _on_lanes(self, scope) -> bool:
+        if self.size <= 0 or scope["type"] != "http" or scope["method"] not in ("GET", "HEAD"):
+            return False
+        path = scope["path"]
+        known = self._marked.get(path)
+        if known is None:
+            from django.urls import Resolver404, resolve
+
+            try:
+                known = bool(getattr(resolve(path).func, _MARK, False))
+            except Resolver404:
+                known = False
+            if len(self._marked) > 4096:  # paths carry ids: keep the memo bounded
+                self._marked.clear()
+            self._marked[path] = known
+        return known
+
+    async def __call__(self, scope, receive, send):
+        if not self._on_lanes(scope):
+            return await self.app(scope, receive, send)
+        free = self._lanes()
+        try:
+            executor = await asyncio.wait_for(free.get(), self.timeout)
+        except TimeoutError:
+            logger.warning("ops.web.busy", extra={"path": scope["path"]})
+            await _busy(send)
+            return
+        try:
+            async with ThreadSensitiveContext(executor=executor):
+                await self.app(scope, receive, send)
+        finally:
+            free.put_nowait(executor)
+
+
+async def _busy(send) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 503,
+            "headers": [
+                (b"content-type", b"text/plain; charset=utf-8"),
+                (b"content-length", str(len(BUSY_BODY)).encode()),
+                (b"retry-after", b"5"),
+                (b"cache-control", b"no-store"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": BUSY_BODY})
