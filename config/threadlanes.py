@@ -50,7 +50,9 @@ class PageThreads:
 
     def _lanes(self) -> asyncio.Queue:
         loop = asyncio.get_running_loop()
-        if self._free is None or self._loop is not loop:
+        if self._free is None or self._loop is not loop:  # a new event loop (tests): new threads
+            while self._free is not None and not self._free.empty():
+                self._free.get_nowait().shutdown(wait=False)
             self._free, self._loop = asyncio.Queue(), loop
             for n in range(self.size):
                 self._free.put_nowait(ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"page-{n}"))

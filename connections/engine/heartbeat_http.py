@@ -113,6 +113,7 @@ class _Exchange(asyncio.Protocol):
         self.headers_done = False
         self.body = bytearray()
         self.received = False
+        self.unsolicited = False
         self.keep_alive = False
         self.problem: Exception | None = None
 
@@ -149,7 +150,16 @@ class _Exchange(asyncio.Protocol):
             waiter.set_exception(ClosedMidAnswer("the connection closed in the middle of the answer"))
 
     # --- httptools callbacks
+    def on_message_begin(self) -> None:
+        if self.waiter is not None and self.waiter.done():
+            # A second answer after ours, in the same bytes: nobody asked for it, so the
+            # connection is not reused (its next answer could be this one).
+            self.keep_alive = False
+            self.unsolicited = True
+
     def on_header(self, name: bytes, value: bytes) -> None:
+        if self.unsolicited:
+            return
         self.header_count += 1
         self.header_bytes += len(name) + len(value)
         if self.header_count > MAX_HEADERS or self.header_bytes > MAX_HEADER_BYTES:
@@ -161,12 +171,16 @@ class _Exchange(asyncio.Protocol):
         self.headers_done = True
 
     def on_body(self, body: bytes) -> None:
+        if self.unsolicited:
+            return
         if len(self.body) + len(body) > MAX_BODY_BYTES:
             self.problem = AnswerInvalid("the answer is larger than brokerlink's 1 MiB limit")
             raise self.problem
         self.body += body
 
     def on_message_complete(self) -> None:
+        if self.unsolicited:
+            return
         status = self.parser.get_status_code()
         if 100 <= status < 200:  # an interim answer (103 Early Hints): the real one follows
             self.headers, self.header_count, self.header_bytes, self.headers_done = {}, 0, 0, False
@@ -185,7 +199,7 @@ class _Exchange(asyncio.Protocol):
         except AnswerInvalid as exc:
             waiter.set_exception(exc)
             return
-        waiter.set_result(Answer(self.parser.get_status_code(), self.headers, body))
+        waiter.set_result(Answer(self.parser.get_status_code(), dict(self.headers), body))
 
     def _fail(self, exc: Exception) -> None:
         if self.waiter is not None and not self.waiter.done():
@@ -200,7 +214,7 @@ class _Exchange(asyncio.Protocol):
 
     @property
     def reusable(self) -> bool:
-        return not self.closed and self.keep_alive
+        return not self.closed and self.keep_alive and not self.unsolicited
 
 
 def _decoded(body: bytes, encoding: str) -> bytes:

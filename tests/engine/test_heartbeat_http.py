@@ -219,3 +219,14 @@ def test_a_closed_port_is_reported_as_unreachable():
     sock.close()
     (result,) = check([f"http://127.0.0.1:{port}/v2/account"])
     assert not result.ok and result.error.message == "Acme could not be reached (ConnectionRefusedError)."
+
+
+def test_a_second_answer_nobody_asked_for_is_ignored_and_the_connection_dropped(broker):
+    answers = iter([ok_answer() + ok_answer(body=b'{"status": "SMUGGLED"}'), ok_answer()])
+    server = broker(lambda path: (next(answers), "keep"))
+    with session_kept():
+        first = check([server.url()], concurrency=1)
+        second = check([server.url()], concurrency=1)
+    assert first[0].ok and first[0].payload["status"] == "ACTIVE"
+    assert second[0].ok and second[0].payload["status"] == "ACTIVE"
+    assert server.connections == 2  # the connection that carried the extra answer was not kept
