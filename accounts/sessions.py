@@ -18,8 +18,9 @@ class SessionStore(DatabaseSessionStore):
         if not self.session_key:  # Django's get() finds nothing for these either
             self._session_key = None
             return None
-        table = connections[router.db_for_read(model)].ops.quote_name(model._meta.db_table)
-        with connections[router.db_for_read(model)].cursor() as cursor:
+        db = connections[router.db_for_read(model)]
+        table = db.ops.quote_name(model._meta.db_table)
+        with db.cursor() as cursor:
             cursor.execute(
                 f"SELECT session_key, session_data, expire_date FROM {table} "  # noqa: S608 - the model's table
                 "WHERE session_key = %s AND expire_date > %s",

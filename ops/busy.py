@@ -13,6 +13,8 @@ import logging
 from django.db import OperationalError
 from django.http import HttpResponse
 
+from config.threadlanes import BUSY_MESSAGE
+
 logger = logging.getLogger(__name__)
 
 # What PostgreSQL says when it refuses a client for lack of slots.
@@ -62,7 +64,7 @@ class DatabaseBusyMiddleware:
             return None
         logger.warning("ops.database.busy", extra={"path": request.path})
         response = HttpResponse(
-            "brokerlink is busy right now: every database connection is in use. Try again in a few seconds.",
+            BUSY_MESSAGE,
             status=503,
             content_type="text/plain; charset=utf-8",
         )

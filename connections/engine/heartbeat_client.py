@@ -79,6 +79,12 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
     return uvloop.new_event_loop()
 
 
+def _network_failure(req: HeartbeatRequest, started: float, what: str) -> HeartbeatResult:
+    latency = int((time.perf_counter() - started) * 1000)
+    message = f"{req.broker_name} {what}"
+    return HeartbeatResult(req.key, False, latency, error=BrokerError(errors.NETWORK, message))
+
+
 async def _one(
     http: HeartbeatHttp,
     sem: asyncio.Semaphore,
@@ -98,21 +104,13 @@ async def _one(
         except OutboundRefused:
             return HeartbeatResult(req.key, False, 0, error=_refused(req))
         except TimeoutError:
-            latency = int((time.perf_counter() - started) * 1000)
-            message = f"{req.broker_name} did not answer in time."
-            return HeartbeatResult(req.key, False, latency, error=BrokerError(errors.NETWORK, message))
-        except AnswerInvalid as exc:
-            latency = int((time.perf_counter() - started) * 1000)
-            message = f"{req.broker_name} sent an answer brokerlink cannot read: {exc}."
-            return HeartbeatResult(req.key, False, latency, error=BrokerError(errors.NETWORK, message))
+            return _network_failure(req, started, "did not answer in time.")
+        except AnswerInvalid as exc:  # its message is one of heartbeat_http's own sentences
+            return _network_failure(req, started, f"sent an answer brokerlink cannot read: {exc}.")
         except ClosedMidAnswer:
-            latency = int((time.perf_counter() - started) * 1000)
-            message = f"{req.broker_name} closed the connection before its answer was complete."
-            return HeartbeatResult(req.key, False, latency, error=BrokerError(errors.NETWORK, message))
+            return _network_failure(req, started, "closed the connection before its answer was complete.")
         except OSError as exc:  # refused, reset, TLS verification
-            latency = int((time.perf_counter() - started) * 1000)
-            message = f"{req.broker_name} could not be reached ({type(exc).__name__})."
-            return HeartbeatResult(req.key, False, latency, error=BrokerError(errors.NETWORK, message))
+            return _network_failure(req, started, f"could not be reached ({type(exc).__name__}).")
         except Exception as exc:  # noqa: BLE001 - one request's surprise must not sink the batch
             message = f"brokerlink could not send the check to {req.broker_name} ({type(exc).__name__})."
             return HeartbeatResult(req.key, False, None, error=BrokerError(errors.UNEXPECTED, message))

@@ -28,7 +28,6 @@ import time
 import zlib
 from collections import deque
 from dataclasses import dataclass
-from functools import lru_cache
 from urllib.parse import quote, urlsplit
 
 import httptools
@@ -80,9 +79,10 @@ class Target:
         return (self.scheme, self.host, self.port)
 
 
-@lru_cache(maxsize=256)
 def target_of(url: str) -> Target:
-    """The URL's form checked by the policy (raises OutboundRefused) and split for the wire."""
+    """The URL's form checked by the policy (raises OutboundRefused) and split for the wire.
+    Not cached: the caller checks each distinct URL once per batch, so a policy change (the
+    loopback switch, a URL an admin edited) applies from the next batch."""
     checked = url_target(url)
     split = urlsplit(url)
     path = quote(split.path or "/", safe="/:@!$&'()*+,;=%~-._")
