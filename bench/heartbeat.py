@@ -78,6 +78,8 @@ def main() -> None:
     parser.add_argument("--debug", action="store_true", help="DJANGO_DEBUG on (the default off, as in production)")
     args = parser.parse_args()
     sizes = sorted(int(s) for s in args.sizes.split(",") if s.strip()) or [args.connections]
+    if args.profile and not (Path(sys.executable).parent / "py-spy").exists():
+        sys.exit("--profile needs py-spy in this venv (not a project dependency): .venv/bin/pip install py-spy")
 
     from tests.fixtures.sandbox import CONTROL_TOKEN
 
