@@ -5,6 +5,9 @@ from partners.models import ConnectSession, EndUser, PartnerApp
 
 
 class PartnerAppForm(forms.ModelForm):
+    logo_url = forms.URLField(
+        assume_scheme="https", required=False, max_length=500, help_text="https only; shown on the hosted pages."
+    )
     return_urls = forms.CharField(
         widget=forms.Textarea(attrs={"rows": 4}),
         required=False,
