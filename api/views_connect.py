@@ -14,8 +14,7 @@ from __future__ import annotations
 from datetime import datetime
 from uuid import UUID
 
-from django.http import HttpResponse
-from ninja import Schema
+from ninja import Schema, Status
 from ninja.errors import HttpError
 
 from api.models import Scope, ServiceKey
@@ -117,13 +116,13 @@ def create_connect_session(request, body: ConnectSessionIn):
         raise HttpError(exc.status, exc.message) from None
     _audit(request, key, "session_create", 201, connection_id=session.connection_id,
            result=f"Session {session.pk} for end user {session.end_user.external_id}.")
-    return 201, ConnectSessionOut(
+    return Status(201, ConnectSessionOut(
         id=session.pk,
         url=url,
         expires_at=session.expires_at,
         end_user_id=session.end_user.external_id,
         reconnect=session.is_reconnect,
-    )
+    ))
 
 
 @api.post(
@@ -173,4 +172,4 @@ def delete_end_user(request, end_user_id: str):
             409, "The end user still has connections that are not disconnected: disconnect them first."
         ) from None
     _audit(request, key, "end_user_delete", 204, result=f"Deleted, with {count} connection(s).")
-    return HttpResponse(status=204)
+    return Status(204, None)

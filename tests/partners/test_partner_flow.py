@@ -26,6 +26,10 @@ from tests.fixtures.sandbox import DEMO_PASSWORD, DEMO_USERNAME
 
 pytestmark = pytest.mark.browser
 
+AXE = "/static/vendor/axe/axe-4.14.1.min.js"
+AXE_RUN = """() => axe.run(document, {resultTypes: ["violations"]}).then(r => r.violations
+  .filter(v => v.impact === "serious" || v.impact === "critical")
+  .map(v => v.id + ": " + v.help + " @ " + v.nodes.slice(0, 3).map(n => n.target.join(" ")).join(" | ")))"""
 PARTNER_SCOPES = [Scope.CONNECT_SESSIONS, Scope.MANAGE_END_USERS, Scope.READ_STATUS, Scope.CALL]
 
 
@@ -74,6 +78,12 @@ def wait_for(read, timeout: float = 15):
     raise AssertionError("nothing arrived before the deadline")
 
 
+def accessible(tab, server, what: str) -> None:
+    """axe-core finds no serious or critical violation (contrast included)."""
+    tab.add_script_tag(url=server.url + AXE)
+    assert tab.evaluate(AXE_RUN) == [], what
+
+
 def authorize_at_sandbox(tab, *, account: str | None = None) -> None:
     """Sign in at the sandbox (if asked) and allow, picking `account` when given."""
     tab.wait_for_url("**/sandbox/**")
@@ -108,6 +118,7 @@ def test_partner_connects_an_end_user_uses_the_proxy_then_offboards(stack, partn
         "Tracker asks you to link a brokerage account for Ada"
     )
     expect(page.get_by_role("link", name="Sign in")).to_have_count(0)
+    accessible(page, stack, "the hosted connect page")
     page.get_by_role("button", name="Connect Sandbox Broker").click()
     authorize_at_sandbox(page, account="Individual ••1234")
 
@@ -135,6 +146,7 @@ def test_partner_connects_an_end_user_uses_the_proxy_then_offboards(stack, partn
         answer = again.goto(url)
         assert answer.status == 410
         expect(again.locator("h1")).to_have_text("This link was already used")
+        accessible(again, stack, "the used-link page")
     finally:
         other.close()
 
@@ -161,11 +173,13 @@ def test_reconnect_repairs_in_place_and_refuses_another_account(stack, partner, 
     authorize_at_sandbox(page, account="Individual ••1234")
     # No return_url: brokerlink's own finish page says what was linked for whom.
     expect(page.locator("[data-finished]")).to_contain_text("is linked for Tracker")
+    accessible(page, stack, "the finish page")
     connection = Connection.objects.get(end_user__external_id="u-1")
     events_before = connection.events.count()
 
-    # Another browser: a reconnect link names the account; signing in to another one changes nothing.
-    context = chromium.new_context()
+    # Another browser, without JavaScript: a reconnect link names the account; signing in to
+    # another one changes nothing.
+    context = chromium.new_context(java_script_enabled=False)
     try:
         second = context.new_page()
         second.goto(partner.connect_link(connection_id=str(connection.pk), return_url=partner.return_url))
@@ -202,6 +216,8 @@ def test_expired_link_foreign_key_and_no_stack_traces(stack, partner, receiver, 
     answer = page.goto(url)
     assert answer.status == 410
     expect(page.locator("h1")).to_have_text("This link has expired")
+    expect(page.locator("[data-partner-app]")).to_have_count(0)  # a stranger learns no app's name
+    accessible(page, stack, "the expired-link page")
 
     answer = page.goto(f"{stack.url}/connect/s/not-a-real-token/")
     assert answer.status == 404
