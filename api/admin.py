@@ -22,6 +22,12 @@ class ServiceKeyForm(forms.ModelForm):
             "app": "A partner app's key covers exactly that app's end users' connections (users do not apply).",
         }
 
+    def clean(self):
+        cleaned = super().clean()
+        if cleaned.get("app") and cleaned.get("users"):
+            self.add_error("users", "A partner app's key covers its app's end users only: leave users empty.")
+        return cleaned
+
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         from brokers.registry import all_profiles

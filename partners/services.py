@@ -73,6 +73,10 @@ PROBLEMS = {
     ),
     "expired": ("This link has expired", "Connect links work for a few minutes only. Ask the app for a new link."),
     "completed": ("This connection is done", "The account was linked; this session cannot be used again."),
+    "disconnected": (
+        "This connection was disconnected",
+        "The app disconnected the account this link was to repair. Ask the app for a new link to connect it again.",
+    ),
     "no_session": (
         "No connect session in this browser",
         "Open the link the app gave you in this browser, or ask the app for a new link.",
@@ -240,6 +244,9 @@ def connect_session_for_browser(browser, *, now: datetime | None = None) -> Conn
         raise SessionProblem("completed")
     if session.expires_at <= (now or timezone.now()):
         raise SessionProblem("expired")
+    if session.is_reconnect and session.connection.status == ConnectionStatus.DISCONNECTED:
+        # Disconnected since the link was made: only a new connect session brings it back.
+        raise SessionProblem("disconnected")
     return session
 
 

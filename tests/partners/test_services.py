@@ -197,3 +197,14 @@ def test_offboarding_then_delete(tracker, monkeypatch):
     assert end_user_delete(end_user=end_user) == 2
     assert not EndUser.objects.filter(pk=end_user.pk).exists()
     assert not Connection.objects.filter(pk__in=[first.pk, second.pk]).exists()
+
+
+def test_a_reconnect_link_for_a_connection_disconnected_since_is_refused(tracker, sandbox_configured):
+    connection = end_user_connection(end_user_upsert(app=tracker, external_id="u-1"))
+    _session, url = connect_session_create(app=tracker, connection_id=connection.pk)
+    browser = {}
+    connect_session_open(token_of(url), browser=browser)
+    Connection.objects.filter(pk=connection.pk).update(status=ConnectionStatus.DISCONNECTED)
+    with pytest.raises(SessionProblem) as refused:
+        connect_session_for_browser(browser)
+    assert refused.value.code == "disconnected"
