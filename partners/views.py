@@ -19,6 +19,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
+from brokers.registry import UnknownBroker, get_profile
 from connections.oauth_flow import PURPOSE_CONNECT, PURPOSE_RECONNECT
 from connections.services import FAILURES, ConnectFailed, connect_authorize_url, connection_authorize_complete
 from partners.models import ConnectSession, PartnerApp
@@ -45,6 +46,13 @@ def _with_logo(response: HttpResponse, app: PartnerApp | None) -> HttpResponse:
     if parts.scheme != "https" or not parts.netloc:
         return response
     return csp_update({"img-src": ["'self'", f"https://{parts.netloc}"]})(lambda request: response)(None)
+
+
+def _broker_name(slug: str) -> str:
+    try:
+        return get_profile(slug).name
+    except UnknownBroker:
+        return slug
 
 
 def _render(request, template: str, context: dict, *, status: int = 200, app: PartnerApp | None = None):
@@ -150,7 +158,12 @@ class ConnectSessionHandoff:
                     status="connected",
                 )
             )
-        context = {"session": session, "connection": connection, "reconnected": session.is_reconnect}
+        context = {
+            "session": session,
+            "connection": connection,
+            "broker_name": _broker_name(connection.broker_slug),
+            "reconnected": session.is_reconnect,
+        }
         return _render(request, "partners/finished.html", context, app=session.app)
 
     def failed(self, request, *, flow, code: str, detail: str = "", session=None, slug: str = ""):

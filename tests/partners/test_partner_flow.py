@@ -172,6 +172,7 @@ def test_reconnect_repairs_in_place_and_refuses_another_account(stack, partner, 
     page.get_by_role("button", name="Connect Sandbox Broker").click()
     authorize_at_sandbox(page, account="Individual ••1234")
     # No return_url: brokerlink's own finish page says what was linked for whom.
+    expect(page.locator("[data-finished]")).to_contain_text("Your Sandbox Broker account")
     expect(page.locator("[data-finished]")).to_contain_text("is linked for Tracker")
     accessible(page, stack, "the finish page")
     connection = Connection.objects.get(end_user__external_id="u-1")
