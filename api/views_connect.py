@@ -105,7 +105,7 @@ def create_connect_session(request, body: ConnectSessionIn):
         session, url = connect_session_create(
             app=key.app,
             key_id=key.pk,
-            end_user=body.end_user.dict() if body.end_user else None,
+            end_user=body.end_user.model_dump() if body.end_user else None,
             brokers=body.brokers,
             environment=body.environment or "",
             return_url=body.return_url or "",
