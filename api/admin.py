@@ -16,8 +16,17 @@ class ServiceKeyForm(forms.ModelForm):
 
     class Meta:
         model = ServiceKey
-        fields = ["name", "scopes", "broker_slugs", "users", "expires_at", "rate_limit_per_minute"]
-        help_texts = {"users": "None selected: every user's connections."}
+        fields = ["name", "scopes", "broker_slugs", "users", "app", "expires_at", "rate_limit_per_minute"]
+        help_texts = {
+            "users": "None selected: every user's connections.",
+            "app": "A partner app's key covers exactly that app's end users' connections (users do not apply).",
+        }
+
+    def clean(self):
+        cleaned = super().clean()
+        if cleaned.get("app") and cleaned.get("users"):
+            self.add_error("users", "A partner app's key covers its app's end users only: leave users empty.")
+        return cleaned
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -38,7 +47,7 @@ class ServiceKeyAdmin(admin.ModelAdmin):
     actions = ["revoke"]
 
     def get_fields(self, request, obj=None):
-        fields = ["name", "scopes", "broker_slugs", "users", "expires_at", "rate_limit_per_minute"]
+        fields = ["name", "scopes", "broker_slugs", "users", "app", "expires_at", "rate_limit_per_minute"]
         return fields + (["prefix", "revoked_at", "last_used_at", "created_by", "created_at"] if obj else [])
 
     def has_delete_permission(self, request, obj=None) -> bool:

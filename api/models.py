@@ -13,6 +13,8 @@ class Scope(models.TextChoices):
     READ_STATUS = "status:read", "Read connections and their health; trigger a check"
     CALL = "broker:call", "Call the broker through brokerlink (proxy), trigger a refresh"
     READ_TOKENS = "tokens:read", "Read access tokens"
+    CONNECT_SESSIONS = "connect:sessions", "Create connect sessions for the app's end users (app keys only)"
+    MANAGE_END_USERS = "end_users:manage", "Disconnect the app's end users' connections and delete end users"
 
 
 class ServiceKey(models.Model):
@@ -28,6 +30,11 @@ class ServiceKey(models.Model):
     # Empty: every broker / every user.
     broker_slugs = models.JSONField(default=list, blank=True)
     users = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="+")
+    # A partner app's key covers exactly that app's end users' connections (and no brokerlink
+    # user's); `users` does not apply to it.
+    app = models.ForeignKey(
+        "partners.PartnerApp", null=True, blank=True, on_delete=models.PROTECT, related_name="service_keys"
+    )
     expires_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
     rate_limit_per_minute = models.PositiveIntegerField(default=120)

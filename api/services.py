@@ -14,6 +14,7 @@ from django.utils import timezone
 from api.models import ApiAuditEntry, ServiceKey
 from config.env import tunable
 from connections.models import Connection
+from partners.services import app_connections
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +35,7 @@ def service_key_create(
     expires_at: datetime | None = None,
     rate_limit_per_minute: int = 120,
     created_by=None,
+    app=None,
 ) -> tuple[ServiceKey, str]:
     """A new key and its plaintext ("blk_<prefix>_<secret>"), which is never stored."""
     prefix = secrets.token_hex(6)
@@ -47,6 +49,7 @@ def service_key_create(
         expires_at=expires_at,
         rate_limit_per_minute=rate_limit_per_minute,
         created_by=created_by,
+        app=app,
     )
     if users:
         key.users.set(users)
@@ -89,8 +92,12 @@ def service_key_revoke(key: ServiceKey) -> bool:
 
 
 def service_key_connections(key: ServiceKey) -> QuerySet[Connection]:
-    """The connections this key may see: limited to its brokers and users, if it has any."""
-    qs = Connection.objects.select_related("user")
+    """The connections this key may see: limited to its brokers and users, if it has any.
+    A partner app's key sees exactly its app's end users' connections; no other key sees those."""
+    if key.app_id is not None:
+        qs = app_connections(key.app_id)
+        return qs.filter(broker_slug__in=key.broker_slugs) if key.broker_slugs else qs
+    qs = Connection.objects.select_related("user").filter(user__isnull=False)
     if key.broker_slugs:
         qs = qs.filter(broker_slug__in=key.broker_slugs)
     user_ids = list(key.users.values_list("pk", flat=True))
@@ -130,3 +137,24 @@ def api_audit_prune(*, now: datetime | None = None) -> int:
     cutoff = (now or timezone.now()) - timedelta(days=days)
     deleted, _ = ApiAuditEntry.objects.filter(created_at__lt=cutoff).delete()
     return deleted
+
+
+SESSION_AUDIT_ACTIONS = {"opened": "session_open", "completed": "session_done", "failed": "session_fail"}
+
+
+def on_connect_session_event(sender, *, session, action: str, result: str = "", connection_id=None, **kwargs) -> None:
+    """partners.signals.connect_session_event: what a browser did with a session, in the audit
+    trail of the key that created it (creation itself is audited by the API view)."""
+    name = SESSION_AUDIT_ACTIONS.get(action)
+    if name is None:
+        return
+    key = ServiceKey.objects.filter(pk=session.key_id).first() if session.key_id else None
+    api_audit_record(
+        key=key,
+        action=name,
+        status_code=200 if action != "failed" else 400,
+        connection_id=connection_id,
+        method="",
+        path=f"connect-session {session.pk}",
+        result=result,
+    )

@@ -131,6 +131,8 @@ def _connection(request, key: ServiceKey, connection_id: UUID, action: str) -> C
 class ConnectionOut(Schema):
     id: UUID
     user_email: str
+    # The app's own id of the end user who owns it (app keys); null for a brokerlink user's.
+    end_user_id: str | None = None
     broker: str
     environment: str
     account: str
@@ -151,7 +153,8 @@ class ConnectionOut(Schema):
     def of(connection: Connection) -> ConnectionOut:
         return ConnectionOut(
             id=connection.pk,
-            user_email=connection.user.email,
+            user_email=connection.user.email if connection.user_id else "",
+            end_user_id=connection.end_user.external_id if connection.end_user_id else None,
             broker=connection.broker_slug,
             environment=connection.environment,
             account=connection.account_number_masked,
@@ -175,6 +178,7 @@ class ConnectionFilters(Schema):
     status: str | None = None
     environment: str | None = None
     user_email: str | None = None
+    end_user_id: str | None = None
     quality: str | None = None
     limit: int = 100
     offset: int = 0
@@ -208,6 +212,8 @@ def list_connections(request, filters: Query[ConnectionFilters]):
         qs = qs.filter(user__email__iexact=filters.user_email)
     if filters.quality:
         qs = qs.filter(quality=filters.quality)
+    if filters.end_user_id:
+        qs = qs.filter(end_user__external_id=filters.end_user_id)
     limit = max(1, min(filters.limit, 500))
     rows = list(qs[filters.offset : filters.offset + limit])
     _audit(request, key, "list", 200, result=f"{len(rows)} connection(s).")

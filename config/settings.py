@@ -67,6 +67,7 @@ INSTALLED_APPS = [
     "brokers",
     "sandbox",
     "connections",
+    "partners",
     "ops",
     "api",
     # django-ninja: in INSTALLED_APPS so its docs page uses the bundled Swagger UI files (no CDN).

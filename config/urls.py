@@ -9,6 +9,7 @@ urlpatterns = [
     path("settings/", include("preferences.urls")),
     path("admin/", admin.site.urls),
     path("connections/", include("connections.urls")),
+    path("connect/", include("partners.urls")),
     path("", include("ops.urls")),
     path("api/v1/", include("api.urls")),
 ]

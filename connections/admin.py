@@ -92,11 +92,15 @@ class ConnectionAdmin(admin.ModelAdmin):
     ]
     list_filter = ["broker_slug", "status", "quality"]
     search_fields = ["user__email", "account_number_masked"]
-    list_select_related = ["user"]
+    list_select_related = ["user", "end_user__app"]
     ordering = ["-created_at"]
     # Explicit and read-only: the *_sealed columns are never form fields.
     fieldsets = [
-        (None, {"fields": ["id", "user", "broker_slug", "environment", "broker_app", "status", "status_changed_at"]}),
+        (
+            None,
+            {"fields": ["id", "user", "end_user", "broker_slug", "environment", "broker_app", "status",
+                        "status_changed_at"]},
+        ),
         ("Account", {"fields": ["account_id", "account_number_masked", "account_label", "nickname"]}),
         (
             "Tokens",
@@ -162,8 +166,10 @@ class ConnectionAdmin(admin.ModelAdmin):
         }
         return super().change_view(request, object_id, form_url, extra_context)
 
-    @admin.display(description="User", ordering="user__email")
+    @admin.display(description="Owner", ordering="user__email")
     def user_email(self, obj: Connection) -> str:
+        if obj.user_id is None:
+            return f"{obj.end_user} (partner app end user)"
         return obj.user.email
 
     @admin.display(description="Access token")

@@ -45,7 +45,14 @@ class Connection(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     # PROTECT: deleting a person must not silently drop live grants and their history;
     # admin disconnects (revoking) and deactivates instead (accounts.admin).
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="broker_connections")
+    # The owner: a brokerlink user, or an end user of a partner app (who has no brokerlink
+    # account). Exactly one is set. Every read scoped by `user` never sees an end user's row.
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="broker_connections"
+    )
+    end_user = models.ForeignKey(
+        "partners.EndUser", null=True, blank=True, on_delete=models.PROTECT, related_name="connections"
+    )
     broker_slug = models.SlugField(max_length=64)
     broker_app = models.ForeignKey("brokers.BrokerApp", null=True, blank=True, on_delete=models.SET_NULL)
     environment = models.CharField(max_length=8, choices=Environment.choices, default=Environment.PAPER)
@@ -113,7 +120,17 @@ class Connection(models.Model):
         constraints = [
             models.UniqueConstraint(
                 fields=["user", "broker_slug", "environment", "account_id"], name="connection_unique_account"
-            )
+            ),
+            models.UniqueConstraint(
+                fields=["end_user", "broker_slug", "environment", "account_id"],
+                condition=models.Q(end_user__isnull=False),
+                name="connection_unique_end_user_account",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(user__isnull=False, end_user__isnull=True)
+                | models.Q(user__isnull=True, end_user__isnull=False),
+                name="connection_one_owner",
+            ),
         ]
         indexes = [models.Index(fields=["status", "next_check_at"], name="connection_due_idx")]
         permissions = [("disconnect_others", "Can disconnect and revoke other people's connections")]

@@ -4,6 +4,11 @@ A pending flow lives in the user's session under its `state`: which broker and a
 it connects a new account or reconnects connection X, the PKCE verifier and when it began.
 Taking it on the callback removes it (single use); a used state is remembered by hash so a
 replay gets its own message. Flows expire after STATE_TTL_SECONDS.
+
+A flow may be handed off: another app (partners' connect sessions) starts it with a
+`handoff` name it registered here, and the broker's callback, which is always this app's URL
+(the one registered at the broker), gives the finished flow back to that handler instead of
+storing it for a signed-in user. connections never imports the apps that register.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import hashlib
 import secrets
 import time
 from dataclasses import asdict, dataclass
+from typing import Protocol
 from urllib.parse import urlencode, urlsplit
 
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
@@ -52,6 +58,40 @@ class PendingFlow:
     created_at: float
     code_verifier: str = ""
     connection_id: str = ""
+    # A registered hand-off (see handoff_register) and its own reference (a connect session's id).
+    handoff: str = ""
+    handoff_ref: str = ""
+
+
+class Handoff(Protocol):
+    """Finishes flows another app started. `complete` may raise ConnectFailed or FlowError;
+    the callback then calls `failed` with the failure's code."""
+
+    def owns_browser(self, request) -> bool: ...
+
+    def complete(self, request, *, flow: PendingFlow, code: str): ...
+
+    def failed(self, request, *, flow: PendingFlow | None, code: str, detail: str = ""): ...
+
+
+_HANDOFFS: dict[str, Handoff] = {}
+
+
+def handoff_register(name: str, handler: Handoff) -> None:
+    """Called once per process from the registering app's AppConfig.ready."""
+    _HANDOFFS[name] = handler
+
+
+def flow_handoff(request, state: str) -> Handoff | None:
+    """Who finishes the callback for `state`: the hand-off its flow names, or, when the flow is
+    gone (used, expired, forged) and nobody is signed in, a hand-off that owns this browser (so
+    its person gets that app's page). None: an ordinary flow of a signed-in user."""
+    raw = dict(request.session.get(SESSION_KEY, {})).get(state) if state else None
+    if raw is not None:
+        return _HANDOFFS.get(raw.get("handoff", ""))
+    if not request.user.is_authenticated:
+        return next((h for h in _HANDOFFS.values() if h.owns_browser(request)), None)
+    return None
 
 
 def _state_digest(state: str) -> str:
@@ -81,7 +121,14 @@ def authorize_params(profile: BrokerProfile) -> dict[str, str]:
 
 
 def flow_begin(
-    request, *, profile: BrokerProfile, app: BrokerApp, purpose: str = PURPOSE_CONNECT, connection_id: str = ""
+    request,
+    *,
+    profile: BrokerProfile,
+    app: BrokerApp,
+    purpose: str = PURPOSE_CONNECT,
+    connection_id: str = "",
+    handoff: str = "",
+    handoff_ref: str = "",
 ) -> str:
     """Record a pending flow in the session and return the broker's authorize URL."""
     state = secrets.token_urlsafe(32)
@@ -96,6 +143,8 @@ def flow_begin(
         created_at=time.time(),
         code_verifier=verifier,
         connection_id=connection_id,
+        handoff=handoff,
+        handoff_ref=handoff_ref,
     )
     pending = dict(request.session.get(SESSION_KEY, {}))
     pending[state] = asdict(flow)

@@ -31,7 +31,7 @@ from connections.errors import (
     BrokerError,
 )
 from connections.models import Connection, ConnectionEvent, ConnectionStatus
-from connections.oauth_flow import PURPOSE_RECONNECT, PendingFlow
+from connections.oauth_flow import PURPOSE_RECONNECT, PendingFlow, flow_begin
 from connections.state import connection_event_record, connection_transition
 from connections.tokens import connection_apply_token_response, token_meta_for, token_response_clean
 from vault.crypto import VaultError
@@ -248,14 +248,59 @@ def _flag_configuration(app: BrokerApp, error: BrokerError) -> None:
     broker_app_flag_config_problem(app, error.message)
 
 
+def connect_authorize_url(
+    request,
+    *,
+    slug: str,
+    purpose: str,
+    connection_id: str = "",
+    environment: str | None = None,
+    handoff: str = "",
+    handoff_ref: str = "",
+) -> str:
+    """Begin a flow in this browser's session and return the broker's authorize URL; raises
+    ConnectFailed("not_configured") for a broker this deployment cannot offer."""
+    from django.conf import settings
+
+    from brokers.registry import SANDBOX_SLUG
+    from brokers.services import broker_app_for, broker_app_is_configured
+
+    if slug == SANDBOX_SLUG and not settings.SANDBOX_ENABLED:
+        raise ConnectFailed("not_configured")
+    app = broker_app_for(slug, environment)
+    try:
+        profile = broker_client.profile_for(slug, app.environment if app else "live")
+    except UnknownBroker:
+        raise ConnectFailed("not_configured") from None
+    if app is None or not broker_app_is_configured(app, profile) or app.config_problem:
+        raise ConnectFailed("not_configured")
+    url = flow_begin(
+        request, profile=profile, app=app, purpose=purpose, connection_id=connection_id, handoff=handoff,
+        handoff_ref=handoff_ref,
+    )
+    logger.info("connections.connect.started", extra={"broker": slug, "purpose": purpose})
+    return url
+
+
+def _owner(user, end_user) -> dict:
+    """The owner filter of a connection: a brokerlink user's, or a partner app's end user's."""
+    if (user is None) == (end_user is None):
+        raise ValueError("A connection has exactly one owner: a user or an end user.")
+    return {"user": user} if user is not None else {"end_user": end_user}
+
+
 @sensitive_variables()
-def connection_authorize_complete(*, user, flow: PendingFlow, code: str) -> ConnectOutcome:
+def connection_authorize_complete(*, user=None, end_user=None, flow: PendingFlow, code: str) -> ConnectOutcome:
     """Exchange the code, learn the account, then create or update the connection in one transaction.
 
     Once the broker has issued tokens, every way out but success hands them back (revoked
     where the broker allows it) before the failure is raised: `_complete_after_exchange` runs
     inside one try/except that catches any exception. Raises ConnectFailed.
+
+    The owner is `user` (a brokerlink account) or `end_user` (a partner app's end user); a
+    reconnect only ever finds a connection of that same owner.
     """
+    owner = _owner(user, end_user)
     app = BrokerApp.objects.filter(pk=flow.app_id, enabled=True).first()
     try:
         profile = broker_client.profile_for(flow.slug, flow.environment)
@@ -273,12 +318,12 @@ def connection_authorize_complete(*, user, flow: PendingFlow, code: str) -> Conn
         logger.warning("connections.connect.exchange_failed", extra={"broker": flow.slug, "category": error.category})
         raise ConnectFailed(failure_code_for(error), detail=error.message) from error
     try:
-        return _complete_after_exchange(user=user, flow=flow, app=app, profile=profile, token=token)
+        return _complete_after_exchange(owner=owner, flow=flow, app=app, profile=profile, token=token)
     except Exception as exc:  # noqa: BLE001 - whatever went wrong, the tokens go back first
         failed = _as_connect_failed(exc, slug=flow.slug)
         _revoke_quietly(profile, app, token)
         if failed.code == "different_account":
-            _record_refused_reconnect(user=user, flow=flow, profile=profile)
+            _record_refused_reconnect(owner=owner, flow=flow, profile=profile)
         raise failed from exc
 
 
@@ -302,16 +347,16 @@ def _as_connect_failed(exc: Exception, *, slug: str) -> ConnectFailed:
     return ConnectFailed("internal_error", detail=f"brokerlink failed while storing the connection ({name}).")
 
 
-def _record_refused_reconnect(*, user, flow: PendingFlow, profile: BrokerProfile) -> None:
+def _record_refused_reconnect(*, owner: dict, flow: PendingFlow, profile: BrokerProfile) -> None:
     """A reconnect that signed in to another account leaves a line in the connection's history."""
-    connection = Connection.objects.filter(pk=flow.connection_id, user=user).first() if flow.connection_id else None
+    connection = Connection.objects.filter(pk=flow.connection_id, **owner).first() if flow.connection_id else None
     if connection is None:
         return
     connection_event_record(
         connection=connection,
         kind=ConnectionEvent.Kind.RECONNECT_REFUSED,
         message=f"Reconnect refused: you signed in to a different {profile.name} account; nothing changed",
-        actor=user,
+        actor=owner.get("user"),
     )
 
 
@@ -357,7 +402,7 @@ def grant_check(profile: BrokerProfile, token: dict) -> None:
 
 @sensitive_variables()
 def _complete_after_exchange(
-    *, user, flow: PendingFlow, app: BrokerApp, profile: BrokerProfile, token: dict
+    *, owner: dict, flow: PendingFlow, app: BrokerApp, profile: BrokerProfile, token: dict
 ) -> ConnectOutcome:
     token, _ = token_response_clean(profile, token)  # BrokerError(unexpected) names the bad field
     grant_check(profile, token)
@@ -365,20 +410,20 @@ def _complete_after_exchange(
     identity = broker_client.account_identity(profile, flow.environment, token["access_token"], token_meta)
     try:
         with transaction.atomic():
-            return _store_connection(user=user, flow=flow, app=app, profile=profile, token=token, identity=identity)
+            return _store_connection(owner=owner, flow=flow, app=app, profile=profile, token=token, identity=identity)
     except IntegrityError:
         # A concurrent callback for the same account created the row first: update it instead.
         with transaction.atomic():
-            return _store_connection(user=user, flow=flow, app=app, profile=profile, token=token, identity=identity)
+            return _store_connection(owner=owner, flow=flow, app=app, profile=profile, token=token, identity=identity)
 
 
 @sensitive_variables()
 def _store_connection(
-    *, user, flow: PendingFlow, app: BrokerApp, profile: BrokerProfile, token: dict, identity: dict
+    *, owner: dict, flow: PendingFlow, app: BrokerApp, profile: BrokerProfile, token: dict, identity: dict
 ) -> ConnectOutcome:
     account_id = str(identity["account_id"])[:255]
     if flow.purpose == PURPOSE_RECONNECT and flow.connection_id:
-        connection = Connection.objects.select_for_update().filter(pk=flow.connection_id, user=user).first()
+        connection = Connection.objects.select_for_update().filter(pk=flow.connection_id, **owner).first()
         if connection is None:
             raise ConnectFailed("state_unknown")
         if connection.account_id != account_id or connection.broker_slug != flow.slug:
@@ -387,12 +432,12 @@ def _store_connection(
     else:
         connection = (
             Connection.objects.select_for_update()
-            .filter(user=user, broker_slug=flow.slug, environment=flow.environment, account_id=account_id)
+            .filter(**owner, broker_slug=flow.slug, environment=flow.environment, account_id=account_id)
             .first()
         )
     created = connection is None
     if created:
-        connection = Connection(user=user, broker_slug=flow.slug, environment=flow.environment, account_id=account_id)
+        connection = Connection(**owner, broker_slug=flow.slug, environment=flow.environment, account_id=account_id)
     now = timezone.now()
     connection.broker_app = app
     connection.account_number_masked = str(identity.get("masked_number") or "")[:32]
@@ -423,7 +468,7 @@ def _store_connection(
         to_status=ConnectionStatus.CONNECTED,
         kind=kind,
         message=f"Authorized at {profile.name}",
-        actor=user,
+        actor=owner.get("user"),
         save=False,
     )
     connection.save()

@@ -5,18 +5,18 @@ import logging
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.views import redirect_to_login
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from brokers.registry import UnknownBroker
-from brokers.services import broker_app_for, broker_app_is_configured
 from config.threadlanes import page_threads
 from connections import broker_client
 from connections.fragments import dashboard_cached
 from connections.models import ConnectionStatus
-from connections.oauth_flow import PURPOSE_CONNECT, PURPOSE_RECONNECT, FlowError, flow_begin, flow_take, issuer_check
+from connections.oauth_flow import PURPOSE_CONNECT, PURPOSE_RECONNECT, FlowError, flow_handoff, flow_take, issuer_check
 from connections.presenters import card_for, cards_for_disconnected, detail_for
 from connections.selectors import (
     connection_get_for_user,
@@ -26,6 +26,7 @@ from connections.selectors import (
 from connections.services import (
     FAILURES,
     ConnectFailed,
+    connect_authorize_url,
     connection_archive,
     connection_authorize_complete,
     connection_disconnect,
@@ -80,17 +81,12 @@ def _sandbox_off(slug: str) -> bool:
 
 
 def _start(request, *, slug: str, purpose: str, connection_id: str = "", environment: str | None = None):
-    if _sandbox_off(slug):
-        return _failure(request, "not_configured", slug=slug)
-    app = broker_app_for(slug, environment)
     try:
-        profile = broker_client.profile_for(slug, app.environment if app else "live")
-    except UnknownBroker:
-        return _failure(request, "not_configured", slug=slug)
-    if app is None or not broker_app_is_configured(app, profile) or app.config_problem:
-        return _failure(request, "not_configured", slug=slug)
-    url = flow_begin(request, profile=profile, app=app, purpose=purpose, connection_id=connection_id)
-    logger.info("connections.connect.started", extra={"broker": slug, "purpose": purpose})
+        url = connect_authorize_url(
+            request, slug=slug, purpose=purpose, connection_id=connection_id, environment=environment
+        )
+    except ConnectFailed as exc:
+        return _failure(request, exc.code, slug=slug)
     return redirect(url)
 
 
@@ -100,15 +96,19 @@ def connect_start(request, slug: str):
     return _start(request, slug=slug, purpose=PURPOSE_CONNECT)
 
 
-@login_required
 @require_GET
 @sensitive_variables()
 def callback(request, slug: str):
+    """The broker sends the browser back here. A flow another app started (a partner's connect
+    session) is finished by that app's hand-off; every other flow needs its signed-in user."""
     params = request.GET
     flow = None
-    if _sandbox_off(slug):
-        return _failure(request, "not_configured", slug=slug)
+    handoff = flow_handoff(request, params.get("state", ""))
+    if handoff is None and not request.user.is_authenticated:
+        return redirect_to_login(request.get_full_path())
     try:
+        if _sandbox_off(slug):
+            raise FlowError("not_configured")
         flow = flow_take(request, slug=slug, state=params.get("state", ""))
         try:
             profile = broker_client.profile_for(slug, flow.environment)
@@ -119,9 +119,14 @@ def callback(request, slug: str):
             raise FlowError("access_denied" if params["error"] == "access_denied" else "authorization_error")
         if not params.get("code"):
             raise FlowError("code_missing")
+        if handoff is not None:
+            return handoff.complete(request, flow=flow, code=params["code"])
         outcome = connection_authorize_complete(user=request.user, flow=flow, code=params["code"])
     except (FlowError, ConnectFailed) as exc:
         detail = getattr(exc, "detail", "")
+        if handoff is not None:
+            logger.info("connections.connect.failed", extra={"broker": slug, "failure": exc.code})
+            return handoff.failed(request, flow=flow, code=exc.code, detail=detail)
         connection_id = flow.connection_id if flow and flow.purpose == PURPOSE_RECONNECT else ""
         return _failure(request, exc.code, slug=slug, detail=detail, connection_id=connection_id)
     messages.success(request, outcome.message)

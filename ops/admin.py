@@ -73,7 +73,7 @@ class WebhookEndpointForm(forms.ModelForm):
 
     class Meta:
         model = WebhookEndpoint
-        fields = ["name", "url", "enabled", "event_types", "owner"]
+        fields = ["name", "url", "enabled", "event_types", "owner", "app"]
 
     def clean_url(self):
         from outbound.policy import outbound_url_problem
@@ -128,7 +128,7 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
     list_filter = ["enabled"]
     readonly_fields = ["secret_status", "last_success_at", "disabled_at", "disabled_reason", "created_at",
                        "updated_at"]
-    fields = ["name", "url", "enabled", "event_types", "owner", "secret_status", "new_secret", "last_success_at",
+    fields = ["name", "url", "enabled", "event_types", "owner", "app", "secret_status", "new_secret", "last_success_at",
               "disabled_at", "disabled_reason", "created_at", "updated_at"]
     raw_id_fields = ["owner"]
     inlines = [WebhookDeliveryInline]

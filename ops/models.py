@@ -94,6 +94,11 @@ class WebhookEndpoint(models.Model):
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # A partner app's endpoint receives the events of that app's end users' connections only;
+    # an endpoint without an app, those of brokerlink users' connections only.
+    app = models.ForeignKey(
+        "partners.PartnerApp", null=True, blank=True, on_delete=models.CASCADE, related_name="webhook_endpoints"
+    )
     last_success_at = models.DateTimeField(null=True, blank=True)
     disabled_at = models.DateTimeField(null=True, blank=True)
     disabled_reason = models.CharField(max_length=500, blank=True)

@@ -188,8 +188,15 @@ def _connection_data(connection) -> dict:
         "environment": connection.environment,
         "account": connection.account_number_masked,
         "status": connection.status,
-        "user_email": getattr(connection.user, "email", ""),
+        "user_email": getattr(connection.user, "email", "") if connection.user_id else "",
+        # The partner app's own id of the end user who owns the connection (null: a brokerlink user's).
+        "end_user_id": connection.end_user.external_id if connection.end_user_id else None,
     }
+
+
+def _app_of(connection):
+    """The partner app whose endpoints hear about this connection (None: brokerlink users')."""
+    return connection.end_user.app_id if connection.end_user_id else None
 
 
 def webhook_payload(event_type: str, data: dict, *, created_at: datetime) -> dict:
@@ -197,9 +204,13 @@ def webhook_payload(event_type: str, data: dict, *, created_at: datetime) -> dic
     return {"type": event_type, "version": PAYLOAD_VERSION, "timestamp": created_at.isoformat(), "data": data}
 
 
-def webhook_enqueue(event_type: str, data: dict, *, connection_id=None, event_id: uuid.UUID | None = None) -> list:
-    """One delivery per enabled endpoint that wants this event type; each sent by a task."""
-    endpoints = [e for e in WebhookEndpoint.objects.filter(enabled=True) if e.wants(event_type)]
+def webhook_enqueue(
+    event_type: str, data: dict, *, connection_id=None, event_id: uuid.UUID | None = None, app_id=None
+) -> list:
+    """One delivery per enabled endpoint that wants this event type; each sent by a task.
+    `app_id`: the partner app the event is about; only that app's endpoints get it (none:
+    only the endpoints without an app), so no app hears of another's end users."""
+    endpoints = [e for e in WebhookEndpoint.objects.filter(enabled=True, app_id=app_id) if e.wants(event_type)]
     if not endpoints:
         return []
     now = timezone.now()
@@ -261,7 +272,8 @@ def on_connection_event(sender, instance, created: bool, raw: bool = False, **kw
             event.to_status == ConnectionStatus.NEEDS_REAUTH or connection.status == ConnectionStatus.NEEDS_REAUTH
             or (event.kind == "refresh_failed" and event.category == "auth")
         )
-    _after_commit(lambda: webhook_enqueue(event_type, data, connection_id=connection.pk))
+    app_id = _app_of(connection)
+    _after_commit(lambda: webhook_enqueue(event_type, data, connection_id=connection.pk, app_id=app_id))
 
 
 def on_notification(sender, instance, created: bool, raw: bool = False, **kwargs) -> None:
@@ -270,7 +282,8 @@ def on_notification(sender, instance, created: bool, raw: bool = False, **kwargs
         return
     connection = instance.connection
     data = {"connection": _connection_data(connection), "deadline": instance.incident_at.isoformat()}
-    _after_commit(lambda: webhook_enqueue("connection.expiring", data, connection_id=connection.pk))
+    app_id = _app_of(connection)
+    _after_commit(lambda: webhook_enqueue("connection.expiring", data, connection_id=connection.pk, app_id=app_id))
 
 
 # --- delivery ------------------------------------------------------------------------------

@@ -79,6 +79,8 @@ def notification_send(*, connection: Connection, kind: str, incident_at: datetim
     """Send one notification unless it was already sent for this incident, where the owner
     wants it (preferences.notify: kinds on/off, email, personal channels). Returns True if sent."""
     now = now or timezone.now()
+    if connection.user_id is None:
+        return False  # a partner app's end user: the app hears it from webhooks, brokerlink has no address
     email = getattr(connection.user, "email", "") or ""
     try:
         with transaction.atomic():
@@ -124,7 +126,11 @@ def notifications_dispatch(*, now: datetime | None = None) -> int:
         already = Notification.objects.filter(
             connection=OuterRef("pk"), kind=kind, incident_at=OuterRef("status_changed_at")
         )
-        problems = Connection.objects.select_related("user").filter(status=status).exclude(Exists(already))
+        problems = (
+            Connection.objects.select_related("user")
+            .filter(status=status, user__isnull=False)
+            .exclude(Exists(already))
+        )
         for connection in problems[:1000]:
             incident_at = connection.status_changed_at
             sent += notification_send(connection=connection, kind=kind, incident_at=incident_at, now=now)
@@ -134,6 +140,7 @@ def notifications_dispatch(*, now: datetime | None = None) -> int:
             kind__in=list(PROBLEM_KINDS.values()),
             resolved_at__isnull=True,
             connection__status=ConnectionStatus.CONNECTED,
+            connection__user__isnull=False,
         )
         .values("connection_id")
         .annotate(first=Min("incident_at"))
@@ -167,7 +174,7 @@ def expiry_warnings_send(*, now: datetime | None = None) -> int:
     soon = (
         Connection.objects.select_related("user")
         .exclude(status__in=INACTIVE_STATUSES)
-        .filter(reauth_deadline_at__gt=now, reauth_deadline_at__lte=now + timedelta(days=2))
+        .filter(user__isnull=False, reauth_deadline_at__gt=now, reauth_deadline_at__lte=now + timedelta(days=2))
     )
     for connection in soon.iterator():
         if connection.reauth_deadline_at - now > expiry_warning_ahead(connection):

@@ -114,7 +114,8 @@ def test_a_delivery_is_signed_to_the_spec_and_verified_by_the_library(connection
         "timestamp": got["body"]["timestamp"],
         "data": {
             "connection": {"id": str(connection.pk), "broker": "sandbox", "environment": "live",
-                           "account": "••7788", "status": "connected", "user_email": "ada@example.com"},
+                           "account": "••7788", "status": "connected", "user_email": "ada@example.com",
+                           "end_user_id": None},
             "previous_status": "degraded",
             "reason": {"category": "", "message": "Heartbeat passed."},
         },

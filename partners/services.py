@@ -1,0 +1,325 @@
+"""Partner apps' end users and connect sessions: the rules, as plain functions.
+
+    session, url = connect_session_create(app=..., key_id=..., end_user={"id": "u-42"}, brokers=["sandbox"])
+    session = connect_session_open(token, browser=request.session)    # first open only; then the cookie
+    session = connect_session_for_browser(request.session)           # every later page of that browser
+    connect_session_complete(session, connection) / connect_session_fail(session, code)
+    end_user_disconnect_all(app=..., external_id=...)                  # offboarding: revoke every grant
+    end_user_delete(app=..., external_id=...)                          # then forget them
+
+A session's URL token is 256 random bits; only its SHA-256 is stored. The first open spends
+it and binds the session to that browser (a second secret in the browser's Django session,
+its hash on the row); the browser is sent on to a URL without the token.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from brokers.services import broker_catalog
+from config.env import tunable
+from connections.models import Connection, ConnectionStatus
+from connections.services import DisconnectOutcome, connection_disconnect
+from partners.models import ConnectSession, EndUser, PartnerApp
+from partners.signals import connect_session_event
+
+logger = logging.getLogger(__name__)
+
+DEFAULTS = {
+    # How long a new session's link can be opened; and, once opened, how long that browser has
+    # to finish (signing in at a broker can take a while).
+    "SESSION_MINUTES": 30,
+    # Sessions one service key may create per minute.
+    "SESSIONS_PER_MINUTE": 30,
+}
+BROWSER_KEY = "partners.connect_session"
+
+
+def partners_setting(name: str) -> int:
+    return int(tunable("CONNECT", name, DEFAULTS))
+
+
+class SessionRequestInvalid(Exception):
+    """A connect-session request the API refuses: `status` is its HTTP status (400, 404, 409)."""
+
+    def __init__(self, message: str, *, status: int = 400):
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
+@dataclass(frozen=True)
+class SessionProblem(Exception):
+    """Why a browser cannot use a session. `code` is one of PROBLEMS."""
+
+    code: str
+
+
+PROBLEMS = {
+    "unknown": ("This link is not valid", "brokerlink knows no connect session for this link (it may be mistyped)."),
+    "used": (
+        "This link was already used",
+        "Each connect link works once, in the browser that opened it first. Ask the app for a new link.",
+    ),
+    "expired": ("This link has expired", "Connect links work for a few minutes only. Ask the app for a new link."),
+    "completed": ("This connection is done", "The account was linked; this session cannot be used again."),
+    "disconnected": (
+        "This connection was disconnected",
+        "The app disconnected the account this link was to repair. Ask the app for a new link to connect it again.",
+    ),
+    "no_session": (
+        "No connect session in this browser",
+        "Open the link the app gave you in this browser, or ask the app for a new link.",
+    ),
+}
+
+
+def _digest(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+# --- apps and end users --------------------------------------------------------------------
+
+
+def partner_app_create(
+    *, name: str, return_urls: list[str] | tuple = (), logo_url: str = "", brand_colour: str = ""
+) -> PartnerApp:
+    app = PartnerApp(name=name, return_urls=list(return_urls), logo_url=logo_url, brand_colour=brand_colour)
+    app.full_clean()
+    app.save()
+    return app
+
+
+def return_url_allowed(app: PartnerApp, url: str) -> bool:
+    """Exact string match against the app's list: no prefix, no pattern, so no open redirect."""
+    return bool(url) and url in (app.return_urls or [])
+
+
+def end_user_upsert(*, app: PartnerApp, external_id: str, email: str = "", display_name: str = "") -> EndUser:
+    """The app's end user with this id, created on first sight; given details are kept up to date."""
+    external_id = external_id.strip()
+    if not external_id or len(external_id) > 255:
+        raise SessionRequestInvalid("end_user.id must be 1 to 255 characters.")
+    end_user, created = EndUser.objects.get_or_create(
+        app=app, external_id=external_id, defaults={"email": email or "", "display_name": display_name or ""}
+    )
+    given = {"email": email, "display_name": display_name}
+    changed = {k: v for k, v in given.items() if v and getattr(end_user, k) != v}
+    if changed and not created:
+        for name, value in changed.items():
+            setattr(end_user, name, value)
+        end_user.save(update_fields=[*changed, "updated_at"])
+    return end_user
+
+
+def end_user_get(*, app: PartnerApp, external_id: str) -> EndUser | None:
+    return EndUser.objects.filter(app=app, external_id=external_id).first()
+
+
+def app_connections(app_id):
+    """Every connection of this app's end users (and nothing else)."""
+    return Connection.objects.filter(end_user__app_id=app_id).select_related("end_user", "end_user__app")
+
+
+# --- sessions ------------------------------------------------------------------------------
+
+
+def offered_brokers(session: ConnectSession) -> list:
+    """The catalog entries this session lets the end user connect (configured ones only)."""
+    entries = [e for e in broker_catalog() if e.configured]
+    if session.is_reconnect:
+        return [e for e in entries if e.slug == session.connection.broker_slug]
+    if session.brokers:
+        entries = [e for e in entries if e.slug in session.brokers]
+    return entries
+
+
+def connect_session_create(
+    *,
+    app: PartnerApp,
+    key_id=None,
+    end_user: dict | None = None,
+    brokers: list[str] | None = None,
+    environment: str = "",
+    return_url: str = "",
+    connection_id=None,
+    now: datetime | None = None,
+) -> tuple[ConnectSession, str]:
+    """A new session and its URL (shown once). Raises SessionRequestInvalid."""
+    now = now or timezone.now()
+    if return_url and not return_url_allowed(app, return_url):
+        raise SessionRequestInvalid("return_url is not one of this app's allowed return URLs (exact match).")
+    if environment and environment not in ("paper", "live"):
+        raise SessionRequestInvalid("environment must be 'paper' or 'live'.")
+    connection = None
+    if connection_id:
+        connection = app_connections(app.pk).filter(pk=connection_id).first()
+        if connection is None:
+            raise SessionRequestInvalid("No such connection.", status=404)
+        if connection.status == ConnectionStatus.DISCONNECTED:
+            raise SessionRequestInvalid(
+                "This connection was disconnected; create a new connect session for its end user instead.", status=409
+            )
+        if end_user and end_user.get("id") and end_user["id"] != connection.end_user.external_id:
+            raise SessionRequestInvalid("The connection belongs to another end user.", status=404)
+        owner = connection.end_user
+        brokers, environment = [connection.broker_slug], connection.environment
+    else:
+        if not end_user or not str(end_user.get("id") or "").strip():
+            raise SessionRequestInvalid("end_user.id is required (or connection_id, to reconnect).")
+        known = {e.slug for e in broker_catalog() if e.configured}
+        unknown = sorted(set(brokers or []) - known)
+        if unknown:
+            raise SessionRequestInvalid(f"Not offered by this brokerlink: {', '.join(unknown)}.")
+        owner = end_user_upsert(
+            app=app,
+            external_id=str(end_user["id"]),
+            email=end_user.get("email") or "",
+            display_name=end_user.get("display_name") or "",
+        )
+    token = secrets.token_urlsafe(32)
+    session = ConnectSession.objects.create(
+        app=app,
+        end_user=owner,
+        token_hash=_digest(token),
+        key_id=key_id,
+        brokers=list(brokers or []),
+        environment=environment or "",
+        return_url=return_url,
+        connection=connection,
+        expires_at=now + timedelta(minutes=partners_setting("SESSION_MINUTES")),
+        created_at=now,
+    )
+    _announce(session, "created", f"For end user {owner.external_id}" + (" (reconnect)" if connection else ""))
+    return session, f"{settings.SITE_URL}/connect/s/{token}/"
+
+
+def connect_session_open(token: str, *, browser, now: datetime | None = None) -> ConnectSession:
+    """Spend the link's token and bind the session to this browser (`browser`: its Django
+    session). Atomic: of two browsers opening one link, exactly one gets it. Raises SessionProblem."""
+    now = now or timezone.now()
+    secret = secrets.token_urlsafe(32)
+    digest = _digest(token or "")
+    opened = ConnectSession.objects.filter(
+        token_hash=digest, status=ConnectSession.Status.CREATED, expires_at__gt=now
+    ).update(
+        status=ConnectSession.Status.OPENED,
+        opened_at=now,
+        browser_hash=_digest(secret),
+        expires_at=now + timedelta(minutes=partners_setting("SESSION_MINUTES")),
+    )
+    session = ConnectSession.objects.select_related("app", "end_user").filter(token_hash=digest).first()
+    if session is None:
+        raise SessionProblem("unknown")
+    if not opened:
+        code = "used" if session.status != ConnectSession.Status.CREATED else "expired"
+        _announce(session, "failed", f"Link opened again: {code}.")
+        raise SessionProblem(code)
+    browser[BROWSER_KEY] = {"id": str(session.pk), "secret": secret}
+    _announce(session, "opened", "Opened in a browser.")
+    return session
+
+
+def connect_session_for_browser(browser, *, now: datetime | None = None) -> ConnectSession:
+    """The session this browser opened, while it can still be used. Raises SessionProblem."""
+    held = browser.get(BROWSER_KEY) or {}
+    if not held.get("id") or not held.get("secret"):
+        raise SessionProblem("no_session")
+    session = (
+        ConnectSession.objects.select_related("app", "end_user", "connection").filter(pk=held["id"]).first()
+    )
+    if session is None or not hmac.compare_digest(session.browser_hash, _digest(held["secret"])):
+        raise SessionProblem("no_session")
+    if session.status == ConnectSession.Status.COMPLETED:
+        raise SessionProblem("completed")
+    if session.expires_at <= (now or timezone.now()):
+        raise SessionProblem("expired")
+    if session.is_reconnect and session.connection.status == ConnectionStatus.DISCONNECTED:
+        # Disconnected since the link was made: only a new connect session brings it back.
+        raise SessionProblem("disconnected")
+    return session
+
+
+def connect_session_held(browser) -> bool:
+    return bool((browser.get(BROWSER_KEY) or {}).get("id"))
+
+
+def connect_session_complete(session: ConnectSession, connection: Connection, *, browser=None) -> bool:
+    """Mark the session done with this connection (once). False if it was already done."""
+    done = ConnectSession.objects.filter(pk=session.pk, status=ConnectSession.Status.OPENED).update(
+        status=ConnectSession.Status.COMPLETED, completed_at=timezone.now(), result_connection_id=connection.pk
+    )
+    if browser is not None:
+        browser.pop(BROWSER_KEY, None)
+    if done:
+        session.status = ConnectSession.Status.COMPLETED
+        session.result_connection_id = connection.pk
+        _announce(session, "completed", f"Connection {connection.pk} ({connection.broker_slug}).",
+                  connection_id=connection.pk)
+    return bool(done)
+
+
+def connect_session_fail(session: ConnectSession, code: str) -> None:
+    """A connect attempt failed: recorded and announced. The session stays usable until it
+    expires, so the person can try again."""
+    ConnectSession.objects.filter(pk=session.pk).update(last_failure=code[:32])
+    _announce(session, "failed", f"Connect failed: {code}.", connection_id=session.connection_id)
+
+
+def return_redirect_url(session: ConnectSession, **params: str) -> str:
+    """The session's return_url with these parameters added to its query."""
+    parts = urlsplit(session.return_url)
+    query = parse_qsl(parts.query, keep_blank_values=True) + [(k, v) for k, v in params.items() if v]
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+def _announce(session: ConnectSession, action: str, result: str, *, connection_id=None) -> None:
+    logger.info(
+        "partners.connect_session." + action,
+        extra={"session_id": str(session.pk), "app_id": str(session.app_id)},
+    )
+    connect_session_event.send(
+        sender=ConnectSession, session=session, action=action, result=result, connection_id=connection_id
+    )
+
+
+# --- offboarding ---------------------------------------------------------------------------
+
+
+class EndUserBusy(Exception):
+    """The end user still has connections that are not disconnected."""
+
+
+def end_user_disconnect_all(*, end_user: EndUser) -> list[tuple[Connection, DisconnectOutcome]]:
+    """Disconnect (and revoke at the broker) every connection of this end user. Safe twice:
+    a disconnected connection is left as it is. No transaction spans the broker calls."""
+    results = []
+    for connection in Connection.objects.filter(end_user=end_user).select_related("broker_app"):
+        results.append((connection, connection_disconnect(connection)))
+    logger.info("partners.end_user.offboarded", extra={"end_user_id": str(end_user.pk), "connections": len(results)})
+    return results
+
+
+def end_user_delete(*, end_user: EndUser) -> int:
+    """Forget the end user: their disconnected connections with their history, their sessions,
+    and the end user. Refuses (EndUserBusy) while any connection is not disconnected. Returns
+    how many connections went."""
+    with transaction.atomic():
+        rows = list(Connection.objects.select_for_update().filter(end_user=end_user).values_list("pk", "status"))
+        if any(status != ConnectionStatus.DISCONNECTED for _, status in rows):
+            raise EndUserBusy()
+        Connection.objects.filter(pk__in=[pk for pk, _ in rows]).delete()
+        end_user.delete()
+        count = len(rows)
+    logger.info("partners.end_user.deleted", extra={"connections": count})
+    return count
