@@ -54,10 +54,9 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
-    "django.contrib.humanize",
+    "django.contrib.humanize",  # the {% when %} tag (preferences) uses its naturaltime and translations
     "django_htmx",
     "csp",
-    "template_partials",
     "allauth",
     "allauth.account",
     "allauth.mfa",
