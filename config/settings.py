@@ -313,7 +313,7 @@ CHECK_NOW_COOLDOWN_SECONDS = env_int("CHECK_NOW_COOLDOWN_SECONDS", 10)
 
 # --- Security -------------------------------------------------------------------------
 SESSION_COOKIE_HTTPONLY = True
-SESSION_ENGINE = "accounts.sessions"  # Django's database sessions, read without the ORM's compile
+SESSION_ENGINE = "django.contrib.sessions.backends.db"  # Django's default: sessions survive a cache flush
 # Idle timeout (renewed at most once a minute by a request) and an absolute lifetime
 # (accounts.middleware).
 SESSION_COOKIE_AGE = env_int("SESSION_IDLE_SECONDS", 30 * 60)
