@@ -144,7 +144,7 @@ if DB_POOL_MAX_SIZE > 0 and DATABASES["default"]["ENGINE"] == "django.db.backend
         "timeout": float(env_str("DB_POOL_TIMEOUT", "10")),
         "max_idle": 300,
     }
-# Lanes (reused threads) per web process for the most viewed page reads (config/threadlanes.py).
+# Lanes (reused threads) per web process for the most viewed page reads (common/threadlanes.py).
 WEB_PAGE_THREADS = env_int("WEB_PAGE_THREADS", 2)
 WEB_PAGE_WAIT_SECONDS = float(env_str("DB_POOL_TIMEOUT", "10"))
 # Behind PgBouncer in transaction mode (instead of the pool above).

@@ -40,7 +40,7 @@ from django.db import transaction
 from django.utils import timezone
 from standardwebhooks import Webhook
 
-from config.env import tunable
+from common.tunables import tunable
 from ops.models import WebhookDelivery, WebhookEndpoint
 from outbound.clients import outbound_session, refused_by_policy
 from outbound.policy import OutboundRefused

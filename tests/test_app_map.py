@@ -38,7 +38,7 @@ def test_the_map_has_one_row_per_package():
 def test_each_row_says_what_its_package_imports():
     documented, actual = app_map(), imports_by_package()
     wrong = [
-        f"{app}/: README says {sorted(documented[app])}, the code imports {sorted(actual[app])}"
+        f"{app}/: README says {sorted(documented.get(app, ()))}, the code imports {sorted(actual[app])}"
         for app in sorted(actual)
         if documented.get(app) != actual[app]
     ]
@@ -47,8 +47,9 @@ def test_each_row_says_what_its_package_imports():
 
 @pytest.mark.xfail(
     strict=True,
-    reason="issue 25, not done yet: apps import helpers from config (env.tunable, threadlanes, staff), "
-    "sandbox/standalone_settings.py extends config.settings, and config/asgi.py wraps the sandbox's ASGI helper",
+    reason="issue 25, not done yet: accounts, connections and ops import config.staff (left while the security "
+    "work changes it), sandbox/standalone_settings.py extends config.settings, config/asgi.py wraps the sandbox's "
+    "ASGI helper",
 )
 def test_no_import_loop_between_apps_with_config_counted():
     """The goal: config/ is only wiring, so counting its imports leaves the app graph loop-free.

@@ -14,7 +14,19 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-APPS = ["accounts", "api", "brokers", "config", "connections", "ops", "outbound", "preferences", "sandbox", "vault"]
+APPS = [
+    "accounts",
+    "api",
+    "brokers",
+    "common",
+    "config",
+    "connections",
+    "ops",
+    "outbound",
+    "preferences",
+    "sandbox",
+    "vault",
+]
 SKIP = {"config.wsgi", "config.asgi"}  # entry points: building the application is not an import
 
 # (our class, the private method it overrides, the third-party class that defines it): why.
