@@ -14,7 +14,8 @@ the same rules. Phases per batch (database work stays synchronous, HTTP is concu
               itself; the connection is checked with the token it has while that one lives
 3. heartbeat: own HTTP/1.1 client, bounded concurrency, per-request timeout (engine.heartbeat_client)
 4. 401:       exactly one forced refresh, then one more heartbeat
-5. write:     one transaction: status transitions (with events) only on change, bulk_update of
+5. write:     each row's Decision from engine.decide (a pure function of what the check saw),
+              then one transaction: status transitions (with events) only on change, bulk_update of
               the rows (releasing the lease), the checks (engine.checkstore: the check logs
               rewritten in place, full rows only for failures and status changes), breaker
               bookkeeping
