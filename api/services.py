@@ -12,7 +12,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from api.models import ApiAuditEntry, ServiceKey
-from config.env import tunable
+from common.tunables import tunable
 from connections.models import Connection
 from partners.services import app_connections
 

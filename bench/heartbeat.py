@@ -64,7 +64,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=200, help="ENGINE_CONCURRENCY (heartbeats per lane)")
     parser.add_argument("--broker-concurrency", type=int, default=800, help="ENGINE_BROKER_CONCURRENCY")
     parser.add_argument("--lanes", type=int, default=8, help="ENGINE_SWEEP_LANES")
-    parser.add_argument("--batch-size", type=int, default=1000)
+    parser.add_argument("--batch-size", type=int, default=500, help="ENGINE_BATCH_SIZE (the engine's default)")
     parser.add_argument("--cycles", type=int, default=2, help="cycles per size; the last one is measured")
     parser.add_argument("--raw-max", type=int, default=20_000, help="requests in the raw-limit run (at most N)")
     parser.add_argument("--port", type=int, default=9177)

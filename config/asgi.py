@@ -6,10 +6,10 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 from django.conf import settings  # noqa: E402 - after the settings default
 
-from config.threadlanes import PageThreads  # noqa: E402
+from common.threadlanes import PageThreads  # noqa: E402
 from sandbox.abandoned import finish_abandoned_requests  # noqa: E402
 
-# The most viewed pages on a few reused threads, first come first served (config/threadlanes.py).
+# The most viewed pages on a few reused threads, first come first served (common/threadlanes.py).
 django_application = PageThreads(
     get_asgi_application(), size=settings.WEB_PAGE_THREADS, timeout=settings.WEB_PAGE_WAIT_SECONDS
 )

@@ -54,10 +54,9 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
-    "django.contrib.humanize",
+    "django.contrib.humanize",  # the {% when %} tag (preferences) uses its naturaltime and translations
     "django_htmx",
     "csp",
-    "template_partials",
     "allauth",
     "allauth.account",
     "allauth.mfa",
@@ -146,7 +145,7 @@ if DB_POOL_MAX_SIZE > 0 and DATABASES["default"]["ENGINE"] == "django.db.backend
         "timeout": float(env_str("DB_POOL_TIMEOUT", "10")),
         "max_idle": 300,
     }
-# Lanes (reused threads) per web process for the most viewed page reads (config/threadlanes.py).
+# Lanes (reused threads) per web process for the most viewed page reads (common/threadlanes.py).
 WEB_PAGE_THREADS = env_int("WEB_PAGE_THREADS", 2)
 WEB_PAGE_WAIT_SECONDS = float(env_str("DB_POOL_TIMEOUT", "10"))
 # Behind PgBouncer in transaction mode (instead of the pool above).
@@ -315,7 +314,7 @@ CHECK_NOW_COOLDOWN_SECONDS = env_int("CHECK_NOW_COOLDOWN_SECONDS", 10)
 
 # --- Security -------------------------------------------------------------------------
 SESSION_COOKIE_HTTPONLY = True
-SESSION_ENGINE = "accounts.sessions"  # Django's database sessions, read without the ORM's compile
+SESSION_ENGINE = "django.contrib.sessions.backends.db"  # Django's default: sessions survive a cache flush
 # Idle timeout (renewed at most once a minute by a request) and an absolute lifetime
 # (accounts.middleware).
 SESSION_COOKIE_AGE = env_int("SESSION_IDLE_SECONDS", 30 * 60)

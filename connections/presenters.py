@@ -178,12 +178,6 @@ def latency_phrase(latency_ms: int | None) -> str:
     return f"{latency_ms} ms" if latency_ms is not None else "—"
 
 
-def percent_phrase(share: float | None) -> str:
-    if share is None:
-        return "no data"
-    return f"{100 * share:.2f}%".replace(".00%", "%")
-
-
 # --- monitoring (is the sweep running?) -----------------------------------------------
 
 

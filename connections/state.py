@@ -6,7 +6,6 @@ import logging
 
 from django.utils import timezone
 
-from connections import hub
 from connections.models import Connection, ConnectionEvent, ConnectionStatus
 
 logger = logging.getLogger(__name__)
@@ -72,8 +71,6 @@ def connection_transition(
         extra={"connection_id": str(connection.pk), "from": from_status, "to": to_status, "category": category},
     )
     _publish_change(connection)
-    # Subscribers (ops: outgoing webhooks) hear of it through the hub; connections imports none of them.
-    hub.status_changed_send(connection, from_status=from_status, to_status=to_status, kind=kind)
     return True
 
 

@@ -63,15 +63,3 @@ def expiry_warnings_send() -> int:
     from connections.engine.notifications import expiry_warnings_send as send
 
     return send()
-
-
-@shared_task(name="connections.tasks.connection_refresh", acks_late=True, ignore_result=True)
-def connection_refresh(connection_id: str, reason: str = "requested") -> bool:
-    """Refresh one connection if still due (single-flight, so a duplicate delivery is harmless)."""
-    from connections.engine.refresh import connection_refresh as refresh
-    from connections.errors import BrokerError
-
-    try:
-        return refresh(connection_id, reason=reason).refreshed
-    except BrokerError:
-        return False

@@ -12,7 +12,7 @@ from django.views.decorators.debug import sensitive_variables
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from brokers.registry import UnknownBroker
-from config.threadlanes import page_threads
+from common.threadlanes import page_threads
 from connections import broker_client
 from connections.fragments import dashboard_cached
 from connections.models import ConnectionStatus

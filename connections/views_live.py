@@ -17,7 +17,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseStopPolling
 
-from config.threadlanes import page_threads
+from common.threadlanes import page_threads
 from connections import fragments, hub, live, presenters
 from connections.models import Connection, ConnectionStatus
 from connections.selectors import connection_get_for_user

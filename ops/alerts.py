@@ -19,7 +19,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Count, F, Q
 from django.utils import timezone
 
-from config.env import tunable
+from common.tunables import tunable
 from connections.engine.checkstore import histogram_percentile, tallies_since
 from connections.models import Connection, ConnectionStatus
 from ops.models import Alert

@@ -8,13 +8,10 @@ class OpsConfig(AppConfig):
     def ready(self) -> None:
         from celery.signals import task_postrun, task_prerun
         from django.conf import settings
-        from django.db.backends.signals import connection_created
 
-        from ops.dbtimestamps import use_c_timestamp_loader
         from ops.logging import celery_task_finished, celery_task_started, install_record_redaction
 
         install_record_redaction()
-        connection_created.connect(use_c_timestamp_loader, dispatch_uid="ops.c_timestamp_loader")
         self._subscribe_to_connections()
         task_prerun.connect(celery_task_started, weak=False, dispatch_uid="ops.task_id.start")
         task_postrun.connect(celery_task_finished, weak=False, dispatch_uid="ops.task_id.end")

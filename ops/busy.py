@@ -13,7 +13,7 @@ import logging
 from django.db import OperationalError
 from django.http import HttpResponse
 
-from config.threadlanes import BUSY_MESSAGE
+from common.threadlanes import BUSY_MESSAGE
 
 logger = logging.getLogger(__name__)
 

@@ -27,7 +27,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from brokers.services import broker_catalog
-from config.env import tunable
+from common.tunables import tunable
 from connections.models import Connection, ConnectionStatus
 from connections.services import DisconnectOutcome, connection_disconnect
 from partners.models import ConnectSession, EndUser, PartnerApp

@@ -114,3 +114,88 @@ def test_the_checks_catch_dead_links_and_commands(tmp_path):
     assert github_anchor("The sweep (`connections.tasks.heartbeat_sweep` → `engine.sweep.sweep_run`)") == (
         "the-sweep-connectionstasksheartbeat_sweep--enginesweepsweep_run"
     )
+
+
+# --- engine defaults quoted in the docs --------------------------------------------------------
+
+
+def _number(text: str) -> float:
+    return float(text.replace(",", ""))
+
+
+def _knobs_paragraph() -> str:
+    text = (ROOT / "docs" / "engine.md").read_text(encoding="utf-8")
+    start = text.index("Knobs (`connections/engine/conf.py`)")
+    return text[start : text.index("\n\n", start)]
+
+
+def test_the_engine_doc_lists_every_knob_with_its_default():
+    from connections.engine.conf import DEFAULTS
+
+    quoted = dict(re.findall(r"\b([A-Z][A-Z_]+[A-Z])\s+([\d.]+)\b", _knobs_paragraph()))
+    assert {name: _number(value) for name, value in quoted.items()} == {k: float(v) for k, v in DEFAULTS.items()}
+
+
+def test_the_configuration_page_names_every_engine_knob():
+    from connections.engine.conf import DEFAULTS
+
+    row = next(
+        line
+        for line in (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8").split("\n")
+        if line.startswith("| `BROKERLINK_ENGINE_<NAME>`")
+    )
+    assert set(re.findall(r"`([A-Z][A-Z_]+)`", row.split("|")[3])) == set(DEFAULTS)
+
+
+# A knob's default quoted in prose: "`BATCH_SIZE` (default 500)", "`LEASE_SECONDS`, default 120 s",
+# "`SLOW_PROBE_SECONDS` (300)".
+QUOTED_DEFAULT = re.compile(r"`([A-Z][A-Z_]+)`(?: \((?:default )?|, default )([\d,.]+)")
+# Defaults quoted without the knob's name, in words a reader meets first.
+PLAIN_CLAIMS = [
+    ("README.md", r"sends up to (\d+) \*\*lanes\*\*", "SWEEP_LANES"),
+    ("README.md", r"never sees more than ([\d,]+) concurrent heartbeats", "BROKER_CONCURRENCY"),
+    ("docs/engine.md", r"with the (\d+) s look-ahead", "SWEEP_LOOKAHEAD_SECONDS"),
+]
+
+
+def test_engine_defaults_quoted_in_the_docs_are_the_codes():
+    from connections.engine.conf import DEFAULTS
+
+    wrong, seen = [], set()
+    for page in ALL_PAGES:
+        prose = page.read_text(encoding="utf-8")
+        for name, value in QUOTED_DEFAULT.findall(prose):
+            if name in DEFAULTS:
+                seen.add(name)
+                if _number(value.rstrip(".,")) != float(DEFAULTS[name]):
+                    wrong.append(f"{page.relative_to(ROOT)}: {name} {value} (code: {DEFAULTS[name]})")
+    for path, pattern, name in PLAIN_CLAIMS:
+        found = re.findall(pattern, (ROOT / path).read_text(encoding="utf-8"))
+        assert found, f"{path} no longer says {pattern!r}: update PLAIN_CLAIMS"
+        wrong += [
+            f"{path}: {name} {value} (code: {DEFAULTS[name]})" for value in found if _number(value) != DEFAULTS[name]
+        ]
+    assert {"BATCH_SIZE", "BROKER_CONCURRENCY", "LEASE_SECONDS"} <= seen
+    assert not wrong, "engine defaults the docs get wrong:\n" + "\n".join(wrong)
+
+
+def test_the_interval_jitter_the_engine_doc_quotes_is_the_codes():
+    from connections.engine.decide import INTERVAL_JITTER
+
+    text = (ROOT / "docs" / "engine.md").read_text(encoding="utf-8")
+    assert f"jittered by 0–{INTERVAL_JITTER * 100:g} %" in text
+
+
+def test_the_heartbeat_benchmark_runs_on_the_engines_batch_size():
+    from connections.engine.conf import DEFAULTS
+
+    bench = (ROOT / "bench" / "heartbeat.py").read_text(encoding="utf-8")
+    default = re.search(r'"--batch-size", type=int, default=(\d+)', bench).group(1)
+    assert int(default) == DEFAULTS["BATCH_SIZE"]
+
+
+def test_the_quoted_default_check_catches_a_wrong_number():
+    assert QUOTED_DEFAULT.findall("batches of `BATCH_SIZE` (default 1,000) and `LEASE_SECONDS`, default 9 s") == [
+        ("BATCH_SIZE", "1,000"),
+        ("LEASE_SECONDS", "9"),
+    ]

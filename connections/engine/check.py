@@ -14,7 +14,8 @@ the same rules. Phases per batch (database work stays synchronous, HTTP is concu
               itself; the connection is checked with the token it has while that one lives
 3. heartbeat: own HTTP/1.1 client, bounded concurrency, per-request timeout (engine.heartbeat_client)
 4. 401:       exactly one forced refresh, then one more heartbeat
-5. write:     one transaction: status transitions (with events) only on change, bulk_update of
+5. write:     each row's Decision from engine.decide (a pure function of what the check saw),
+              then one transaction: status transitions (with events) only on change, bulk_update of
               the rows (releasing the lease), the checks (engine.checkstore: the check logs
               rewritten in place, full rows only for failures and status changes), breaker
               bookkeeping
@@ -23,8 +24,7 @@ the same rules. Phases per batch (database work stays synchronous, HTTP is concu
 from __future__ import annotations
 
 import logging
-import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import Enum
 
@@ -37,10 +37,19 @@ from django.views.decorators.debug import sensitive_variables
 from brokers.profile import BrokerProfile
 from connections import display, errors
 from connections.engine import circuit
-from connections.engine.backoff import attempts_exhausted, backoff_delay
 from connections.engine.checkstore import CheckRecord, checks_store
 from connections.engine.conf import engine_setting
 from connections.engine.dbretry import db_write_retried
+from connections.engine.decide import (
+    ERROR_MESSAGE_LENGTH,
+    FAULT_CATEGORIES,
+    Decision,
+    Observed,
+    RowState,
+    decide,
+    policy_for,
+    unchanged,
+)
 from connections.engine.health import health_inputs_for, health_score, quality_for
 from connections.engine.heartbeat_client import HeartbeatRequest, heartbeats_run
 from connections.engine.refresh import (
@@ -76,16 +85,8 @@ WRITE_FIELDS = [
     "quality",
     "updated_at",
 ]
-FAULT_CATEGORIES = {errors.NETWORK, errors.BROKER_FAULT}
-# Spread healthy checks a little so a burst of new connections does not stay a burst; small
-# enough (with the sweep's look-ahead) that every check lands within 60 ± 6 s of the last.
-INTERVAL_JITTER = 0.05
 # An access token with less life than this is not used for a heartbeat while its refresh runs.
 MIN_TOKEN_LIFE = timedelta(seconds=15)
-# A connection whose refresh is still running, with no usable token, is looked at again after this.
-REFRESH_PENDING_RECHECK = timedelta(seconds=10)
-# Heartbeats use at most this share of a broker's per-user request budget.
-RATE_LIMIT_SHARE = 0.1
 
 
 @dataclass
@@ -136,20 +137,6 @@ def broker_concurrency_per_lane() -> int:
     """Heartbeats in flight at one broker from one lane: the cluster-wide BROKER_CONCURRENCY
     shared by the SWEEP_LANES lanes the beat's tick keeps in flight at most."""
     return max(1, int(engine_setting("BROKER_CONCURRENCY")) // max(1, int(engine_setting("SWEEP_LANES"))))
-
-
-def healthy_interval(profile: BrokerProfile) -> float:
-    """Seconds between checks of a healthy connection: the profile's interval, stretched when
-    the broker's rate limit is so tight that heartbeats would use a visible share of it."""
-    interval = float(profile.heartbeat_interval_seconds)
-    limit = profile.rate_limit
-    if limit and limit.requests:
-        interval = max(interval, limit.per_seconds / (limit.requests * RATE_LIMIT_SHARE))
-    return interval
-
-
-def _jittered(seconds: float) -> timedelta:
-    return timedelta(seconds=seconds * random.uniform(1 - INTERVAL_JITTER, 1))
 
 
 def _token_usable(conn: Connection, now: datetime) -> bool:
@@ -276,14 +263,9 @@ def _heartbeat_many(outcomes: list[Outcome]) -> None:
         outcome.latency_ms, outcome.http_status = result.latency_ms, result.http_status
 
 
-@sensitive_variables()
-def connections_check(connections: list[Connection], *, now: datetime | None = None, owner: str = "") -> BatchStats:
-    """Check these (already claimed) connections and write every result. Returns the stats."""
-    now = now or timezone.now()
-    stats = BatchStats()
-    if not connections:
-        return stats
-    outcomes = [Outcome(connection=c) for c in connections]
+def _profiles_attach(outcomes: list[Outcome]) -> None:
+    """Each outcome gets its broker's profile (looked up once per broker and environment); a
+    broker brokerlink no longer knows is that connection's error."""
     profiles: dict[tuple[str, str], BrokerProfile | None] = {}
     for outcome in outcomes:
         key = (outcome.connection.broker_slug, outcome.connection.environment)
@@ -296,7 +278,10 @@ def connections_check(connections: list[Connection], *, now: datetime | None = N
         if outcome.profile is None:
             outcome.error = BrokerError(errors.CONFIGURATION, "brokerlink no longer knows this broker.")
 
-    # 1. gate
+
+def _gate(outcomes: list[Outcome], *, now: datetime) -> list[Outcome]:
+    """Ask each broker's circuit breaker; a blocked call is deferred, an open breaker lets one
+    connection through as its probe. Returns the outcomes to check now."""
     live = [o for o in outcomes if o.error is None]
     breakers = circuit.breakers_load(o.connection.broker_slug for o in live)
     gates: dict[str, str] = {}
@@ -314,9 +299,11 @@ def connections_check(connections: list[Connection], *, now: datetime | None = N
         elif gate == "probe-taken":
             # The probe's verdict decides; look again at the next sweep.
             outcome.deferred_until = now + timedelta(seconds=1)
-    active = [o for o in live if o.deferred_until is None]
+    return [o for o in live if o.deferred_until is None]
 
-    # 2. refresh what is expiring (or idle too long)
+
+def _refresh_expiring(active: list[Outcome], *, now: datetime) -> None:
+    """Refresh what is expiring (or idle too long); the others use the token they have."""
     jobs = []
     for outcome in active:
         try:
@@ -332,111 +319,118 @@ def connections_check(connections: list[Connection], *, now: datetime | None = N
         if outcome.error is None and not outcome.access_token and not outcome.waiting_for_refresh:
             outcome.error = BrokerError(errors.AUTH, "This connection has no usable token.", needs_reauth=True)
 
-    # 3. heartbeat
-    _heartbeat_many([o for o in active if o.error is None and not o.waiting_for_refresh])
 
-    # 4. 401: exactly one refresh, then one more heartbeat
-    rejected = [
-        o
-        for o in active
-        if o.error is not None
-        and o.error.category == errors.AUTH
-        and not o.error.needs_reauth
-        and o.http_status is not None
+def _token_rejected(outcome: Outcome) -> bool:
+    """The broker answered the heartbeat that the access token is not (or no longer) valid."""
+    error = outcome.error
+    return (
+        error is not None
+        and error.category == errors.AUTH
+        and not error.needs_reauth
+        and outcome.http_status is not None
+    )
+
+
+def _retry_rejected(active: list[Outcome]) -> None:
+    """A heartbeat the broker answered 401: exactly one forced refresh, then one more heartbeat."""
+    rejected = [o for o in active if _token_rejected(o)]
+    if not rejected:
+        return
+    retry_jobs = [
+        (o, {"reason": "rejected", "force": True, "rejected_access_sealed": o.access_sealed}) for o in rejected
     ]
-    if rejected:
-        retry_jobs = [
-            (o, {"reason": "rejected", "force": True, "rejected_access_sealed": o.access_sealed}) for o in rejected
-        ]
-        rejected_sealed = {id(o): o.access_sealed for o in rejected}
-        for outcome in rejected:
-            outcome.error = None
-            outcome.access_token = ""
-        _refresh_many(retry_jobs, now=timezone.now())
-        for outcome in rejected:
-            if outcome.error is None and outcome.waiting_for_refresh:
-                continue
-            if outcome.error is None and outcome.access_sealed == rejected_sealed[id(outcome)]:
-                # The refresh could not run (still running elsewhere, or failing): the token
-                # the broker just rejected is no answer.
-                outcome.error = BrokerError(
-                    errors.AUTH, f"{outcome.profile.name} rejected the access token and it could not be refreshed yet."
-                )
-        again = [o for o in rejected if o.error is None and not o.waiting_for_refresh]
-        _heartbeat_many(again)
-        for outcome in again:
-            if outcome.error is not None and outcome.error.category == errors.AUTH:
-                outcome.error.needs_reauth = True
+    rejected_sealed = {id(o): o.access_sealed for o in rejected}
+    for outcome in rejected:
+        outcome.error = None
+        outcome.access_token = ""
+    _refresh_many(retry_jobs, now=timezone.now())
+    for outcome in rejected:
+        if outcome.error is None and outcome.waiting_for_refresh:
+            continue
+        if outcome.error is None and outcome.access_sealed == rejected_sealed[id(outcome)]:
+            # The refresh could not run (still running elsewhere, or failing): the token
+            # the broker just rejected is no answer.
+            outcome.error = BrokerError(
+                errors.AUTH, f"{outcome.profile.name} rejected the access token and it could not be refreshed yet."
+            )
+    again = [o for o in rejected if o.error is None and not o.waiting_for_refresh]
+    _heartbeat_many(again)
+    for outcome in again:
+        if outcome.error is not None and outcome.error.category == errors.AUTH:
+            outcome.error.needs_reauth = True
 
+
+@sensitive_variables()
+def connections_check(connections: list[Connection], *, now: datetime | None = None, owner: str = "") -> BatchStats:
+    """Check these (already claimed) connections and write every result. Returns the stats."""
+    now = now or timezone.now()
+    stats = BatchStats()
+    if not connections:
+        return stats
+    outcomes = [Outcome(connection=c) for c in connections]
+    _profiles_attach(outcomes)
+    active = _gate(outcomes, now=now)  # 1. gate
+    _refresh_expiring(active, now=now)  # 2. refresh
+    _heartbeat_many([o for o in active if o.error is None and not o.waiting_for_refresh])  # 3. heartbeat
+    _retry_rejected(active)  # 4. 401
     close_old_connections()
-    outcomes_write(outcomes, now=timezone.now(), owner=owner, stats=stats)
+    outcomes_write(outcomes, now=timezone.now(), owner=owner, stats=stats)  # 5. write
     return stats
 
 
-def _apply(outcome: Outcome, *, now: datetime, breaker_open_until: dict[str, datetime]) -> tuple[str, str, str]:
-    """Set the row's engine fields from the outcome. Returns (to_status, category, message)."""
-    decided = _decide(outcome, now=now, breaker_open_until=breaker_open_until)
-    # The health score is computed before the transition is written: it scores the status
-    # this check decided (a connection that now needs you is capped), not the one before.
-    outcome.connection.health_status = decided[0]
-    return decided
+def _row_state(conn: Connection) -> RowState:
+    return RowState(
+        status=conn.status,
+        consecutive_failures=conn.consecutive_failures,
+        retry_attempt=conn.retry_attempt,
+        last_check_at=conn.last_check_at,
+        last_success_at=conn.last_success_at,
+        last_latency_ms=conn.last_latency_ms,
+        last_error_category=conn.last_error_category,
+        last_error_message=conn.last_error_message,
+    )
 
 
-def _decide(outcome: Outcome, *, now: datetime, breaker_open_until: dict[str, datetime]) -> tuple[str, str, str]:
-    conn, profile, error = outcome.connection, outcome.profile, outcome.error
-    if profile is None:
-        conn.last_error_category, conn.last_error_message = error.category, error.message
-        conn.next_check_at = now + timedelta(days=1)
-        return ConnectionStatus.DEGRADED, error.category, error.message
-    if outcome.waiting_for_refresh:
-        conn.next_check_at = now + REFRESH_PENDING_RECHECK
-        if conn.status in (ConnectionStatus.CHECKING, ConnectionStatus.PENDING):
-            conn.last_error_category, conn.last_error_message = errors.NETWORK, outcome.waiting_for_refresh[:500]
-            return ConnectionStatus.DEGRADED, errors.NETWORK, outcome.waiting_for_refresh
-        return conn.status, "", ""
-    if outcome.deferred_until is not None:
-        conn.next_check_at = outcome.deferred_until
-        message = f"{profile.name} is having an outage; brokerlink is waiting for it to recover."
-        return ConnectionStatus.BROKER_OUTAGE, errors.BROKER_FAULT, message
-    conn.last_check_at = now
-    conn.last_latency_ms = outcome.latency_ms
-    if outcome.ok:
-        conn.consecutive_failures = conn.retry_attempt = 0
-        conn.last_success_at = now
-        conn.last_error_category, conn.last_error_message = "", ""
-        conn.next_check_at = now + _jittered(healthy_interval(profile))
-        return ConnectionStatus.CONNECTED, "", "Heartbeat passed."
-    conn.consecutive_failures += 1
-    conn.last_error_category, conn.last_error_message = error.category, error.message[:500]
-    if error.needs_reauth:
-        conn.next_check_at = now + timedelta(seconds=healthy_interval(profile))
-        return ConnectionStatus.NEEDS_REAUTH, error.category, error.message
-    if error.category == errors.CONFIGURATION:
-        # The app's credentials, not this connection: wait for an administrator, slowly.
-        conn.next_check_at = now + timedelta(seconds=profile.backoff.cap_seconds)
-        return ConnectionStatus.DEGRADED, error.category, error.message
-    if error.category == errors.RATE_LIMITED:
-        wait = max(error.retry_after or 0.0, healthy_interval(profile))
-        conn.next_check_at = now + timedelta(seconds=wait)
-        keep = conn.status if conn.status not in (ConnectionStatus.CHECKING, ConnectionStatus.PENDING) else None
-        return keep or ConnectionStatus.DEGRADED, error.category, error.message
-    slug = conn.broker_slug
-    if error.category in FAULT_CATEGORIES and slug in breaker_open_until:
-        conn.next_check_at = breaker_open_until[slug]
-        return ConnectionStatus.BROKER_OUTAGE, error.category, error.message
-    conn.retry_attempt += 1
-    if attempts_exhausted(profile.backoff, conn.retry_attempt):
-        # Out of fast retries, but the grant may be fine (a long outage, a network problem):
-        # the connection stays active, so the sweep keeps probing it at a slow cadence and
-        # keeps its tokens refreshed, and the first passed check brings it back by itself.
-        conn.next_check_at = now + timedelta(seconds=float(engine_setting("SLOW_PROBE_SECONDS")))
-        return ConnectionStatus.DEGRADED, error.category, error.message
-    conn.next_check_at = now + timedelta(seconds=backoff_delay(profile.backoff, conn.retry_attempt))
-    return ConnectionStatus.DEGRADED, error.category, error.message
+def _observed(outcome: Outcome) -> Observed:
+    return Observed(
+        ok=outcome.ok,
+        error=outcome.error,
+        latency_ms=outcome.latency_ms,
+        deferred_until=outcome.deferred_until,
+        waiting_for_refresh=outcome.waiting_for_refresh,
+    )
 
 
-def outcomes_write(outcomes: list[Outcome], *, now: datetime, owner: str, stats: BatchStats) -> None:
-    # Breakers first: an outage decides how this batch's failures are labelled.
+def _crashed_decision(outcome: Outcome, row: RowState, exc: Exception, *, now: datetime) -> Decision:
+    """Deciding failed inside brokerlink: the connection shows that error and is looked at again
+    after the broker's longest backoff."""
+    _row_crashed(outcome, exc, during="write")
+    cap = outcome.profile.backoff.cap_seconds if outcome.profile else 3600
+    error = outcome.error
+    return replace(
+        unchanged(row, now=now),
+        status=ConnectionStatus.DEGRADED,
+        category=error.category,
+        message=error.message,
+        next_check_at=now + timedelta(seconds=cap),
+        last_error_category=error.category,
+        last_error_message=error.message[:ERROR_MESSAGE_LENGTH],
+    )
+
+
+def decision_apply(conn: Connection, decision: Decision) -> None:
+    """Put the decision's engine fields on the row for the batch write. The status is not one
+    of them: a change of status is written by connection_transition, with its event."""
+    conn.next_check_at = decision.next_check_at
+    conn.consecutive_failures, conn.retry_attempt = decision.consecutive_failures, decision.retry_attempt
+    conn.last_check_at, conn.last_success_at = decision.last_check_at, decision.last_success_at
+    conn.last_latency_ms = decision.last_latency_ms
+    conn.last_error_category, conn.last_error_message = decision.last_error_category, decision.last_error_message
+
+
+def _breakers_record(outcomes: list[Outcome], *, now: datetime) -> dict[str, datetime]:
+    """Count this batch's passes and faults into each broker's circuit breaker. Returns, per
+    broker whose breaker is not closed, until when: its faults are the broker's outage."""
     per_broker: dict[str, list[int]] = {}
     policies = {}
     messages = {}
@@ -467,68 +461,106 @@ def outcomes_write(outcomes: list[Outcome], *, now: datetime, owner: str, stats:
         )
         if breaker is not None and breaker.state != circuit.CLOSED:
             open_until[slug] = breaker.next_probe_at or now
+    return open_until
 
+
+def _outcomes_still_mine(outcomes: list[Outcome], *, owner: str) -> tuple[list[Outcome], dict]:
+    """The outcomes whose rows still have the status and lease they were checked with, and the
+    check logs of all. Someone (a user disconnecting, an expired lease taken over) may have moved
+    a row while we were checking it: those rows are left alone."""
     ids = [o.connection.pk for o in outcomes]
-    # Someone (a user disconnecting, an expired lease taken over) may have moved a row while we
-    # were checking it: those rows are left alone.
     current = {}
     rings = {}
     for pk, status, lease, log in connections_with_ids(Connection.objects.all(), ids).values_list(
         "pk", "status", "lease_owner", "check_log__data"
     ):
         current[pk], rings[pk] = (status, lease), Ring(log)
-    mine = [o for o in outcomes if current.get(o.connection.pk) == (o.connection.status, owner)]
+    return [o for o in outcomes if current.get(o.connection.pk) == (o.connection.status, owner)], rings
+
+
+def _decision_for(outcome: Outcome, *, now: datetime, open_until: dict[str, datetime], policies: dict) -> Decision:
+    row = _row_state(outcome.connection)
+    try:
+        policy = None
+        if outcome.profile is not None:
+            key = id(outcome.profile)
+            if key not in policies:
+                slow_probe = float(engine_setting("SLOW_PROBE_SECONDS"))
+                policies[key] = policy_for(outcome.profile, slow_probe_seconds=slow_probe)
+            policy = policies[key]
+        return decide(
+            _observed(outcome),
+            row,
+            now=now,
+            policy=policy,
+            breaker_open_until=open_until.get(outcome.connection.broker_slug),
+        )
+    except Exception as exc:  # noqa: BLE001 - one bad row must not sink the batch
+        return _crashed_decision(outcome, row, exc, now=now)
+
+
+def _check_record(outcome: Outcome, decision: Decision, *, now: datetime) -> CheckRecord:
+    conn = outcome.connection
+    return CheckRecord(
+        connection_id=conn.pk,
+        broker_slug=conn.broker_slug,
+        check=Check(
+            checked_at=now,
+            ok=outcome.ok,
+            latency_ms=outcome.latency_ms,
+            http_status=outcome.http_status,
+            category="" if outcome.ok else outcome.error.category,
+        ),
+        keep=decision.status != conn.status,
+    )
+
+
+def _health_update(outcome: Outcome, decision: Decision, inputs, *, now: datetime) -> None:
+    """Score the check. The status scored is the one this check decided (a connection that now
+    needs you is capped), although its transition is written later."""
+    if outcome.profile is None or outcome.waiting_for_refresh:
+        return
+    conn = outcome.connection
+    try:
+        conn.health_score = health_score(
+            conn,
+            inputs[conn.pk],
+            ok=None if outcome.deferred_until else outcome.ok,
+            latency_ms=outcome.latency_ms,
+            baseline_ms=outcome.profile.baseline_latency_ms,
+            now=now,
+            status=decision.status,
+        )
+        conn.quality = quality_for(conn.health_score)
+    except Exception:  # noqa: BLE001 - a score is not worth a batch
+        logger.exception("connections.check.score_failed", extra={"connection_id": str(conn.pk)})
+
+
+def outcomes_write(outcomes: list[Outcome], *, now: datetime, owner: str, stats: BatchStats) -> None:
+    # Breakers first: an outage decides how this batch's failures are labelled.
+    open_until = _breakers_record(outcomes, now=now)
+    mine, rings = _outcomes_still_mine(outcomes, owner=owner)
     stats.skipped += len(outcomes) - len(mine)
     inputs = health_inputs_for([o.connection for o in mine], now=now, rings=rings)
-    # Decide every row in memory first (once: _apply counts failures), then write it all in one
-    # transaction that can be retried as a whole when the database refuses.
-    decisions = []
+    # Decide every row in memory first, then write it all in one transaction that can be
+    # retried as a whole when the database refuses.
+    decisions: list[tuple[Outcome, Decision]] = []
     results = []
+    policies: dict = {}
     shown = display.display_versions(o.connection for o in mine)  # live pages: what users see, before
     for outcome in mine:
         conn = outcome.connection
-        try:
-            to_status, category, message = _apply(outcome, now=now, breaker_open_until=open_until)
-        except Exception as exc:  # noqa: BLE001 - one bad row must not sink the batch
-            _row_crashed(outcome, exc, during="write")
-            cap = outcome.profile.backoff.cap_seconds if outcome.profile else 3600
-            conn.next_check_at = now + timedelta(seconds=cap)
-            conn.last_error_category, conn.last_error_message = outcome.error.category, outcome.error.message[:500]
-            to_status, category, message = ConnectionStatus.DEGRADED, outcome.error.category, outcome.error.message
-        decisions.append((outcome, to_status, category, message))
+        decision = _decision_for(outcome, now=now, open_until=open_until, policies=policies)
+        decision_apply(conn, decision)
+        decisions.append((outcome, decision))
         if outcome.deferred_until is not None or outcome.waiting_for_refresh:
             stats.deferred += 1
         else:
             stats.checked += 1
             stats.failed += 0 if outcome.ok else 1
-            results.append(
-                CheckRecord(
-                    connection_id=conn.pk,
-                    broker_slug=conn.broker_slug,
-                    check=Check(
-                        checked_at=now,
-                        ok=outcome.ok,
-                        latency_ms=outcome.latency_ms,
-                        http_status=outcome.http_status,
-                        category="" if outcome.ok else outcome.error.category,
-                    ),
-                    keep=to_status != conn.status,
-                )
-            )
+            results.append(_check_record(outcome, decision, now=now))
         stats.refreshed += 1 if outcome.refreshed else 0
-        if outcome.profile is not None and not outcome.waiting_for_refresh:
-            try:
-                conn.health_score = health_score(
-                    conn,
-                    inputs[conn.pk],
-                    ok=None if outcome.deferred_until else outcome.ok,
-                    latency_ms=outcome.latency_ms,
-                    baseline_ms=outcome.profile.baseline_latency_ms,
-                    now=now,
-                )
-                conn.quality = quality_for(conn.health_score)
-            except Exception:  # noqa: BLE001 - a score is not worth a batch
-                logger.exception("connections.check.score_failed", extra={"connection_id": str(conn.pk)})
+        _health_update(outcome, decision, inputs, now=now)
         conn.lease_owner, conn.lease_until = "", None
         conn.updated_at = now
     before = {o.connection.pk: (o.connection.status, o.connection.status_changed_at) for o in mine}
@@ -537,13 +569,13 @@ def outcomes_write(outcomes: list[Outcome], *, now: datetime, owner: str, stats:
         for outcome in mine:
             outcome.connection.status, outcome.connection.status_changed_at = before[outcome.connection.pk]
         with transaction.atomic():
-            for outcome, to_status, category, message in decisions:
-                if to_status != outcome.connection.status:
+            for outcome, decision in decisions:
+                if decision.status != outcome.connection.status:
                     connection_transition(
                         connection=outcome.connection,
-                        to_status=to_status,
-                        message=message,
-                        category=category,
+                        to_status=decision.status,
+                        message=decision.message,
+                        category=decision.category,
                         kind=ConnectionEvent.Kind.STATUS_CHANGED,
                         save=False,
                     )

@@ -4,7 +4,7 @@ backoff, circuit) live on the broker profile, not here."""
 
 from __future__ import annotations
 
-from config.env import tunable
+from common.tunables import tunable
 
 DEFAULTS: dict[str, float] = {
     # Connections claimed per batch; one batch is checked concurrently, then written at once.

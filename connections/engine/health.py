@@ -109,14 +109,8 @@ def latency_factor(latency_ms: int | None, baseline_ms: int) -> float:
     return max(0.0, 1.0 - (latency_ms - baseline) / (4 * baseline))
 
 
-def _status(connection: Connection) -> str:
-    """The status being scored: the one this check decided (engine.check._apply sets it before
-    the transition is written), else the row's."""
-    return getattr(connection, "health_status", None) or connection.status
-
-
-def _has_live_token(connection: Connection, now: datetime) -> bool:
-    if _status(connection) in (ConnectionStatus.NEEDS_REAUTH, ConnectionStatus.FAILED, ConnectionStatus.DISCONNECTED):
+def _has_live_token(connection: Connection, now: datetime, status: str) -> bool:
+    if status in (ConnectionStatus.NEEDS_REAUTH, ConnectionStatus.FAILED, ConnectionStatus.DISCONNECTED):
         return False  # the broker refused the grant (or it was given up): the tokens are dead
     has_access = bool(connection.access_token_sealed) and (
         connection.access_expires_at is None or connection.access_expires_at > now
@@ -124,8 +118,8 @@ def _has_live_token(connection: Connection, now: datetime) -> bool:
     return has_access or bool(connection.refresh_token_sealed)
 
 
-def freshness_factor(connection: Connection, *, now: datetime) -> float:
-    if not _has_live_token(connection, now):
+def freshness_factor(connection: Connection, *, now: datetime, status: str | None = None) -> float:
+    if not _has_live_token(connection, now, status or connection.status):
         return 0.0
     deadline = connection.reauth_deadline_at
     if deadline is not None:
@@ -139,8 +133,8 @@ def freshness_factor(connection: Connection, *, now: datetime) -> float:
     return 1.0
 
 
-def _freshness_text(connection: Connection, factor: float, now: datetime) -> str:
-    if not _has_live_token(connection, now):
+def _freshness_text(connection: Connection, factor: float, now: datetime, status: str) -> str:
+    if not _has_live_token(connection, now, status):
         return "no usable token"
     deadline = connection.reauth_deadline_at
     if deadline is not None and deadline - now <= timedelta(hours=72):
@@ -158,16 +152,19 @@ def health_compute(
     baseline_ms: int,
     now: datetime,
     previous: int | None = None,
+    status: str | None = None,
 ) -> HealthReport:
     """The score and its parts. `ok` is this check's result (None: no check was made, e.g.
     the broker's circuit is open); `inputs` are the checks already stored (this one excluded);
-    `previous` is the score before this check."""
+    `previous` is the score before this check; `status` the one it decided (the engine scores
+    before it writes the transition), else the row's."""
+    status = status or connection.status
     checks, successes = inputs.checks, inputs.successes
     if ok is not None:
         checks, successes = checks + 1, successes + (1 if ok else 0)
     success = successes / checks if checks else 0.0
     latency = latency_factor(latency_ms if ok else None, baseline_ms)
-    freshness = freshness_factor(connection, now=now)
+    freshness = freshness_factor(connection, now=now, status=status)
     stability = max(0.0, 1.0 - inputs.bad_transitions / 3)
     if ok:
         latency_text = f"{latency_ms} ms against a usual {baseline_ms} ms"
@@ -199,7 +196,7 @@ def health_compute(
             15,
             freshness,
             "Full marks while the tokens are valid and no sign-in is due within 3 days.",
-            _freshness_text(connection, freshness, now),
+            _freshness_text(connection, freshness, now, status),
         ),
         HealthPart(
             "stability",
@@ -215,7 +212,7 @@ def health_compute(
     if checks < min_checks:
         return report
     score = int(round(max(0.0, min(100.0, sum(p.points for p in parts)))))
-    if _status(connection) in (ConnectionStatus.NEEDS_REAUTH, ConnectionStatus.FAILED) and score > 20:
+    if status in (ConnectionStatus.NEEDS_REAUTH, ConnectionStatus.FAILED) and score > 20:
         score, report.capped = 20, True
     if ok is not True and previous is not None and score > previous:
         score, report.held = previous, True
@@ -231,9 +228,10 @@ def health_score(
     latency_ms: int | None,
     baseline_ms: int,
     now: datetime,
+    status: str | None = None,
 ) -> int | None:
     """The score the engine stores after a check (None: not enough data yet). The score
-    before the check is the row's current health_score."""
+    before the check is the row's current health_score; `status` is the one the check decided."""
     return health_compute(
         connection,
         inputs,
@@ -242,6 +240,7 @@ def health_score(
         baseline_ms=baseline_ms,
         now=now,
         previous=connection.health_score,
+        status=status,
     ).score
 
 

@@ -152,7 +152,8 @@ def refreshes_run(jobs: list[tuple[object, str, dict]], *, wait_seconds: float |
 
 
 def refreshes_wait_idle(timeout: float = 30.0) -> bool:
-    """Wait until this process runs no refresh (tests, and a worker shutting down)."""
+    """Wait until this process runs no refresh. For tests: a worker's shutdown does not call it (a
+    refresh cut short there is an attempt whose answer was lost, which the engine never repeats)."""
     import time
 
     deadline = time.monotonic() + timeout

@@ -27,11 +27,6 @@ logger = logging.getLogger(__name__)
 DELETE_BATCH = 10_000
 
 
-def hour_floor(moment: datetime) -> datetime:
-    """The start of the UTC hour."""
-    return moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
-
-
 def checkresults_rollup(*, now: datetime | None = None) -> int:
     """Store the finished days of check logs no later check has left behind, delete old tallies.
     Returns how many days were stored."""

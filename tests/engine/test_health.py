@@ -43,11 +43,11 @@ def connection_at(user, now=NOW, **fields):
     return stored_connection(user, **fields)
 
 
-def score(conn, *, ok=True, latency_ms=None, now=NOW) -> int:
+def score(conn, *, ok=True, latency_ms=None, now=NOW, status=None) -> int:
     baseline = connection_profile(conn).baseline_latency_ms
     inputs = health_inputs_for([conn.pk], now=now)[conn.pk]
     latency_ms = baseline if latency_ms is None else latency_ms
-    return health_score(conn, inputs, ok=ok, latency_ms=latency_ms, baseline_ms=baseline, now=now)
+    return health_score(conn, inputs, ok=ok, latency_ms=latency_ms, baseline_ms=baseline, now=now, status=status)
 
 
 def a_good_day(conn, now=NOW):
@@ -349,5 +349,4 @@ def test_the_status_this_check_decided_is_scored(user):
     # capped although the row still says connected.
     conn = connection_at(user)
     a_good_day(conn)
-    conn.health_status = ConnectionStatus.NEEDS_REAUTH
-    assert score(conn, ok=False) == 20
+    assert score(conn, ok=False, status=ConnectionStatus.NEEDS_REAUTH) == 20

@@ -1,4 +1,4 @@
-"""config.threadlanes: the most viewed page reads share a few reused threads per web process,
+"""common.threadlanes: the most viewed page reads share a few reused threads per web process,
 first come first served; everything else keeps a thread of its own; no free thread within
 the wait is a 503 "busy", never a hang."""
 
@@ -10,7 +10,7 @@ import threading
 
 from asgiref.sync import ThreadSensitiveContext, sync_to_async
 
-from config.threadlanes import PageThreads
+from common.threadlanes import PageThreads
 
 DASHBOARD = "/connections/"  # marked @page_threads
 CATALOG = "/connections/connect/"  # not marked

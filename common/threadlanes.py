@@ -27,7 +27,7 @@ from asgiref.sync import ThreadSensitiveContext
 
 logger = logging.getLogger(__name__)
 
-# Also ops.busy's answer when no database connection is free (apps import config, not the reverse).
+# Also ops.busy's answer when no database connection is free (common imports no app).
 BUSY_MESSAGE = "brokerlink is busy right now: every database connection is in use. Try again in a few seconds."
 BUSY_BODY = BUSY_MESSAGE.encode()
 _MARK = "page_threads"
