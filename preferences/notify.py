@@ -1,5 +1,6 @@
 """Delivering a notification to a person as they asked: which kinds, by email or not, and
-their personal channels (any Apprise URL: ntfy, Slack, Telegram, Discord, a JSON webhook…).
+their personal channels (Apprise URLs allowed by preferences.channels: ntfy, Slack, Telegram,
+Discord, Pushover, Teams workflows, JSON/form webhooks over https).
 
 The engine decides *that* something is worth telling (once per incident); this module decides
 *where* it goes. A channel that fails is logged and skipped: it never blocks the email or the
@@ -12,10 +13,11 @@ import logging
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-import apprise
 from django.conf import settings
 from django.core.mail import send_mail
 
+from outbound.clients import pinned_connections
+from preferences.channels import ChannelInvalid, channel_check, channel_sender
 from preferences.models import NotificationChannel, NotificationSettings
 from vault.crypto import VaultError
 
@@ -43,10 +45,6 @@ class Delivery:
         return bool(self.sent)
 
 
-class ChannelInvalid(ValueError):
-    pass
-
-
 def notification_settings_for(user) -> NotificationSettings:
     """The person's settings; an unsaved all-on row when they never changed them."""
     try:
@@ -68,12 +66,8 @@ def channel_display(url: str) -> str:
 
 
 def channel_validate(url: str) -> str:
-    url = url.strip()
-    if "://" not in url:
-        raise ChannelInvalid("Enter an Apprise URL such as ntfy://ntfy.sh/my-topic or slack://…")
-    if apprise.Apprise.instantiate(url) is None:
-        raise ChannelInvalid(f"Apprise does not recognise a “{urlsplit(url).scheme}://” URL.")
-    return url
+    """The URL, stripped, when the channel policy allows it; ChannelInvalid otherwise."""
+    return channel_check(url).url
 
 
 def channel_create(*, user, name: str, url: str) -> NotificationChannel:
@@ -91,11 +85,15 @@ def channel_send(channel: NotificationChannel, *, subject: str, body: str) -> bo
     except VaultError:
         logger.warning("preferences.channel.unreadable", extra={"channel_id": str(channel.pk)})
         return False
-    sender = apprise.Apprise()
-    if not sender.add(url):
-        logger.warning("preferences.channel.invalid", extra={"channel_id": str(channel.pk), "display": channel.display})
+    try:
+        # Checked again at send time: a channel saved before a policy change, or whose host
+        # now resolves somewhere refused, is not sent to.
+        channel_check(url)
+    except ChannelInvalid:
+        logger.warning("preferences.channel.refused", extra={"channel_id": str(channel.pk), "display": channel.display})
         return False
-    ok = bool(sender.notify(title=subject, body=body))
+    with pinned_connections():  # every connection Apprise opens: checked address, pinned
+        ok = bool(channel_sender(url).notify(title=subject, body=body))
     log = logger.info if ok else logger.warning
     log("preferences.channel.sent" if ok else "preferences.channel.failed", extra={"channel_id": str(channel.pk)})
     return ok
