@@ -298,6 +298,10 @@ SANDBOX_EMULATE_BROKERS = env_list("SANDBOX_EMULATE_BROKERS")
 # host (the sandbox on 127.0.0.1). Off in production, where every URL brokerlink calls must be
 # https to a public address.
 OUTBOUND_ALLOW_LOOPBACK_HTTP = env_bool("OUTBOUND_ALLOW_LOOPBACK_HTTP", default=not PRODUCTION)
+# Personal notification channels (preferences.channels): how many one person may keep, and
+# how often they may press "Send me a test" (each test is sent by a worker, not the web).
+NOTIFICATION_CHANNELS_MAX = env_int("NOTIFICATION_CHANNELS_MAX", 10)
+NOTIFICATION_TEST_COOLDOWN_SECONDS = env_int("NOTIFICATION_TEST_COOLDOWN_SECONDS", 60)
 BROKER_CONNECT_TIMEOUT_SECONDS = float(env_str("BROKER_CONNECT_TIMEOUT_SECONDS", "5"))
 BROKER_READ_TIMEOUT_SECONDS = float(env_str("BROKER_READ_TIMEOUT_SECONDS", "10"))
 # /metrics and POST /health/check/ accept `Authorization: Bearer <token>` (or a staff session).

@@ -14,7 +14,10 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from django.conf import settings
+from django.core.cache import cache
 from django.core.mail import send_mail
+from django.db import transaction
+from django.utils import timezone
 
 from outbound.clients import pinned_connections
 from preferences.channels import ChannelInvalid, channel_check, channel_sender
@@ -71,6 +74,9 @@ def channel_validate(url: str) -> str:
 
 
 def channel_create(*, user, name: str, url: str) -> NotificationChannel:
+    limit = int(settings.NOTIFICATION_CHANNELS_MAX)
+    if NotificationChannel.objects.filter(user=user).count() >= limit:
+        raise ChannelInvalid(f"You have {limit} channels, the most brokerlink keeps per person: remove one first.")
     url = channel_validate(url)
     channel = NotificationChannel(user=user, name=name.strip() or channel_display(url), display=channel_display(url))
     channel.url = url  # sealed, bound to this row's id
@@ -114,19 +120,74 @@ def notification_deliver(*, user, kind: str, subject: str, body: str) -> Deliver
     return delivery
 
 
-def notification_send_test(*, user) -> Delivery:
+def _test_message() -> tuple[str, str]:
     subject = "brokerlink test notification"
     body = (
         "This is a test from brokerlink. If you can read it, notifications reach you here.\n\n"
         f"Change what you receive: {settings.SITE_URL.rstrip('/')}/settings/"
     )
-    try:
-        return notification_deliver(user=user, kind=KIND_TEST, subject=subject, body=body)
-    except Exception:  # noqa: BLE001 - the mail server, not us: say so on the page
-        logger.exception("preferences.notification.test_email_failed")
-        delivery = Delivery(failed=["email"])
-        for channel in NotificationChannel.objects.filter(user=user, enabled=True):
-            (delivery.sent if channel_send(channel, subject=subject, body=body) else delivery.failed).append(
-                channel.name
-            )
-        return delivery
+    return subject, body
+
+
+def notification_send_test(*, user) -> Delivery:
+    """Send the test everywhere on and record each outcome for the owner's channel list.
+    Runs in a worker (preferences.tasks): a channel that never answers holds a worker slot
+    for the server's timeout, never a web request."""
+    subject, body = _test_message()
+    wanted = notification_settings_for(user)
+    delivery = Delivery()
+    email_sent = None
+    if wanted.email and user.email:
+        try:
+            send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, [user.email], fail_silently=False)
+        except Exception:  # noqa: BLE001 - the mail server, not us: shown on the settings page
+            logger.exception("preferences.notification.test_email_failed")
+            delivery.failed.append("email")
+            email_sent = False
+        else:
+            delivery.sent.append("email")
+            email_sent = True
+    for channel in NotificationChannel.objects.filter(user=user, enabled=True):
+        ok = channel_send(channel, subject=subject, body=body)
+        (delivery.sent if ok else delivery.failed).append(channel.name)
+        NotificationChannel.objects.filter(pk=channel.pk).update(last_test_at=timezone.now(), last_test_ok=ok)
+    if wanted.pk:
+        NotificationSettings.objects.filter(pk=wanted.pk).update(test_email_sent=email_sent)
+    return delivery
+
+
+def _cooldown_key(user) -> str:
+    return f"preferences:test-cooldown:{user.pk}"
+
+
+def notification_test_cooldown_reset(*, user) -> None:
+    """Let this person send a test again now (support, and tests of the page)."""
+    cache.delete(_cooldown_key(user))
+
+
+class NotificationTestTooSoon(Exception):
+    """A test was asked for less than NOTIFICATION_TEST_COOLDOWN_SECONDS ago."""
+
+
+def notification_test_request(*, user) -> None:
+    """Ask a worker to send a test (after this transaction commits); at most one per cooldown.
+
+    The page answers at once with one generic sentence; what each channel answered is shown
+    in the owner's channel list when the worker has sent it."""
+    cooldown = int(settings.NOTIFICATION_TEST_COOLDOWN_SECONDS)
+    if cooldown > 0 and not cache.add(_cooldown_key(user), 1, timeout=cooldown):
+        raise NotificationTestTooSoon
+    row, _ = NotificationSettings.objects.get_or_create(user=user)
+    NotificationSettings.objects.filter(pk=row.pk).update(test_requested_at=timezone.now(), test_email_sent=None)
+    NotificationChannel.objects.filter(user=user, enabled=True).update(last_test_at=None, last_test_ok=None)
+    user_id = user.pk
+
+    def enqueue() -> None:
+        from preferences.tasks import notification_test_send
+
+        try:
+            notification_test_send.delay(user_id)
+        except Exception:  # noqa: BLE001 - the queue is down: the page shows the test as not sent
+            logger.warning("preferences.notification.test_not_queued", extra={"user_id": user_id})
+
+    transaction.on_commit(enqueue)
