@@ -243,10 +243,13 @@ def _breakers(now) -> list[dict]:
 @login_required
 @require_GET
 def system_status(request):
-    from config.staff import staff_verified
+    from config.staff import second_factor_redirect, staff_verified
 
-    if not staff_verified(request.user):
-        raise PermissionDenied
+    if not staff_verified(request):
+        redirect_to = second_factor_redirect(request)
+        if redirect_to is None:
+            raise PermissionDenied
+        return redirect_to
     now = timezone.now()
     overall, services = _services()
     monitoring = presenters.monitoring_status(now=now)
