@@ -254,6 +254,11 @@ EMAIL_HOST_USER = env_str("EMAIL_HOST_USER")
 EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD")
 EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "brokerlink <noreply@brokerlink.local>")
+# Operators (Django's ADMINS): mailed when a service key is created or widened, when a revoked
+# key is used, and when a webhook endpoint is disabled. Comma-separated addresses.
+ADMINS = [(address, address) for address in env_list("BROKERLINK_OPERATOR_EMAILS")]
+SERVER_EMAIL = env_str("SERVER_EMAIL", DEFAULT_FROM_EMAIL)
+EMAIL_SUBJECT_PREFIX = "[brokerlink] "
 
 # --- i18n, static ---------------------------------------------------------------------
 LANGUAGE_CODE = "en-us"
