@@ -16,7 +16,6 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.core.cache import cache
 from django.core.mail import send_mail
-from django.db import transaction
 from django.utils import timezone
 
 from outbound.clients import pinned_connections
@@ -170,7 +169,8 @@ class NotificationTestTooSoon(Exception):
 
 
 def notification_test_request(*, user) -> None:
-    """Ask a worker to send a test (after this transaction commits); at most one per cooldown.
+    """Record that a test was asked for (at most one per cooldown); the caller queues the
+    worker's task (preferences.tasks.notification_test_send) once this commits.
 
     The page answers at once with one generic sentence; what each channel answered is shown
     in the owner's channel list when the worker has sent it."""
@@ -180,14 +180,3 @@ def notification_test_request(*, user) -> None:
     row, _ = NotificationSettings.objects.get_or_create(user=user)
     NotificationSettings.objects.filter(pk=row.pk).update(test_requested_at=timezone.now(), test_email_sent=None)
     NotificationChannel.objects.filter(user=user, enabled=True).update(last_test_at=None, last_test_ok=None)
-    user_id = user.pk
-
-    def enqueue() -> None:
-        from preferences.tasks import notification_test_send
-
-        try:
-            notification_test_send.delay(user_id)
-        except Exception:  # noqa: BLE001 - the queue is down: the page shows the test as not sent
-            logger.warning("preferences.notification.test_not_queued", extra={"user_id": user_id})
-
-    transaction.on_commit(enqueue)

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import logging
+from functools import partial
+
 from django.contrib import messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
+from django.db import transaction
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
@@ -19,7 +23,10 @@ from preferences.notify import (
     notification_settings_for,
     notification_test_request,
 )
+from preferences.tasks import notification_test_send
 from preferences.timezones import time_zone_valid
+
+logger = logging.getLogger(__name__)
 
 
 def _page(request, *, notifications_form=None, channel_form=None, time_zone_form=None, status=200):
@@ -67,8 +74,16 @@ def notification_test(request):
     except NotificationTestTooSoon:
         messages.warning(request, "A test was sent a moment ago: wait a minute before sending another.")
     else:
+        transaction.on_commit(partial(_queue_test, user.pk))
         messages.success(request, "Test on its way: check your channels. Each one's result appears below.")
     return redirect("preferences:settings")
+
+
+def _queue_test(user_id: int) -> None:
+    try:
+        notification_test_send.delay(user_id)
+    except Exception:  # noqa: BLE001 - the queue is down: the list keeps showing "sending…"
+        logger.warning("preferences.notification.test_not_queued", extra={"user_id": user_id})
 
 
 @login_required
