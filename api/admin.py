@@ -11,6 +11,7 @@ from api.services import (
     service_key_set_secret,
 )
 from ops.admin import secret_once_response
+from ops.client_address import client_address
 
 
 class ServiceKeyForm(forms.ModelForm):
@@ -83,7 +84,7 @@ class ServiceKeyAdmin(admin.ModelAdmin):
         super().save_related(request, form, formsets, change)  # the users are saved here
         key = form.instance
         service_key_changed(key, before=getattr(key, "reach_before", None) if change else None, actor=request.user,
-                            remote_addr=request.META.get("REMOTE_ADDR"))
+                            remote_addr=client_address(request) or None)
 
     def response_add(self, request, obj, post_url_continue=None):
         return secret_once_response(

@@ -15,8 +15,10 @@ import hashlib
 import hmac
 import logging
 import secrets
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from django.core.cache import cache
 from django.core.mail import mail_admins
 from django.db.models import QuerySet
 from django.utils import timezone
@@ -165,25 +167,61 @@ def service_key_set_secret(key: ServiceKey) -> str:
     return f"{KEY_PREFIX}{key.prefix}_{secret}"
 
 
-def service_key_authenticate(raw: str, *, now: datetime | None = None) -> ServiceKey | None:
-    """The active key this plaintext belongs to, or None (unknown, wrong, revoked, expired)."""
+@dataclass(frozen=True)
+class KeyCheck:
+    """What a presented key turned out to be: the key when it works, else why not."""
+
+    key: ServiceKey | None
+    reason: str = ""  # "", "malformed", "unknown", "wrong_secret", "revoked", "expired", "creator_inactive"
+    prefix: str = ""  # the public part, safe to log; never the secret
+    found: ServiceKey | None = None  # the row the prefix named, even when refused
+
+
+def service_key_check(raw: str, *, now: datetime | None = None) -> KeyCheck:
     if not raw or not raw.startswith(KEY_PREFIX):
-        return None
+        return KeyCheck(None, "malformed")
     prefix, _, secret = raw[len(KEY_PREFIX) :].partition("_")
+    prefix = prefix[:16]
     if not prefix or not secret:
-        return None
+        return KeyCheck(None, "malformed", prefix)
     key = ServiceKey.objects.filter(prefix=prefix).select_related("created_by").first()
-    if key is None or not hmac.compare_digest(key.key_hash, _hash(secret)):
-        return None
+    if key is None:
+        return KeyCheck(None, "unknown", prefix)
+    if not hmac.compare_digest(key.key_hash, _hash(secret)):
+        return KeyCheck(None, "wrong_secret", prefix, key)
     now = now or timezone.now()
+    if key.revoked_at is not None:
+        return KeyCheck(None, "revoked", prefix, key)
     if not key.is_active(now):
-        return None
+        return KeyCheck(None, "expired", prefix, key)
     if key.created_by_id is not None and not key.created_by.is_active:
-        return None  # a key never outlives its creator's access
+        return KeyCheck(None, "creator_inactive", prefix, key)  # a key never outlives its creator's access
     if key.last_used_at is None or now - key.last_used_at > LAST_USED_PRECISION:
         # A minute's precision is enough to see a key in use; not one write per request.
         ServiceKey.objects.filter(pk=key.pk).update(last_used_at=now)
-    return key
+    return KeyCheck(key, "", prefix, key)
+
+
+def service_key_authenticate(raw: str, *, now: datetime | None = None) -> ServiceKey | None:
+    """The active key this plaintext belongs to, or None (unknown, wrong, revoked, expired,
+    or its creator deactivated)."""
+    return service_key_check(raw, now=now).key
+
+
+def revoked_key_used(check: KeyCheck, *, remote_addr: str | None) -> None:
+    """Someone holds a revoked key's full secret: log it and mail the operators (once an hour per key)."""
+    key = check.found
+    logger.error("api.key.revoked_used", extra={"key_id": str(key.pk), "prefix": check.prefix,
+                                                 "remote_addr": remote_addr or ""})
+    if not cache.add(f"api:revoked-used-alert:{key.pk}", 1, timeout=3600):
+        return
+    try:
+        mail_admins(f"Revoked service key {key.name} (blk_{key.prefix}_…) was used",
+                    f"A request from {remote_addr or 'an unknown address'} presented the revoked key "
+                    f"{key.name} (blk_{key.prefix}_…) with its correct secret. The key was refused; whoever "
+                    "holds it still has the secret. Further uses within the hour are in the API audit trail.\n")
+    except Exception:  # noqa: BLE001 - the log line and the audit row stand either way
+        logger.exception("api.key.alert_mail_failed", extra={"key_id": str(key.pk)})
 
 
 def service_key_revoke(key: ServiceKey) -> bool:
