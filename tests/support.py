@@ -150,3 +150,15 @@ def force_login_passes_enrolled_factor(sender, request, user, **kwargs):
     factor = Authenticator.objects.filter(user=user, type__in=("totp", "webauthn")).first()
     if factor is not None:
         record_authentication(request, user, "mfa", id=factor.pk, type=factor.type)
+
+
+def pass_second_factor(page, base_url: str, user, next_path: str) -> None:
+    """In a browser already signed in with the password: pass the factor enrolled with
+    `with_second_factor` through allauth's reauthentication, as a person would (staff pages
+    need a factor used in this very session), ending on `next_path`."""
+    from urllib.parse import urlencode
+
+    page.goto(f"{base_url}/accounts/2fa/reauthenticate/?{urlencode({'next': next_path})}")
+    page.locator("input[name=code]").fill(totp_code(user.totp_secret))
+    page.get_by_role("button", name="Confirm").click()
+    page.wait_for_url(f"{base_url}{next_path}")

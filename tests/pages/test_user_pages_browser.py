@@ -33,7 +33,7 @@ from preferences.tasks import notification_test_send
 from tests.fixtures.sandbox import DEMO_PASSWORD, DEMO_USERNAME
 from tests.harness import BrokerlinkServer, Browser
 from tests.pages.test_browser import PASSWORD, SCREENSHOTS, connect_sandbox, sign_in
-from tests.support import with_second_factor
+from tests.support import pass_second_factor, with_second_factor
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -230,7 +230,8 @@ def test_time_zone_detected_labelled_on_hover_and_focus_and_in_admin(stack, user
 
         # Admin: the same labelled format, a read-only page without Save, one Accounts section.
         django_user_model.objects.filter(pk=user.pk).update(is_staff=True, is_superuser=True)
-        with_second_factor(user)  # admin needs one (docs/security.md)
+        with_second_factor(user)  # admin needs one (docs/security.md), used in this session
+        pass_second_factor(page, stack.url, user, "/admin/")
         page.goto(f"{stack.url}/admin/connections/connection/{conn.pk}/change/")
         expect(page.locator(".field-status_changed_at .readonly")).to_contain_text("JST")
         expect(page.locator("input[name=_save]")).to_have_count(0)
