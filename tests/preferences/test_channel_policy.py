@@ -148,11 +148,17 @@ def test_outside_the_pin_urllib3_is_unchanged(listener, production):
         ("https://hooks.slack.com/services/T1JJ3T3L2/A1BRTD4JD/TIiajkdnlazkcOXrIdevi7", "hooks.slack.com"),
         ("slack://T1JJ3T3L2/A1BRTD4JD/TIiajkdnlazkcOXrIdevi7", "hooks.slack.com"),
         ("discord://123456/abcdef", "discord.com"),
+        ("tgram://123456789:abcdefg_hijklmnop/12345", "api.telegram.org"),
+        ("pover://" + "u" * 30 + "@" + "a" * 30, "api.pushover.net"),
+        ("workflows://prod-1.westeurope.logic.azure.com:443/abcd/defg", "prod-1.westeurope.logic.azure.com"),
+        ("jsons://hooks.example.com/brokerlink", "hooks.example.com"),
+        ("forms://hooks.example.com/brokerlink", "hooks.example.com"),
     ],
 )
 def test_a_legitimate_https_channel_connects_to_the_checked_address(url, host, user, production, monkeypatch):
-    """Without leaving the machine: the name is resolved by the policy (a public answer) and
-    Apprise's connection goes to that checked address on 443, never resolved again by the library."""
+    """Every offered scheme sends through the pin. Without leaving the machine: the name is
+    resolved by the policy (a public answer) and Apprise's connection goes to that checked
+    address on 443, never resolved again by the library."""
     resolved, dialled = [], []
 
     def resolve(name, port):

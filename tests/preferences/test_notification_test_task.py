@@ -52,6 +52,17 @@ def test_a_black_hole_channel_does_not_hold_the_request(client, user, black_hole
     assert "Last test: sending" in text
 
 
+def test_the_worker_gives_up_on_a_black_hole_within_the_servers_timeouts(user, black_hole, receiver):
+    """In the worker, a channel that never answers fails after Apprise's own timeouts (no
+    user-set `rto`), is recorded as not sent, and does not stop the next channel."""
+    channel_create(user=user, name="Hole", url=f"json://127.0.0.1:{black_hole}/x")
+    channel_create(user=user, name="Webhook", url=receiver.url())
+    tasks.notification_test_send(user.pk)
+    outcomes = dict(NotificationChannel.objects.filter(user=user).values_list("name", "last_test_ok"))
+    assert outcomes == {"Hole": False, "Webhook": True}
+    assert receiver.titles() == ["brokerlink test notification"]
+
+
 def test_the_worker_records_each_outcome_for_the_owner_only(client, user, receiver, queued,
                                                             django_capture_on_commit_callbacks):
     channel_create(user=user, name="Webhook", url=receiver.url())
