@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
+from urllib.request import getproxies as environment_proxies
 
 from django.conf import settings
 from django.core.cache import cache
@@ -96,6 +97,11 @@ def channel_send(channel: NotificationChannel, *, subject: str, body: str) -> bo
         channel_check(url)
     except ChannelInvalid:
         logger.warning("preferences.channel.refused", extra={"channel_id": str(channel.pk), "display": channel.display})
+        return False
+    if environment_proxies():
+        # Apprise's requests would use them, and a proxy connects to the target on our behalf
+        # where the pin cannot check it (brokerlink's own clients ignore them for the same reason).
+        logger.warning("preferences.channel.proxy_in_environment", extra={"channel_id": str(channel.pk)})
         return False
     with pinned_connections():  # every connection Apprise opens: checked address, pinned
         ok = bool(channel_sender(url).notify(title=subject, body=body))

@@ -182,3 +182,11 @@ def test_a_json_channel_in_development_still_delivers(user, receiver):
     channel = channel_create(user=user, name="Webhook", url=receiver.url())
     assert channel_send(channel, subject="hello", body="world") is True
     assert receiver.titles() == ["hello"]
+
+
+def test_no_channel_is_sent_through_a_proxy_from_the_environment(user, receiver, monkeypatch):
+    channel = channel_create(user=user, name="Webhook", url=receiver.url())
+    monkeypatch.setenv("HTTP_PROXY", "http://proxy.example:3128")
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    assert channel_send(channel, subject="s", body="b") is False
+    assert receiver.messages == []
