@@ -185,7 +185,7 @@ def test_settings_by_keyboard_decide_what_is_sent(stack, user, page, receiver):
     (sent,) = mail.outbox
     assert sent.subject == "brokerlink test notification" and sent.to == [user.email]
     page.reload()
-    expect(page.locator("[data-field='test-email']")).to_have_text("Email: sent")
+    expect(page.locator("[data-field='test-email']")).to_have_text("Last test by email: sent")
     accessible(page, stack, "settings after changes")
     page.screenshot(path=str(SCREENSHOTS / "settings.png"), full_page=True)
 
