@@ -15,12 +15,12 @@ from django.shortcuts import resolve_url
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme, urlencode
 
-from config.staff import staff_verified
+from config.staff import staff_account_ready, staff_verified
 
 
 class BrokerlinkAdminSite(admin.AdminSite):
     def has_permission(self, request) -> bool:
-        return super().has_permission(request) and staff_verified(request.user)
+        return super().has_permission(request) and staff_verified(request)
 
     def login(self, request, extra_context=None):
         nxt = request.GET.get(REDIRECT_FIELD_NAME) or request.POST.get(REDIRECT_FIELD_NAME) or ""
@@ -33,9 +33,13 @@ class BrokerlinkAdminSite(admin.AdminSite):
             return HttpResponseRedirect(f"{login_url}?{urlencode({REDIRECT_FIELD_NAME: nxt})}")
         if not (user.is_active and user.is_staff):
             raise PermissionDenied
-        if not staff_verified(user):
+        if not staff_account_ready(user):
             messages.warning(
                 request, "Admin requires a second factor. Set up an authenticator app or a security key first."
             )
             return HttpResponseRedirect(resolve_url("mfa_index"))
+        if not staff_verified(request):
+            # Enrolled, but this session never used the factor (signed in before enrolling, or
+            # in another browser): allauth asks for it, then comes back.
+            return HttpResponseRedirect(f"{resolve_url('mfa_reauthenticate')}?{urlencode({REDIRECT_FIELD_NAME: nxt})}")
         return HttpResponseRedirect(nxt)

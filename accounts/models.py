@@ -1,6 +1,7 @@
 from allauth.account import models as allauth_models
 from django.contrib.auth.models import AbstractUser, BaseUserManager
 from django.db import models
+from django.utils.crypto import salted_hmac
 
 
 class UserManager(BaseUserManager):
@@ -33,6 +34,9 @@ class User(AbstractUser):
     # IANA name (Europe/Paris). Empty until the browser reports it on the first visit; pages
     # show UTC until then.
     time_zone = models.CharField("time zone", max_length=64, blank=True)
+    # Raised to end every other session of this person (enrolling a second factor): Django
+    # checks each session's stored hash against get_session_auth_hash() on every request.
+    session_epoch = models.PositiveIntegerField(default=0, editable=False)
 
     USERNAME_FIELD = "email"
     REQUIRED_FIELDS: list[str] = []
@@ -41,6 +45,13 @@ class User(AbstractUser):
 
     def __str__(self) -> str:
         return self.email
+
+    def get_session_auth_hash(self) -> str:
+        base = super().get_session_auth_hash()
+        if not self.session_epoch:  # sessions from before any epoch change stay valid
+            return base
+        value = f"{base}:{self.session_epoch}"
+        return salted_hmac("accounts.User.session_epoch", value, algorithm="sha256").hexdigest()
 
 
 class EmailAddress(allauth_models.EmailAddress):

@@ -3,8 +3,15 @@ from django.contrib import admin, messages
 from django.urls import reverse
 
 from api.models import ApiAuditEntry, Scope, ServiceKey
-from api.services import service_key_revoke, service_key_set_secret
+from api.services import (
+    service_key_changed,
+    service_key_grant_problems,
+    service_key_reach,
+    service_key_revoke,
+    service_key_set_secret,
+)
 from ops.admin import secret_once_response
+from ops.client_address import client_address
 
 
 class ServiceKeyForm(forms.ModelForm):
@@ -16,23 +23,33 @@ class ServiceKeyForm(forms.ModelForm):
 
     class Meta:
         model = ServiceKey
-        fields = ["name", "scopes", "broker_slugs", "users", "app", "expires_at", "rate_limit_per_minute"]
+        fields = ["name", "scopes", "broker_slugs", "users", "all_users", "app", "expires_at", "rate_limit_per_minute"]
         help_texts = {
-            "users": "None selected: every user's connections.",
+            "users": "None selected: no connection at all (unless “every user's connections” is ticked).",
             "app": "A partner app's key covers exactly that app's end users' connections (users do not apply).",
+            "expires_at": "Required with tokens:read or broker:call.",
         }
 
-    def clean(self):
-        cleaned = super().clean()
-        if cleaned.get("app") and cleaned.get("users"):
-            self.add_error("users", "A partner app's key covers its app's end users only: leave users empty.")
-        return cleaned
+    # Set by ServiceKeyAdmin.get_form: who is saving, for the grant rules (api.services).
+    actor = None
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         from brokers.registry import all_profiles
 
         self.fields["broker_slugs"].choices = [(p.slug, p.name) for p in all_profiles()]
+
+    def clean(self):
+        cleaned = super().clean()
+        problems = service_key_grant_problems(
+            actor=self.actor, scopes=cleaned.get("scopes") or [], all_users=bool(cleaned.get("all_users")),
+            expires_at=cleaned.get("expires_at"),
+        )
+        if cleaned.get("app") and (cleaned.get("users") or cleaned.get("all_users")):
+            problems.append("A partner app's key covers its app's end users only: leave users and every-user unticked.")
+        if problems:
+            raise forms.ValidationError(problems)
+        return cleaned
 
 
 @admin.register(ServiceKey)
@@ -46,8 +63,13 @@ class ServiceKeyAdmin(admin.ModelAdmin):
     readonly_fields = ["prefix", "revoked_at", "last_used_at", "created_by", "created_at"]
     actions = ["revoke"]
 
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change=change, **kwargs)
+        form.actor = request.user
+        return form
+
     def get_fields(self, request, obj=None):
-        fields = ["name", "scopes", "broker_slugs", "users", "app", "expires_at", "rate_limit_per_minute"]
+        fields = ["name", "scopes", "broker_slugs", "users", "all_users", "app", "expires_at", "rate_limit_per_minute"]
         return fields + (["prefix", "revoked_at", "last_used_at", "created_by", "created_at"] if obj else [])
 
     def has_delete_permission(self, request, obj=None) -> bool:
@@ -57,7 +79,15 @@ class ServiceKeyAdmin(admin.ModelAdmin):
         if not change:
             obj.created_by = request.user
             self._plaintext = service_key_set_secret(obj)
+        else:
+            obj.reach_before = service_key_reach(ServiceKey.objects.get(pk=obj.pk))
         super().save_model(request, obj, form, change)
+
+    def save_related(self, request, form, formsets, change):
+        super().save_related(request, form, formsets, change)  # the users are saved here
+        key = form.instance
+        service_key_changed(key, before=getattr(key, "reach_before", None) if change else None, actor=request.user,
+                            remote_addr=client_address(request) or None)
 
     def response_add(self, request, obj, post_url_continue=None):
         return secret_once_response(

@@ -27,13 +27,19 @@ class ServiceKey(models.Model):
     prefix = models.CharField(max_length=16, unique=True, editable=False)
     key_hash = models.CharField(max_length=64, editable=False)
     scopes = models.JSONField(default=list)
-    # Empty: every broker / every user.
+    # Empty: every broker.
     broker_slugs = models.JSONField(default=list, blank=True)
+    # The people whose connections the key covers. None listed: no connection at all, unless
+    # `all_users`, an explicit choice only a superuser or a holder of `api.grant_wide_keys` makes.
     users = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="+")
     # A partner app's key covers exactly that app's end users' connections (and no brokerlink
     # user's); `users` does not apply to it.
     app = models.ForeignKey(
         "partners.PartnerApp", null=True, blank=True, on_delete=models.PROTECT, related_name="service_keys"
+    )
+    all_users = models.BooleanField(
+        "every user's connections", default=False,
+        help_text="Covers every person's connections. Only superusers (or staff with “grant wide keys”) may set it.",
     )
     expires_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
@@ -46,6 +52,9 @@ class ServiceKey(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        permissions = [
+            ("grant_wide_keys", "Can give service keys every user's connections, tokens:read or broker:call"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.name} (blk_{self.prefix}_…)"

@@ -14,6 +14,7 @@ import math
 from datetime import datetime
 from uuid import UUID
 
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
@@ -22,7 +23,7 @@ from ninja.errors import AuthenticationError, HttpError
 from ninja.security.http import HttpAuthBase
 
 from api.models import Scope, ServiceKey
-from api.services import api_audit_record, service_key_authenticate, service_key_connections
+from api.services import KeyCheck, api_audit_record, revoked_key_used, service_key_check, service_key_connections
 from connections.api import (
     ConnectionUnavailable,
     NeedsReauthentication,
@@ -34,7 +35,8 @@ from connections.api import (
 )
 from connections.errors import BrokerError
 from connections.models import Connection, ConnectionStatus
-from connections.ratelimit import rate_limit_hit
+from connections.ratelimit import pause_left, pause_set, rate_limit_hit
+from ops.client_address import client_address
 
 logger = logging.getLogger(__name__)
 
@@ -47,25 +49,48 @@ PROXY_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 
 class ServiceKeyAuth(HttpAuthBase):
     """`Authorization: Bearer blk_...`; unknown, revoked and expired keys get 401. Each key is
-    rate limited (its `rate_limit_per_minute`, counted in Redis across processes)."""
+    rate limited (its `rate_limit_per_minute`, counted in Redis across processes).
+
+    Every failed attempt is audited with the key's public prefix and the client address; a
+    revoked key presented with its right secret alerts the operators; an address with more
+    than API_AUTH_FAILURES_PER_MINUTE failures gets 429 until the minute is over."""
 
     openapi_type = "http"
     openapi_scheme = "bearer"
 
     @sensitive_variables()
     def __call__(self, request: HttpRequest) -> ServiceKey | None:
+        address = client_address(request)
+        paused = pause_left(f"api-auth:{address}")
+        if paused:
+            raise RateLimited(paused, "failed authentications from this address")
         # Not ninja's HttpBearer: it logs the whole header in DEBUG when the scheme is wrong.
-        scheme, _, raw = request.headers.get("Authorization", "").partition(" ")
+        header = request.headers.get("Authorization", "")
+        scheme, _, raw = header.partition(" ")
         if scheme.lower() != "bearer":
-            return None
-        key = service_key_authenticate(raw.strip())
-        if key is None:
-            return None
+            return self._failed(request, address, KeyCheck(None, "no_bearer_key" if header else "no_key"))
+        check = service_key_check(raw.strip())
+        if check.key is None:
+            return self._failed(request, address, check)
+        key = check.key
         retry_after = rate_limit_hit(f"apikey:{key.pk}", limit=key.rate_limit_per_minute, per_seconds=60)
         if retry_after:
             _audit(request, key, "rate_limited", 429, result="Over the key's rate limit.")
             raise RateLimited(retry_after, "this API key")
         return key
+
+    @staticmethod
+    def _failed(request, address: str, check: KeyCheck) -> None:
+        _audit(request, check.found, "auth_failed", 401,
+               result=f"Refused: {check.reason.replace('_', ' ')}; key prefix {check.prefix or '-'}.")
+        if check.reason == "revoked":
+            revoked_key_used(check, remote_addr=address)
+        retry_after = rate_limit_hit(f"api-auth-failures:{address}", per_seconds=60,
+                                     limit=int(getattr(settings, "API_AUTH_FAILURES_PER_MINUTE", 20)))
+        if retry_after:
+            pause_set(f"api-auth:{address}", retry_after)
+            raise RateLimited(retry_after, "failed authentications from this address")
+        return None
 
 
 api = NinjaAPI(
@@ -106,7 +131,7 @@ def _audit(request, key, action: str, status_code: int, *, connection_id=None, r
         method=request.method,
         path=request.path,
         result=result,
-        remote_addr=request.META.get("REMOTE_ADDR"),
+        remote_addr=client_address(request) or None,
     )
 
 

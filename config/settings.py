@@ -254,6 +254,11 @@ EMAIL_HOST_USER = env_str("EMAIL_HOST_USER")
 EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD")
 EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "brokerlink <noreply@brokerlink.local>")
+# Operators (Django's ADMINS): mailed when a service key is created or widened, when a revoked
+# key is used, and when a webhook endpoint is disabled. Comma-separated addresses.
+ADMINS = [(address, address) for address in env_list("BROKERLINK_OPERATOR_EMAILS")]
+SERVER_EMAIL = env_str("SERVER_EMAIL", DEFAULT_FROM_EMAIL)
+EMAIL_SUBJECT_PREFIX = "[brokerlink] "
 
 # --- i18n, static ---------------------------------------------------------------------
 LANGUAGE_CODE = "en-us"
@@ -298,6 +303,10 @@ SANDBOX_EMULATE_BROKERS = env_list("SANDBOX_EMULATE_BROKERS")
 # host (the sandbox on 127.0.0.1). Off in production, where every URL brokerlink calls must be
 # https to a public address.
 OUTBOUND_ALLOW_LOOPBACK_HTTP = env_bool("OUTBOUND_ALLOW_LOOPBACK_HTTP", default=not PRODUCTION)
+# Personal notification channels (preferences.channels): how many one person may keep, and
+# how often they may press "Send me a test" (each test is sent by a worker, not the web).
+NOTIFICATION_CHANNELS_MAX = env_int("NOTIFICATION_CHANNELS_MAX", 10)
+NOTIFICATION_TEST_COOLDOWN_SECONDS = env_int("NOTIFICATION_TEST_COOLDOWN_SECONDS", 60)
 BROKER_CONNECT_TIMEOUT_SECONDS = float(env_str("BROKER_CONNECT_TIMEOUT_SECONDS", "5"))
 BROKER_READ_TIMEOUT_SECONDS = float(env_str("BROKER_READ_TIMEOUT_SECONDS", "10"))
 # /metrics and POST /health/check/ accept `Authorization: Bearer <token>` (or a staff session).
@@ -326,6 +335,13 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 # client-sent copy); otherwise any client could claim https.
 if env_bool("TRUST_X_FORWARDED_PROTO", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# How many proxies in front of brokerlink append to X-Forwarded-For (0: none, the socket's
+# peer is the client). Read by ops.client_address (API audit, log lines) and by allauth's
+# sign-in limits; see docs/configuration.md.
+TRUSTED_PROXY_HOPS = env_int("TRUSTED_PROXY_HOPS", 0)
+# Failed API authentications one client address may make per minute before getting 429.
+API_AUTH_FAILURES_PER_MINUTE = env_int("API_AUTH_FAILURES_PER_MINUTE", 20)
+ALLAUTH_TRUSTED_PROXY_COUNT = TRUSTED_PROXY_HOPS
 if PRODUCTION:
     SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
     SESSION_COOKIE_SECURE = True
@@ -365,11 +381,12 @@ LOGGING = {
     "formatters": {
         "text": {
             "()": "ops.logging.TextFormatter",
-            "format": "%(asctime)s %(levelname)s %(name)s [req=%(request_id)s task=%(task_id)s] %(message)s",
+            "format": "%(asctime)s %(levelname)s %(name)s [req=%(request_id)s task=%(task_id)s client=%(client)s] "
+            "%(message)s",
         },
         "json": {
             "()": "pythonjsonlogger.json.JsonFormatter",
-            "fmt": "%(asctime)s %(levelname)s %(name)s %(request_id)s %(task_id)s %(message)s",
+            "fmt": "%(asctime)s %(levelname)s %(name)s %(request_id)s %(task_id)s %(client)s %(message)s",
             "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
         },
     },

@@ -27,8 +27,10 @@ Tokens never appear in exceptions or logs.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from datetime import timedelta
+from urllib.parse import urlsplit
 
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
@@ -167,14 +169,48 @@ def connection_unsealed_token(connection: Connection) -> str:
         ) from None
 
 
+# A percent-encoded dot, slash or backslash, however many times the `%` itself was encoded
+# (`%2e`, `%252e`, `%25252e`…): a broker or a proxy in front of it may decode again.
+_ENCODED_SEPARATOR = re.compile(r"%(?:25)*(?:2e|2f|5c)", re.IGNORECASE)
+
+
+def broker_path_problem(path: str) -> str | None:
+    """Why `path` may not be appended to a broker's API base, or None (pure)."""
+    refused = "The path must be relative to the broker's API base."
+    if _ENCODED_SEPARATOR.search(path):
+        return "The path must not contain encoded dots, slashes or backslashes."
+    if "://" in path or path.startswith("//") or "\\" in path or any(ord(c) < 32 or ord(c) == 127 for c in path):
+        return refused
+    if any(part in (".", "..") for part in path.split("/")):
+        return refused
+    return None
+
+
 def connection_api_url(connection: Connection, path: str) -> str:
     """The broker URL for `path` (relative to the API base of this connection's environment
-    and token). Refuses anything that could leave the broker's API host."""
-    if "://" in path or path.startswith("//") or "\\" in path or any(part == ".." for part in path.split("/")):
-        raise ValueError("The path must be relative to the broker's API base.")
+    and token). Refuses anything that could leave the broker's API base: dot segments and
+    separators, encoded at any depth; and the built URL must still start with the base
+    (scheme, host, port and path prefix)."""
+    problem = broker_path_problem(path)
+    if problem:
+        raise ValueError(problem)
     profile = profile_for(connection.broker_slug, connection.environment)
     base = profile.hooks.api_base_url(profile, environment=connection.environment, token_meta=connection.token_meta)
-    return f"{base.rstrip('/')}/{path.lstrip('/')}"
+    url = f"{base.rstrip('/')}/{path.lstrip('/')}"
+    if not url_within_base(url, base):
+        raise ValueError("The path must be relative to the broker's API base.")
+    return url
+
+
+def url_within_base(url: str, base: str) -> bool:
+    """True when `url` has the base's scheme, host and port and its path under the base's path."""
+    built, root = urlsplit(url), urlsplit(base)
+    prefix = root.path.rstrip("/") + "/"
+    return (
+        (built.scheme, built.hostname, built.port) == (root.scheme, root.hostname, root.port)
+        and (built.path + "/").startswith(prefix)
+        and not built.username and not built.password
+    )
 
 
 def _limit_key(connection: Connection) -> str:

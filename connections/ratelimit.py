@@ -3,8 +3,8 @@
 Fixed one-window counters: `cache.add` creates the window's key, `cache.incr` counts in it.
 On Redis both are atomic, so two workers calling the same broker share one budget. A broker's
 429 with Retry-After pauses every process's calls to that broker until the time it named.
-While Redis is down the tolerant cache answers "allowed" (fail open): brokerlink's own
-limit is a courtesy to the broker, which still answers 429 itself.
+While Redis is down the tolerant cache (ops.cache) counts in each process's memory: the
+limits hold per process, never fail open.
 """
 
 from __future__ import annotations

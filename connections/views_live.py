@@ -114,8 +114,8 @@ def check_now(request, connection_id):
 
 def check_now_allowed(connection) -> bool:
     """One "Check now" per connection per cooldown: each press is a call on the app's shared
-    broker quota. Atomic (cache.add); with the cache down it fails open, and the check's
-    lease still keeps presses from overlapping."""
+    broker quota. Atomic (cache.add); with Redis down the cache's in-process fallback keeps
+    the cooldown per process, and the check's lease still keeps presses from overlapping."""
     from django.core.cache import cache
 
     cooldown = int(getattr(settings, "CHECK_NOW_COOLDOWN_SECONDS", 10))
@@ -243,10 +243,13 @@ def _breakers(now) -> list[dict]:
 @login_required
 @require_GET
 def system_status(request):
-    from config.staff import staff_verified
+    from config.staff import second_factor_redirect, staff_verified
 
-    if not staff_verified(request.user):
-        raise PermissionDenied
+    if not staff_verified(request):
+        redirect_to = second_factor_redirect(request)
+        if redirect_to is None:
+            raise PermissionDenied
+        return redirect_to
     now = timezone.now()
     overall, services = _services()
     monitoring = presenters.monitoring_status(now=now)

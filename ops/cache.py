@@ -1,9 +1,12 @@
-"""A Redis cache that degrades to a miss when Redis is down.
+"""A Redis cache that falls back to this process's memory while Redis is down.
 
-The cache only ever holds values that can be recomputed (rate-limit counters, fragments),
-so while Redis is unreachable reads miss and writes are dropped (reported as done) instead of turning every
-page that touches the cache into a 500. Short socket timeouts (in CACHES OPTIONS) keep a
-dead Redis from adding more than about a second to a request.
+The cache only ever holds values that can be recomputed (rate-limit counters, cooldowns,
+fragments), so while Redis is unreachable every operation goes to an in-process LocMemCache
+instead of turning every page that touches the cache into a 500. Limits and cooldowns
+(API keys' per-minute limit, Check now, the per-broker call budget, sign-in attempts,
+notification tests) therefore hold per process during an outage, never fail open (issue 24).
+Short socket timeouts (in CACHES OPTIONS) keep a dead Redis from adding more than about a
+second to a request.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import functools
 import logging
 import time
 
+from django.core.cache.backends.locmem import LocMemCache
 from django.core.cache.backends.redis import RedisCache
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -30,35 +34,39 @@ def _warn(operation: str, exc: Exception) -> None:
         logger.warning("ops.cache.unavailable", extra={"operation": operation, "error": str(exc)})
 
 
-def _tolerant(default):
-    def decorate(method):
-        @functools.wraps(method)
-        def wrapper(self, *args, **kwargs):
-            try:
-                return method(self, *args, **kwargs)
-            except UNAVAILABLE as exc:
-                _warn(method.__name__, exc)
-                return default(args, kwargs) if callable(default) else default
+def _tolerant(method):
+    """Redis's answer, or while Redis is unreachable the same operation on this process's
+    in-memory fallback cache."""
+    name = method.__name__
 
-        return wrapper
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except UNAVAILABLE as exc:
+            _warn(name, exc)
+            return getattr(self.fallback, name)(*args, **kwargs)
 
-    return decorate
-
-
-def _get_default(args, kwargs):
-    return kwargs.get("default", args[1] if len(args) > 1 else None)
+    return wrapper
 
 
 class TolerantRedisCache(RedisCache):
-    get = _tolerant(_get_default)(RedisCache.get)
-    set = _tolerant(None)(RedisCache.set)
-    # Fail open: callers use add() as a lock (allauth's rate limiter) and would otherwise refuse every login.
-    add = _tolerant(True)(RedisCache.add)
-    touch = _tolerant(False)(RedisCache.touch)
-    delete = _tolerant(False)(RedisCache.delete)
-    get_many = _tolerant({})(RedisCache.get_many)
-    set_many = _tolerant(lambda a, k: list(a[0]) if a else [])(RedisCache.set_many)
-    delete_many = _tolerant(None)(RedisCache.delete_many)
-    has_key = _tolerant(False)(RedisCache.has_key)
-    incr = _tolerant(lambda a, k: k.get("delta", a[1] if len(a) > 1 else 1))(RedisCache.incr)
-    clear = _tolerant(False)(RedisCache.clear)
+    def __init__(self, server, params):
+        super().__init__(server, params)
+        # One per process and location (LocMemCache shares its store by name across threads).
+        self.fallback = LocMemCache(f"brokerlink-tolerant-fallback:{server}", {
+            "KEY_PREFIX": params.get("KEY_PREFIX", ""), "TIMEOUT": params.get("TIMEOUT", 300),
+            "OPTIONS": {"MAX_ENTRIES": 10000},
+        })
+
+    get = _tolerant(RedisCache.get)
+    set = _tolerant(RedisCache.set)
+    add = _tolerant(RedisCache.add)
+    touch = _tolerant(RedisCache.touch)
+    delete = _tolerant(RedisCache.delete)
+    get_many = _tolerant(RedisCache.get_many)
+    set_many = _tolerant(RedisCache.set_many)
+    delete_many = _tolerant(RedisCache.delete_many)
+    has_key = _tolerant(RedisCache.has_key)
+    incr = _tolerant(RedisCache.incr)
+    clear = _tolerant(RedisCache.clear)

@@ -20,6 +20,8 @@ import logging
 import re
 import uuid
 
+from ops.client_address import client_address
+
 REDACTED = "[redacted]"
 
 # Names whose values are secret wherever they appear as `name=value`, `"name": "value"` or a field.
@@ -58,10 +60,11 @@ PATTERNS = [
     (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^\s/:@'\"]*):(?!\[redacted\])[^\s/@'\"]+@"), r"\1:" + REDACTED + "@"),
 ]
 
-STANDARD_ATTRS = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "request_id", "task_id"}
+STANDARD_ATTRS = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "request_id", "task_id", "client"}
 
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 task_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("task_id", default="-")
+client_var: contextvars.ContextVar[str] = contextvars.ContextVar("client", default="-")
 REQUEST_ID_HEADER = "X-Request-ID"
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
@@ -125,7 +128,7 @@ class RedactSecretsFilter(logging.Filter):
 
 
 # Extras some libraries add that are not fields: uvicorn's coloured copy of the message.
-TEXT_SKIP_FIELDS = {"request_id", "task_id", "color_message"}
+TEXT_SKIP_FIELDS = {"request_id", "task_id", "client", "color_message"}
 
 
 def _field_text(value) -> str | None:
@@ -163,11 +166,12 @@ class TextFormatter(logging.Formatter):
 
 
 class ContextFilter(logging.Filter):
-    """Adds `request_id` and `task_id` (or "-") to every record."""
+    """Adds `request_id`, `task_id` and `client` (the client's address, ops.client_address) or "-"."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         record.request_id = request_id_var.get()
         record.task_id = task_id_var.get()
+        record.client = client_var.get()
         return True
 
 
@@ -204,10 +208,12 @@ class RequestIdMiddleware:
         request_id = incoming if _REQUEST_ID_RE.match(incoming) else uuid.uuid4().hex
         request.request_id = request_id
         token = request_id_var.set(request_id)
+        client_token = client_var.set(client_address(request) or "-")
         try:
             response = self.get_response(request)
         finally:
             request_id_var.reset(token)
+            client_var.reset(client_token)
         response[REQUEST_ID_HEADER] = request_id
         return response
 

@@ -15,6 +15,8 @@ None follows redirects: callers pass allow_redirects=False and treat 3xx as an e
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import socket
 
 import requests
@@ -57,7 +59,7 @@ class _PinnedMixin:
         last_error: OSError | None = None
         for address in addresses:
             try:
-                return urllib3_connection.create_connection(
+                return _unpinned_create_connection(
                     (address, self.port), self.timeout, source_address=self.source_address,
                     socket_options=self.socket_options,
                 )
@@ -107,3 +109,47 @@ def outbound_session() -> requests.Session:
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     return session
+
+
+# Libraries that open their own requests sessions (Apprise calls `requests.post` itself and
+# offers no way to pass a session) still open every socket through urllib3's public
+# `util.connection.create_connection`. Inside `pinned_connections()` that function resolves
+# the host itself, checks every address against the policy, and connects to a checked
+# address; outside it, it is urllib3's own. A context variable (not a global switch) keeps
+# the pin to the calling thread, so the caller must not hand the work to another thread.
+_PINNED: contextvars.ContextVar[bool] = contextvars.ContextVar("outbound_pinned", default=False)
+_unpinned_create_connection = urllib3_connection.create_connection
+
+
+class PinRefused(ConnectionRefusedError):
+    """Raised inside urllib3 so the library reports an ordinary connection failure."""
+
+
+def _policy_create_connection(address, *args, **kwargs):
+    if not _PINNED.get():
+        return _unpinned_create_connection(address, *args, **kwargs)
+    host, port = address[0], address[1]
+    try:
+        addresses = allowed_addresses(str(host).strip("[]"), int(port))
+    except OutboundRefused:
+        raise PinRefused("refused by the outbound-URL policy") from None
+    last_error: OSError | None = None
+    for checked in addresses:
+        try:
+            return _unpinned_create_connection((checked, port), *args, **kwargs)
+        except OSError as exc:
+            last_error = exc
+    raise last_error or PinRefused("no address to connect to")
+
+
+urllib3_connection.create_connection = _policy_create_connection
+
+
+@contextlib.contextmanager
+def pinned_connections():
+    """Every urllib3 connection opened in this block obeys the policy, pinned to a checked address."""
+    token = _PINNED.set(True)
+    try:
+        yield
+    finally:
+        _PINNED.reset(token)

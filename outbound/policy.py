@@ -11,7 +11,8 @@ Rules (OWASP SSRF prevention; security finding 3):
   standard library's `urlsplit` reads a different host (the `http://a:1\\@127.0.0.1/` trick).
 - Every address the host resolves to must be public: loopback (unless the switch is on),
   private, link-local (cloud metadata at 169.254.169.254), CGNAT 100.64/10, multicast,
-  reserved and unspecified ranges are refused.
+  reserved and unspecified ranges are refused; an IPv4 address inside IPv6 (mapped, 6to4,
+  Teredo) is judged as that IPv4 address.
 - Messages are generic: they never say whether a host exists or a port is open.
 
 Plain Python with no Django models, so brokers/, connections/ and ops/ all import it.
@@ -64,9 +65,14 @@ def address_allowed(address: str, *, allow_loopback: bool | None = None) -> bool
         ip = ipaddress.ip_address(address.split("%", 1)[0])
     except ValueError:
         return False
-    mapped = getattr(ip, "ipv4_mapped", None)
-    if mapped is not None:
-        ip = mapped
+    if ip.version == 6:
+        # IPv4 carried inside IPv6 (mapped ::ffff:a.b.c.d, 6to4 2002::/16, Teredo 2001::/32)
+        # is judged by the IPv4 address a relay would deliver to; Teredo carries two (server,
+        # client) and both must be allowed.
+        embedded = [ip.ipv4_mapped, ip.sixtofour, *(ip.teredo or ())]
+        embedded = [address for address in embedded if address is not None]
+        if embedded:
+            return all(address_allowed(str(address), allow_loopback=allow_loopback) for address in embedded)
     if ip.is_loopback:
         return allow_loopback
     if ip.version == 4 and ip in CGNAT:

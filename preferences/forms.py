@@ -30,7 +30,8 @@ class ChannelForm(forms.Form):
     url = forms.CharField(
         label="Apprise URL",
         max_length=2000,
-        widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false", "placeholder": "ntfy://ntfy.sh/my-topic"}),
-        help_text="Any Apprise URL: ntfy://, slack://, tgram://, discord://, pover://, json://… "
+        widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false", "placeholder": "ntfys://ntfy.sh/my-topic"}),
+        help_text="An Apprise URL for ntfy (ntfys://), Slack (slack://), Discord (discord://), Telegram (tgram://), "
+        "Pushover (pover://), Teams workflows (workflows://) or a JSON/form webhook over https (jsons://, forms://). "
         "It is stored encrypted and never shown again.",
     )

@@ -22,6 +22,9 @@ class NotificationSettings(models.Model):
     broker_outage = models.BooleanField("Broker outage", default=True)
     email = models.BooleanField("Send by email", default=True)
     updated_at = models.DateTimeField(auto_now=True)
+    # The last "Send me a test": asked at, and (once the worker sent it) whether the email went.
+    test_requested_at = models.DateTimeField(null=True, blank=True, editable=False)
+    test_email_sent = models.BooleanField(null=True, blank=True, editable=False)
 
     def __str__(self) -> str:
         return f"notification settings of {self.user}"
@@ -42,6 +45,9 @@ class NotificationChannel(models.Model):
     display = models.CharField(max_length=200, blank=True)
     enabled = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    # Outcome of the last test, shown to the owner in their channel list only.
+    last_test_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_test_ok = models.BooleanField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["created_at"]

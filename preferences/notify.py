@@ -1,5 +1,6 @@
 """Delivering a notification to a person as they asked: which kinds, by email or not, and
-their personal channels (any Apprise URL: ntfy, Slack, Telegram, Discord, a JSON webhook…).
+their personal channels (Apprise URLs allowed by preferences.channels: ntfy, Slack, Telegram,
+Discord, Pushover, Teams workflows, JSON/form webhooks over https).
 
 The engine decides *that* something is worth telling (once per incident); this module decides
 *where* it goes. A channel that fails is logged and skipped: it never blocks the email or the
@@ -11,11 +12,15 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
+from urllib.request import getproxies as environment_proxies
 
-import apprise
 from django.conf import settings
+from django.core.cache import cache
 from django.core.mail import send_mail
+from django.utils import timezone
 
+from outbound.clients import pinned_connections
+from preferences.channels import ChannelInvalid, channel_check, channel_sender
 from preferences.models import NotificationChannel, NotificationSettings
 from vault.crypto import VaultError
 
@@ -43,10 +48,6 @@ class Delivery:
         return bool(self.sent)
 
 
-class ChannelInvalid(ValueError):
-    pass
-
-
 def notification_settings_for(user) -> NotificationSettings:
     """The person's settings; an unsaved all-on row when they never changed them."""
     try:
@@ -68,15 +69,14 @@ def channel_display(url: str) -> str:
 
 
 def channel_validate(url: str) -> str:
-    url = url.strip()
-    if "://" not in url:
-        raise ChannelInvalid("Enter an Apprise URL such as ntfy://ntfy.sh/my-topic or slack://…")
-    if apprise.Apprise.instantiate(url) is None:
-        raise ChannelInvalid(f"Apprise does not recognise a “{urlsplit(url).scheme}://” URL.")
-    return url
+    """The URL, stripped, when the channel policy allows it; ChannelInvalid otherwise."""
+    return channel_check(url).url
 
 
 def channel_create(*, user, name: str, url: str) -> NotificationChannel:
+    limit = int(settings.NOTIFICATION_CHANNELS_MAX)
+    if NotificationChannel.objects.filter(user=user).count() >= limit:
+        raise ChannelInvalid(f"You have {limit} channels, the most brokerlink keeps per person: remove one first.")
     url = channel_validate(url)
     channel = NotificationChannel(user=user, name=name.strip() or channel_display(url), display=channel_display(url))
     channel.url = url  # sealed, bound to this row's id
@@ -91,11 +91,20 @@ def channel_send(channel: NotificationChannel, *, subject: str, body: str) -> bo
     except VaultError:
         logger.warning("preferences.channel.unreadable", extra={"channel_id": str(channel.pk)})
         return False
-    sender = apprise.Apprise()
-    if not sender.add(url):
-        logger.warning("preferences.channel.invalid", extra={"channel_id": str(channel.pk), "display": channel.display})
+    try:
+        # Checked again at send time: a channel saved before a policy change, or whose host
+        # now resolves somewhere refused, is not sent to.
+        channel_check(url)
+    except ChannelInvalid:
+        logger.warning("preferences.channel.refused", extra={"channel_id": str(channel.pk), "display": channel.display})
         return False
-    ok = bool(sender.notify(title=subject, body=body))
+    if environment_proxies():
+        # Apprise's requests would use them, and a proxy connects to the target on our behalf
+        # where the pin cannot check it (brokerlink's own clients ignore them for the same reason).
+        logger.warning("preferences.channel.proxy_in_environment", extra={"channel_id": str(channel.pk)})
+        return False
+    with pinned_connections():  # every connection Apprise opens: checked address, pinned
+        ok = bool(channel_sender(url).notify(title=subject, body=body))
     log = logger.info if ok else logger.warning
     log("preferences.channel.sent" if ok else "preferences.channel.failed", extra={"channel_id": str(channel.pk)})
     return ok
@@ -116,19 +125,64 @@ def notification_deliver(*, user, kind: str, subject: str, body: str) -> Deliver
     return delivery
 
 
-def notification_send_test(*, user) -> Delivery:
+def _test_message() -> tuple[str, str]:
     subject = "brokerlink test notification"
     body = (
         "This is a test from brokerlink. If you can read it, notifications reach you here.\n\n"
         f"Change what you receive: {settings.SITE_URL.rstrip('/')}/settings/"
     )
-    try:
-        return notification_deliver(user=user, kind=KIND_TEST, subject=subject, body=body)
-    except Exception:  # noqa: BLE001 - the mail server, not us: say so on the page
-        logger.exception("preferences.notification.test_email_failed")
-        delivery = Delivery(failed=["email"])
-        for channel in NotificationChannel.objects.filter(user=user, enabled=True):
-            (delivery.sent if channel_send(channel, subject=subject, body=body) else delivery.failed).append(
-                channel.name
-            )
-        return delivery
+    return subject, body
+
+
+def notification_send_test(*, user) -> Delivery:
+    """Send the test everywhere on and record each outcome for the owner's channel list.
+    Runs in a worker (preferences.tasks): a channel that never answers holds a worker slot
+    for the server's timeout, never a web request."""
+    subject, body = _test_message()
+    wanted = notification_settings_for(user)
+    delivery = Delivery()
+    email_sent = None
+    if wanted.email and user.email:
+        try:
+            send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, [user.email], fail_silently=False)
+        except Exception:  # noqa: BLE001 - the mail server, not us: shown on the settings page
+            logger.exception("preferences.notification.test_email_failed")
+            delivery.failed.append("email")
+            email_sent = False
+        else:
+            delivery.sent.append("email")
+            email_sent = True
+    for channel in NotificationChannel.objects.filter(user=user, enabled=True):
+        ok = channel_send(channel, subject=subject, body=body)
+        (delivery.sent if ok else delivery.failed).append(channel.name)
+        NotificationChannel.objects.filter(pk=channel.pk).update(last_test_at=timezone.now(), last_test_ok=ok)
+    if wanted.pk:
+        NotificationSettings.objects.filter(pk=wanted.pk).update(test_email_sent=email_sent)
+    return delivery
+
+
+def _cooldown_key(user) -> str:
+    return f"preferences:test-cooldown:{user.pk}"
+
+
+def notification_test_cooldown_reset(*, user) -> None:
+    """Let this person send a test again now (support, and tests of the page)."""
+    cache.delete(_cooldown_key(user))
+
+
+class NotificationTestTooSoon(Exception):
+    """A test was asked for less than NOTIFICATION_TEST_COOLDOWN_SECONDS ago."""
+
+
+def notification_test_request(*, user) -> None:
+    """Record that a test was asked for (at most one per cooldown); the caller queues the
+    worker's task (preferences.tasks.notification_test_send) once this commits.
+
+    The page answers at once with one generic sentence; what each channel answered is shown
+    in the owner's channel list when the worker has sent it."""
+    cooldown = int(settings.NOTIFICATION_TEST_COOLDOWN_SECONDS)
+    if cooldown > 0 and not cache.add(_cooldown_key(user), 1, timeout=cooldown):
+        raise NotificationTestTooSoon
+    row, _ = NotificationSettings.objects.get_or_create(user=user)
+    NotificationSettings.objects.filter(pk=row.pk).update(test_requested_at=timezone.now(), test_email_sent=None)
+    NotificationChannel.objects.filter(user=user, enabled=True).update(last_test_at=None, last_test_ok=None)

@@ -283,10 +283,12 @@ CONTROL_PERMISSION = "sandbox.control_sandbox"
 
 
 def _is_staff(request: HttpRequest) -> bool:
-    """May use the control page and API: staff with the sandbox's own permission (superusers have it)."""
+    """May use the control page and API: staff with the sandbox's own permission (superusers
+    have it), in a session that passed a second factor (config.staff, as admin)."""
+    from config.staff import staff_verified
+
     user = getattr(request, "user", None)
-    return bool(user and user.is_authenticated and user.is_active and user.is_staff
-                and user.has_perm(CONTROL_PERMISSION))
+    return bool(user and user.is_authenticated and user.has_perm(CONTROL_PERMISSION) and staff_verified(request))
 
 
 def _control_token_ok(request: HttpRequest) -> bool:
@@ -383,6 +385,12 @@ def api_users(request: HttpRequest, data: dict) -> JsonResponse:
 def control_page(request: HttpRequest) -> HttpResponse:
     if not _is_staff(request):
         user = getattr(request, "user", None)
+        if user is not None and user.is_authenticated and user.has_perm(CONTROL_PERMISSION):
+            from config.staff import second_factor_redirect
+
+            redirect_to = second_factor_redirect(request)  # staff whose session has no second factor yet
+            if redirect_to is not None:
+                return redirect_to
         if user is not None and user.is_authenticated:
             # Signed in without the permission: the login page would send them straight back
             # here (an endless redirect loop), so say no.

@@ -11,6 +11,18 @@ pytest_plugins = [
 ]
 
 
+@pytest.fixture(autouse=True)
+def _force_login_records_second_factor():
+    """See tests.support.force_login_passes_enrolled_factor (staff pages check the session's factor)."""
+    from django.contrib.auth.signals import user_logged_in
+
+    from tests.support import force_login_passes_enrolled_factor
+
+    user_logged_in.connect(force_login_passes_enrolled_factor, dispatch_uid="tests.force_login_factor")
+    yield
+    user_logged_in.disconnect(dispatch_uid="tests.force_login_factor")
+
+
 @pytest.fixture
 def admin_user(db, django_user_model):
     """pytest-django's admin (and so `admin_client`), with the second factor staff need here."""

@@ -67,4 +67,5 @@ def test_a_force_logged_in_staff_without_a_second_factor_is_refused(client, djan
     staff = django_user_model.objects.create_user(email="ops@example.com", password=PASSWORD, is_staff=True)
     client.force_login(staff)
     assert client.get("/admin/").status_code == 302
-    assert client.get("/connections/system/").status_code in (403, 404)
+    system = client.get("/connections/system/")
+    assert system.status_code == 302 and system["Location"] == "/accounts/2fa/"  # sent to enrol a factor

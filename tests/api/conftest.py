@@ -55,6 +55,10 @@ def api_client(stack):
     """make(scopes=..., **key_fields) -> an ApiClient holding a new service key."""
 
     def make(scopes=ALL_SCOPES, **fields):
+        # A key made by brokerlink's own code for every user's connections; tokens:read and
+        # broker:call need an expiry (api.services).
+        fields.setdefault("all_users", not fields.get("users"))
+        fields.setdefault("expires_at", timezone.now() + timedelta(days=1))
         key, plaintext = service_key_create(name=fields.pop("name", "trading-system"), scopes=scopes, **fields)
         client = ApiClient(stack.url, plaintext)
         client.service_key = key

@@ -23,7 +23,7 @@ def test_an_admin_creates_a_key_shown_once_and_stored_hashed(client, django_user
     page = client.post(
         reverse("admin:api_servicekey_add"),
         {"name": "trading", "scopes": [Scope.READ_STATUS, Scope.CALL], "broker_slugs": ["sandbox"],
-         "rate_limit_per_minute": "60"},
+         "all_users": "on", "expires_at_0": "2099-01-01", "expires_at_1": "00:00:00", "rate_limit_per_minute": "60"},
     )
     assert page.status_code == 200, page.content.decode()[:2000]
     key = ServiceKey.objects.get()
@@ -56,7 +56,9 @@ def test_a_key_limited_to_users_and_brokers_sees_only_their_connections(user, ot
     Connection.objects.create(user=user, broker_slug="alpaca", account_id="3")
     key, _ = service_key_create(name="k", scopes=[Scope.READ_STATUS], broker_slugs=["sandbox"], users=[user])
     assert list(service_key_connections(key)) == [mine]
-    everything, _ = service_key_create(name="all", scopes=[Scope.READ_STATUS])
+    nobody, _ = service_key_create(name="none listed", scopes=[Scope.READ_STATUS])
+    assert service_key_connections(nobody).count() == 0  # no users listed: no connection (issue 24)
+    everything, _ = service_key_create(name="all", scopes=[Scope.READ_STATUS], all_users=True)
     assert service_key_connections(everything).count() == 3
 
 

@@ -21,7 +21,7 @@ from connections.models import Connection, ConnectionStatus
 from tests.fixtures.sandbox import CONTROL_TOKEN
 from tests.harness import BrokerlinkServer
 from tests.pages.test_browser import SCREENSHOTS, connect_sandbox, sign_in
-from tests.support import PYTHON, ROOT, subprocess_env, with_second_factor
+from tests.support import PYTHON, ROOT, pass_second_factor, subprocess_env, with_second_factor
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -351,6 +351,9 @@ def test_system_status_badge_and_sandbox_controls(stack, user, page, django_user
     # write the old hash back and end the session).
     django_user_model.objects.filter(pk=user.pk).update(is_staff=True)
     with_second_factor(user)  # staff pages need one (docs/security.md)
+    # ...used in this very session: this one signed in with the password alone.
+    assert "/accounts/2fa/reauthenticate/" in page.goto(f"{stack.url}/connections/system/").url
+    pass_second_factor(page, stack.url, user, "/connections/system/")
     Alert.objects.create(
         key="high_error_rate:sandbox",
         kind="high_error_rate",

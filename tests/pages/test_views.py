@@ -192,8 +192,12 @@ def test_system_status_is_staff_only(signed_in, user, client):
     user.is_staff = True
     user.save()
     client.force_login(user)
-    assert client.get(reverse("connections:system_status")).status_code == 403  # no second factor yet
+    no_factor = client.get(reverse("connections:system_status"))
+    assert no_factor.status_code == 302 and no_factor["Location"] == "/accounts/2fa/"  # enrol a factor first
     with_second_factor(user)
+    not_this_session = client.get(reverse("connections:system_status"))  # enrolled, not used in this session
+    assert not_this_session.status_code == 302 and "/accounts/2fa/reauthenticate/" in not_this_session["Location"]
+    client.force_login(user)  # a sign-in that passed the factor (tests.support)
     page = client.get(reverse("connections:system_status")).content.decode()
     assert 'data-service="database"' in page and 'data-service="workers"' in page
     assert 'data-broker="sandbox"' in page

@@ -8,6 +8,7 @@ from django.core.cache import cache
 
 from sandbox import services
 from sandbox.models import SandboxClient
+from tests.support import with_second_factor
 
 pytestmark = pytest.mark.django_db
 
@@ -44,6 +45,9 @@ def test_control_needs_its_own_permission(client, django_user_model):
     assert client.get("/sandbox/control/api/users").status_code == 403
     staff.user_permissions.add(Permission.objects.get(codename="control_sandbox"))
     client.force_login(django_user_model.objects.get(pk=staff.pk))
+    assert client.get("/sandbox/control/").status_code == 302  # to enrol a second factor first
+    with_second_factor(staff)
+    client.force_login(django_user_model.objects.get(pk=staff.pk))  # a sign-in that passed it
     assert client.get("/sandbox/control/").status_code == 200
 
 

@@ -4,6 +4,7 @@ import pytest
 from django.contrib.auth.models import Permission
 
 from sandbox import services
+from tests.support import with_second_factor
 
 pytestmark = pytest.mark.django_db
 
@@ -47,6 +48,9 @@ def test_control_page_and_api_are_staff_only(client, user):
     assert client.get("/sandbox/control/api/clients/x/faults").status_code == 403  # staff alone is not enough
     user.user_permissions.add(Permission.objects.get(codename="control_sandbox"))
     client.force_login(type(user).objects.get(pk=user.pk))
+    assert client.get("/sandbox/control/api/clients/x/faults").status_code == 403  # no second factor
+    with_second_factor(user)
+    client.force_login(type(user).objects.get(pk=user.pk))  # a sign-in that passed it
     sandbox = services.client_create(name="Staff test", redirect_uris=["http://127.0.0.1:9/cb"])
     page = client.get("/sandbox/control/")
     assert page.status_code == 200
