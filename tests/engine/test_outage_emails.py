@@ -18,7 +18,8 @@ from connections.engine.check import connection_check_now
 from connections.engine.models import Notification
 from connections.engine.notifications import notifications_dispatch
 from connections.engine.sweep import sweep_run
-from connections.models import ConnectionStatus
+from connections.models import ConnectionEvent, ConnectionStatus
+from connections.presenters import event_view
 from preferences.models import NotificationSettings
 from tests.engine.conftest import time_passes
 from tests.engine.test_notifications import reconnect
@@ -100,6 +101,11 @@ def test_an_outage_is_one_email_and_its_promised_end_comes(world, user):
     assert f"{SITE}/connections/{conn.pk}/" in over
     assert_reads_well(over)
     assert not Notification.objects.filter(connection=conn, kind="broker_outage", resolved_at__isnull=True)
+    # The connection's timeline names both emails.
+    notified = conn.events.filter(kind=ConnectionEvent.Kind.NOTIFIED).order_by("created_at", "id")
+    assert [event_view(e).message for e in notified] == [
+        "The broker is having an outage.", "The broker's outage is over."
+    ]
 
     # A later outage is a new incident: a new email, and again its end.
     into_outage(world, conn)
