@@ -8,7 +8,7 @@ PORT ?= 8000
 TEST_PROCESSES ?= 2
 export SITE_URL ?= http://127.0.0.1:$(PORT)
 
-.PHONY: run test lint venv migrate seed sandbox bench-heartbeat bench-pages clean audit requirements
+.PHONY: run test lint venv migrate seed sandbox shell bench-heartbeat bench-pages clean audit requirements
 
 # The venv is rebuilt only when a lock file changes, so a second `make run` is quick.
 # Every package, transitive ones included, is pinned with its hashes (pip refuses anything else).
@@ -36,6 +36,12 @@ test: venv
 
 lint: venv
 	$(VENV)/bin/ruff check .
+
+# A Django shell with the environment `make run` gives its processes (SITE_URL from PORT, .env):
+# the Python API from here reaches the same brokers (docs/integrating.md). `make shell PORT=8010`
+# for a `make run PORT=8010`.
+shell: venv .env
+	$(PY) manage.py shell
 
 # The sandbox broker on its own port (tests and benchmarks start their own).
 sandbox: venv .env

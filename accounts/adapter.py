@@ -1,6 +1,7 @@
 """brokerlink's allauth adapter.
 
-- Emails speak as brokerlink, not as the host they were requested from.
+- Emails speak as brokerlink, not as the host they were requested from; the confirmation
+  link is built from SITE_URL.
 - The failed-login limit is keyed on account *and* address (security finding 8). allauth keys
   its per-account limit on the email alone, so anyone could lock a person out with five wrong
   passwords; with (email, client address) a stranger elsewhere cannot, and allauth's
@@ -20,6 +21,7 @@ from urllib.parse import urlsplit
 from allauth.account.adapter import DefaultAccountAdapter
 from django.conf import settings
 from django.core.cache import cache
+from django.urls import reverse
 
 FALLBACK_ATTEMPTS = 5
 FALLBACK_WINDOW_SECONDS = 300
@@ -45,6 +47,11 @@ class AccountAdapter(DefaultAccountAdapter):
         # Without this, allauth greets "Hello from 127.0.0.1:8103!" (the request's host).
         context = {"current_site": brokerlink_site(), "site_url": settings.SITE_URL, **context}
         super().send_mail(template_prefix, email, context)
+
+    def get_email_confirmation_url(self, request, emailconfirmation) -> str:
+        # From SITE_URL like every link brokerlink emails (not the host the request came to).
+        path = reverse("account_confirm_email", args=[emailconfirmation.key])
+        return f"{settings.SITE_URL.rstrip('/')}{path}"
 
     def _get_login_attempts_cache_key(self, request, **credentials) -> str:
         key = super()._get_login_attempts_cache_key(request, **credentials)

@@ -10,19 +10,20 @@ token endpoint, and never in the audit trail or logs.
 from __future__ import annotations
 
 import logging
-import math
 from datetime import datetime
+from typing import Literal
 from uuid import UUID
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
-from ninja import NinjaAPI, Query, Schema
-from ninja.errors import AuthenticationError, HttpError
+from ninja import Field, NinjaAPI, Path, Query, Schema
+from ninja.errors import HttpError
 from ninja.security.http import HttpAuthBase
 
 from api.models import Scope, ServiceKey
+from api.problems import PASSTHROUGH, Problem, openapi_document, problem_handlers_install
 from api.services import KeyCheck, api_audit_record, revoked_key_used, service_key_check, service_key_connections
 from connections.api import (
     ConnectionUnavailable,
@@ -34,7 +35,7 @@ from connections.api import (
     connection_unsealed_token,
 )
 from connections.errors import BrokerError
-from connections.models import Connection, ConnectionStatus
+from connections.models import Connection, ConnectionStatus, Quality
 from connections.ratelimit import pause_left, pause_set, rate_limit_hit
 from ops.client_address import client_address
 
@@ -45,6 +46,15 @@ PROXIED_REQUEST_HEADERS = {"accept", "content-type", "accept-language", "if-none
 # Response headers passed back from the broker.
 PROXIED_RESPONSE_HEADERS = {"content-type", "retry-after", "etag", "last-modified", "cache-control"}
 PROXY_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+# A proxied path: segments relative to the broker's API base; no empty, "." or ".." segment, no
+# backslash, control character, "?" or "#" (connection_api_url refuses what would leave the base;
+# the schema says it up front, so a client generated from it cannot build such a request).
+_CHAR = r"[^/\\\x00-\x1f\x7f?#]"
+_FIRST = r"[^/\\\x00-\x1f\x7f?#.]"
+_SEGMENT = rf"(?:{_FIRST}{_CHAR}*|\.{_FIRST}{_CHAR}*|\.\.{_CHAR}+)"
+PROXY_PATH_PATTERN = rf"^{_SEGMENT}(?:/{_SEGMENT})*/?$"
+# Text filters: PostgreSQL cannot compare a string holding NUL; nothing longer is stored.
+_TEXT = r"^[^\x00]*$"
 
 
 class ServiceKeyAuth(HttpAuthBase):
@@ -93,7 +103,13 @@ class ServiceKeyAuth(HttpAuthBase):
         return None
 
 
-api = NinjaAPI(
+class BrokerlinkAPI(NinjaAPI):
+    def get_openapi_schema(self, *, path_prefix=None, path_params=None):
+        # Every status and media type an operation can answer (api.problems).
+        return openapi_document(super().get_openapi_schema(path_prefix=path_prefix, path_params=path_params))
+
+
+api = BrokerlinkAPI(
     title="brokerlink API",
     version="1",
     description="Connections, their health, broker calls through brokerlink, and tokens. "
@@ -103,20 +119,7 @@ api = NinjaAPI(
 )
 
 
-@api.exception_handler(RateLimited)
-def _rate_limited(request, exc: RateLimited):
-    response = api.create_response(request, {"detail": str(exc)}, status=429)
-    response["Retry-After"] = str(math.ceil(exc.retry_after))
-    return response
-
-
-@api.exception_handler(AuthenticationError)
-def _unauthorized(request, exc):
-    response = api.create_response(
-        request, {"detail": "A valid, unexpired, unrevoked service key is required."}, status=401
-    )
-    response["WWW-Authenticate"] = 'Bearer realm="brokerlink"'
-    return response
+problem_handlers_install(api)
 
 
 # --- helpers -------------------------------------------------------------------------------
@@ -198,15 +201,20 @@ class ConnectionOut(Schema):
         )
 
 
+StatusValue = Literal[tuple(ConnectionStatus.values)]
+QualityValue = Literal[tuple(Quality.values)]
+EnvironmentValue = Literal["live", "paper"]
+
+
 class ConnectionFilters(Schema):
-    broker: str | None = None
-    status: str | None = None
-    environment: str | None = None
-    user_email: str | None = None
-    end_user_id: str | None = None
-    quality: str | None = None
-    limit: int = 100
-    offset: int = 0
+    broker: str | None = Field(None, max_length=64, pattern=_TEXT)
+    status: StatusValue | None = None
+    environment: EnvironmentValue | None = None
+    user_email: str | None = Field(None, max_length=254, pattern=_TEXT)
+    end_user_id: str | None = Field(None, max_length=255, pattern=_TEXT)
+    quality: QualityValue | None = None
+    limit: int = Field(100, ge=1, le=500, description="At most this many connections (1-500).")
+    offset: int = Field(0, ge=0, le=2**31 - 1, description="Skip this many connections first.")
 
 
 class TokenOut(Schema):
@@ -214,10 +222,6 @@ class TokenOut(Schema):
     token_type: str
     expires_at: datetime | None
     api_base_url: str
-
-
-class Problem(Schema):
-    detail: str
 
 
 # --- endpoints -----------------------------------------------------------------------------
@@ -239,8 +243,7 @@ def list_connections(request, filters: Query[ConnectionFilters]):
         qs = qs.filter(quality=filters.quality)
     if filters.end_user_id:
         qs = qs.filter(end_user__external_id=filters.end_user_id)
-    limit = max(1, min(filters.limit, 500))
-    rows = list(qs[filters.offset : filters.offset + limit])
+    rows = list(qs[filters.offset : filters.offset + filters.limit])
     _audit(request, key, "list", 200, result=f"{len(rows)} connection(s).")
     return [ConnectionOut.of(c) for c in rows]
 
@@ -328,12 +331,21 @@ def get_connection_token(request, connection_id: UUID):
 @api.api_operation(
     PROXY_METHODS,
     "/connections/{connection_id}/proxy/{path:path}",
-    response={403: Problem, 404: Problem, 409: Problem, 429: Problem, 502: Problem},
+    response={400: Problem, 403: Problem, 404: Problem, 409: Problem, 429: Problem, 502: Problem},
     summary="Call the broker's API as this connection; the token never leaves brokerlink",
     description="The path (and query string) is relative to the broker's API base for this connection. The "
-    "broker's status, body and content type come back as they are. A 401 gets one refresh and one retry.",
+    "broker's status, body and content type come back as they are (any status, any media type); brokerlink's "
+    "own errors are `application/problem+json`. A 401 gets one refresh and one retry.",
+    openapi_extra={
+        "requestBody": {"required": False, "description": "Sent to the broker as it is (POST, PUT, PATCH).",
+                        "content": {"application/json": {"schema": {}}}},
+        "responses": {"default": {"description": "The broker's answer, as it is.",
+                                  "content": {PASSTHROUGH: {"schema": {}}}}},
+    },
 )
-def proxy_to_broker(request, connection_id: UUID, path: str):
+def proxy_to_broker(
+    request, connection_id: UUID, path: str = Path(..., pattern=PROXY_PATH_PATTERN, examples=["v1/account"])
+):
     key = _require(request, Scope.CALL, "proxy", connection_id)
     connection = _connection(request, key, connection_id, "proxy")
     headers = {k: v for k, v in request.headers.items() if k.lower() in PROXIED_REQUEST_HEADERS}

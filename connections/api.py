@@ -17,9 +17,14 @@ The whole surface:
   per-token `api_server`). A 401 gets one forced refresh and one retry; a 429 pauses every
   process's calls to that broker for its Retry-After and is retried once when the wait is
   short (`max_wait`), else returned as it is. Calls stay under the broker's documented rate
-  limit across processes (a Redis counter, connections.ratelimit). Every call is recorded
-  as a check result, so it counts in the connection's health score. Network failures raise
+  limit across processes (a Redis counter, connections.ratelimit). Network failures raise
   `BrokerError` (category "network"); every HTTP answer is returned, errors included.
+- Calls made for integrations are kept apart from the heartbeat's history: they are logged
+  (`connections.api.call`), never stored as checks, so they count in no uptime, health score,
+  history square or broker alert. A caller's mistake (a shell whose SITE_URL or
+  SANDBOX_BASE_URL points nowhere, a wrong path) fails the caller, not the person's connection.
+  What the broker says about the grant itself still counts: a token it rejects is refreshed,
+  and a dead grant moves the connection to "needs re-authentication".
 
 Tokens never appear in exceptions or logs.
 """
@@ -37,9 +42,7 @@ from django.views.decorators.debug import sensitive_variables
 
 from connections import errors
 from connections.broker_client import BrokerResponse, broker_call, profile_for
-from connections.engine.checkstore import CheckRecord, checks_store
 from connections.engine.refresh import IN_PROGRESS, OUTCOME_UNKNOWN, connection_refresh, refresh_due
-from connections.engine.ring import Check
 from connections.errors import BrokerError
 from connections.models import Connection, ConnectionStatus
 from connections.ratelimit import RateLimited, pause_left, pause_set, rate_limit_wait
@@ -236,30 +239,21 @@ def _wait_for_budget(connection: Connection, *, max_wait: float) -> None:
         )
 
 
-def _record(connection: Connection, response: BrokerResponse | None, error: BrokerError | None) -> None:
-    """One check result per call: the health score's success ratio and latency include it.
-
-    Failures are the connection's or the broker's (network, 5xx, a rejected token, 429); a
-    404 or 400 is the caller's request failing on a working connection."""
-    failed = error or (response.error if response is not None else None)
-    broken = failed is not None and (
-        response is None or response.status >= 500 or failed.category in (errors.AUTH, errors.RATE_LIMITED)
-    )
-    checks_store(
-        [
-            CheckRecord(
-                connection_id=connection.pk,
-                broker_slug=connection.broker_slug,
-                check=Check(
-                    checked_at=timezone.now(),
-                    ok=not broken,
-                    latency_ms=response.latency_ms if response is not None else None,
-                    http_status=response.status if response is not None else None,
-                    category=failed.category if broken else "",
-                ),
-            )
-        ]
-    )
+def _log_call(connection: Connection, method: str, response: BrokerResponse | None, error: BrokerError | None,
+              *, refreshed: bool) -> None:
+    """One log line per call: integration calls are kept apart from the heartbeat's history
+    (see the module docstring), so this line and the HTTP API's audit trail are their record."""
+    extra = {
+        "connection_id": str(connection.pk),
+        "broker": connection.broker_slug,
+        "method": method,
+        "refreshed": refreshed,
+    }
+    if response is not None:
+        extra.update(status=response.status, latency_ms=response.latency_ms)
+    if error is not None:
+        extra.update(category=error.category)
+    (logger.warning if error is not None else logger.info)("connections.api.call", extra=extra)
 
 
 @sensitive_variables()
@@ -300,7 +294,7 @@ def connection_call(
         try:
             response = _send(connection, method.upper(), url, headers=sent_headers, **kwargs)
         except BrokerError as error:
-            _record(connection, None, error)
+            _log_call(connection, method.upper(), None, error, refreshed=refreshed)
             raise
         if response.status in profile.token_invalid_statuses and not refreshed:
             refreshed = True
@@ -315,7 +309,7 @@ def connection_call(
                     wait=REFRESH_WAIT_SECONDS,
                 )
             except BrokerError as error:
-                _record(connection, response, None)
+                _log_call(connection, method.upper(), response, None, refreshed=refreshed)
                 if error.needs_reauth:
                     raise _dead_grant(connection, error, actor) from None
                 raise ConnectionUnavailable(
@@ -325,7 +319,7 @@ def connection_call(
                 ) from None
             connection.refresh_from_db()
             if connection.access_token_sealed == rejected:  # no new token (in progress or outcome unknown)
-                _record(connection, response, None)
+                _log_call(connection, method.upper(), response, None, refreshed=refreshed)
                 raise ConnectionUnavailable(
                     connection.pk,
                     f"{profile.name} rejected the token and no new one is available yet; try again shortly.",
@@ -341,16 +335,5 @@ def connection_call(
                 rate_retried = True
                 continue  # _wait_for_budget sleeps through the pause
         break
-    _record(connection, response, None)
-    logger.info(
-        "connections.api.call",
-        extra={
-            "connection_id": str(connection.pk),
-            "broker": connection.broker_slug,
-            "method": method.upper(),
-            "status": response.status,
-            "latency_ms": response.latency_ms,
-            "refreshed": refreshed,
-        },
-    )
+    _log_call(connection, method.upper(), response, None, refreshed=refreshed)
     return response

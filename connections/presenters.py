@@ -770,13 +770,16 @@ EMAIL_WORDS = {
     "failed": "Connection stopped.",
     "recovered": "Working again.",
     "expiry_warning": "Sign-in due soon.",
+    "broker_outage": "The broker is having an outage.",
+    "outage_over": "The broker's outage is over.",
 }
 
 
 def event_view(event: ConnectionEvent) -> EventView:
     message = plain(event.message)
     if event.kind == ConnectionEvent.Kind.NOTIFIED:
-        code = event.message.removeprefix("Email sent: ").rstrip(".")
+        # "Notification sent (email, ntfy): recovered." (engine.notifications), or older "Email sent: recovered."
+        code = event.message.rpartition(": ")[2].rstrip(".")
         message = EMAIL_WORDS.get(code, "")
     return EventView(
         kind=event.kind,

@@ -56,7 +56,10 @@ EVENTS = {
     "or failed. `data.needs_reauth` says whether the user must act.",
     "connection.fixed": "A broken connection works again.",
     "connection.expiring": "The grant reaches its hard re-authentication deadline soon (`data.deadline`).",
-    "connection.revoked": "The connection was disconnected in brokerlink; its tokens are gone.",
+    "connection.revoked": "The connection was disconnected in brokerlink (it can no longer use the tokens) and "
+    "the broker was asked to revoke them: `data.revoked_at_broker` says whether the broker confirmed.",
+    "connection.revocation_confirmed": "A later \"Try revoking again\" got the broker's confirmation "
+    "(`data.revoked_at_broker` is true).",
     "connection.refresh_failed": "A token refresh failed (`data.reason`); `data.needs_reauth` when the grant is dead.",
 }
 EVENT_TYPES = list(EVENTS)
@@ -164,8 +167,10 @@ def event_type_for(*, kind: str, from_status: str, to_status: str) -> str | None
         return "connection.reconnected"
     if kind == ConnectionEvent.Kind.REFRESH_FAILED:
         return "connection.refresh_failed"
-    if kind == ConnectionEvent.Kind.DISCONNECTED or (to_status == ConnectionStatus.DISCONNECTED and from_status):
-        return "connection.revoked" if from_status != ConnectionStatus.DISCONNECTED else None
+    if kind in (ConnectionEvent.Kind.REVOKED, ConnectionEvent.Kind.REVOCATION_FAILED):
+        return "connection.revoked"  # see _revocation_event: a retry's outcome is told differently
+    if kind == ConnectionEvent.Kind.DISCONNECTED or to_status == ConnectionStatus.DISCONNECTED:
+        return None  # told once the broker answered the revocation (connection.revoked)
     if not to_status or to_status == from_status:
         return None
     if to_status in bad and (from_status not in bad or to_status in (ConnectionStatus.NEEDS_REAUTH,
@@ -247,6 +252,40 @@ def _after_commit(build) -> None:
     transaction.on_commit(run)
 
 
+def _revocation_event(event) -> tuple[str | None, dict]:
+    """What a revocation outcome (REVOKED / REVOCATION_FAILED after a disconnect) tells
+    receivers: the disconnect's first outcome is `connection.revoked`, whatever the broker
+    said; a later "Try revoking again" is `connection.revocation_confirmed` when the broker
+    confirmed, and nothing when it still did not (nothing changed)."""
+    from connections.models import Connection, ConnectionEvent
+
+    K = ConnectionEvent.Kind
+    history = ConnectionEvent.objects.filter(connection_id=event.connection_id).exclude(pk=event.pk)
+    disconnect = (
+        history.filter(kind=K.DISCONNECTED, created_at__lte=event.created_at)
+        .order_by("-created_at", "-id")
+        .values_list("from_status", "created_at")
+        .first()
+    )
+    previous_status, disconnected_at = disconnect or ("", None)
+    earlier = history.filter(kind__in=[K.REVOKED, K.REVOCATION_FAILED], created_at__lte=event.created_at)
+    if disconnected_at is not None:
+        earlier = earlier.filter(created_at__gte=disconnected_at)
+    confirmed = event.kind == K.REVOKED
+    retry = earlier.exists()
+    if retry and not confirmed:
+        return None, {}
+    kept = Connection.objects.filter(pk=event.connection_id).exclude(revoke_pending_sealed="").exists()
+    revocation = {"confirmed": confirmed, "retry_possible": not confirmed and kept}
+    if not confirmed:
+        revocation["reason"] = {"category": event.category, "message": event.message.removeprefix("Not revoked: ")}
+    return ("connection.revocation_confirmed" if retry else "connection.revoked"), {
+        "previous_status": previous_status,
+        "revoked_at_broker": confirmed,
+        "revocation": revocation,
+    }
+
+
 def on_connection_event(sender, instance, created: bool, raw: bool = False, **kwargs) -> None:
     """post_save receiver of connections.ConnectionEvent."""
     if not created or raw:
@@ -258,6 +297,11 @@ def on_connection_event(sender, instance, created: bool, raw: bool = False, **kw
         return
     connection = event.connection
     data = {"connection": _connection_data(connection), "previous_status": from_status}
+    if event_type == "connection.revoked":
+        event_type, extra = _revocation_event(event)
+        if event_type is None:
+            return
+        data.update(extra)
     if event_type in ("connection.broken", "connection.refresh_failed", "connection.fixed"):
         data["reason"] = {"category": event.category, "message": event.message}
     if event_type in ("connection.broken", "connection.refresh_failed"):

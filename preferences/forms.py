@@ -12,7 +12,7 @@ class NotificationSettingsForm(forms.ModelForm):
             "needs_you": "A connection stopped working and only you can fix it.",
             "recovered": "A connection that needed you works again.",
             "expiring": "A broker's sign-in deadline is near (Schwab signs you out after 7 days).",
-            "broker_outage": "A broker is failing for everyone; brokerlink waits for it.",
+            "broker_outage": "A broker is failing for everyone, and when that is over.",
             "email": "To your sign-in address. Your channels below get the same notifications.",
         }
 

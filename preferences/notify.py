@@ -35,6 +35,8 @@ KIND_SETTING = {
     "recovered": "recovered",
     "expiry_warning": "expiring",
     "broker_outage": "broker_outage",
+    # Whoever was told of the outage hears of its end (the outage email promises it).
+    "outage_over": "broker_outage",
 }
 KIND_TEST = "test"
 

@@ -147,11 +147,11 @@ class RevocationEndpoint(_RevocationEndpoint):
 class SandboxAuthorizationServer(AuthorizationServer):
     def save_token(self, token, request):
         client: SandboxClient = request.client
-        if request.grant_type == "refresh_token":
-            grant = request.refresh_token.grant
-        else:
-            grant = request.authorization_code.grant
-        return services.token_store(token=token, client=client, grant=grant, grant_type=request.grant_type)
+        # request.payload: authlib deprecates request.grant_type (a warning on every token request).
+        grant_type = request.payload.grant_type
+        source = request.refresh_token if grant_type == "refresh_token" else request.authorization_code
+        grant = source.grant
+        return services.token_store(token=token, client=client, grant=grant, grant_type=grant_type)
 
 
 def _generate_bearer_token(grant_type, client, user=None, scope=None, expires_in=None, include_refresh_token=True):

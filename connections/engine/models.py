@@ -147,6 +147,8 @@ class Notification(models.Model):
         RECOVERED = "recovered", "Recovered"
         EXPIRY_WARNING = "expiry_warning", "Expiry warning"
         BROKER_OUTAGE = "broker_outage", "Broker outage"
+        # The end of an outage-only incident: the promise the outage email makes.
+        OUTAGE_OVER = "outage_over", "Broker outage over"
 
     connection = models.ForeignKey("connections.Connection", on_delete=models.CASCADE, related_name="notifications")
     kind = models.CharField(max_length=16, choices=Kind.choices)

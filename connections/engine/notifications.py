@@ -1,6 +1,11 @@
 """Notifications to a connection's owner (by email and their channels, as they chose in
-preferences): needs re-authentication, failed, recovered, and warnings
-ahead of a hard expiry. Each is sent once per incident (Notification's unique key).
+preferences): needs re-authentication, failed, broker outage, their ends, and warnings
+ahead of a hard expiry. One email per incident, and every promise an email makes is kept.
+
+An incident starts when the connection enters a problem status and lasts until its recovery
+email: entering Broker outage again meanwhile (a "Check now" during the outage, the circuit's
+probe failing) is the same incident, not a new email. Needs-you statuses are left only by a
+reconnect, so entering one again is a new incident.
 
 - needs_reauth: sent at once. The broker itself refused the grant, so it cannot flap: the
   connection stays there until the person reconnects.
@@ -10,8 +15,11 @@ ahead of a hard expiry. Each is sent once per incident (Notification's unique ke
   the connection's last NOTIFY_AFTER_CHECKS checks since the incident all passed, so a
   connection that flaps does not produce a storm of "fixed"/"broken" pairs. One email closes
   every open incident of the connection (two incidents before a recovery: one "recovered").
-- broker_outage: sent at once when the connection enters Broker outage (the circuit opened);
-  closed by "recovered" like the two above.
+- broker_outage: sent at once when the connection enters Broker outage (the circuit opened).
+  It promises word when the connection works again: "outage_over" (under the same
+  broker-outage setting, so whoever heard of the outage hears of its end) once the
+  connection passed its NOTIFY_AFTER_CHECKS checks; "recovered" when a needs-you incident
+  was open too.
 - expiry_warning: once per deadline (reauth_deadline_at: Schwab's 7-day cap, a daily
   wall-clock expiry without refresh token), EXPIRY_WARNING_AHEAD before it.
 """
@@ -45,6 +53,13 @@ PROBLEM_KINDS = {
     ConnectionStatus.FAILED: Kind.FAILED,
     ConnectionStatus.BROKER_OUTAGE: Kind.BROKER_OUTAGE,
 }
+NEEDS_YOU_KINDS = {Kind.NEEDS_REAUTH, Kind.FAILED}
+
+
+def recovery_kind(closed_kinds) -> str:
+    """The email that ends the incidents being closed: "works again" after a needs-you
+    incident, "the outage is over" after an outage alone."""
+    return Kind.RECOVERED if set(closed_kinds) & NEEDS_YOU_KINDS else Kind.OUTAGE_OVER
 
 
 def expiry_warning_ahead(connection: Connection) -> timedelta:
@@ -131,6 +146,12 @@ def notifications_dispatch(*, now: datetime | None = None) -> int:
             .filter(status=status, user__isnull=False)
             .exclude(Exists(already))
         )
+        if kind == Kind.BROKER_OUTAGE:
+            # The same outage, re-entered before its end was told (a Check now during it, the
+            # circuit's probe failing): one incident. Needs-you statuses are left only by a
+            # reconnect, so entering one again is always a new incident.
+            still_open = Notification.objects.filter(connection=OuterRef("pk"), kind=kind, resolved_at__isnull=True)
+            problems = problems.exclude(Exists(still_open))
         for connection in problems[:1000]:
             incident_at = connection.status_changed_at
             sent += notification_send(connection=connection, kind=kind, incident_at=incident_at, now=now)
@@ -155,13 +176,17 @@ def notifications_dispatch(*, now: datetime | None = None) -> int:
         incidents = Notification.objects.filter(
             connection_id=row["connection_id"], kind__in=list(PROBLEM_KINDS.values()), resolved_at__isnull=True
         )
-        ids = list(incidents.values_list("pk", flat=True))
+        ids, kinds = [], set()
+        for pk, kind in incidents.values_list("pk", "kind"):
+            ids.append(pk)
+            kinds.add(kind)
         latest = incidents.order_by("-incident_at").values_list("incident_at", flat=True).first()
         if latest is None or not incidents.update(resolved_at=now):
             continue  # another dispatcher closed it meanwhile
         connection = Connection.objects.select_related("user").get(pk=row["connection_id"])
-        sent += notification_send(connection=connection, kind=Kind.RECOVERED, incident_at=latest, now=now)
-        if not Notification.objects.filter(connection=connection, kind=Kind.RECOVERED, incident_at=latest).exists():
+        ending = recovery_kind(kinds)
+        sent += notification_send(connection=connection, kind=ending, incident_at=latest, now=now)
+        if not Notification.objects.filter(connection=connection, kind=ending, incident_at=latest).exists():
             # The mail server failed (notification_send forgot it): keep the incidents open to retry.
             Notification.objects.filter(pk__in=ids).update(resolved_at=None)
     return sent

@@ -11,3 +11,11 @@ register = template.Library()
 def plain(message: str) -> str:
     """A stored message without protocol codes ("(invalid_grant)"), for people."""
     return plain_message(message)
+
+
+@register.filter
+def sentence(text: str) -> str:
+    """A message as one sentence: exactly one full stop at its end ("(HTTP 503)." stays as it is,
+    "(HTTP 503)" gains one), so an email never reads "(HTTP 503).)."."""
+    text = (text or "").strip()
+    return text if not text or text[-1] in ".!?" else f"{text}."

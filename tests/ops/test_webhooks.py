@@ -266,7 +266,8 @@ S, K = ConnectionStatus, ConnectionEvent.Kind
         (S.DEGRADED, S.BROKER_OUTAGE, K.STATUS_CHANGED, None),
         (S.DEGRADED, S.FAILED, K.STATUS_CHANGED, "connection.broken"),
         (S.BROKER_OUTAGE, S.CONNECTED, K.STATUS_CHANGED, "connection.fixed"),
-        (S.CONNECTED, S.DISCONNECTED, K.DISCONNECTED, "connection.revoked"),
+        # Told once the broker answered the revocation (tests/connections/test_revocation_webhooks.py).
+        (S.CONNECTED, S.DISCONNECTED, K.DISCONNECTED, None),
         (S.CONNECTED, S.CHECKING, K.STATUS_CHANGED, None),
     ],
 )

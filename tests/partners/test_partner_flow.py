@@ -41,7 +41,9 @@ class Partner:
         self.stack, self.receiver = stack, receiver
         self.return_url = f"http://127.0.0.1:{receiver.port}/done"
         self.app = partner_app_create(name=name, return_urls=[self.return_url], brand_colour="#0a7d5a")
-        self.key, self.secret = service_key_create(name=name.lower(), scopes=PARTNER_SCOPES, app=self.app)
+        self.key, self.secret = service_key_create(
+            name=name.lower(), scopes=PARTNER_SCOPES, app=self.app, expires_at=timezone.now() + timedelta(days=1)
+        )
         endpoint = WebhookEndpoint(url=f"http://127.0.0.1:{receiver.port}/hooks", app=self.app)
         endpoint.secret = webhook_secret_new()
         endpoint.save()

@@ -157,7 +157,8 @@ def test_opening_is_audited_for_the_key_that_created_the_session(tracker):
     connect_session_open(token_of(url), browser={})
     with pytest.raises(SessionProblem):
         connect_session_open(token_of(url), browser={})
-    assert list(ApiAuditEntry.objects.filter(key=key, action__startswith="session_").order_by("id").values_list("action", flat=True)) == [
+    session_actions = ApiAuditEntry.objects.filter(key=key, action__startswith="session_").order_by("id")
+    assert list(session_actions.values_list("action", flat=True)) == [
         "session_open",
         "session_fail",
     ]
