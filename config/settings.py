@@ -298,6 +298,9 @@ SANDBOX_EMULATE_BROKERS = env_list("SANDBOX_EMULATE_BROKERS")
 # host (the sandbox on 127.0.0.1). Off in production, where every URL brokerlink calls must be
 # https to a public address.
 OUTBOUND_ALLOW_LOOPBACK_HTTP = env_bool("OUTBOUND_ALLOW_LOOPBACK_HTTP", default=not PRODUCTION)
+# Private test networks treated like loopback while that switch is on (the multi-host tests'
+# network namespaces); nothing when it is off.
+OUTBOUND_DEVELOPMENT_NETWORKS = env_list("OUTBOUND_DEVELOPMENT_NETWORKS")
 BROKER_CONNECT_TIMEOUT_SECONDS = float(env_str("BROKER_CONNECT_TIMEOUT_SECONDS", "5"))
 BROKER_READ_TIMEOUT_SECONDS = float(env_str("BROKER_READ_TIMEOUT_SECONDS", "10"))
 # /metrics and POST /health/check/ accept `Authorization: Bearer <token>` (or a staff session).
