@@ -32,6 +32,7 @@ TIME_SCALE = 30  # production seconds per test second
 INTERVAL = 60 // TIME_SCALE  # the heartbeat cycle (HEARTBEAT_INTERVAL_SECONDS), 2 s
 PG_PORT, REDIS_PORT, BROKER_PORT, WEB_PORT = 5432, 6379, 9100, 8000
 from tests.fixtures.sandbox import CONTROL_TOKEN  # noqa: E402 - the control token SandboxServer sends
+
 METRICS_TOKEN = "multihost-metrics-token"
 
 HOSTS = {
@@ -256,7 +257,7 @@ class Cluster:
         started = time.monotonic()
         netns.leftovers_remove()
         self.net.build(HOSTS)
-        os.chmod(self.root, 0o755)
+        os.chmod(self.root, 0o755)  # noqa: S103 - postgres (another user) reaches its data folder inside
         self.db_init()
         self.start_process(
             "redis",

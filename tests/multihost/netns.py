@@ -14,6 +14,7 @@ pytest) are recognised and removed by the next run (`leftovers_remove`).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -72,10 +73,8 @@ def namespace_kill_all(name: str) -> None:
     """SIGKILL every process still inside namespace `name` (only ours live there)."""
     result = ip("netns", "pids", name, check=False)
     for pid in result.stdout.split():
-        try:
+        with contextlib.suppress(ProcessLookupError, ValueError):
             os.kill(int(pid), signal.SIGKILL)
-        except (ProcessLookupError, ValueError):
-            pass
 
 
 def leftovers_remove() -> list[str]:
@@ -134,7 +133,8 @@ class Network:
             self.hosts[host] = list(segments)
             for segment in segments:
                 port, inside = self.port(host, segment), f"net-{segment}"
-                ip("-n", self.switch, "link", "add", port, "type", "veth", "peer", "name", inside, "netns", self.ns(host))
+                peer = ["peer", "name", inside, "netns", self.ns(host)]
+                ip("-n", self.switch, "link", "add", port, "type", "veth", *peer)
                 ip("-n", self.switch, "link", "set", port, "master", f"br-{segment}")
                 ip("-n", self.switch, "link", "set", port, "up")
                 ip("-n", self.ns(host), "addr", "add", f"{address(host, segment)}/24", "dev", inside)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 import threading
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import requests
 from django.conf import settings
@@ -64,11 +64,16 @@ def faults(**faults) -> dict:
     return STATE["world"].faults(**faults)
 
 
-def checks(ids: list[str]) -> dict[str, list[float]]:
-    """{connection id: the times (epoch seconds) of its stored checks, oldest first}."""
+def checks(ids: list[str]) -> dict[str, list[list]]:
+    """{connection id: [time (epoch seconds), passed] of each stored check, oldest first}."""
+    import uuid
+
     from connections.engine.checkstore import rings_for
 
-    return {str(pk): sorted(c.checked_at.timestamp() for c in ring.checks) for pk, ring in rings_for(ids).items()}
+    ids = [uuid.UUID(pk) for pk in ids]
+    return {
+        str(pk): sorted([c.checked_at.timestamp(), c.ok] for c in ring.checks) for pk, ring in rings_for(ids).items()
+    }
 
 
 def rows(ids: list[str]) -> dict[str, dict]:
@@ -78,7 +83,13 @@ def rows(ids: list[str]) -> dict[str, dict]:
         "status", "lease_owner", "lease_until", "refresh_sent_at", "refresh_claim_owner", "access_expires_at",
         "last_error_message", "next_check_at", "last_refreshed_at",
     ]  # fmt: skip
-    return {str(row["id"]): row for row in Connection.objects.filter(pk__in=ids).values("id", *fields)}
+    def plain(value):
+        return value.timestamp() if hasattr(value, "timestamp") else value
+
+    return {
+        str(row["id"]): {k: plain(v) for k, v in row.items()}
+        for row in Connection.objects.filter(pk__in=ids).values("id", *fields)
+    }
 
 
 def now() -> float:
@@ -112,17 +123,32 @@ def refresh_sent(pk: str, timeout: float = 30) -> dict:
 def sweep_runs(since: float) -> list[dict]:
     from connections.engine.models import SweepRun
 
-    return list(
-        SweepRun.objects.filter(started_at__gte=timezone.datetime.fromtimestamp(since, tz=timezone.UTC))
+    runs = list(
+        SweepRun.objects.filter(started_at__gte=datetime.fromtimestamp(since, tz=UTC))
         .order_by("id")
         .values("id", "started_at", "finished_at", "due", "lanes", "claimed", "checked", "failed", "max_lag_seconds")
     )
+    return [{k: v.timestamp() if isinstance(v, datetime) else v for k, v in run.items()} for run in runs]
 
 
 def circuit() -> dict:
     from connections.engine.models import CircuitBreaker
 
-    return {b.broker_slug: {"state": b.state, "failures": b.failure_count} for b in CircuitBreaker.objects.all()}
+    return {
+        b.broker_slug: {
+            "state": b.state,
+            "failures": b.failure_count,
+            "cooldown": (b.next_probe_at - timezone.now()).total_seconds() if b.next_probe_at else None,
+        }
+        for b in CircuitBreaker.objects.all()
+    }
+
+
+def circuit_reset() -> bool:
+    """The operator's Reset (Admin › Circuit breakers): the outage waiters are due at once."""
+    from connections.engine.circuit import circuit_reset
+
+    return circuit_reset("sandbox")
 
 
 def circuit_events() -> int:
@@ -137,7 +163,8 @@ def leases_stuck(grace: float = 1.0) -> list[str]:
     from connections.models import Connection
 
     limit = timezone.now() - timedelta(seconds=grace)
-    return [str(pk) for pk in Connection.objects.filter(lease_until__lt=limit).exclude(lease_owner="").values_list("pk", flat=True)]
+    stuck = Connection.objects.filter(lease_until__lt=limit).exclude(lease_owner="")
+    return [str(pk) for pk in stuck.values_list("pk", flat=True)]
 
 
 def status_change(pk: str, to_status: str, message: str = "") -> None:
@@ -190,11 +217,15 @@ def system_page() -> dict:
     """The staff system status page: the monitoring sentence and each service's state."""
     if "staff" not in STATE:
         STATE["staff"] = _session("ops@example.com", totp=STATE["totp"])
-    response = STATE["staff"].get(f"{WEB}/connections/system/", timeout=30)
+    started = time.monotonic()
+    response = STATE["staff"].get(f"{WEB}/connections/system/", timeout=60)
     monitoring = re.search(r'data-monitoring="(\w+)">(.*?)</p>', response.text, re.S)
-    services = dict(re.findall(r'data-service="(\w+)">.*?<span class="badge badge--\w+">(\w+)</span>', response.text, re.S))
+    services = dict(
+        re.findall(r'data-service="(\w+)">.*?<span class="badge badge--\w+">(\w+)</span>', response.text, re.S)
+    )
     return {
         "status": response.status_code,
+        "seconds": round(time.monotonic() - started, 2),
         "monitoring": monitoring.group(1) if monitoring else None,
         "text": re.sub(r"<[^>]+>", "", monitoring.group(2)).strip() if monitoring else "",
         "services": services,
@@ -224,7 +255,7 @@ def stream_open() -> None:
         while STATE.get("streaming"):
             try:
                 with STATE["person"].get(f"{WEB}/connections/stream/", stream=True, timeout=(5, 30)) as response:
-                    for line in response.iter_lines(decode_unicode=True):
+                    for line in response.iter_lines(chunk_size=1, decode_unicode=True):
                         if line and line.startswith("event:"):
                             events.append([time.time(), line.split(":", 1)[1].strip()])
                         if not STATE.get("streaming"):
