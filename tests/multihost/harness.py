@@ -367,7 +367,7 @@ class Cluster:
                 self.agent.stop()
         for process in reversed(list(self.processes.values())):
             with suppress(Exception):
-                process.stop(timeout=5)
+                process.stop(timeout=2)  # the hosts go away: no warm shutdown to wait for
         with suppress(Exception):
             self.db_stop("immediate")
         self.net.close()  # SIGKILLs whatever is left inside, deletes every namespace

@@ -213,12 +213,11 @@ def test_web_cut_from_redis(hosts, world):
     hosts.net.cut("web", "redis")
     cut_at = time.monotonic()
     page = hosts.call("person_page")
-    print("dashboard during the cut", page)
     assert page["status"] == 200, page
     # A change a person sees, made while the web host cannot hear Redis.
     changed_at = time.time()
     hosts.call("status_change", changing, "needs_reauth", "Multi-host test: a change while Redis is cut")
-    hosts.wait_log("web", "connections.live.redis_lost", timeout=30, after=mark)
+    hosts.wait_log("web", "connections.live.redis_lost", timeout=45, after=mark)
     noticed = seconds_since(cut_at)
     wait_until(
         lambda: any(name == f"conn-{changing}" for _, name in hosts.call("stream_events", changed_at)),
@@ -228,7 +227,6 @@ def test_web_cut_from_redis(hosts, world):
     )
     reached_cut = round(time.time() - changed_at, 1)
     status = hosts.call("system_page")
-    print("system page during the cut", status)
     assert status["status"] == 200 and status["services"].get("redis") == "Down", status
     metrics = hosts.call("metrics")
     assert metrics['brokerlink_service_up{service="redis"}'] == 0
@@ -308,7 +306,7 @@ def test_beat_cut_from_everything_for_three_minutes(hosts, world):
     assert runs_during == []
     assert page["monitoring"] == "stopped" and "not running" in page["text"]
     assert age > 3 * INTERVAL
-    assert first["max_lag_seconds"] > 2 * INTERVAL
+    assert first["max_lag_seconds"] > INTERVAL and after["brokerlink_sweep_lag_seconds"] > INTERVAL
     assert duplicates == 0
     assert all(n >= 1 for n in per_connection.values())
 
