@@ -158,7 +158,7 @@ class Agent:
             with suppress(BrokenPipeError, OSError):
                 self.popen.stdin.close()
             try:
-                self.popen.wait(timeout=10)
+                self.popen.wait(timeout=2)
             except subprocess.TimeoutExpired:
                 os.killpg(self.popen.pid, signal.SIGKILL)
                 self.popen.wait(timeout=10)
@@ -365,9 +365,12 @@ class Cluster:
         if self.agent is not None:
             with suppress(Exception):
                 self.agent.stop()
-        for process in reversed(list(self.processes.values())):
+        for process in self.processes.values():
+            with suppress(ProcessLookupError):
+                os.killpg(process.popen.pid, signal.SIGKILL)  # the hosts go away: nothing to shut down warmly
+        for process in self.processes.values():
             with suppress(Exception):
-                process.stop(timeout=2)  # the hosts go away: no warm shutdown to wait for
+                process.popen.wait(timeout=10)
         with suppress(Exception):
             self.db_stop("immediate")
         self.net.close()  # SIGKILLs whatever is left inside, deletes every namespace

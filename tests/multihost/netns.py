@@ -77,19 +77,31 @@ def namespace_kill_all(name: str) -> None:
             os.kill(int(pid), signal.SIGKILL)
 
 
+def _owner_gone(name: str, *, mine_too: bool = True) -> bool:
+    """`blmh-<pid>-…` made by a pytest process that no longer runs (or by this one)."""
+    try:
+        owner = int(name[len(NAME_PREFIX) :].split("-", 1)[0])
+    except ValueError:
+        return False
+    return (mine_too and owner == os.getpid()) or not _pid_alive(owner)
+
+
 def leftovers_remove() -> list[str]:
-    """Delete namespaces (and their processes) left by a run whose pytest process is gone."""
+    """Delete namespaces (and their processes) and temporary folders left by a run whose
+    pytest process is gone (killed before its finalizers ran)."""
+    import glob
+    import shutil
+    import tempfile
+
     removed = []
+    for folder in glob.glob(os.path.join(tempfile.gettempdir(), f"{NAME_PREFIX}*")):
+        if _owner_gone(os.path.basename(folder), mine_too=False):  # ours: this run's own folder
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
     for line in ip("netns", "list", check=False).stdout.splitlines():
         name = line.split()[0] if line.split() else ""
-        if not name.startswith(NAME_PREFIX):
-            continue
-        try:
-            owner = int(name[len(NAME_PREFIX) :].split("-", 1)[0])
-        except ValueError:
-            continue
-        if owner != os.getpid() and _pid_alive(owner):
-            continue  # another run in progress
+        if not name.startswith(NAME_PREFIX) or not _owner_gone(name):
+            continue  # not ours, or another run in progress
         namespace_kill_all(name)
         ip("netns", "del", name, check=False)
         removed.append(name)
