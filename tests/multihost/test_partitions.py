@@ -14,12 +14,13 @@ import time
 
 import pytest
 
-from tests.multihost.harness import INTERVAL, seconds_since
+from tests.multihost.harness import ENGINE_ENV, INTERVAL, seconds_since
 from tests.support import wait_until
 
 pytestmark = pytest.mark.slow
 
 WORKERS = ("worker-a", "worker-b")
+REFRESH_DEADLINE = float(ENGINE_ENV["BROKERLINK_ENGINE_REFRESH_DEADLINE_SECONDS"])
 
 
 @pytest.fixture(scope="module")
@@ -102,13 +103,17 @@ def test_a_worker_cut_from_the_database_right_after_it_sent_a_refresh(hosts, wor
         timeout=15,
         message="the broker answered the refresh",
     )
-    # The other worker keeps the cycle going: every other connection is checked twice more.
+    # The other worker keeps the cycle going: every other connection is checked again. The link
+    # heals before the refresh may be resent (sent + 2 × REFRESH_DEADLINE_SECONDS, 12 s here):
+    # the partition the design says loses nothing.
+    resend_at = hosts.call("rows", [target])[target]["refresh_sent_at"] + 2 * REFRESH_DEADLINE
     wait_until(
-        lambda: all(len(cs) >= 2 for pk, cs in checks_after(hosts, ids, cut_epoch).items() if pk != target),
-        timeout=30,
+        lambda: all(len(cs) >= 1 for pk, cs in checks_after(hosts, ids, cut_epoch).items() if pk != target),
+        timeout=max(1.0, resend_at - 2 - hosts.call("now")),
         interval=0.3,
-        message=f"{other} checking every connection while {sender} is cut",
+        message=f"{other} checking every connection while {sender} is cut, before the refresh may be resent",
     )
+    during = sum(len(cs) for pk, cs in checks_after(hosts, ids, cut_epoch).items() if pk != target)
     hosts.call("faults", latency_ms=0)
     cut_for = seconds_since(cut_at)
     assert not token_stored(hosts, target, cut_epoch), "the store cannot have happened across the cut"
@@ -129,6 +134,7 @@ def test_a_worker_cut_from_the_database_right_after_it_sent_a_refresh(hosts, wor
     report(
         "worker cut from db after sending a refresh",
         sender=sender,
+        other_worker_checks_during_cut=during,
         cut_seconds=cut_for,
         grants_lost=0,
         refresh_reuses=after["rotated_reuses"] - before["rotated_reuses"],
@@ -355,3 +361,58 @@ def test_database_restarted_during_a_sweep(hosts, world):
     assert stuck == []
     assert after["rotated_reuses"] == before["rotated_reuses"]
     grant_alive(hosts, target)
+
+
+def test_a_worker_cut_from_the_database_past_the_resend_time(hosts, world):
+    """The same cut held past `sent + 2 × REFRESH_DEADLINE_SECONDS`: the only copy of the rotated
+    token is on the cut-off worker, so the design cannot keep this grant. The other worker
+    resends once on purpose, the strict broker revokes the grant for reuse, and the connection
+    says what happened and asks for a reconnect (docs/engine.md, a worker killed after sending).
+    Last in the module: it leaves that connection needing a reconnect."""
+    ids, target = world["ids"], world["ids"][4]
+    steady(hosts, ids)
+    before = hosts.call("counters")
+    hosts.call("faults", latency_ms=1500)
+    hosts.call("token_due", target)
+    row = hosts.call("refresh_sent", target)
+    sender = hosts.host_of_pid(int(row["lease_owner"].split(":")[1]))
+    hosts.net.cut(sender, "db")
+    cut_at, cut_epoch = time.monotonic(), hosts.call("now")
+    assert sender in WORKERS, row
+    wait_until(
+        lambda: hosts.call("counters")["refreshes"] > before["refreshes"],
+        timeout=15,
+        message="the broker answered the refresh",
+    )
+    hosts.call("faults", latency_ms=0)
+    wait_until(
+        lambda: hosts.call("rows", [target])[target]["status"] == "needs_reauth",
+        timeout=60,
+        interval=0.3,
+        message="the connection asking for a reconnect",
+    )
+    told_after = seconds_since(cut_at)
+    mark = len(hosts.log(sender))
+    hosts.net.heal(sender, "db")
+    healed = time.monotonic()
+    # The cut-off worker's lane finishes once its database is back (its late store included).
+    hosts.wait_log(sender, "heartbeat_lane", timeout=60, after=mark)
+    wait_until(
+        lambda: not hosts.call("rows", [target])[target]["refresh_claim_owner"],
+        timeout=30,
+        message="no refresh claim left",
+    )
+    row = hosts.call("rows", [target])[target]
+    after = hosts.call("counters")
+    report(
+        "worker cut from db past the resend time",
+        sender=sender,
+        seconds_to_reconnect_request=told_after,
+        refresh_reuses=after["rotated_reuses"] - before["rotated_reuses"],
+        grants_lost=1,
+        late_store_landed=row["last_refreshed_at"] > cut_epoch,
+        seconds_to_worker_back_after_heal=seconds_since(healed),
+    )
+    assert after["rotated_reuses"] == before["rotated_reuses"] + 1
+    assert row["status"] == "needs_reauth"
+    assert "earlier refresh that got no answer probably used it" in row["last_error_message"]
