@@ -396,7 +396,7 @@ def test_a_worker_cut_from_the_database_past_the_resend_time(hosts, world):
     hosts.net.heal(sender, "db")
     healed = time.monotonic()
     # The cut-off worker's lane finishes once its database is back (its late store included).
-    hosts.wait_log(sender, "heartbeat_lane", timeout=60, after=mark)
+    hosts.wait_log(sender, "] succeeded in", timeout=60, after=mark)  # concurrency 1: the stuck lane first
     wait_until(
         lambda: not hosts.call("rows", [target])[target]["refresh_claim_owner"],
         timeout=30,
