@@ -24,6 +24,7 @@ import time
 from contextlib import suppress
 from pathlib import Path
 
+from tests.fixtures.sandbox import CONTROL_TOKEN  # the control token SandboxServer sends
 from tests.multihost import netns
 from tests.support import PYTHON, ROOT, wait_until
 
@@ -31,8 +32,6 @@ BIN = Path(PYTHON).parent
 TIME_SCALE = 30  # production seconds per test second
 INTERVAL = 60 // TIME_SCALE  # the heartbeat cycle (HEARTBEAT_INTERVAL_SECONDS), 2 s
 PG_PORT, REDIS_PORT, BROKER_PORT, WEB_PORT = 5432, 6379, 9100, 8000
-from tests.fixtures.sandbox import CONTROL_TOKEN  # noqa: E402 - the control token SandboxServer sends
-
 METRICS_TOKEN = "multihost-metrics-token"
 
 HOSTS = {
