@@ -307,6 +307,9 @@ OUTBOUND_ALLOW_LOOPBACK_HTTP = env_bool("OUTBOUND_ALLOW_LOOPBACK_HTTP", default=
 # how often they may press "Send me a test" (each test is sent by a worker, not the web).
 NOTIFICATION_CHANNELS_MAX = env_int("NOTIFICATION_CHANNELS_MAX", 10)
 NOTIFICATION_TEST_COOLDOWN_SECONDS = env_int("NOTIFICATION_TEST_COOLDOWN_SECONDS", 60)
+# Private test networks treated like loopback while that switch is on (the multi-host tests'
+# network namespaces); nothing when it is off.
+OUTBOUND_DEVELOPMENT_NETWORKS = env_list("OUTBOUND_DEVELOPMENT_NETWORKS")
 BROKER_CONNECT_TIMEOUT_SECONDS = float(env_str("BROKER_CONNECT_TIMEOUT_SECONDS", "5"))
 BROKER_READ_TIMEOUT_SECONDS = float(env_str("BROKER_READ_TIMEOUT_SECONDS", "10"))
 # /metrics and POST /health/check/ accept `Authorization: Bearer <token>` (or a staff session).

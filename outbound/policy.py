@@ -5,7 +5,10 @@ Rules (OWASP SSRF prevention; security finding 3):
 
 - https only. Plain http only to a loopback host, and only behind the development switch
   `OUTBOUND_ALLOW_LOOPBACK_HTTP` (on in development, off in production), which `make run`'s
-  sandbox and the tests use (they serve http on 127.0.0.1).
+  sandbox and the tests use (they serve http on 127.0.0.1). Behind the same switch,
+  `OUTBOUND_DEVELOPMENT_NETWORKS` (CIDRs, empty by default) names test networks that count
+  as loopback: the multi-host tests' sandbox lives on a private address in network
+  namespaces of their own. With the switch off the list changes nothing.
 - No user-info (`user:pass@`), no backslashes, no control characters or spaces.
 - Parsed with urllib3's `parse_url`, the parser the HTTP client uses, and refused when the
   standard library's `urlsplit` reads a different host (the `http://a:1\\@127.0.0.1/` trick).
@@ -58,6 +61,23 @@ def loopback_http_allowed() -> bool:
         return False
 
 
+def development_networks() -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    """The networks `OUTBOUND_DEVELOPMENT_NETWORKS` names; read at call time like the switch."""
+    try:
+        from django.conf import settings
+
+        raw = getattr(settings, "OUTBOUND_DEVELOPMENT_NETWORKS", ())
+    except Exception:  # noqa: BLE001 - outside Django (a script): none
+        return []
+    if isinstance(raw, str):
+        raw = raw.split(",")
+    return [ipaddress.ip_network(item.strip(), strict=False) for item in raw if item.strip()]
+
+
+def _in_development_network(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    return any(ip.version == net.version and ip in net for net in development_networks())
+
+
 def address_allowed(address: str, *, allow_loopback: bool | None = None) -> bool:
     """True when brokerlink may open a connection to this IP address."""
     allow_loopback = loopback_http_allowed() if allow_loopback is None else allow_loopback
@@ -75,6 +95,8 @@ def address_allowed(address: str, *, allow_loopback: bool | None = None) -> bool
             return all(address_allowed(str(address), allow_loopback=allow_loopback) for address in embedded)
     if ip.is_loopback:
         return allow_loopback
+    if allow_loopback and _in_development_network(ip):
+        return True
     if ip.version == 4 and ip in CGNAT:
         return False
     return not (
@@ -173,6 +195,7 @@ def _is_loopback_name(host: str) -> bool:
     if host in LOCAL_NAMES:
         return True
     try:
-        return ipaddress.ip_address(host).is_loopback
+        ip = ipaddress.ip_address(host)
     except ValueError:
         return False
+    return ip.is_loopback or _in_development_network(ip)
