@@ -26,6 +26,10 @@ os.environ.setdefault("TOKEN_ENCRYPTION_KEYS", "t1:" + "A" * 43)
 os.environ.setdefault("BROKERLINK_VAR_DIR", f"/tmp/brokerlink-test-{RUN_ID}")  # noqa: S108 (a private per-run folder)
 os.environ.setdefault("CELERY_QUEUE", f"brokerlink-test-{RUN_ID}")
 os.environ.setdefault("CACHE_KEY_PREFIX", f"test{RUN_ID}")
+# Every server a test starts answers from 127.0.0.1, so the per-address limit on failed API
+# authentications would carry one test's refusals (the schema tests send many on purpose) into the
+# next; tests/api/test_auth_hardening.py sets a small limit where it is the subject.
+os.environ.setdefault("API_AUTH_FAILURES_PER_MINUTE", "100000")
 
 from config.settings import *  # noqa: E402,F403
 
