@@ -1,0 +1,280 @@
+"""Rotating refresh tokens nobody declared, against a strict server, through the production path.
+
+The broker is docs/brokers.md's "Minimal plain OAuth 2.0 broker" YAML as written (no
+`rotates_refresh_token`), pointed at the standalone sandbox in its strictest mode: every refresh
+rotates the refresh token, and presenting a spent one revokes the whole grant (RFC 9700 §4.14).
+The sandbox runs as its own process, so SIGSTOP stalls it the way a hung broker looks from
+outside: the kernel keeps accepting connections into the listen backlog, and on SIGCONT the
+queued requests are processed in order, answers to clients that gave up included.
+
+Checks run as the beat's tick and its lanes run them (sweep_tick, then sweep_run as a lane),
+in this process, or in real Celery workers. Each test ends with its numbers: refresh tokens
+reused (the sandbox's rotated_reuses), grants lost, and what the connection's page says.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import time
+from datetime import timedelta
+
+import pytest
+from django.test import Client
+from django.urls import reverse
+from django.utils import timezone
+
+from brokers.models import BrokerApp
+from connections.engine.refresh_runner import refreshes_wait_idle
+from connections.engine.sweep import sweep_run, sweep_tick
+from connections.models import Connection, ConnectionEvent, ConnectionStatus
+from tests.brokers.test_docs_examples import example
+from tests.engine.conftest import EngineWorld, time_passes
+from tests.support import wait_until
+
+SLUG = "acme"
+
+
+def minimal_yaml(sandbox_url: str) -> str:
+    """The docs' minimal example, only its hosts replaced by the sandbox's."""
+    text = example("minimal-oauth2")
+    assert "rotates_refresh_token" not in text
+    return text.replace("https://auth.acme.example", sandbox_url).replace("https://api.acme.example", sandbox_url)
+
+
+class AcmeWorld(EngineWorld):
+    def connection(self, *, expires_in: float | None = None, **fields) -> Connection:
+        from connections.broker_client import profile_for
+        from connections.tokens import connection_apply_token_response
+
+        self._n += 1
+        token = self.tokens()
+        profile = profile_for(SLUG, "live")
+        conn = Connection(
+            user=self.user,
+            broker_slug=SLUG,
+            broker_app=self.app,
+            environment="live",
+            account_id=f"acct-{self._n}",
+            status=ConnectionStatus.CONNECTED,
+        )
+        connection_apply_token_response(connection=conn, profile=profile, token=token, first_grant=True)
+        conn.last_check_at = conn.last_success_at = timezone.now()
+        if expires_in is not None:
+            # What brokerlink believes: an hour-long token near its end (due for a refresh).
+            conn.access_expires_at = timezone.now() + timedelta(seconds=expires_in)
+            conn.last_refreshed_at = conn.access_expires_at - timedelta(hours=1)
+            conn.grant_started_at = conn.last_refreshed_at
+        conn.next_check_at = timezone.now() - timedelta(seconds=1)
+        for name, value in fields.items():
+            setattr(conn, name, value)
+        conn.save()
+        return conn
+
+    def grants_lost(self) -> int:
+        from sandbox.models import SandboxGrant
+
+        return SandboxGrant.objects.filter(client__client_id=self.client_id, revoked_at__isnull=False).count()
+
+    def report(self, label: str, conn: Connection, **extra) -> dict:
+        counters = self.counters()
+        numbers = {
+            "refresh tokens reused": counters["rotated_reuses"],
+            "grants lost": self.grants_lost(),
+            "refreshes answered by the broker": counters["refreshes"],
+            **extra,
+            "page says": page_says(self.user, conn),
+        }
+        print(f"\n[{label}] " + "; ".join(f"{k}: {v}" for k, v in numbers.items()))
+        return numbers
+
+
+def page_says(user, conn: Connection) -> str:
+    """The badge and the sentence of the connection's own page, as its owner reads them."""
+    client = Client()
+    client.force_login(user)
+    page = client.get(reverse("connections:detail", args=[conn.pk])).content.decode()
+    badge = re.search(r'data-status="[^"]+">([^<]+)<', page)
+    sentence = re.search(r'data-field="sentence">(.*?)</p>', page, flags=re.S)
+    text = re.sub(r"<[^>]+>", "", sentence.group(1)) if sentence else ""
+    return f"{html.unescape(badge.group(1)) if badge else '?'}: {' '.join(html.unescape(text).split())}"
+
+
+@pytest.fixture
+def acme(sandbox_server, settings, user, tmp_path):
+    """The minimal YAML broker on a strict rotating sandbox client (60 s access tokens)."""
+    path = tmp_path / "brokers.yaml"
+    path.write_text(minimal_yaml(sandbox_server.url))
+    settings.BROKERS_FILE = str(path)
+    settings.ENGINE_HTTP_TIMEOUT = 2  # heartbeats give up fast: many requests queue in a stall
+    settings.ENGINE_REFRESH_WAIT_SECONDS = 0.5
+    client = sandbox_server.create_client(rotate_refresh=True, access_ttl=60)
+    app = BrokerApp(broker_slug=SLUG, environment="live", client_id=client["client_id"])
+    app.client_secret = client["client_secret"]
+    app.save()
+    return AcmeWorld(sandbox_server, client, app, user)
+
+
+def tick() -> None:
+    """What the beat does every cycle and what its lanes do, in this process."""
+    run, lanes = sweep_tick()
+    deadline = (timezone.now() + timedelta(seconds=30)).timestamp()
+    for _ in range(lanes):
+        sweep_run(run_id=run.pk, deadline=deadline)
+
+
+def ticks_until(predicate, *, timeout: float, message: str) -> None:
+    """Ticks, a cycle's worth of time passing between them, until `predicate()` holds."""
+
+    def step():
+        time_passes(61)
+        tick()
+        return predicate()
+
+    wait_until(step, timeout=timeout, interval=0.05, message=message)
+
+
+def row(conn: Connection) -> Connection:
+    return Connection.objects.get(pk=conn.pk)
+
+
+# --- learning -------------------------------------------------------------------------------
+
+
+def test_the_minimal_yaml_broker_is_learned_rotating_and_shown_to_staff(acme, admin_user):
+    app = BrokerApp.objects.get(pk=acme.app.pk)
+    assert app.refresh_rotation_seen_at is None and app.refresh_kept_count == 0
+    conn = acme.connection(expires_in=100)
+    tick()
+    assert refreshes_wait_idle(timeout=30)
+    conn = row(conn)
+    assert conn.access_expires_at > timezone.now() + timedelta(seconds=50), "refreshed"
+    app.refresh_from_db()
+    assert app.refresh_rotation_seen_at is not None, "a new refresh token in the answer: rotating"
+    client = Client()
+    client.force_login(admin_user)
+    status = client.get(reverse("connections:system_status")).content.decode()
+    line = re.search(r'data-refresh-app="acme".*?data-field="rotation">([^<]+)<', status, flags=re.S).group(1)
+    assert "not declared rotating; seen rotating since" in line and "treated as single-use" in line
+    change = client.get(reverse("admin:brokers_brokerapp_change", args=[app.pk])).content.decode()
+    assert "seen rotating since" in change
+    numbers = acme.report("minimal YAML, learned", conn, **{"status page": line})
+    assert numbers["refresh tokens reused"] == 0 and numbers["grants lost"] == 0
+
+
+def test_a_broker_that_keeps_its_refresh_token_is_trusted_only_after_two_answers(sandbox_server, settings, tmp_path):
+    from brokers.services import broker_app_refresh_single_use
+    from connections.broker_client import profile_for
+    from connections.engine.refresh import connection_refresh
+
+    path = tmp_path / "brokers.yaml"
+    path.write_text(minimal_yaml(sandbox_server.url))
+    settings.BROKERS_FILE = str(path)
+    client = sandbox_server.create_client(rotate_refresh=False)
+    app = BrokerApp(broker_slug=SLUG, environment="live", client_id=client["client_id"])
+    app.client_secret = client["client_secret"]
+    app.save()
+    from django.contrib.auth import get_user_model
+
+    owner = get_user_model().objects.create_user(email="keeper@example.com", password="x" * 16)
+    world = AcmeWorld(sandbox_server, client, app, owner)
+    conn = world.connection()
+    profile = profile_for(SLUG, "live")
+    seen = []
+    for _ in range(3):
+        app.refresh_from_db()
+        seen.append(broker_app_refresh_single_use(app, profile))
+        assert connection_refresh(conn.pk, reason="manual", force=True).refreshed
+    app.refresh_from_db()
+    assert seen == [True, True, False], "single-use until it kept the token twice"
+    assert app.refresh_rotation_seen_at is None and app.refresh_kept_count == 3
+
+
+# --- stalls ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stall_seconds", [12, 22], ids=["stall-past-10s", "stall-past-2x10s"])
+def test_a_stall_shorter_than_the_deadline_is_waited_out_and_loses_nothing(acme, settings, stall_seconds):
+    settings.ENGINE_REFRESH_DEADLINE_SECONDS = 40  # the 180 s default, compressed
+    conn = acme.connection(expires_in=200)  # due, and the access token lives through the stall
+    before = acme.counters()
+    acme.sandbox.pause()
+    stalled_at = time.monotonic()
+    ticks = 0
+    try:
+        # Ticks keep coming during the stall; every heartbeat queues in the backlog and times out.
+        def stall_over():
+            nonlocal ticks
+            ticks += 1
+            return time.monotonic() - stalled_at >= stall_seconds
+
+        ticks_until(stall_over, timeout=stall_seconds + 30, message="the stall lasted")
+        stalled = row(conn)
+        assert stalled.refresh_claim_owner and stalled.refresh_sent_at, "one refresh out, still waited for"
+        said_during = page_says(acme.user, stalled)
+    finally:
+        acme.sandbox.resume()
+    assert refreshes_wait_idle(timeout=30), "the queued refresh is answered on resume"
+    conn = row(conn)
+    assert conn.refresh_sent_at is None and conn.access_expires_at > timezone.now() + timedelta(seconds=50)
+    ticks_until(lambda: row(conn).status == ConnectionStatus.CONNECTED, timeout=30, message="connected again")
+    after = acme.counters()
+    numbers = acme.report(
+        f"stall {stall_seconds} s",
+        conn,
+        **{
+            "ticks during the stall": ticks,
+            "queued heartbeats answered on resume": after["account_calls"] - before["account_calls"],
+            "page said during the stall": said_during,
+        },
+    )
+    assert numbers["refresh tokens reused"] == 0 and numbers["grants lost"] == 0
+    assert after["refreshes"] - before["refreshes"] == 1, "one refresh token spent, once"
+    assert "token refresh" not in said_during, "nothing about the refresh while the access token lives"
+
+
+def test_a_stall_longer_than_the_deadline_waits_for_the_broker_then_resends_once(acme, settings):
+    deadline = 3
+    settings.ENGINE_REFRESH_DEADLINE_SECONDS = deadline
+    conn = acme.connection(expires_in=20)  # usable for 5 s more, then only a refresh helps
+    before = acme.counters()
+    acme.sandbox.pause()
+    stalled_at = time.monotonic()
+    try:
+        tick()
+        sent_at = row(conn).refresh_sent_at
+        assert sent_at is not None, "the refresh went out"
+        # The deadline passes and the access token runs out, the broker still stalled: the
+        # connection says plainly what it waits for, and no second refresh goes out.
+        ticks_until(
+            lambda: (r := row(conn)).refresh_claim_until is None and "Waiting for" in r.last_error_message,
+            timeout=60,
+            message="the refresh given up on and the access token run out",
+        )
+        ticks_until(lambda: time.monotonic() - stalled_at > 3 * deadline, timeout=60, message="three deadlines")
+        waiting = row(conn)
+        assert waiting.refresh_sent_at == sent_at, "nothing resent into the stalled broker"
+        said_waiting = page_says(acme.user, waiting)
+        assert said_waiting.startswith("Waiting for the broker: Waiting for Acme Securities to answer a token refresh")
+        assert waiting.status == ConnectionStatus.DEGRADED
+        assert "Waiting for Acme Securities to answer a token refresh" in waiting.last_error_message
+    finally:
+        acme.sandbox.resume()
+    stall = time.monotonic() - stalled_at
+    # On resume the queued refresh is processed (its answer goes to a closed socket). A probe
+    # answered after it shows the broker answers again; then one deliberate resend, which the
+    # strict broker treats as reuse: that grant cannot be saved without a reuse grace.
+    ticks_until(
+        lambda: row(conn).status == ConnectionStatus.NEEDS_REAUTH, timeout=60, message="the resend was answered"
+    )
+    events = list(ConnectionEvent.objects.filter(connection=conn).values_list("message", flat=True))
+    assert any("answered a request sent after it" in m and "sending the refresh again, once" in m for m in events)
+    numbers = acme.report(
+        f"stall {stall:.0f} s, longer than the {deadline} s deadline",
+        conn,
+        **{"page said while waiting": said_waiting},
+    )
+    assert numbers["refresh tokens reused"] == 1, "the one deliberate resend; never one into the stall"
+    assert acme.counters()["refreshes"] - before["refreshes"] == 1
+    assert numbers["grants lost"] == 1
+    assert "reconnect" in row(conn).last_error_message.lower()
