@@ -87,19 +87,25 @@ def page_says(user, conn: Connection) -> str:
     return f"{html.unescape(badge.group(1)) if badge else '?'}: {' '.join(html.unescape(text).split())}"
 
 
-@pytest.fixture(name="acme")
-def acme_fixture(sandbox_server, settings, user, tmp_path):
-    """The minimal YAML broker on a strict rotating sandbox client (60 s access tokens)."""
+def acme_make(sandbox_server, settings, user, tmp_path, *, yaml_extra: str = "", **client_fields) -> AcmeWorld:
+    """The minimal YAML broker (plus `yaml_extra` lines) on a strict rotating sandbox client
+    with 60 s access tokens (plus `client_fields`)."""
     path = tmp_path / "brokers.yaml"
-    path.write_text(minimal_yaml(sandbox_server.url))
+    path.write_text(minimal_yaml(sandbox_server.url) + yaml_extra)
     settings.BROKERS_FILE = str(path)
     settings.ENGINE_HTTP_TIMEOUT = 2  # heartbeats give up fast: many requests queue in a stall
     settings.ENGINE_REFRESH_WAIT_SECONDS = 0.5
-    client = sandbox_server.create_client(rotate_refresh=True, access_ttl=60)
+    client = sandbox_server.create_client(rotate_refresh=True, access_ttl=60, **client_fields)
     app = BrokerApp(broker_slug=SLUG, environment="live", client_id=client["client_id"])
     app.client_secret = client["client_secret"]
     app.save()
     return AcmeWorld(sandbox_server, client, app, user)
+
+
+@pytest.fixture(name="acme")
+def acme_fixture(sandbox_server, settings, user, tmp_path):
+    """The minimal YAML broker on a strict rotating sandbox client (60 s access tokens)."""
+    return acme_make(sandbox_server, settings, user, tmp_path)
 
 
 def tick() -> None:

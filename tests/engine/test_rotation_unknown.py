@@ -30,6 +30,7 @@ from tests.engine.rotation_world import (  # noqa: F401 - acme_fixture is the `a
     SLUG,
     AcmeWorld,
     acme_fixture,
+    acme_make,
     minimal_yaml,
     page_says,
     row,
@@ -177,3 +178,52 @@ def test_a_stall_longer_than_the_deadline_waits_for_the_broker_then_resends_once
     assert acme.counters()["refreshes"] - before["refreshes"] == 1
     assert numbers["grants lost"] == 1
     assert "reconnect" in row(conn).last_error_message.lower()
+
+
+def test_a_declared_reuse_grace_lets_a_lost_answer_be_resent_without_waiting(sandbox_server, settings, user, tmp_path):
+    """A broker documented to answer a rotated-away refresh token for 10 minutes, stalled past
+    the deadline: brokerlink resends inside the grace (into the backlog, processed after the
+    first request), and the grant survives."""
+    deadline = 3
+    settings.ENGINE_REFRESH_DEADLINE_SECONDS = deadline
+    acme = acme_make(
+        sandbox_server,
+        settings,
+        user,
+        tmp_path,
+        yaml_extra="    refresh_reuse_grace_seconds: 600\n",
+        refresh_reuse_grace_seconds=600,
+    )
+    conn = acme.connection(expires_in=200)
+    before = acme.counters()
+    acme.sandbox.pause()
+    stalled_at = time.monotonic()
+    try:
+        tick()
+        ticks_until(
+            lambda: ConnectionEvent.objects.filter(connection=conn, message__contains="window is still open").exists(),
+            timeout=60,
+            message="a resend inside the grace",
+        )
+        ticks_until(lambda: time.monotonic() - stalled_at > 3 * deadline, timeout=60, message="three deadlines")
+    finally:
+        acme.sandbox.resume()
+    stall = time.monotonic() - stalled_at
+    ticks_until(
+        lambda: (r := row(conn)).refresh_sent_at is None and r.status == ConnectionStatus.CONNECTED,
+        timeout=60,
+        message="refreshed and connected",
+    )
+    assert refreshes_wait_idle(timeout=30)
+    conn = row(conn)
+    assert conn.access_expires_at > timezone.now() + timedelta(seconds=50)
+    sent = acme.counters()["refreshes"] - before["refreshes"]
+    numbers = acme.report(
+        f"reuse grace 600 s, stall {stall:.0f} s past the {deadline} s deadline", conn, **{"refreshes processed": sent}
+    )
+    assert numbers["refresh tokens reused"] == 0 and numbers["grants lost"] == 0
+    assert sent >= 2, "the first request and at least one resend inside the grace"
+    from connections.engine.refresh import connection_refresh
+
+    assert connection_refresh(conn.pk, reason="manual", force=True).refreshed, "the stored refresh token is live"
+    assert acme.counters()["rotated_reuses"] == 0
