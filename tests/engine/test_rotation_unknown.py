@@ -133,7 +133,7 @@ def test_a_stall_shorter_than_the_deadline_is_waited_out_and_loses_nothing(acme,
     assert "token refresh" not in said_during, "nothing about the refresh while the access token lives"
 
 
-def test_a_stall_longer_than_the_deadline_waits_for_the_broker_then_resends_once(acme, settings):
+def test_a_stall_longer_than_the_deadline_waits_for_the_broker_then_resends_once(acme, settings, admin_user):
     deadline = 3
     settings.ENGINE_REFRESH_DEADLINE_SECONDS = deadline
     conn = acme.connection(expires_in=20)  # usable for 5 s more, then only a refresh helps
@@ -158,6 +158,11 @@ def test_a_stall_longer_than_the_deadline_waits_for_the_broker_then_resends_once
         assert said_waiting.startswith("Waiting for the broker: Waiting for Acme Securities to answer a token refresh")
         assert waiting.status == ConnectionStatus.DEGRADED
         assert "Waiting for Acme Securities to answer a token refresh" in waiting.last_error_message
+        staff = Client()
+        staff.force_login(admin_user)
+        status = staff.get(reverse("connections:system_status")).content.decode()
+        awaiting = re.search(r'data-refresh-app="acme".*?data-field="awaiting">(\d+)<', status, flags=re.S).group(1)
+        assert awaiting == "1", "the operator sees the connection waiting for the broker"
     finally:
         acme.sandbox.resume()
     stall = time.monotonic() - stalled_at
@@ -172,7 +177,7 @@ def test_a_stall_longer_than_the_deadline_waits_for_the_broker_then_resends_once
     numbers = acme.report(
         f"stall {stall:.0f} s, longer than the {deadline} s deadline",
         conn,
-        **{"page said while waiting": said_waiting},
+        **{"page said while waiting": said_waiting, "status page: refresh not answered": awaiting},
     )
     assert numbers["refresh tokens reused"] == 1, "the one deliberate resend; never one into the stall"
     assert acme.counters()["refreshes"] - before["refreshes"] == 1
