@@ -176,9 +176,14 @@ def refresh_due(connection: Connection, profile: BrokerProfile, *, now: datetime
 
 
 def _claim(connection: Connection, *, owner: str, now: datetime, until: datetime) -> bool:
-    """Take the refresh for `owner` if nobody holds it and the refresh token is still the one read."""
+    """Take the refresh for `owner` if nobody holds it and the refresh token is still the one read,
+    and so is the unknown request the decision was about (another resend may have gone out since)."""
     return bool(
-        Connection.objects.filter(pk=connection.pk, refresh_token_sealed=connection.refresh_token_sealed)
+        Connection.objects.filter(
+            pk=connection.pk,
+            refresh_token_sealed=connection.refresh_token_sealed,
+            refresh_sent_at=connection.refresh_sent_at,
+        )
         .filter(Q(refresh_claim_until__isnull=True) | Q(refresh_claim_until__lte=now))
         .update(refresh_claim_owner=owner, refresh_claim_until=until, refresh_sent_at=now, refresh_later_answer_at=None)
     )
