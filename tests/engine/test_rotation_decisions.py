@@ -86,3 +86,38 @@ def test_unknown_refresh_action(case, sent_at, later_answer_at, claim_live, sing
         )
         == action
     ), case
+
+
+@pytest.mark.parametrize(
+    ("sent", "expires_in", "status", "key"),
+    [
+        (True, -30, "degraded", "waiting"),  # the access token ran out, the refresh not answered
+        (True, 10, "degraded", "waiting"),  # too little left to use it
+        (True, 600, "connected", "connected"),  # while it lives, nothing is said about the refresh
+        (False, -30, "degraded", "retrying"),  # no refresh out: an ordinary failure
+        (True, -30, "needs_reauth", "needs_you"),  # the grant is gone: that is what counts
+    ],
+)
+def test_what_a_person_reads_while_a_refresh_is_not_answered(sent, expires_in, status, key):
+    from brokers.registry import get_profile
+    from connections.models import Connection
+    from connections.presenters import status_for
+
+    now = datetime.now(UTC)
+    conn = Connection(
+        broker_slug="sandbox",
+        environment="live",
+        status=status,
+        access_expires_at=now + timedelta(seconds=expires_in),
+        refresh_sent_at=now - timedelta(seconds=200) if sent else None,
+        last_check_at=now - timedelta(seconds=5),
+        last_success_at=now - timedelta(seconds=5) if status == "connected" else now - timedelta(seconds=300),
+        next_check_at=now + timedelta(seconds=10),
+        consecutive_failures=0 if status == "connected" else 1,
+        retry_attempt=0 if status == "connected" else 1,
+        last_error_category="" if status == "connected" else "network",
+    )
+    state = status_for(conn, profile=get_profile("sandbox"), now=now)
+    assert state.key == key, state.sentence
+    if key == "waiting":
+        assert state.sentence.startswith("Waiting for Sandbox Broker to answer a token refresh")
