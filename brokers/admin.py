@@ -9,7 +9,11 @@ from django.forms.models import construct_instance
 from brokers.custom import RESOLVED_FORM_FIELDS, custom_broker_resolve
 from brokers.models import BrokerApp, BrokerRequest, CustomBroker, DiscoveredMetadata
 from brokers.registry import UnknownBroker, all_profiles, get_profile
-from brokers.services import broker_app_clear_config_problem, broker_app_is_configured
+from brokers.services import (
+    broker_app_clear_config_problem,
+    broker_app_is_configured,
+    broker_app_rotation_summary,
+)
 
 
 def broker_choices() -> list[tuple[str, str]]:
@@ -83,15 +87,19 @@ class BrokerAppForm(forms.ModelForm):
 class BrokerAppAdmin(admin.ModelAdmin):
     form = BrokerAppForm
     formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
-    list_display = ["broker_slug", "environment", "enabled", "configured", "secret_status", "config_problem"]
+    list_display = [
+        "broker_slug", "environment", "enabled", "configured", "secret_status", "refresh_tokens", "config_problem"
+    ]
     list_filter = ["broker_slug", "environment", "enabled"]
-    readonly_fields = ["effective_redirect_uri", "config_problem", "config_problem_at",
-                       "created_at", "updated_at"]
+    readonly_fields = ["effective_redirect_uri", "config_problem", "config_problem_at", "refresh_tokens",
+                       "refresh_rotation_seen_at", "refresh_kept_count", "created_at", "updated_at"]
     fieldsets = [
         (None, {"fields": ["broker_slug", "environment", "enabled"]}),
         ("Credentials", {"fields": ["client_id", "new_client_secret", "clear_client_secret"]}),
         ("Redirect", {"fields": ["redirect_uri", "effective_redirect_uri"]}),
         ("Problems", {"fields": ["config_problem", "config_problem_at"]}),
+        ("Refresh tokens (learned from the broker's answers)",
+         {"fields": ["refresh_tokens", "refresh_rotation_seen_at", "refresh_kept_count"]}),
         ("History", {"fields": ["created_at", "updated_at"]}),
     ]
     actions = ["clear_config_problem"]
@@ -99,6 +107,10 @@ class BrokerAppAdmin(admin.ModelAdmin):
     @admin.display(description="Client secret")
     def secret_status(self, obj: BrokerApp) -> str:
         return "set" if obj.pk and obj.has_client_secret else "not set"
+
+    @admin.display(description="Refresh tokens")
+    def refresh_tokens(self, obj: BrokerApp) -> str:
+        return broker_app_rotation_summary(obj) if obj.broker_slug else ""
 
     @admin.display(boolean=True, description="Configured")
     def configured(self, obj: BrokerApp) -> bool:
@@ -140,8 +152,8 @@ class CustomBrokerForm(forms.ModelForm):
             "scope_separator", "token_auth_method", "pkce", "issues_refresh_token", "rotates_refresh_token",
             "access_ttl", "refresh_ttl", "absolute_cap", "require_iss", "pkce_opt_out", "identity_id",
             "identity_label", "identity_number", "heartbeat_interval_seconds", "refresh_margin_seconds",
-            "refresh_deadline_seconds", "backoff_kind", "backoff_base_seconds", "backoff_cap_seconds",
-            "backoff_max_attempts", "circuit_failure_threshold", "circuit_cooldown_seconds",
+            "refresh_deadline_seconds", "refresh_reuse_grace_seconds", "backoff_kind", "backoff_base_seconds",
+            "backoff_cap_seconds", "backoff_max_attempts", "circuit_failure_threshold", "circuit_cooldown_seconds",
         ]
 
     def clean(self):
@@ -173,8 +185,8 @@ class CustomBrokerAdmin(admin.ModelAdmin):
                                      "account_id, account_number or a list of accounts."}),
         ("OAuth", {"fields": ["scopes", "scope_separator", "token_auth_method", "pkce", "pkce_opt_out",
                               "require_iss"]}),
-        ("Tokens", {"fields": ["issues_refresh_token", "rotates_refresh_token", "access_ttl", "refresh_ttl",
-                               "absolute_cap"]}),
+        ("Tokens", {"fields": ["issues_refresh_token", "rotates_refresh_token", "refresh_reuse_grace_seconds",
+                               "access_ttl", "refresh_ttl", "absolute_cap"]}),
         ("Tuning", {"fields": ["heartbeat_interval_seconds", "refresh_margin_seconds", "refresh_deadline_seconds",
                                "backoff_kind", "backoff_base_seconds", "backoff_cap_seconds", "backoff_max_attempts",
                                "circuit_failure_threshold", "circuit_cooldown_seconds"],

@@ -44,7 +44,7 @@ URL_KEYS = ("discovery_url", "authorize_url", "token_url", "revoke_url", "manual
 BOOL_KEYS = ("pkce", "issues_refresh_token", "rotates_refresh_token", "require_iss")
 SECONDS_KEYS = (
     "access_ttl", "refresh_ttl", "absolute_cap", "heartbeat_interval_seconds", "refresh_margin_seconds",
-    "refresh_deadline_seconds",
+    "refresh_deadline_seconds", "refresh_reuse_grace_seconds",
 )
 STR_KEYS = ("name", "issuer", "heartbeat_path", "scope_separator", "mark", "notes", "daily_expiry_tz", "pkce_opt_out")
 AUTH_METHODS = ("client_secret_basic", "client_secret_post", "none")
@@ -74,7 +74,8 @@ MODEL_FIELDS = frozenset(
     {"slug", "name", "discovery_url", "authorize_url", "token_url", "revoke_url", "revocation_scope",
      "manual_revoke_url", "issuer", "heartbeat_path", "scopes", "scope_separator", "token_auth_method", "pkce",
      "issues_refresh_token", "rotates_refresh_token", "access_ttl", "refresh_ttl", "absolute_cap", "require_iss",
-     "pkce_opt_out", "heartbeat_interval_seconds", "refresh_margin_seconds", "refresh_deadline_seconds"}
+     "pkce_opt_out", "heartbeat_interval_seconds", "refresh_margin_seconds", "refresh_deadline_seconds",
+     "refresh_reuse_grace_seconds"}
     | {f"{group}_{key}" for group, keys in GROUP_KEYS.items() for key in keys}
 )
 
@@ -405,7 +406,10 @@ def profile_from_spec(slug: str, spec: dict) -> BrokerProfile:
         identity = {"id": identity}
     tuning = {
         key: spec[key]
-        for key in ("heartbeat_interval_seconds", "refresh_margin_seconds", "refresh_deadline_seconds")
+        for key in (
+            "heartbeat_interval_seconds", "refresh_margin_seconds", "refresh_deadline_seconds",
+            "refresh_reuse_grace_seconds",
+        )
         if spec.get(key) is not None
     }
     return BrokerProfile(

@@ -38,6 +38,10 @@ class BrokerApp(models.Model):
     # Set once, for the whole app, when the broker answers invalid_client: an admin must act.
     config_problem = models.TextField(blank=True, default="")
     config_problem_at = models.DateTimeField(null=True, blank=True)
+    # Learned from refresh answers (connections.engine.rotation): a new refresh token in any
+    # answer marks the broker rotating for good; answers that kept the same one are counted.
+    refresh_rotation_seen_at = models.DateTimeField(null=True, blank=True)
+    refresh_kept_count = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -141,6 +145,11 @@ class CustomBroker(models.Model):
         "at most 300 s.",
     )
     refresh_deadline_seconds = models.PositiveIntegerField(null=True, blank=True, help_text="Default 180.")
+    refresh_reuse_grace_seconds = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Seconds a rotated-away refresh token is still accepted, if the broker documents it. Blank = none.",
+    )
     backoff_kind = models.CharField(
         max_length=12, blank=True, choices=[("exponential", "exponential"), ("linear", "linear"), ("fixed", "fixed")]
     )
@@ -168,7 +177,7 @@ class CustomBroker(models.Model):
                 "manual_revoke_url", "issuer", "heartbeat_path", "scope_separator", "token_auth_method", "pkce",
                 "issues_refresh_token", "rotates_refresh_token", "access_ttl", "refresh_ttl", "absolute_cap",
                 "require_iss", "pkce_opt_out", "heartbeat_interval_seconds", "refresh_margin_seconds",
-                "refresh_deadline_seconds",
+                "refresh_deadline_seconds", "refresh_reuse_grace_seconds",
             )
         }
         spec["scopes"] = self.scopes.split()

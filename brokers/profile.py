@@ -136,6 +136,9 @@ class BrokerProfile:
     # How long a refresh of a rotating refresh token waits for its answer (None: the engine's
     # REFRESH_DEADLINE_SECONDS). See connections.engine.refresh.
     refresh_deadline_seconds: int | None = None
+    # How long the broker still accepts a refresh token it has just rotated away (a reuse grace
+    # period), when it documents one; None: none, reuse of a spent token may revoke the grant.
+    refresh_reuse_grace_seconds: int | None = None
     # Statuses on an account call that mean "this access token is no longer valid".
     token_invalid_statuses: tuple[int, ...] = (401,)
     rate_limit: RateLimit | None = None

@@ -9,12 +9,14 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
+from django.db.models import F
 from django.urls import reverse
 from django.utils import timezone
 
 from brokers.models import BrokerApp, BrokerRequest, Environment
 from brokers.profile import BrokerProfile
 from brokers.registry import UnknownBroker, all_profiles, get_profile
+from brokers.rotation import RotationObserved, refresh_token_single_use
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +108,53 @@ def broker_app_flag_config_problem(app: BrokerApp, message: str) -> bool:
     if updated:
         log.warning("brokers.app.config_problem", extra={"broker": app.broker_slug, "environment": app.environment})
     return bool(updated)
+
+
+def broker_app_rotation_observed(app: BrokerApp | None) -> RotationObserved:
+    if app is None:
+        return RotationObserved()
+    return RotationObserved(rotation_seen=app.refresh_rotation_seen_at is not None, kept_count=app.refresh_kept_count)
+
+
+def broker_app_refresh_single_use(app: BrokerApp | None, profile: BrokerProfile) -> bool:
+    """Whether this app's refresh tokens are treated as single-use (brokers.rotation)."""
+    return refresh_token_single_use(
+        declared_rotates=profile.token_rules.rotates_refresh_token, observed=broker_app_rotation_observed(app)
+    )
+
+
+def broker_app_refresh_observed(app: BrokerApp, *, rotated: bool) -> None:
+    """Learn from one refresh answer: a new refresh token marks the broker rotating for good
+    (logged once); the same one kept is counted. One conditional UPDATE, no lock."""
+    now = timezone.now()
+    if rotated:
+        marked = BrokerApp.objects.filter(pk=app.pk, refresh_rotation_seen_at__isnull=True).update(
+            refresh_rotation_seen_at=now
+        )
+        if marked:
+            app.refresh_rotation_seen_at = now
+            log.info("brokers.app.rotation_seen", extra={"broker": app.broker_slug, "environment": app.environment})
+        return
+    BrokerApp.objects.filter(pk=app.pk).update(refresh_kept_count=F("refresh_kept_count") + 1)
+    app.refresh_kept_count += 1
+
+
+def broker_app_rotation_summary(app: BrokerApp, profile: BrokerProfile | None = None) -> str:
+    """One line for admin and the status page: declared, seen, and how brokerlink treats them."""
+    if profile is None:
+        try:
+            profile = get_profile(app.broker_slug)
+        except UnknownBroker:
+            return "unknown broker"
+    declared = "declared rotating" if profile.token_rules.rotates_refresh_token else "not declared rotating"
+    if app.refresh_rotation_seen_at is not None:
+        seen = f"seen rotating since {app.refresh_rotation_seen_at:%Y-%m-%d %H:%M} UTC"
+    elif app.refresh_kept_count:
+        seen = f"kept the same refresh token {app.refresh_kept_count} time(s)"
+    else:
+        seen = "no refresh seen yet"
+    treated = "single-use" if broker_app_refresh_single_use(app, profile) else "reusable"
+    return f"{declared}; {seen}; treated as {treated}"
 
 
 def broker_app_clear_config_problem(app: BrokerApp) -> None:

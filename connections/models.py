@@ -94,6 +94,9 @@ class Connection(models.Model):
     refresh_claim_owner = models.CharField(max_length=128, blank=True, default="")
     refresh_claim_until = models.DateTimeField(null=True, blank=True)
     refresh_sent_at = models.DateTimeField(null=True, blank=True)
+    # When a request the broker answered was sent, if sent after refresh_sent_at: from then on
+    # that unknown refresh has been processed or dropped (engine.rotation).
+    refresh_later_answer_at = models.DateTimeField(null=True, blank=True)
     last_check_at = models.DateTimeField(null=True, blank=True)
     last_success_at = models.DateTimeField(null=True, blank=True)
     consecutive_failures = models.PositiveIntegerField(default=0)

@@ -25,6 +25,8 @@ UPTIME_SLOTS = 30
 RECONNECT_AHEAD = timedelta(days=3)
 # Monitoring counts as stopped after this many missed sweep cycles.
 STALE_CYCLES = 3
+# An access token with less life than this is not used while its refresh runs (engine.check).
+REFRESH_AWAITED_TOKEN_LIFE = timedelta(seconds=15)
 
 # The vocabulary (docs/pages.md, "Glossary"): every badge, card, history line, email and the
 # admin use these words. key -> (badge label, summary group).
@@ -344,6 +346,16 @@ def is_slow(connection: Connection, profile) -> bool:
     return connection.last_latency_ms > float(engine_setting("SLOW_FACTOR")) * max(1, profile.baseline_latency_ms)
 
 
+def refresh_awaited(connection: Connection, *, now: datetime) -> bool:
+    """A refresh went out and is not answered (running, or its outcome unknown) while the
+    access token has run out: the connection waits for the broker (engine.refresh)."""
+    return (
+        connection.refresh_sent_at is not None
+        and connection.access_expires_at is not None
+        and connection.access_expires_at <= now + REFRESH_AWAITED_TOKEN_LIFE
+    )
+
+
 def status_for(connection: Connection, *, profile, now: datetime, last_sweep: datetime | None = None) -> StatusView:
     """The one place that turns a connection's data into its state words."""
     from connections.engine.conf import engine_setting
@@ -372,6 +384,13 @@ def status_for(connection: Connection, *, profile, now: datetime, last_sweep: da
             "waiting",
             f"{name} is failing for everyone. Nothing to do: brokerlink checks again {when}{clock} "
             "and resumes by itself.",
+            **timed,
+        )
+    if refresh_awaited(connection, now=now):
+        return _state(
+            "waiting",
+            f"Waiting for {name} to answer a token refresh. Nothing to do: brokerlink does not send the refresh "
+            "token again before the broker answers, so the grant is not spent twice, and resumes by itself.",
             **timed,
         )
     if not checked_this_grant(connection):

@@ -240,6 +240,41 @@ def _breakers(now) -> list[dict]:
     return rows
 
 
+def _refresh_tokens() -> list[dict]:
+    """Per broker app: what was learned about its refresh tokens (brokers.rotation) and how
+    many active connections have a refresh out that the broker has not answered."""
+    from django.db.models import Count
+
+    from brokers.models import BrokerApp
+    from brokers.registry import UnknownBroker, get_profile
+    from brokers.services import broker_app_rotation_summary
+    from connections.state import INACTIVE_STATUSES
+
+    awaiting = dict(
+        Connection.objects.exclude(status__in=INACTIVE_STATUSES)
+        .filter(refresh_sent_at__isnull=False, broker_app__isnull=False)
+        .values_list("broker_app")
+        .annotate(n=Count("pk"))
+        .values_list("broker_app", "n")
+    )
+    rows = []
+    for app in BrokerApp.objects.all():
+        try:
+            profile = get_profile(app.broker_slug)
+        except UnknownBroker:
+            continue
+        rows.append(
+            {
+                "slug": app.broker_slug,
+                "name": profile.name,
+                "environment": app.get_environment_display(),
+                "summary": broker_app_rotation_summary(app, profile),
+                "awaiting": awaiting.get(app.pk, 0),
+            }
+        )
+    return rows
+
+
 @login_required
 @require_GET
 def system_status(request):
@@ -262,6 +297,7 @@ def system_status(request):
         "badge": badge,
         "services": services,
         "breakers": breakers,
+        "refresh_tokens": _refresh_tokens(),
         "monitoring": monitoring,
         "checked_at": now,
     }

@@ -70,6 +70,9 @@ class SandboxClient(ClientMixin, SandboxCounters):
     issues_refresh_token = models.BooleanField(default=True)
     refresh_ttl = models.PositiveIntegerField(null=True, blank=True)
     rotates_refresh_token = models.BooleanField(default=False)
+    # Strict by default: presenting a rotated-away refresh token revokes the whole grant. With a
+    # grace, one presented within that many seconds of its rotation is answered like a live one.
+    refresh_reuse_grace_seconds = models.PositiveIntegerField(null=True, blank=True)
     absolute_cap = models.PositiveIntegerField(null=True, blank=True)
     daily_expiry = models.TimeField(null=True, blank=True)
     daily_expiry_tz = models.CharField(max_length=64, default="UTC")
@@ -237,6 +240,7 @@ class SandboxToken(TokenMixin, models.Model):
     refresh_revoked = models.BooleanField(default=False)
     # The refresh token was spent on a rotation; presenting it again is reuse.
     rotated = models.BooleanField(default=False)
+    rotated_at = models.DateTimeField(null=True, blank=True)
 
     def __str__(self) -> str:
         return f"token {self.pk} for grant {self.grant_id}"

@@ -126,7 +126,9 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
     def revoke_old_credential(self, refresh_token):
         if self.request.client.rotates_refresh_token:
             refresh_token.rotated = True
-            refresh_token.save(update_fields=["rotated"])
+            # A reuse within the grace rotates it again: the grace still counts from the first.
+            refresh_token.rotated_at = refresh_token.rotated_at or self.request.client.now()
+            refresh_token.save(update_fields=["rotated", "rotated_at"])
 
 
 class RevocationEndpoint(_RevocationEndpoint):

@@ -166,6 +166,7 @@ def client_describe(client: SandboxClient, *, with_secret: bool = False) -> dict
         "issues_refresh_token": client.issues_refresh_token,
         "refresh_ttl": client.refresh_ttl,
         "rotates_refresh_token": client.rotates_refresh_token,
+        "refresh_reuse_grace_seconds": client.refresh_reuse_grace_seconds,
         "absolute_cap": client.absolute_cap,
         "daily_expiry": client.daily_expiry.strftime("%H:%M") if client.daily_expiry else None,
         "daily_expiry_tz": client.daily_expiry_tz,
@@ -422,6 +423,11 @@ def token_store(*, token: dict, client: SandboxClient, grant: SandboxGrant, gran
     return item
 
 
+def _in_reuse_grace(item: SandboxToken, client: SandboxClient, now: datetime) -> bool:
+    grace = client.refresh_reuse_grace_seconds
+    return bool(grace and item.rotated_at and now - item.rotated_at <= timedelta(seconds=grace))
+
+
 def refresh_token_check(*, refresh_token: str, client: SandboxClient) -> SandboxToken | None:
     """The live token row for a refresh token, or None (the caller answers invalid_grant).
     Presenting a refresh token that was already rotated away revokes the whole grant."""
@@ -432,11 +438,11 @@ def refresh_token_check(*, refresh_token: str, client: SandboxClient) -> Sandbox
     )
     if item is None or client.refresh_invalid_grant:
         return None
-    if item.rotated:
+    now = client.now()
+    if item.rotated and not _in_reuse_grace(item, client, now):
         count(client, item.grant, "rotated_reuses")
         grant_revoke(item.grant, reason="rotated_reuse")
         return None
-    now = client.now()
     if item.refresh_revoked or item.grant.is_revoked or item.grant.cap_reached(now):
         return None
     if item.grant.session_expires_at is not None and now >= item.grant.session_expires_at:

@@ -57,8 +57,10 @@ from connections.engine.refresh import (
     OUTCOME_UNKNOWN,
     connection_profile,
     connection_refresh,
+    refresh_claimed,
     refresh_due,
-    refresh_resend_at,
+    refresh_later_answer_record,
+    refresh_waiting_message,
 )
 from connections.engine.refresh_runner import PENDING, refreshes_run
 from connections.engine.ring import Check, Ring
@@ -103,8 +105,12 @@ class Outcome:
     access_token: str = ""
     access_sealed: str = ""
     # The refresh is still running (or its outcome is unknown) and no token can be used yet:
-    # nothing was checked, the status stays, and the connection is looked at again soon.
+    # nothing was checked, and the connection is looked at again soon.
     waiting_for_refresh: str = ""
+    # When the refresh whose outcome is unknown went out: a heartbeat sent after it and answered
+    # (even a 401 for an expired access token, a `probe`) ends the wait (engine.rotation).
+    unknown_sent_at: datetime | None = None
+    probe: bool = False
 
     @property
     def checked(self) -> bool:
@@ -167,15 +173,12 @@ def _refresh_many(jobs: list[tuple[Outcome, dict]], *, now: datetime) -> None:
 def _refresh_settle(outcome: Outcome, result, *, now: datetime) -> None:
     conn = outcome.connection
     waiting = ""
-    if result is PENDING or (not isinstance(result, BrokerError) and result.reason == IN_PROGRESS):
-        waiting = f"A token refresh with {outcome.profile.name} is still running."
-    elif not isinstance(result, BrokerError) and result.reason == OUTCOME_UNKNOWN:
-        fresh = result.connection
-        resend_at = refresh_resend_at(fresh, outcome.profile)
-        waiting = (
-            f"{outcome.profile.name} did not answer an earlier token refresh; brokerlink waits until "
-            f"{resend_at:%H:%M} UTC before sending it again, so the refresh token is not spent twice."
-        )
+    if result is PENDING or (not isinstance(result, BrokerError) and result.reason in (IN_PROGRESS, OUTCOME_UNKNOWN)):
+        waiting = refresh_waiting_message(outcome.profile)
+        if result is not PENDING and result.reason == OUTCOME_UNKNOWN:
+            outcome.unknown_sent_at = result.connection.refresh_sent_at
+        elif result is PENDING and conn.refresh_sent_at is not None and not refresh_claimed(conn, now=now):
+            outcome.unknown_sent_at = conn.refresh_sent_at  # unknown when this batch read the row
     if waiting or (isinstance(result, BrokerError) and result.retryable):
         # While the token it has still lives, a slow or failing refresh does not degrade the
         # connection: check with that token, and the refresh is tried again later.
@@ -183,6 +186,9 @@ def _refresh_settle(outcome: Outcome, result, *, now: datetime) -> None:
             _use_stored_token(outcome)
         elif waiting:
             outcome.waiting_for_refresh = waiting
+            if outcome.unknown_sent_at is not None and conn.access_token_sealed:
+                _use_stored_token(outcome)  # a probe: any answer shows the broker is answering again
+                outcome.probe = True
         else:
             outcome.error = result
         return
@@ -207,6 +213,23 @@ def _refresh_settle(outcome: Outcome, result, *, now: datetime) -> None:
     ):
         setattr(conn, name, getattr(fresh, name))
     _use_stored_token(outcome)
+
+
+def _later_answers_record(outcomes: list[Outcome], *, sent_at: datetime) -> None:
+    """Heartbeats the broker answered (any HTTP status) that were sent after an unknown
+    refresh: that refresh has been processed or dropped. A probe's answer is not a check."""
+    for outcome in outcomes:
+        try:
+            if outcome.http_status is not None:
+                refresh_later_answer_record(
+                    outcome.connection.pk, unknown_sent_at=outcome.unknown_sent_at, request_sent_at=sent_at
+                )
+        except Exception:  # noqa: BLE001 - the next check records it
+            logger.exception(
+                "connections.check.later_answer_failed", extra={"connection_id": str(outcome.connection.pk)}
+            )
+        if outcome.probe:
+            outcome.ok, outcome.error, outcome.latency_ms, outcome.http_status = False, None, None, None
 
 
 def _row_crashed(outcome: Outcome, exc: Exception, *, during: str) -> None:
@@ -371,7 +394,9 @@ def connections_check(connections: list[Connection], *, now: datetime | None = N
     _profiles_attach(outcomes)
     active = _gate(outcomes, now=now)  # 1. gate
     _refresh_expiring(active, now=now)  # 2. refresh
-    _heartbeat_many([o for o in active if o.error is None and not o.waiting_for_refresh])  # 3. heartbeat
+    heartbeats_sent_at = timezone.now()  # 3. heartbeat (a probe too: any answer ends an unknown refresh's wait)
+    _heartbeat_many([o for o in active if o.error is None and (not o.waiting_for_refresh or o.probe)])
+    _later_answers_record([o for o in active if o.unknown_sent_at is not None], sent_at=heartbeats_sent_at)
     _retry_rejected(active)  # 4. 401
     close_old_connections()
     outcomes_write(outcomes, now=timezone.now(), owner=owner, stats=stats)  # 5. write
@@ -705,11 +730,10 @@ def connection_refresh_now(connection: Connection, *, actor=None) -> Connection:
         if result.reason == IN_PROGRESS:
             raise BrokerError(errors.NETWORK, "A token refresh is already running; its result will appear shortly.")
         if result.reason == OUTCOME_UNKNOWN:
-            resend_at = refresh_resend_at(result.connection, connection_profile(result.connection))
             raise BrokerError(
                 errors.NETWORK,
-                f"The broker did not answer the last refresh; brokerlink will not send the refresh token again "
-                f"before {resend_at:%H:%M} UTC, so it is not spent twice.",
+                "The broker did not answer the last refresh; brokerlink will not send the refresh token again "
+                "before the broker answers a later request, so it is not spent twice.",
             )
     except BrokerError as error:
         connection.refresh_from_db()

@@ -36,7 +36,8 @@ DEFAULTS: dict[str, float] = {
     # How long a batch waits for its refreshes before it goes on without them (they finish
     # on their own threads).
     "REFRESH_WAIT_SECONDS": 10,
-    # How long a refresh of a rotating refresh token waits for the broker's answer, unless the
+    # How long a refresh of a possibly single-use refresh token (every one, unless the broker is
+    # proven non-rotating: brokers.rotation) waits for the broker's answer, unless the
     # profile says otherwise: far longer than the heartbeat timeout, because a request given up
     # on may still be processed, and sending the same token again then revokes the grant.
     "REFRESH_DEADLINE_SECONDS": 180,

@@ -178,15 +178,14 @@ def decide(
 
 
 def _waiting(kept: Decision, why: str, *, now: datetime) -> Decision:
-    """Nothing was checked: the status stays (a connection still being set up shows why it waits)."""
-    waiting = replace(kept, next_check_at=now + REFRESH_PENDING_RECHECK)
-    if kept.status not in _TRANSIENT:
-        return waiting
+    """Nothing was checked: the access token has run out and the refresh is not answered yet
+    (engine.rotation). The connection says so plainly and is looked at again soon."""
     return replace(
-        waiting,
+        kept,
         status=ConnectionStatus.DEGRADED,
         category=errors.NETWORK,
         message=why,
+        next_check_at=now + REFRESH_PENDING_RECHECK,
         last_error_category=errors.NETWORK,
         last_error_message=why[:ERROR_MESSAGE_LENGTH],
     )

@@ -7,12 +7,16 @@ stores the answer and clears the claim. Everyone else (the sweep, "Check now", "
 admin, a second worker, a 401 retry) sees the claim and waits for its result or moves on;
 none sends a second refresh.
 
+Every refresh token is treated as possibly single-use unless the broker is declared
+non-rotating and has been seen keeping it (brokers.rotation); every answer teaches that.
+A single-use refresh waits for its answer for the refresh deadline (minutes, not the heartbeat
+timeout); the sweep runs it off its batch path (engine.check).
+
 A request that was sent but got no answer (timeout, connection dropped mid-answer, worker
-killed) has an *unknown* outcome: the broker may have rotated the refresh token. For rotating
-refresh tokens brokerlink then waits a full refresh deadline before it sends the token again,
-long enough for a stalled broker to have answered or dropped the first request, and says so in
-the history. Rotating refreshes wait for their answer for the profile's refresh deadline
-(minutes), not the heartbeat timeout; the sweep runs them off its batch path (engine.check).
+killed) has an *unknown* outcome: the broker may have rotated the refresh token. The same
+token is then not sent again until the broker has been seen answering a request sent after
+the unknown one (engine.rotation): a stopped broker keeps queueing, so no fixed time is
+enough. Then one deliberate resend, explained in the history.
 """
 
 from __future__ import annotations
@@ -29,9 +33,12 @@ from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
 from brokers.profile import BrokerProfile
+from brokers.rotation import refresh_answer_rotated
+from brokers.services import broker_app_refresh_observed, broker_app_refresh_single_use
 from connections import errors
 from connections.engine.conf import engine_setting
 from connections.engine.dbretry import db_write_retried
+from connections.engine.rotation import RESEND, RESEND_IN_GRACE, WAIT, unknown_refresh_action
 from connections.errors import BrokerError
 from connections.models import Connection, ConnectionEvent
 from connections.state import INACTIVE_STATUSES, connection_event_record
@@ -53,8 +60,10 @@ TOKEN_FIELDS = [
     "refresh_claim_owner",
     "refresh_claim_until",
     "refresh_sent_at",
+    "refresh_later_answer_at",
     "updated_at",
 ]
+CLAIM_FIELDS = TOKEN_FIELDS[-5:]
 # Refresh at most once a day just to keep an idle refresh token alive.
 IDLE_REFRESH_MIN_GAP = timedelta(days=1)
 # How often a waiting caller looks at the row again.
@@ -82,10 +91,15 @@ def connection_profile(connection: Connection) -> BrokerProfile:
     return profile_for(connection.broker_slug, connection.environment)
 
 
-def refresh_deadline_seconds(profile: BrokerProfile) -> float:
-    """How long a refresh waits for the broker's answer. Rotating refresh tokens get minutes:
-    giving up early is what makes a second request with the same token likely."""
-    if profile.token_rules.rotates_refresh_token:
+def refresh_single_use(connection: Connection, profile: BrokerProfile) -> bool:
+    """Whether this connection's refresh token is treated as possibly single-use."""
+    return broker_app_refresh_single_use(connection.broker_app, profile)
+
+
+def refresh_deadline_seconds(profile: BrokerProfile, *, single_use: bool = True) -> float:
+    """How long a refresh waits for the broker's answer. A possibly single-use refresh token
+    gets minutes: giving up early is what makes a second request with the same token likely."""
+    if single_use:
         return float(profile.refresh_deadline_seconds or engine_setting("REFRESH_DEADLINE_SECONDS"))
     from connections.broker_client import default_timeout
 
@@ -96,14 +110,41 @@ def refresh_claimed(connection: Connection, *, now: datetime) -> bool:
     return bool(connection.refresh_claim_until and connection.refresh_claim_until > now)
 
 
-def refresh_resend_at(connection: Connection, profile: BrokerProfile) -> datetime | None:
-    """When a refresh whose outcome is unknown may be sent again (None: nothing is unknown).
+def refresh_unknown_action(connection: Connection, profile: BrokerProfile, *, now: datetime) -> str:
+    """engine.rotation's decision for this connection's unknown refresh, if it has one."""
+    single_use = refresh_single_use(connection, profile)
+    return unknown_refresh_action(
+        sent_at=connection.refresh_sent_at,
+        later_answer_at=connection.refresh_later_answer_at,
+        claim_live=refresh_claimed(connection, now=now),
+        single_use=single_use,
+        reuse_grace_seconds=profile.refresh_reuse_grace_seconds,
+        deadline_seconds=refresh_deadline_seconds(profile, single_use=single_use),
+        now=now,
+    )
 
-    The earlier request got a full deadline to be answered; one more deadline lets a broker
-    that was stalled process or drop it before the same refresh token goes out again."""
-    if connection.refresh_sent_at is None or not profile.token_rules.rotates_refresh_token:
-        return None
-    return connection.refresh_sent_at + timedelta(seconds=2 * refresh_deadline_seconds(profile))
+
+def refresh_later_answer_record(connection_id, *, unknown_sent_at: datetime, request_sent_at: datetime) -> bool:
+    """The broker answered a request sent at `request_sent_at`: if that was after the unknown
+    refresh sent at `unknown_sent_at`, the unknown refresh has been processed or dropped."""
+    if request_sent_at <= unknown_sent_at:
+        return False
+    return bool(
+        db_write_retried(
+            lambda: Connection.objects.filter(pk=connection_id, refresh_sent_at=unknown_sent_at).update(
+                refresh_later_answer_at=request_sent_at
+            )
+        )
+    )
+
+
+def refresh_waiting_message(profile: BrokerProfile) -> str:
+    """What a user and an operator read while a refresh's answer is awaited and the access
+    token has run out."""
+    return (
+        f"Waiting for {profile.name} to answer a token refresh. brokerlink does not send the refresh token "
+        "again before the broker answers, so the grant is not spent twice; the connection resumes by itself."
+    )
 
 
 def refresh_due(connection: Connection, profile: BrokerProfile, *, now: datetime) -> str:
@@ -135,20 +176,26 @@ def refresh_due(connection: Connection, profile: BrokerProfile, *, now: datetime
 
 
 def _claim(connection: Connection, *, owner: str, now: datetime, until: datetime) -> bool:
-    """Take the refresh for `owner` if nobody holds it and the refresh token is still the one read."""
+    """Take the refresh for `owner` if nobody holds it and the refresh token is still the one read,
+    and so is the unknown request the decision was about (another resend may have gone out since)."""
     return bool(
-        Connection.objects.filter(pk=connection.pk, refresh_token_sealed=connection.refresh_token_sealed)
+        Connection.objects.filter(
+            pk=connection.pk,
+            refresh_token_sealed=connection.refresh_token_sealed,
+            refresh_sent_at=connection.refresh_sent_at,
+        )
         .filter(Q(refresh_claim_until__isnull=True) | Q(refresh_claim_until__lte=now))
-        .update(refresh_claim_owner=owner, refresh_claim_until=until, refresh_sent_at=now)
+        .update(refresh_claim_owner=owner, refresh_claim_until=until, refresh_sent_at=now, refresh_later_answer_at=None)
     )
 
 
 def _release(connection_id, *, owner: str, outcome_known: bool) -> None:
     """Drop our claim. An unknown outcome keeps refresh_sent_at: it is what makes the next
-    attempt wait (refresh_resend_at)."""
+    attempt wait (engine.rotation)."""
     fields = {"refresh_claim_owner": "", "refresh_claim_until": None}
     if outcome_known:
         fields["refresh_sent_at"] = None
+        fields["refresh_later_answer_at"] = None
     db_write_retried(lambda: Connection.objects.filter(pk=connection_id, refresh_claim_owner=owner).update(**fields))
 
 
@@ -171,6 +218,7 @@ def _store(connection_id, *, owner: str, spent_sealed: str, profile: BrokerProfi
                 connection=connection, profile=profile, token=token, now=timezone.now(), first_grant=False
             )
             connection.refresh_claim_owner, connection.refresh_claim_until, connection.refresh_sent_at = "", None, None
+            connection.refresh_later_answer_at = None
             connection.save(update_fields=TOKEN_FIELDS)
             return connection
 
@@ -192,16 +240,31 @@ def _salvage_refresh_token(connection_id, *, owner: str, profile: BrokerProfile,
             connection = Connection.objects.select_for_update(of=("self",)).get(pk=connection_id)
             connection.refresh_token = new_refresh
             connection.refresh_claim_owner, connection.refresh_claim_until, connection.refresh_sent_at = "", None, None
-            connection.save(update_fields=["refresh_token_sealed", *TOKEN_FIELDS[-4:]])
+            connection.refresh_later_answer_at = None
+            connection.save(update_fields=["refresh_token_sealed", *CLAIM_FIELDS])
 
     db_write_retried(write)
 
 
-def _unknown_message(profile: BrokerProfile, resend_at: datetime) -> str:
+def _unknown_message(profile: BrokerProfile) -> str:
     return (
         f"{profile.name} did not answer a token refresh, so it may or may not have used the refresh token. "
-        f"To avoid spending it twice, brokerlink tries again after {resend_at:%H:%M} UTC."
+        f"To avoid spending it twice, brokerlink tries again after {profile.name} answers a later request; "
+        "meanwhile the access token it has keeps being used."
     )
+
+
+def _learn(connection: Connection, *, spent: str, token, usable: bool = True) -> None:
+    """Teach the broker app what this answer showed about rotation (never fails the refresh).
+    An unusable answer teaches only a rotation (it carried a new refresh token)."""
+    answered = token.get("refresh_token") if isinstance(token, dict) else None
+    rotated = refresh_answer_rotated(spent=spent, answered=answered if isinstance(answered, str) else None)
+    if rotated is None or connection.broker_app is None or not (rotated or usable):
+        return
+    try:
+        broker_app_refresh_observed(connection.broker_app, rotated=rotated)
+    except Exception:  # noqa: BLE001 - the tokens are stored; the lesson waits for the next answer
+        logger.exception("connections.refresh.learn_failed", extra={"connection_id": str(connection.pk)})
 
 
 @sensitive_variables()
@@ -247,16 +310,17 @@ def connection_refresh(
                 rejected_access_sealed = None
                 continue
             return RefreshResult(connection, False, IN_PROGRESS)
-        resend_at = refresh_resend_at(connection, profile)
-        if resend_at is not None and timezone.now() < resend_at:
+        action = refresh_unknown_action(connection, profile, now=timezone.now())
+        if action == WAIT:
             return RefreshResult(connection, False, OUTCOME_UNKNOWN)
         error = _refresh_blocker(connection, profile)
         if error is not None:
             _refresh_failed(connection, error, actor=actor, reason=reason)
-        deadline = refresh_deadline_seconds(profile)
+        single_use = refresh_single_use(connection, profile)
+        deadline = refresh_deadline_seconds(profile, single_use=single_use)
         claimed_at = timezone.now()
         until = claimed_at + timedelta(seconds=deadline + max(CLAIM_GRACE_MIN_SECONDS, deadline * CLAIM_GRACE_SHARE))
-        retrying_unknown = connection.refresh_sent_at is not None and profile.token_rules.rotates_refresh_token
+        retrying_unknown = single_use and action in (RESEND, RESEND_IN_GRACE)
         try:
             refresh_token = connection.refresh_token
         except VaultError as exc:
@@ -265,33 +329,38 @@ def connection_refresh(
             break
         # Someone claimed between our read and our UPDATE: look again.
     if retrying_unknown:
+        if action == RESEND_IN_GRACE:
+            why = (
+                f"{profile.name} accepts a rotated-away refresh token for {profile.refresh_reuse_grace_seconds} s, "
+                "and that window is still open"
+            )
+        else:
+            why = (
+                f"{profile.name} has since answered a request sent after it, so that refresh was processed or "
+                "dropped and its answer is lost"
+            )
         connection_event_record(
             connection=connection,
             kind=ConnectionEvent.Kind.REFRESH_FAILED,
             category=errors.NETWORK,
             message=(
-                f"An earlier token refresh got no answer from {profile.name}. brokerlink has waited long enough "
-                "for it to be processed or dropped and is sending the refresh again; if the broker had already "
-                "used the refresh token, it will ask for a reconnect."
+                f"An earlier token refresh got no answer from {profile.name}. {why}; brokerlink is sending the "
+                "refresh again, once. If the broker had already used the refresh token, it will ask for a reconnect."
             ),
         )
     logger.info(
         "connections.refresh.sent",
-        extra={"connection_id": str(connection.pk), "reason": reason, "deadline_s": deadline},
+        extra={"connection_id": str(connection.pk), "reason": reason, "deadline_s": deadline, "resend": action},
     )
     connect_timeout = min(5.0, deadline)
     try:
         token = token_refresh(profile, connection.broker_app, refresh_token, timeout=(connect_timeout, deadline))
     except BrokerError as error:
-        unknown = error.maybe_sent and error.http_status is None and profile.token_rules.rotates_refresh_token
+        unknown = error.maybe_sent and error.http_status is None and single_use
         _release(connection.pk, owner=owner, outcome_known=not unknown)
         if unknown:
             connection.refresh_sent_at = claimed_at
-            error = BrokerError(
-                errors.NETWORK,
-                _unknown_message(profile, refresh_resend_at(connection, profile)),
-                retry_after=2 * deadline,
-            )
+            error = BrokerError(errors.NETWORK, _unknown_message(profile))
         elif error.needs_reauth and retrying_unknown:
             error.message = (
                 f"{profile.name} refused the refresh token. An earlier refresh that got no answer probably used "
@@ -306,10 +375,12 @@ def connection_refresh(
         clean, notes = token_response_clean(profile, token)
     except BrokerError as error:
         _salvage_refresh_token(connection.pk, owner=owner, profile=profile, token=token)
+        _learn(connection, spent=refresh_token, token=token, usable=False)
         _refresh_failed(connection, error, actor=actor, reason=reason)
     connection = _store(
         connection.pk, owner=owner, spent_sealed=connection.refresh_token_sealed, profile=profile, token=clean
     )
+    _learn(connection, spent=refresh_token, token=clean)
     for note in notes:
         connection_event_record(connection=connection, kind=ConnectionEvent.Kind.REFRESHED, message=note)
     refreshed_event_record(connection, reason=reason, actor=actor)

@@ -103,6 +103,9 @@ def _settle_detached(job: _Job, result) -> None:
     try:
         connection = Connection.objects.get(pk=job.connection_id)
         if connection.status not in INACTIVE_STATUSES:
+            # What the operator reads is why, not the last thing the batch said (e.g. "waiting").
+            connection.last_error_category, connection.last_error_message = result.category, result.message[:500]
+            connection.save(update_fields=["last_error_category", "last_error_message"])
             connection_transition(
                 connection=connection,
                 to_status=ConnectionStatus.NEEDS_REAUTH,

@@ -12,6 +12,7 @@ import pytest
 from django.utils import timezone
 
 from brokers.models import BrokerApp
+from connections.engine.check import connection_check_now
 from connections.engine.refresh import connection_refresh
 from connections.engine.refresh_runner import refreshes_wait_idle
 from connections.engine.sweep import sweep_run
@@ -88,11 +89,13 @@ def test_an_unanswered_refresh_is_not_resent_until_it_can_no_longer_be_answered(
     event = ConnectionEvent.objects.filter(connection=conn, kind=ConnectionEvent.Kind.REFRESH_FAILED).latest("pk")
     assert "tries again after" in event.message
     # The stalled server still processed the abandoned request (it rotated the token): a
-    # resend now would be reuse. brokerlink waits two deadlines from the send, then tries once
-    # on purpose and says what happened.
+    # resend now would be reuse. No time ends the wait; the broker answering a heartbeat sent
+    # after the refresh does. Then brokerlink tries once on purpose and says what happened.
     wait_until(lambda: world.counters()["refreshes"] >= 1, timeout=20, message="the queued refresh processed")
     assert world.counters()["rotated_reuses"] == 0
-    Connection.objects.filter(pk=conn.pk).update(refresh_sent_at=timezone.now() - timedelta(seconds=5))
+    assert connection_refresh(conn.pk, reason="expiring").reason == "outcome_unknown"
+    assert connection_check_now(Connection.objects.get(pk=conn.pk)).ok, "checked with the access token it has"
+    assert world.counters()["rotated_reuses"] == 0
     with pytest.raises(Exception) as raised:
         connection_refresh(conn.pk, reason="expiring")
     assert raised.value.needs_reauth
