@@ -1,5 +1,6 @@
-"""Helpers for tests that start real processes: free ports, readiness waits, and the
-environment a subprocess needs to share the test database and Redis."""
+"""Helpers for tests: waiting for events (`wait_for`), and for tests that start real processes
+free ports, readiness waits and the environment a subprocess needs to share the test database
+and Redis."""
 
 from __future__ import annotations
 
@@ -39,14 +40,43 @@ def wait_for_http(url: str, *, timeout: float = 20.0, process: subprocess.Popen 
     raise TimeoutError(f"{url} did not answer within {timeout}s: {last_error}")
 
 
-def wait_until(predicate, *, timeout: float = 20.0, interval: float = 0.1, message: str = "condition"):
+def wait_for(condition, *, timeout: float = 20.0, what: str = "condition", interval: float = 0.05):
+    """Wait for an event (a row, a counter, a message, a log line): poll `condition()` until it
+    returns something truthy, and return that. The deadline only bounds a failure: a passing
+    test never waits for it, so a slow machine makes the test slower, never red.
+
+        wait_for(lambda: Connection.objects.filter(status="connected").exists(), what="connected")
+
+    To prove that something does NOT happen, do not wait for a while: wait for a later event
+    that must come after it (the next poll, a second connection's change) and then assert.
+    """
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
+    while True:
+        value = condition()
         if value:
             return value
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"{what}: not seen within {timeout} s")
         time.sleep(interval)
-    raise TimeoutError(f"{message} not met within {timeout}s")
+
+
+async def wait_for_async(condition, *, timeout: float = 20.0, what: str = "condition", interval: float = 0.02):
+    """`wait_for` inside an event loop: the loop keeps running while it polls."""
+    import asyncio
+
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"{what}: not seen within {timeout} s")
+        await asyncio.sleep(interval)
+
+
+def wait_until(predicate, *, timeout: float = 20.0, interval: float = 0.1, message: str = "condition"):
+    """`wait_for` under its older name (kept for the tests that use it)."""
+    return wait_for(predicate, timeout=timeout, what=message, interval=interval)
 
 
 def test_database_url() -> str:
