@@ -125,6 +125,7 @@ def running(cmd: list[str], *, env: dict[str, str], ready_url: str | None = None
     log_path = log_dir / f"{log_name}-{os.getpid()}-{time.monotonic_ns()}.log"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    proc.log_path = log_path  # what the child said so far: wait_for(lambda: "..." in log_text(proc))
     try:
         if ready_url:
             wait_for_http(ready_url, process=proc)
@@ -140,6 +141,11 @@ def running(cmd: list[str], *, env: dict[str, str], ready_url: str | None = None
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+def log_text(proc: subprocess.Popen) -> str:
+    """Everything a child started by `running` has written so far."""
+    return Path(proc.log_path).read_text(errors="replace")
 
 
 def with_second_factor(user):
