@@ -143,6 +143,23 @@ def running(cmd: list[str], *, env: dict[str, str], ready_url: str | None = None
                 proc.wait()
 
 
+def bytes_waiting_at(port: int) -> int:
+    """Bytes that arrived on 127.0.0.1:`port`'s connections and that the server has not read
+    (from /proc/net/tcp): a paused server's received, unanswered requests."""
+    waiting = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            local, state, queues = fields[1], fields[3], fields[4]
+            if int(local.rsplit(":", 1)[1], 16) == port and state == "01":  # ESTABLISHED
+                waiting += int(queues.split(":")[1], 16)
+    return waiting
+
+
 def log_text(proc: subprocess.Popen) -> str:
     """Everything a child started by `running` has written so far."""
     return Path(proc.log_path).read_text(errors="replace")

@@ -28,7 +28,7 @@ from tests.engine.history import stored_checks
 from tests.fixtures.browser import chromium  # noqa: F401 - the Chromium fixture
 from tests.fixtures.sandbox import DEMO_PASSWORD, DEMO_USERNAME, SandboxServer
 from tests.harness import BrokerlinkServer
-from tests.support import free_port, totp_code, with_second_factor
+from tests.support import free_port, totp_code, wait_for, with_second_factor
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -50,12 +50,12 @@ _worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sweep")
 
 def _sweep_now(connection_id) -> dict:
     from connections.engine.models import CircuitBreaker
-    from connections.tasks import heartbeat_sweep
+    from tests.engine.cycle import cycle_summary, run_one_cycle_in_process
 
     now = timezone.now()
     Connection.objects.filter(pk=connection_id).update(next_check_at=now, lease_until=None, lease_owner="")
     CircuitBreaker.objects.filter(state="open").update(next_probe_at=now)
-    return heartbeat_sweep()
+    return cycle_summary(run_one_cycle_in_process())
 
 
 def sweep(connection_id) -> dict:
@@ -200,16 +200,14 @@ def test_oidc_broker_declared_in_yaml_connects_and_stays_connected(
     sweep(connection.pk)
     connection.refresh_from_db()
     assert connection.status != ConnectionStatus.CONNECTED
-    broker.start()
-    time.sleep(0.2)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
+    broker.start()  # answering its metadata URL when this returns
+
+    def recovered() -> bool:
         sweep(connection.pk)
         connection.refresh_from_db()
-        if connection.status == ConnectionStatus.CONNECTED:
-            break
-        time.sleep(1)
-    assert connection.status == ConnectionStatus.CONNECTED, connection.last_error_message
+        return connection.status == ConnectionStatus.CONNECTED
+
+    wait_for(recovered, timeout=30, interval=1, what="the connection recovers once discovery answers again")
     assert DiscoveredMetadata.objects.filter(url__endswith="/.well-known/openid-configuration").exists()
     monkeypatch.setattr(custom, "DISCOVERY_RETRY_SECONDS", 60)
 

@@ -61,3 +61,16 @@ def run_one_cycle_in_process() -> SweepRun:
     run = _finished_tick_after(last)
     assert run is not None, "the tick's cycle did not finish"
     return run
+
+
+def cycle_summary(run: SweepRun) -> dict:
+    """What a finished cycle did, as plain values (a child process prints it as JSON)."""
+    return {
+        "run_id": run.pk,
+        "due": run.due,
+        "lanes": run.lanes,
+        "claimed": run.claimed,
+        "checked": run.checked,
+        "failed": run.failed,
+        "duration_ms": run.duration_ms,
+    }
