@@ -240,7 +240,7 @@ def worker_killed(world, cluster, connections):
     assert len(calls) == len(ids) and calls[0] == 1 and calls[-1] <= 2, calls
 
 
-RACING = {"HEARTBEAT_INTERVAL_SECONDS": "0.3", "BROKERLINK_ENGINE_REFRESH_WAIT_SECONDS": "2"}
+RACING = {"HEARTBEAT_INTERVAL_SECONDS": "1", "BROKERLINK_ENGINE_REFRESH_WAIT_SECONDS": "2"}
 # way -> (scenario, connections, their options, pool processes per worker, worker environment)
 SCENARIOS = {
     # One pool process per worker: both workers must take lanes of the same cycle.
