@@ -47,7 +47,8 @@ BROWSER_FIXTURES = frozenset({"chromium"})  # page, phone_page
 
 # Code that starts a process (or Chromium) when it runs.
 STARTS_A_PROCESS = re.compile(
-    r"\brunning\(|\bBrokerlinkServer\b|\bSandboxServer\(|\bsubprocess\.\w|\bPopen\b|\bos\.(fork|spawn\w*|exec\w*)\("
+    r"\brunning\(|\bBrokerlinkServer\b|\bSandboxServer\(|\bsubprocess\.(run|call|check_\w+|getoutput|getstatusoutput)\("
+    r"|\bPopen\(|\bos\.(fork|spawn\w*|exec\w*|system)\("
     r"|\bmultiprocessing\b|\bcreate_subprocess_\w+\(|_playwright\("
 )
 
@@ -77,6 +78,7 @@ def _process_names(path: Path, known: frozenset[str]) -> frozenset[str]:
         tree = ast.parse(source)
     except (OSError, SyntaxError):
         return frozenset()
+    lines = source.splitlines()
     functions = {}
     imported = set()
     for node in tree.body:
@@ -94,7 +96,7 @@ def _process_names(path: Path, known: frozenset[str]) -> frozenset[str]:
             # the collected test's fixture closure already holds them.
             params = {a.arg for a in ast.walk(node.args) if isinstance(a, ast.arg)}
             used = {n.id for n in ast.walk(node) if isinstance(n, ast.Name)} - params
-            functions[node.name] = (ast.get_source_segment(source, node) or "", used)
+            functions[node.name] = ("\n".join(lines[node.lineno - 1 : node.end_lineno]), used)
     found = {name for name, (text, _) in functions.items() if STARTS_A_PROCESS.search(text)} | imported
     changed = True
     while changed:  # through helpers calling helpers
@@ -106,6 +108,19 @@ def _process_names(path: Path, known: frozenset[str]) -> frozenset[str]:
     return frozenset(found)
 
 
+@functools.cache
+def _body(function) -> tuple[str, frozenset[str]]:
+    """A test function's source and the names it uses (once per function, not per parameter)."""
+    if function is None:
+        return "", frozenset()
+    try:
+        body = inspect.getsource(function)
+        tree = ast.parse(textwrap.dedent(body))
+    except (OSError, TypeError, SyntaxError):
+        return "", frozenset()
+    return body, frozenset(n.id for n in ast.walk(tree) if isinstance(n, ast.Name))
+
+
 def classify(item: pytest.Item) -> tuple[bool, bool]:
     """(starts a process, drives a browser) for one collected test."""
     fixtures = set(getattr(item, "fixturenames", ()))
@@ -113,13 +128,7 @@ def classify(item: pytest.Item) -> tuple[bool, bool]:
     module = getattr(item, "module", None)
     path = getattr(module, "__file__", None)
     local = _process_names(Path(path), shared) if path else frozenset()
-    function = getattr(item, "function", None)
-    try:
-        body = inspect.getsource(function) if function is not None else ""
-        tree = ast.parse(textwrap.dedent(body)) if body else ast.Module(body=[], type_ignores=[])
-        used = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
-    except (OSError, TypeError, SyntaxError):
-        body, used = "", set()
+    body, used = _body(getattr(item, "function", None))
     browser = bool(fixtures & BROWSER_FIXTURES) or "_playwright(" in body
     starts = browser or bool((fixtures | used) & (shared | local)) or bool(STARTS_A_PROCESS.search(body))
     return starts, browser
