@@ -15,7 +15,7 @@ from connections.models import Connection, ConnectionEvent, ConnectionStatus
 from tests.engine.conftest import time_passes
 from tests.engine.cycle import run_one_cycle, run_one_cycle_in_process
 from tests.engine.history import stored_checks
-from tests.support import wait_for
+from tests.support import log_text, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -51,10 +51,11 @@ def test_a_worker_killed_mid_check_leaves_no_stuck_lease(world, worker):
     with worker() as cluster:
         from connections.tasks import heartbeat_tick
 
+        wait_for(lambda: " ready." in log_text(cluster.workers[0]), timeout=60, what="the worker ready")
         heartbeat_tick.apply_async()  # beat's tick: its lane claims the connection
         wait_for(
             lambda: Connection.objects.filter(pk=conn.pk).exclude(lease_owner="").exists(),
-            timeout=30,
+            timeout=60,
             what="the worker claimed the connection",
         )
         # The broker counts the heartbeat before it stalls: the check is now stuck there.
