@@ -1,4 +1,4 @@
-# brokerlink: `make run` starts the whole app, `make test` runs every test.
+# brokerlink: `make run` starts the whole app, `make test` runs every test, `make test-fast` the fast tier.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -8,7 +8,7 @@ PORT ?= 8000
 TEST_PROCESSES ?= 2
 export SITE_URL ?= http://127.0.0.1:$(PORT)
 
-.PHONY: run test lint venv migrate seed sandbox shell bench-heartbeat bench-pages clean audit requirements
+.PHONY: run test test-fast lint venv migrate seed sandbox shell bench-heartbeat bench-pages clean audit requirements
 
 # The venv is rebuilt only when a lock file changes, so a second `make run` is quick.
 # Every package, transitive ones included, is pinned with its hashes (pip refuses anything else).
@@ -33,6 +33,12 @@ run: venv .env
 test: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/pytest -n $(TEST_PROCESSES) --dist loadfile
+
+# The fast tier: every test that starts no process (no server, worker, broker or browser);
+# tests/tiers.py marks the others `slow`/`browser` from the fixtures and helpers they use.
+test-fast: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/pytest -n $(TEST_PROCESSES) --dist loadfile -m "not slow and not browser"
 
 lint: venv
 	$(VENV)/bin/ruff check .

@@ -36,3 +36,6 @@ from config.settings import *  # noqa: E402,F403
 DATABASES["default"]["TEST"] = {"NAME": f"test_brokerlink_{RUN_ID}"}  # noqa: F405
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+# cache.clear() in a test deletes this run's keys, not the Redis database every run shares.
+if CACHES["default"]["BACKEND"] == "ops.cache.TolerantRedisCache":  # noqa: F405
+    CACHES["default"]["BACKEND"] = "tests.cache.RunOwnRedisCache"  # noqa: F405

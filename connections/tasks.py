@@ -33,17 +33,6 @@ def heartbeat_lane(run_id: int, deadline: float) -> dict:
     return {"run_id": run_id, "claimed": run.claimed, "checked": run.checked, "duration_ms": run.duration_ms}
 
 
-@shared_task(name="connections.tasks.heartbeat_sweep", acks_late=True, ignore_result=True)
-def heartbeat_sweep(**options) -> dict:
-    """A whole sweep in one task, with a SweepRun of its own (tests, benches, manual runs; the
-    beat sends `heartbeat_tick`). Safe twice: leases make it claim nothing a running sweep holds.
-    Options (batch_size, lease_seconds, budget_seconds, max_batches) are for tests and benches."""
-    from connections.engine.sweep import sweep_run
-
-    run = sweep_run(**options)
-    return {"claimed": run.claimed, "checked": run.checked, "duration_ms": run.duration_ms}
-
-
 @shared_task(name="connections.tasks.checkresults_prune", acks_late=True, ignore_result=True)
 def checkresults_prune() -> int:
     from connections.engine.retention import checkresults_prune as prune

@@ -8,6 +8,7 @@ pytest_plugins = [
     "tests.fixtures.servers",
     "tests.fixtures.receiver",
     "tests.fixtures.fake_broker",
+    "tests.tiers",  # marks each test `slow`/`browser` from what it starts (make test-fast)
 ]
 
 

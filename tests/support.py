@@ -1,5 +1,6 @@
-"""Helpers for tests that start real processes: free ports, readiness waits, and the
-environment a subprocess needs to share the test database and Redis."""
+"""Helpers for tests: waiting for events (`wait_for`), and for tests that start real processes
+free ports, readiness waits and the environment a subprocess needs to share the test database
+and Redis."""
 
 from __future__ import annotations
 
@@ -39,14 +40,43 @@ def wait_for_http(url: str, *, timeout: float = 20.0, process: subprocess.Popen 
     raise TimeoutError(f"{url} did not answer within {timeout}s: {last_error}")
 
 
-def wait_until(predicate, *, timeout: float = 20.0, interval: float = 0.1, message: str = "condition"):
+def wait_for(condition, *, timeout: float = 20.0, what: str = "condition", interval: float = 0.05):
+    """Wait for an event (a row, a counter, a message, a log line): poll `condition()` until it
+    returns something truthy, and return that. The deadline only bounds a failure: a passing
+    test never waits for it, so a slow machine makes the test slower, never red.
+
+        wait_for(lambda: Connection.objects.filter(status="connected").exists(), what="connected")
+
+    To prove that something does NOT happen, do not wait for a while: wait for a later event
+    that must come after it (the next poll, a second connection's change) and then assert.
+    """
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
+    while True:
+        value = condition()
         if value:
             return value
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"{what}: not seen within {timeout} s")
         time.sleep(interval)
-    raise TimeoutError(f"{message} not met within {timeout}s")
+
+
+async def wait_for_async(condition, *, timeout: float = 20.0, what: str = "condition", interval: float = 0.02):
+    """`wait_for` inside an event loop: the loop keeps running while it polls."""
+    import asyncio
+
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"{what}: not seen within {timeout} s")
+        await asyncio.sleep(interval)
+
+
+def wait_until(predicate, *, timeout: float = 20.0, interval: float = 0.1, message: str = "condition"):
+    """`wait_for` under its older name (kept for the tests that use it)."""
+    return wait_for(predicate, timeout=timeout, what=message, interval=interval)
 
 
 def test_database_url() -> str:
@@ -95,6 +125,7 @@ def running(cmd: list[str], *, env: dict[str, str], ready_url: str | None = None
     log_path = log_dir / f"{log_name}-{os.getpid()}-{time.monotonic_ns()}.log"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    proc.log_path = log_path  # what the child said so far: wait_for(lambda: "..." in log_text(proc))
     try:
         if ready_url:
             wait_for_http(ready_url, process=proc)
@@ -110,6 +141,28 @@ def running(cmd: list[str], *, env: dict[str, str], ready_url: str | None = None
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+def bytes_waiting_at(port: int) -> int:
+    """Bytes that arrived on 127.0.0.1:`port`'s connections and that the server has not read
+    (from /proc/net/tcp): a paused server's received, unanswered requests."""
+    waiting = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            local, state, queues = fields[1], fields[3], fields[4]
+            if int(local.rsplit(":", 1)[1], 16) == port and state == "01":  # ESTABLISHED
+                waiting += int(queues.split(":")[1], 16)
+    return waiting
+
+
+def log_text(proc: subprocess.Popen) -> str:
+    """Everything a child started by `running` has written so far."""
+    return Path(proc.log_path).read_text(errors="replace")
 
 
 def with_second_factor(user):

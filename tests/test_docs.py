@@ -111,8 +111,8 @@ def test_the_checks_catch_dead_links_and_commands(tmp_path):
     assert "title" in anchors(page)
     assert MAKE.findall(prose_and_code(page.read_text())[1]) == ["nosuchtarget"]
     assert "nosuchtarget" not in make_targets() and "run" in make_targets()
-    assert github_anchor("The sweep (`connections.tasks.heartbeat_sweep` → `engine.sweep.sweep_run`)") == (
-        "the-sweep-connectionstasksheartbeat_sweep--enginesweepsweep_run"
+    assert github_anchor("The sweep (`connections.tasks.heartbeat_tick` → lanes → `engine.sweep.sweep_run`)") == (
+        "the-sweep-connectionstasksheartbeat_tick--lanes--enginesweepsweep_run"
     )
 
 

@@ -6,17 +6,17 @@ The clone borrows this checkout's virtualenv (a symlink, with the lock files dat
 it) so the test measures the app, not a download.
 """
 
+import contextlib
 import os
 import re
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 import requests
 
-from tests.support import ROOT, free_port, wait_for_http, wait_until
+from tests.support import ROOT, free_port, wait_for, wait_for_http, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -106,10 +106,13 @@ def test_make_run_on_a_fresh_clone(fresh_clone: Path):
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 raise
-    # Ctrl-C stopped all three: nothing from the clone is left running.
-    time.sleep(1)
-    leftovers = subprocess.run(["pgrep", "-f", str(fresh_clone)], capture_output=True, text=True).stdout.split()
-    assert leftovers == [], output()[-3000:]
+    # Ctrl-C stopped all three: nothing from the clone is left running (once they have exited).
+    def leftovers() -> list[str]:
+        return subprocess.run(["pgrep", "-f", str(fresh_clone)], capture_output=True, text=True).stdout.split()
+
+    with contextlib.suppress(TimeoutError):
+        wait_for(lambda: not leftovers(), timeout=30, what="every process of the clone exited")
+    assert leftovers() == [], output()[-3000:]
     for name in ("web.1", "worker.1", "beat.1"):
         assert re.search(rf"{re.escape(name)} stopped", output()), output()[-3000:]
 

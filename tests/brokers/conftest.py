@@ -30,7 +30,7 @@ def metadata_server():
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     root = f"http://127.0.0.1:{server.server_address[1]}"
     documents["/.well-known/oauth-authorization-server"] = {

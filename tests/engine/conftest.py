@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import time
 from datetime import timedelta
 
 import pytest
@@ -16,7 +15,6 @@ from brokers.models import BrokerApp
 from connections.engine.models import CircuitBreaker
 from connections.models import Connection, ConnectionStatus
 from tests.fixtures.sandbox import pkce_pair
-from tests.support import wait_until
 
 FAST_ENGINE_ENV = {
     "BROKERLINK_ENGINE_LEASE_SECONDS": "3",
@@ -135,17 +133,12 @@ def worker(world, celery_cluster):
     return start
 
 
-def run_sweeps_via_worker(count: int = 1, *, timeout: float = 30, **options) -> None:
-    """Send `count` sweep tasks at once and wait until that many sweeps finished."""
-    from connections.engine.models import SweepRun
-    from connections.tasks import heartbeat_sweep
+def run_sweeps_via_worker(count: int = 1, *, timeout: float = 60, **options) -> None:
+    """`count` heartbeat cycles on the running workers, the production way (beat's tick, its
+    lanes): tests/engine/cycle.py `run_one_cycle`, which new tests should call directly.
+    Engine options are the workers' settings (BROKERLINK_ENGINE_* in `worker`'s environment)."""
+    from tests.engine.cycle import run_cycles
 
-    before = SweepRun.objects.filter(finished_at__isnull=False).count()
-    for _ in range(count):
-        heartbeat_sweep.apply_async(kwargs=options)
-    wait_until(
-        lambda: SweepRun.objects.filter(finished_at__isnull=False).count() >= before + count,
-        timeout=timeout,
-        message=f"{count} sweep(s) finished",
-    )
-    time.sleep(0.05)
+    if options:
+        raise TypeError(f"cycles take engine options from the workers' environment, not {sorted(options)}")
+    run_cycles(count, timeout=timeout)

@@ -1,94 +1,24 @@
-"""Grant safety with real Celery workers: two workers and the manual actions racing on one
-rotating grant, and a worker killed after it sent a refresh."""
+"""Grant safety with a real Celery worker killed after it sent a refresh (the production path:
+beat's tick and its lanes). Two workers and the manual actions racing on one rotating grant:
+test_never_twice.py (check_now, refresh_now)."""
 
 from __future__ import annotations
 
 import os
 import signal
-import threading
 import time
 from datetime import timedelta
 
 import pytest
-from django.db import connection as db_connection
 from django.utils import timezone
 
-from connections.engine.check import CheckBusy, connection_check_now, connection_refresh_now
 from connections.engine.refresh_runner import refreshes_wait_idle
-from connections.engine.sweep import sweep_run
-from connections.errors import BrokerError
 from connections.models import Connection, ConnectionStatus
 from tests.engine.conftest import FAST_ENGINE_ENV, time_passes
-from tests.support import wait_until
+from tests.engine.cycle import run_one_cycle_in_process
+from tests.support import bytes_waiting_at, wait_for
 
 pytestmark = pytest.mark.slow
-
-ROUNDS = 100
-
-
-def _in_thread(fn, errors: list) -> threading.Thread:
-    def run():
-        try:
-            fn()
-        except (CheckBusy, BrokerError):
-            pass  # busy, or "a refresh is already running": both are honest answers
-        except Exception as exc:  # noqa: BLE001 - reported by the test
-            errors.append(exc)
-        finally:
-            db_connection.close()
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    return thread
-
-
-def test_two_workers_check_now_and_refresh_now_racing_spend_each_refresh_token_once(world, celery_cluster):
-    conn = world.connection()
-    before = world.counters()
-    env = {
-        "SANDBOX_BASE_URL": world.sandbox.url,
-        **FAST_ENGINE_ENV,
-        "HEARTBEAT_INTERVAL_SECONDS": "0.3",  # beat sends a sweep every 0.3 s: both workers busy
-        "BROKERLINK_ENGINE_REFRESH_WAIT_SECONDS": "2",
-    }
-    manual_refreshes = 0
-    errors: list = []
-    with celery_cluster(workers=2, beats=1, env=env):
-        for round_number in range(ROUNDS):
-            # The token falls due (a 15-minute token with 60 s left; the refresh margin is relative
-            # to the lifetime): every path below now wants to refresh it.
-            Connection.objects.filter(pk=conn.pk).update(
-                access_expires_at=timezone.now() + timedelta(seconds=60),
-                last_refreshed_at=timezone.now() - timedelta(seconds=840),
-                next_check_at=timezone.now(),
-            )
-            threads = [_in_thread(lambda: connection_check_now(Connection.objects.get(pk=conn.pk)), errors)]
-            if round_number % 2:
-                manual_refreshes += 1
-                threads.append(_in_thread(lambda: connection_refresh_now(Connection.objects.get(pk=conn.pk)), errors))
-            for thread in threads:
-                thread.join(timeout=60)
-            assert refreshes_wait_idle(timeout=30)
-            wait_until(
-                lambda: (
-                    (row := Connection.objects.get(pk=conn.pk)).access_expires_at
-                    > timezone.now() + timedelta(minutes=5)
-                    and not row.refresh_claim_owner
-                ),
-                timeout=30,
-                message=f"round {round_number}: the due token refreshed",
-            )
-    assert not errors, errors
-    after = world.counters()
-    assert after["rotated_reuses"] == 0
-    spent = after["refreshes"] - before["refreshes"]
-    # One refresh per due token; a "Refresh now" may add one (it is asked for explicitly).
-    assert ROUNDS <= spent <= ROUNDS + manual_refreshes, spent
-    # The grant is alive at the end: the stored refresh token is the live one.
-    conn.refresh_from_db()
-    assert connection_refresh_now(conn).access_token
-    outcome = connection_check_now(Connection.objects.get(pk=conn.pk))
-    assert outcome.ok and world.counters()["rotated_reuses"] == 0
 
 
 def test_a_worker_killed_after_sending_a_refresh(world, celery_cluster, settings):
@@ -109,39 +39,41 @@ def test_a_worker_killed_after_sending_a_refresh(world, celery_cluster, settings
     world.sandbox.pause()
     try:
         with celery_cluster(workers=1, beats=0, env=env) as cluster:
-            from connections.tasks import heartbeat_sweep
+            from connections.tasks import heartbeat_tick
 
-            heartbeat_sweep.apply_async()
-            wait_until(
+            heartbeat_tick.apply_async()  # beat's tick: its lane refreshes the due token first
+            wait_for(
                 lambda: Connection.objects.filter(pk=conn.pk, refresh_sent_at__isnull=False).exists(),
                 timeout=60,
-                message="the worker sent the refresh",
+                what="the worker is sending the refresh",
             )
-            time.sleep(0.3)
+            # The refresh request has reached the (paused) broker: bytes wait unread on its socket.
+            wait_for(lambda: bytes_waiting_at(world.sandbox.port), timeout=30, what="the refresh reached the broker")
             os.killpg(cluster.workers[0].pid, signal.SIGKILL)
             killed_at = time.monotonic()
             cluster.workers[0].wait(timeout=10)
     finally:
         world.sandbox.resume()
-    wait_until(lambda: world.counters()["refreshes"] >= 1, timeout=30, message="the broker processed the request")
+    wait_for(lambda: world.counters()["refreshes"] >= 1, timeout=30, what="the broker processed the request")
     assert world.counters()["rotated_reuses"] == 0
     # While the outcome is unknown nothing is resent, and the access token it has keeps working.
     time_passes(120)
-    sweep_run()
+    run_one_cycle_in_process()
     conn.refresh_from_db()
     assert conn.status == ConnectionStatus.CONNECTED, conn.last_error_message
     assert world.counters()["rotated_reuses"] == 0
     # After two deadlines (the first request can no longer be answered) one deliberate resend.
     sent_at = conn.refresh_sent_at
-    wait_until(lambda: timezone.now() > sent_at + timedelta(seconds=2 * deadline + 5.5), timeout=30)
+    # The deadlines are compared with the stored send time: real time has to pass here.
+    wait_for(lambda: timezone.now() > sent_at + timedelta(seconds=2 * deadline + 5.5), timeout=30, what="2 deadlines")
     time_passes(120)
-    sweep_run()
+    run_one_cycle_in_process()
     assert refreshes_wait_idle(timeout=30)
     conn.refresh_from_db()
     told_after = time.monotonic() - killed_at
     if conn.status != ConnectionStatus.NEEDS_REAUTH:
         time_passes(120)
-        sweep_run()
+        run_one_cycle_in_process()
         conn.refresh_from_db()
     assert world.counters()["rotated_reuses"] == 1
     assert conn.status == ConnectionStatus.NEEDS_REAUTH

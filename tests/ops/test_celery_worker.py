@@ -1,14 +1,13 @@
 """A real Celery worker executes a task the app sends, on Redis and on the embedded broker."""
 
 import subprocess
-import time
 from datetime import timedelta
 
 import pytest
 from django.utils import timezone
 
 from ops.models import ServiceHeartbeat
-from tests.support import PYTHON, ROOT, wait_until
+from tests.support import PYTHON, ROOT, log_text, wait_for, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -21,6 +20,15 @@ def send_from_app(env, marker):
 
 def marker_seen(marker):
     return ServiceHeartbeat.objects.filter(kind="worker", name=f"marker:{marker}").exists()
+
+
+def worker_lost_redis(cluster):
+    """Wait until the worker has noticed the outage (Celery's consumer says so in its log)."""
+    wait_for(
+        lambda: "Connection to broker lost" in log_text(cluster.workers[0]),
+        timeout=60,
+        what="the worker logs that it lost Redis",
+    )
 
 
 def test_worker_on_redis_executes_a_task_sent_by_the_app(private_redis, celery_cluster):
@@ -42,7 +50,7 @@ def test_worker_resumes_by_itself_when_redis_returns(private_redis, celery_clust
         send_from_app(cluster.env, "before-outage")
         wait_until(lambda: marker_seen("before-outage"), timeout=40, message="worker ran the first task")
         private_redis.stop()
-        time.sleep(3)
+        worker_lost_redis(cluster)
         private_redis.start()
         send_from_app(cluster.env, "after-outage")
         wait_until(lambda: marker_seen("after-outage"), timeout=60, message="worker reconnected and ran the task")
@@ -60,7 +68,7 @@ def test_beat_and_worker_resume_by_themselves_when_redis_returns(private_redis, 
     with celery_cluster(workers=1, beats=1, env=env) as cluster:
         wait_until(lambda: worker_seen_after(timezone.now() - timedelta(days=1)), timeout=40, message="first tick")
         private_redis.stop()
-        time.sleep(3)
+        worker_lost_redis(cluster)
         private_redis.start()
         back_at = timezone.now()
         wait_until(lambda: worker_seen_after(back_at), timeout=60, message="a tick sent by beat after Redis returned")

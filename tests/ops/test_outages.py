@@ -1,7 +1,6 @@
 """Stopping and starting real services: a private Redis and a private PostgreSQL, never the shared ones."""
 
 import subprocess
-import time
 
 import pytest
 import requests
@@ -102,8 +101,7 @@ def test_postgres_restart_causes_no_error_page(private_postgres, django_user_mod
         status, body = ready(base)
         assert (status, body["status"]) == (503, "unhealthy")
 
-        private_postgres.start()
-        time.sleep(0.5)
+        private_postgres.start()  # pg_ctl -w: accepting connections when it returns
         # The first request after PostgreSQL is back: health-checked connections reconnect, no error page.
         first = browser.get(f"{base}/connections/", timeout=10, allow_redirects=False)
         assert first.status_code == 200, first.text[:500]

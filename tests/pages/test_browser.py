@@ -23,19 +23,19 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 PASSWORD = "correct horse battery"
 SCREENSHOTS = ROOT / "docs" / "screenshots"
 
-# One sweep as the worker runs it. The test first makes the connection due (the sweep only
-# checks what is due) and, after an outage, lets the open circuit's cool-down pass, so the
-# test does not wait the real 60 s.
+# One heartbeat cycle as production runs it (beat's tick and its lanes, inline). The test
+# first makes the connection due (a cycle only checks what is due) and, after an outage, lets
+# the open circuit's cool-down pass, so the test does not wait the real 60 s.
 SWEEP = """
 import django; django.setup()
 from django.utils import timezone
 from connections.models import Connection
 from connections.engine.models import CircuitBreaker
-from connections.tasks import heartbeat_sweep
+from tests.engine.cycle import cycle_summary, run_one_cycle_in_process
 now = timezone.now()
 Connection.objects.filter(pk="{pk}").update(next_check_at=now, lease_until=None, lease_owner="")
 CircuitBreaker.objects.filter(state="open").update(next_probe_at=now)
-print(heartbeat_sweep())
+print(cycle_summary(run_one_cycle_in_process()))
 """
 
 

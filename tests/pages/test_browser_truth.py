@@ -39,7 +39,7 @@ from django.db import close_old_connections
 from django.utils import timezone
 from connections.engine.models import CircuitBreaker
 from connections.models import Connection
-from connections.tasks import heartbeat_sweep
+from tests.engine.cycle import cycle_summary, run_one_cycle_in_process
 for line in sys.stdin:
     command = json.loads(line)
     close_old_connections()
@@ -49,7 +49,7 @@ for line in sys.stdin:
         fields["access_expires_at"] = now  # the refresh is due: the sweep spends the refresh token
     Connection.objects.filter(pk=command["pk"]).update(**fields)
     CircuitBreaker.objects.filter(state="open").update(next_probe_at=now)
-    print("SWEPT " + json.dumps(heartbeat_sweep()), flush=True)
+    print("SWEPT " + json.dumps(cycle_summary(run_one_cycle_in_process())), flush=True)
 """
 
 

@@ -11,6 +11,7 @@ cap is answered 429 "Too many open pages", not a 500.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
@@ -106,14 +107,13 @@ async def _scenario(base: str, cookie: str, ids: set[str], role: str, sweep_env:
 
         sweep = await asyncio.to_thread(
             subprocess.run,
-            [PYTHON, "-c", "import django; django.setup(); from connections.engine.sweep import sweep_run; "
-             "r = sweep_run(); print('claimed', r.claimed)"],
+            [PYTHON, "-c", "import django; django.setup(); from tests.engine.cycle import run_one_cycle_in_process; "
+             "r = run_one_cycle_in_process(); print('claimed', r.claimed)"],
             cwd=ROOT, env=sweep_env, capture_output=True, text=True, timeout=120,
         )  # fmt: skip
         out["sweep"] = (sweep.returncode, sweep.stdout, sweep.stderr[-2000:])
-        deadline = asyncio.get_running_loop().time() + 20
-        while not all(ids <= got for got in received) and asyncio.get_running_loop().time() < deadline:
-            await asyncio.sleep(0.2)
+        with contextlib.suppress(TimeoutError):  # the assertions below say what was missing
+            await support.wait_for_async(lambda: all(ids <= got for got in received), timeout=20, what="every change")
         out["received"] = received
         out["streams_with_every_change"] = sum(1 for got in received if ids <= got)
         for task in tasks:

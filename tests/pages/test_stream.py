@@ -1,8 +1,8 @@
-"""The event stream itself: a status change becomes a named `conn-<id>` event within 2 s,
-by Redis pub/sub and by database polling."""
+"""The event stream itself: a status change becomes a named `conn-<id>` event, by Redis pub/sub
+and by database polling. Every wait here waits for an event with a deadline (how soon an event
+arrives is measured by bench/pages.py, not asserted here)."""
 
 import asyncio
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -14,16 +14,17 @@ from django.utils import timezone
 from connections import live
 from connections.models import Connection, ConnectionStatus
 from connections.state import connection_transition
+from tests.support import wait_for_async
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-async def _first_event(stream, name: str, timeout: float) -> tuple[str, float]:
-    started = time.monotonic()
+async def _first_event(stream, name: str, timeout: float = 10) -> str:
+    """The first `name` event on the stream (the timeout only bounds a failure)."""
     async with asyncio.timeout(timeout):
         async for chunk in stream:
             if chunk.startswith(f"event: {name}\n"):
-                return chunk, time.monotonic() - started
+                return chunk
     raise AssertionError("stream ended")
 
 
@@ -32,18 +33,17 @@ def _run(connection, *, redis_url):
         with override_settings(REDIS_URL=redis_url):
             stream = live.connection_stream(connection.user_id, max_seconds=10)
             assert "retry:" in await anext(stream)
+            # The stream has subscribed and read its baseline before it says hello (stream_open).
             assert "event: hello" in await anext(stream)
-            # let the stream take its snapshot and subscribe before the change
-            pending = asyncio.ensure_future(_first_event(stream, f"conn-{connection.pk}", timeout=5))
-            await asyncio.sleep(0.3)
+            pending = asyncio.ensure_future(_first_event(stream, f"conn-{connection.pk}"))
             await sync_to_async(connection_transition)(
                 connection=connection, to_status=ConnectionStatus.BROKER_OUTAGE, message="test"
             )
-            event, elapsed = await pending
+            event = await pending
             await stream.aclose()
             # the async ORM's worker thread holds a connection the test database teardown would wait for
             await sync_to_async(connections.close_all)()
-            return event, elapsed
+            return event
 
     # A thread of its own: an event loop may already run in this one (Playwright's, say).
     with ThreadPoolExecutor(1) as pool:
@@ -53,16 +53,14 @@ def _run(connection, *, redis_url):
 def test_status_change_reaches_the_stream_by_redis(make_connection, settings):
     assert settings.REDIS_URL, "the test settings use Redis"
     connection = make_connection()
-    event, elapsed = _run(connection, redis_url=settings.REDIS_URL)
+    event = _run(connection, redis_url=settings.REDIS_URL)
     assert event == f"event: conn-{connection.pk}\ndata: broker_outage\n\n"
-    assert elapsed < 2
 
 
 def test_status_change_reaches_the_stream_by_database_polling(make_connection):
     connection = make_connection()
-    event, elapsed = _run(connection, redis_url="")
+    event = _run(connection, redis_url="")
     assert event == f"event: conn-{connection.pk}\ndata: broker_outage\n\n"
-    assert elapsed < 2
 
 
 def test_publish_never_raises_when_redis_is_down(make_connection, settings, django_capture_on_commit_callbacks):
@@ -133,71 +131,76 @@ def test_stream_falls_back_to_the_database_and_returns_to_redis(make_connection,
             await anext(stream)
             hub = live.hub_get()
             assert hub.stats()["feed"] == "redis"
+            # Which polls finished, and whether Redis was up when each began: the poll that
+            # begins once Redis is back is the hub's catch-up poll.
+            polls_on_redis = []
+            poll_once = hub._poll_once
+
+            async def poll_once_observed():
+                on_redis = hub.redis_ok
+                await poll_once()
+                polls_on_redis.append(on_redis)
+
+            hub._poll_once = poll_once_observed
 
             await proxy.cut()  # Redis "goes away"
-            async with asyncio.timeout(5):
-                while hub.redis_ok:
-                    await asyncio.sleep(0.05)
+            await wait_for_async(lambda: not hub.redis_ok, timeout=10, what="the hub notices Redis is gone")
             # While it is away the hub polls the database: a change nobody published arrives.
             await sync_to_async(Connection.objects.filter(pk=connection.pk).update)(health_score=12)
-            event, elapsed = await _first_event(stream, f"conn-{connection.pk}", timeout=5)
-            assert elapsed < 3
+            polled = await _first_event(stream, f"conn-{connection.pk}")
 
             await proxy.start()  # Redis is back, same address
-            async with asyncio.timeout(5):
-                while not hub.redis_ok:
-                    await asyncio.sleep(0.05)
-            await asyncio.sleep(1)  # let its catch-up poll finish (it would overwrite the fake version below)
-            # Back on Redis: a published change arrives at once (the database has not changed,
-            # so only the subscription can deliver it).
+            await wait_for_async(lambda: hub.redis_ok, timeout=10, what="the hub subscribes again")
+            # Its catch-up poll would overwrite the made-up version below: wait until it is done.
+            await wait_for_async(lambda: any(polls_on_redis), timeout=10, what="the catch-up poll")
+            # Back on Redis: a published change arrives (the database has not changed, so only
+            # the subscription can deliver it).
             change = [str(connection.user_id), str(connection.pk), "degraded", "from-redis"]
             await sync_to_async(display.changes_publish)([change])
-            event, elapsed = await _first_event(stream, f"conn-{connection.pk}", timeout=3)
+            published = await _first_event(stream, f"conn-{connection.pk}")
             feed = hub.stats()["feed"]
             await stream.aclose()
             await proxy.cut()
             await sync_to_async(connections.close_all)()
-            return event, elapsed, feed
+            return polled, published, feed
 
     with ThreadPoolExecutor(1) as pool:
-        event, elapsed, feed = pool.submit(asyncio.run, scenario()).result()
-    assert event == f"event: conn-{connection.pk}\ndata: degraded\n\n"
-    assert elapsed < 1.5
+        polled, published, feed = pool.submit(asyncio.run, scenario()).result()
+    assert polled.startswith(f"event: conn-{connection.pk}\n")
+    assert published == f"event: conn-{connection.pk}\ndata: degraded\n\n"
     assert feed == "redis"
 
 
-def test_heartbeat_that_changes_nothing_shown_sends_no_event(make_connection):
+def test_a_heartbeat_that_changes_nothing_shown_sends_no_event_but_a_health_change_does(make_connection):
     """Database poll (embedded default): `updated_at` and latency move, nothing is sent; the
-    health score moves, the card's event is sent."""
+    health score moves, the card's event is sent. "Nothing is sent" is proven by a later event
+    that must come after it: a second connection changes after the first one's no-op update,
+    so the poll that reports the second has seen the first."""
     connection = make_connection()
+    witness = make_connection()
 
     async def scenario():
         with override_settings(REDIS_URL=""):
-            stream = live.connection_stream(connection.user_id, max_seconds=20)
+            stream = live.connection_stream(connection.user_id, max_seconds=30)
             await anext(stream)
             await anext(stream)
-            chunks = []
-
-            async def consume():
-                async for chunk in stream:
-                    chunks.append(chunk)
-
-            consumer = asyncio.ensure_future(consume())
             rows = Connection.objects.filter(pk=connection.pk)
             await sync_to_async(rows.update)(updated_at=timezone.now(), last_latency_ms=7, last_check_at=timezone.now())
-            await asyncio.sleep(2.5)  # the hub polls every second
-            quiet = [c for c in chunks if c.startswith("event: conn-")]
+            await sync_to_async(Connection.objects.filter(pk=witness.pk).update)(health_score=41)
+            before = []  # everything up to the end (the summary) of the batch that reports the witness
+            async with asyncio.timeout(10):
+                async for chunk in stream:
+                    before.append(chunk)
+                    seen_witness = any(c.startswith(f"event: conn-{witness.pk}\n") for c in before)
+                    if seen_witness and chunk.startswith("event: summary\n"):
+                        break
             await sync_to_async(rows.update)(health_score=40)
-            for _ in range(30):
-                if any(c.startswith("event: conn-") for c in chunks):
-                    break
-                await asyncio.sleep(0.1)
-            event = next((c for c in chunks if c.startswith("event: conn-")), None)
-            consumer.cancel()
+            event = await _first_event(stream, f"conn-{connection.pk}")
+            await stream.aclose()
             await sync_to_async(connections.close_all)()
-            return quiet, event
+            return before, event
 
     with ThreadPoolExecutor(1) as pool:
-        quiet, event = pool.submit(asyncio.run, scenario()).result()
-    assert quiet == []
+        before, event = pool.submit(asyncio.run, scenario()).result()
+    assert [c for c in before if c.startswith(f"event: conn-{connection.pk}\n")] == []
     assert event == f"event: conn-{connection.pk}\ndata: connected\n\n"

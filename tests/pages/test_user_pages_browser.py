@@ -33,7 +33,7 @@ from preferences.tasks import notification_test_send
 from tests.fixtures.sandbox import DEMO_PASSWORD, DEMO_USERNAME
 from tests.harness import BrokerlinkServer, Browser
 from tests.pages.test_browser import PASSWORD, SCREENSHOTS, connect_sandbox, sign_in
-from tests.support import pass_second_factor, with_second_factor
+from tests.support import pass_second_factor, wait_for, with_second_factor
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -198,9 +198,7 @@ def test_time_zone_detected_labelled_on_hover_and_focus_and_in_admin(stack, user
     try:
         page = context.new_page()
         sign_in(page, stack, user.email)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and not django_user_model.objects.get(pk=user.pk).time_zone:
-            time.sleep(0.1)
+        wait_for(lambda: django_user_model.objects.get(pk=user.pk).time_zone, timeout=10, what="time zone saved")
         assert django_user_model.objects.get(pk=user.pk).time_zone == "America/New_York"
 
         page.goto(f"{stack.url}/connections/{conn.pk}/")

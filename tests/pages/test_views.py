@@ -202,7 +202,19 @@ def test_system_status_is_staff_only(signed_in, user, client):
     assert 'data-service="database"' in page and 'data-service="workers"' in page
     assert 'data-broker="sandbox"' in page
     assert 'data-monitoring="stopped"' in page
-    assert 'data-overall="degraded"' in page or 'data-overall="down"' in page
+
+
+def test_system_status_without_workers_beat_or_sweeps_is_degraded_and_says_why(client, user, settings):
+    """Database and Redis answer (the test's own), no worker or beat has reported, no sweep has
+    run: the page says Degraded, not Critical, and names both reasons."""
+    settings.HEALTH_CHECK_TIMEOUT_SECONDS = 30  # a deadline for a failure only: a loaded machine is not an outage
+    user.is_staff = True
+    user.save()
+    with_second_factor(user)
+    client.force_login(user)
+    page = client.get(reverse("connections:system_status")).content.decode()
+    assert 'data-overall="degraded"' in page
+    assert "a service is degraded" in page and "monitoring is not running" in page
 
 
 def test_system_status_badge_counts_open_alerts(signed_in, user, client):
