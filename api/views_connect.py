@@ -20,11 +20,11 @@ from ninja.errors import HttpError
 from api.models import Scope, ServiceKey
 from api.views import ConnectionOut, Problem, _audit, _connection, _require, api
 from connections.ratelimit import RateLimited, rate_limit_hit
-from connections.services import connection_disconnect
 from partners.services import (
     EndUserBusy,
     SessionRequestInvalid,
     connect_session_create,
+    connection_offboard,
     end_user_delete,
     end_user_disconnect_all,
     end_user_get,
@@ -133,7 +133,7 @@ def create_connect_session(request, body: ConnectSessionIn):
 def disconnect_connection(request, connection_id: UUID):
     key = _require(request, Scope.MANAGE_END_USERS, "disconnect", connection_id)
     connection = _connection(request, key, connection_id, "disconnect")
-    outcome = connection_disconnect(connection)
+    outcome = connection_offboard(connection)
     _audit(request, key, "disconnect", 200, connection_id=connection.pk, result=outcome.message)
     return _disconnect_out(connection, outcome)
 
@@ -167,9 +167,11 @@ def delete_end_user(request, end_user_id: str):
     try:
         count = end_user_delete(end_user=end_user)
     except EndUserBusy:
-        _audit(request, key, "end_user_delete", 409, result="Refused: connections not disconnected.")
+        _audit(request, key, "end_user_delete", 409, result="Refused: connections not disconnected or not revoked.")
         raise HttpError(
-            409, "The end user still has connections that are not disconnected: disconnect them first."
+            409,
+            "The end user still has connections that are not disconnected, or whose revocation at the broker "
+            "is not confirmed yet: disconnect the end user (again) first.",
         ) from None
     _audit(request, key, "end_user_delete", 204, result=f"Deleted, with {count} connection(s).")
     return Status(204, None)

@@ -4,8 +4,8 @@
     session = connect_session_open(token, browser=request.session)    # first open only; then the cookie
     session = connect_session_for_browser(request.session)           # every later page of that browser
     connect_session_complete(session, connection) / connect_session_fail(session, code)
-    end_user_disconnect_all(app=..., external_id=...)                  # offboarding: revoke every grant
-    end_user_delete(app=..., external_id=...)                          # then forget them
+    end_user_disconnect_all(end_user=...)      # offboarding: revoke every grant (again, if unconfirmed)
+    end_user_delete(end_user=...)              # then forget them (refused while a grant may be alive)
 
 A session's URL token is 256 random bits; only its SHA-256 is stored. The first open spends
 it and binds the session to that browser (a second secret in the browser's Django session,
@@ -29,7 +29,7 @@ from django.utils import timezone
 from brokers.services import broker_catalog
 from config.env import tunable
 from connections.models import Connection, ConnectionStatus
-from connections.services import DisconnectOutcome, connection_disconnect
+from connections.services import DisconnectOutcome, connection_disconnect, connection_revoke_retry
 from partners.models import ConnectSession, EndUser, PartnerApp
 from partners.signals import connect_session_event
 
@@ -297,28 +297,45 @@ def _announce(session: ConnectSession, action: str, result: str, *, connection_i
 
 
 class EndUserBusy(Exception):
-    """The end user still has connections that are not disconnected."""
+    """The end user still has connections that are not disconnected, or whose revocation at
+    the broker was not confirmed (their grant may still be alive there)."""
+
+
+def connection_offboard(connection: Connection) -> DisconnectOutcome:
+    """Disconnect and revoke at the broker. Safe any number of times: on a connection already
+    disconnected whose revocation the broker did not confirm, the revocation is tried again
+    (never forgotten); otherwise a disconnected connection is left as it is."""
+    if connection.status == ConnectionStatus.DISCONNECTED and connection.revoke_pending_sealed:
+        return connection_revoke_retry(connection)
+    return connection_disconnect(connection)
 
 
 def end_user_disconnect_all(*, end_user: EndUser) -> list[tuple[Connection, DisconnectOutcome]]:
     """Disconnect (and revoke at the broker) every connection of this end user. Safe twice:
-    a disconnected connection is left as it is. No transaction spans the broker calls."""
+    a disconnected connection is left as it is, and an unconfirmed revocation is tried again.
+    No transaction spans the broker calls."""
     results = []
     for connection in Connection.objects.filter(end_user=end_user).select_related("broker_app"):
-        results.append((connection, connection_disconnect(connection)))
+        results.append((connection, connection_offboard(connection)))
     logger.info("partners.end_user.offboarded", extra={"end_user_id": str(end_user.pk), "connections": len(results)})
     return results
 
 
 def end_user_delete(*, end_user: EndUser) -> int:
     """Forget the end user: their disconnected connections with their history, their sessions,
-    and the end user. Refuses (EndUserBusy) while any connection is not disconnected. Returns
-    how many connections went."""
+    and the end user. Refuses (EndUserBusy) while any connection is not disconnected or still
+    holds tokens kept to retry a revocation the broker did not confirm: deleting those would
+    leave a live grant at the broker that nobody can revoke any more. Returns how many
+    connections went."""
     with transaction.atomic():
-        rows = list(Connection.objects.select_for_update().filter(end_user=end_user).values_list("pk", "status"))
-        if any(status != ConnectionStatus.DISCONNECTED for _, status in rows):
+        rows = list(
+            Connection.objects.select_for_update()
+            .filter(end_user=end_user)
+            .values_list("pk", "status", "revoke_pending_sealed")
+        )
+        if any(status != ConnectionStatus.DISCONNECTED or pending for _, status, pending in rows):
             raise EndUserBusy()
-        Connection.objects.filter(pk__in=[pk for pk, _ in rows]).delete()
+        Connection.objects.filter(pk__in=[pk for pk, _, _ in rows]).delete()
         end_user.delete()
         count = len(rows)
     logger.info("partners.end_user.deleted", extra={"connections": count})
