@@ -35,6 +35,7 @@ from connections.api import (
 from connections.errors import BrokerError
 from connections.models import Connection, ConnectionStatus
 from connections.ratelimit import rate_limit_hit
+from partners.services import end_user_id_valid
 
 logger = logging.getLogger(__name__)
 
@@ -213,7 +214,9 @@ def list_connections(request, filters: Query[ConnectionFilters]):
     if filters.quality:
         qs = qs.filter(quality=filters.quality)
     if filters.end_user_id:
-        qs = qs.filter(end_user__external_id=filters.end_user_id)
+        # An id no end user can have (a NUL, which PostgreSQL refuses even to compare) matches none.
+        valid = end_user_id_valid(filters.end_user_id)
+        qs = qs.filter(end_user__external_id=filters.end_user_id) if valid else qs.none()
     limit = max(1, min(filters.limit, 500))
     rows = list(qs[filters.offset : filters.offset + limit])
     _audit(request, key, "list", 200, result=f"{len(rows)} connection(s).")

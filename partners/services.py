@@ -23,6 +23,8 @@ from datetime import datetime, timedelta
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
 from django.db import transaction
 from django.utils import timezone
 
@@ -105,13 +107,41 @@ def return_url_allowed(app: PartnerApp, url: str) -> bool:
     return bool(url) and url in (app.return_urls or [])
 
 
+def _has_control_chars(value: str) -> bool:
+    # NUL cannot be stored by PostgreSQL at all; other control characters make ids that look
+    # alike but differ (a trailing newline), so neither is accepted.
+    return any(ord(c) < 32 or ord(c) == 127 for c in value)
+
+
+def end_user_id_valid(external_id: object) -> bool:
+    """An app's id for an end user: 1 to 255 characters, no control characters."""
+    return isinstance(external_id, str) and 0 < len(external_id) <= 255 and not _has_control_chars(external_id)
+
+
+def _end_user_details_clean(email: str, display_name: str) -> tuple[str, str]:
+    email, display_name = (email or "").strip(), (display_name or "").strip()
+    if email:
+        try:
+            validate_email(email)
+        except ValidationError:
+            raise SessionRequestInvalid("end_user.email is not a valid email address.") from None
+        if len(email) > 254:
+            raise SessionRequestInvalid("end_user.email must be at most 254 characters.")
+    if len(display_name) > 255 or _has_control_chars(display_name):
+        raise SessionRequestInvalid("end_user.display_name must be at most 255 characters, without control characters.")
+    return email, display_name
+
+
 def end_user_upsert(*, app: PartnerApp, external_id: str, email: str = "", display_name: str = "") -> EndUser:
-    """The app's end user with this id, created on first sight; given details are kept up to date."""
+    """The app's end user with this id, created on first sight; given details are kept up to
+    date. Raises SessionRequestInvalid for an id or details brokerlink cannot keep."""
+    external_id = external_id if isinstance(external_id, str) else ""
+    if _has_control_chars(external_id) or not end_user_id_valid(external_id.strip()):
+        raise SessionRequestInvalid("end_user.id must be 1 to 255 characters, without control characters.")
     external_id = external_id.strip()
-    if not external_id or len(external_id) > 255:
-        raise SessionRequestInvalid("end_user.id must be 1 to 255 characters.")
+    email, display_name = _end_user_details_clean(email, display_name)
     end_user, created = EndUser.objects.get_or_create(
-        app=app, external_id=external_id, defaults={"email": email or "", "display_name": display_name or ""}
+        app=app, external_id=external_id, defaults={"email": email, "display_name": display_name}
     )
     given = {"email": email, "display_name": display_name}
     changed = {k: v for k, v in given.items() if v and getattr(end_user, k) != v}
@@ -123,6 +153,8 @@ def end_user_upsert(*, app: PartnerApp, external_id: str, email: str = "", displ
 
 
 def end_user_get(*, app: PartnerApp, external_id: str) -> EndUser | None:
+    if not end_user_id_valid(external_id):
+        return None  # no end user can have it (and PostgreSQL refuses NUL even in a query)
     return EndUser.objects.filter(app=app, external_id=external_id).first()
 
 
