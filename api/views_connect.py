@@ -32,6 +32,16 @@ from partners.services import (
 )
 
 
+class ValidationProblem(Schema):
+    """django-ninja's answer to a body or parameter that does not match the schema (422)."""
+
+    detail: list[dict]
+
+
+# Every operation here may also answer 401 (no valid key) and 429 (the key's rate limit).
+ALWAYS = {401: Problem, 429: Problem}
+
+
 class EndUserIn(Schema):
     id: str
     email: str | None = None
@@ -88,7 +98,9 @@ def _disconnect_out(connection, outcome) -> DisconnectOut:
 
 @api.post(
     "/connect-sessions",
-    response={201: ConnectSessionOut, 400: Problem, 403: Problem, 404: Problem, 409: Problem, 429: Problem},
+    response={
+        201: ConnectSessionOut, 400: Problem, 403: Problem, 404: Problem, 409: Problem, 422: ValidationProblem, **ALWAYS
+    },
     summary="A single-use connect link for one of the app's end users (or to reconnect a connection)",
     description="Send the end user's browser to `url` before `expires_at`. The first open spends the link and "
     "binds the session to that browser. `return_url` must be one of the app's allowed return URLs exactly.",
@@ -127,7 +139,7 @@ def create_connect_session(request, body: ConnectSessionIn):
 
 @api.post(
     "/connections/{connection_id}/disconnect",
-    response={200: DisconnectOut, 403: Problem, 404: Problem},
+    response={200: DisconnectOut, 403: Problem, 404: Problem, 422: ValidationProblem, **ALWAYS},
     summary="Disconnect the connection and revoke its tokens at the broker",
 )
 def disconnect_connection(request, connection_id: UUID):
@@ -140,7 +152,7 @@ def disconnect_connection(request, connection_id: UUID):
 
 @api.post(
     "/end-users/{end_user_id}/disconnect",
-    response={200: OffboardOut, 403: Problem, 404: Problem},
+    response={200: OffboardOut, 403: Problem, 404: Problem, **ALWAYS},
     summary="Offboarding: disconnect and revoke every connection of one end user",
 )
 def disconnect_end_user(request, end_user_id: str):
@@ -158,7 +170,7 @@ def disconnect_end_user(request, end_user_id: str):
 
 @api.delete(
     "/end-users/{end_user_id}",
-    response={204: None, 403: Problem, 404: Problem, 409: Problem},
+    response={204: None, 403: Problem, 404: Problem, 409: Problem, **ALWAYS},
     summary="Delete a fully disconnected end user: their connections' history, sessions and details",
 )
 def delete_end_user(request, end_user_id: str):
