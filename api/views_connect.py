@@ -122,6 +122,7 @@ def create_connect_session(request, body: ConnectSessionIn):
             environment=body.environment or "",
             return_url=body.return_url or "",
             connection_id=body.connection_id,
+            key_brokers=key.broker_slugs or (),
         )
     except SessionRequestInvalid as exc:
         _audit(request, key, "session_create", exc.status, connection_id=body.connection_id, result=exc.message)

@@ -185,9 +185,13 @@ def connect_session_create(
     environment: str = "",
     return_url: str = "",
     connection_id=None,
+    key_brokers: list[str] | tuple = (),
     now: datetime | None = None,
 ) -> tuple[ConnectSession, str]:
-    """A new session and its URL (shown once). Raises SessionRequestInvalid."""
+    """A new session and its URL (shown once). Raises SessionRequestInvalid.
+
+    `key_brokers`: the brokers the creating key is limited to (empty: every broker). A
+    session then offers only those, and a connection of another broker is not found."""
     now = now or timezone.now()
     if return_url and not return_url_allowed(app, return_url):
         raise SessionRequestInvalid("return_url is not one of this app's allowed return URLs (exact match).")
@@ -195,7 +199,10 @@ def connect_session_create(
         raise SessionRequestInvalid("environment must be 'paper' or 'live'.")
     connection = None
     if connection_id:
-        connection = app_connections(app.pk).filter(pk=connection_id).first()
+        visible = app_connections(app.pk)
+        if key_brokers:
+            visible = visible.filter(broker_slug__in=list(key_brokers))
+        connection = visible.filter(pk=connection_id).first()
         if connection is None:
             raise SessionRequestInvalid("No such connection.", status=404)
         if connection.status == ConnectionStatus.DISCONNECTED:
@@ -213,6 +220,11 @@ def connect_session_create(
         unknown = sorted(set(brokers or []) - known)
         if unknown:
             raise SessionRequestInvalid(f"Not offered by this brokerlink: {', '.join(unknown)}.")
+        if key_brokers:
+            outside = sorted(set(brokers or []) - set(key_brokers))
+            if outside:
+                raise SessionRequestInvalid(f"This key is not allowed these brokers: {', '.join(outside)}.")
+            brokers = list(brokers or key_brokers)
         owner = end_user_upsert(
             app=app,
             external_id=str(end_user["id"]),
