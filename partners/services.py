@@ -25,7 +25,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
-from django.db import transaction
+from django.db import IntegrityError, transaction
+from django.db.models import ProtectedError
 from django.utils import timezone
 
 from brokers.services import broker_catalog
@@ -371,16 +372,24 @@ def end_user_delete(*, end_user: EndUser) -> int:
     holds tokens kept to retry a revocation the broker did not confirm: deleting those would
     leave a live grant at the broker that nobody can revoke any more. Returns how many
     connections went."""
-    with transaction.atomic():
-        rows = list(
-            Connection.objects.select_for_update()
-            .filter(end_user=end_user)
-            .values_list("pk", "status", "revoke_pending_sealed")
-        )
-        if any(status != ConnectionStatus.DISCONNECTED or pending for _, status, pending in rows):
-            raise EndUserBusy()
-        Connection.objects.filter(pk__in=[pk for pk, _, _ in rows]).delete()
-        end_user.delete()
-        count = len(rows)
+    pk = end_user.pk
+    try:
+        with transaction.atomic():
+            rows = list(
+                Connection.objects.select_for_update()
+                .filter(end_user=end_user)
+                .values_list("pk", "status", "revoke_pending_sealed")
+            )
+            if any(status != ConnectionStatus.DISCONNECTED or pending for _, status, pending in rows):
+                raise EndUserBusy()
+            Connection.objects.filter(pk__in=[pk for pk, _, _ in rows]).delete()
+            end_user.delete()
+            count = len(rows)
+    except (IntegrityError, ProtectedError):
+        # A connect session still open in a browser finished meanwhile: a new connection of
+        # this end user. Nothing was deleted (the instance keeps its id); the app offboards
+        # again, then deletes.
+        end_user.pk = pk
+        raise EndUserBusy() from None
     logger.info("partners.end_user.deleted", extra={"connections": count})
     return count

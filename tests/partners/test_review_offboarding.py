@@ -103,3 +103,23 @@ def test_delete_end_user_over_the_api_is_409_while_a_revocation_is_pending(clien
     assert EndUser.objects.filter(pk=end_user.pk).exists()
 
 
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_connection_made_while_the_end_user_is_deleted_makes_the_delete_a_409_not_a_500(tracker):
+    """A connect session still open in someone's browser can finish while the app deletes the
+    end user: the delete is refused (EndUserBusy, 409) and nothing is half deleted."""
+    from django.db.models.signals import pre_delete
+
+    end_user = end_user_upsert(app=tracker, external_id="u-1")
+
+    def connect_meanwhile(sender, instance, **kwargs):
+        end_user_connection(instance, "late")
+
+    pre_delete.connect(connect_meanwhile, sender=EndUser, dispatch_uid="review.connect_meanwhile")
+    try:
+        with pytest.raises(EndUserBusy):
+            end_user_delete(end_user=end_user)
+    finally:
+        pre_delete.disconnect(dispatch_uid="review.connect_meanwhile", sender=EndUser)
+    assert EndUser.objects.filter(pk=end_user.pk).exists()
