@@ -261,15 +261,17 @@ def api_audit_record(
     result: str = "",
     remote_addr: str | None = None,
 ) -> ApiAuditEntry:
+    # A caller's path or input can carry NUL, which PostgreSQL cannot store: the audit row of a
+    # refused request must still be written (a 404, not a 500).
     return ApiAuditEntry.objects.create(
         key=key,
         key_name=key.name if key else "",
         action=action,
         connection_id=connection_id,
         method=method[:8],
-        path=path[:500],
+        path=path.replace("\x00", "\ufffd")[:500],
         status_code=status_code,
-        result=result[:300],
+        result=result.replace("\x00", "\ufffd")[:300],
         remote_addr=remote_addr or None,
     )
 

@@ -38,6 +38,7 @@ from connections.errors import BrokerError
 from connections.models import Connection, ConnectionStatus, Quality
 from connections.ratelimit import pause_left, pause_set, rate_limit_hit
 from ops.client_address import client_address
+from partners.services import end_user_id_valid
 
 logger = logging.getLogger(__name__)
 
@@ -242,7 +243,9 @@ def list_connections(request, filters: Query[ConnectionFilters]):
     if filters.quality:
         qs = qs.filter(quality=filters.quality)
     if filters.end_user_id:
-        qs = qs.filter(end_user__external_id=filters.end_user_id)
+        # An id no end user can have (control characters) matches none.
+        valid = end_user_id_valid(filters.end_user_id)
+        qs = qs.filter(end_user__external_id=filters.end_user_id) if valid else qs.none()
     rows = list(qs[filters.offset : filters.offset + filters.limit])
     _audit(request, key, "list", 200, result=f"{len(rows)} connection(s).")
     return [ConnectionOut.of(c) for c in rows]

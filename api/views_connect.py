@@ -20,16 +20,26 @@ from ninja.errors import HttpError
 from api.models import Scope, ServiceKey
 from api.views import ConnectionOut, Problem, _audit, _connection, _require, api
 from connections.ratelimit import RateLimited, rate_limit_hit
-from connections.services import connection_disconnect
 from partners.services import (
     EndUserBusy,
     SessionRequestInvalid,
     connect_session_create,
+    connection_offboard,
     end_user_delete,
     end_user_disconnect_all,
     end_user_get,
     partners_setting,
 )
+
+
+class ValidationProblem(Schema):
+    """django-ninja's answer to a body or parameter that does not match the schema (422)."""
+
+    detail: list[dict]
+
+
+# Every operation here may also answer 401 (no valid key) and 429 (the key's rate limit).
+ALWAYS = {401: Problem, 429: Problem}
 
 
 class EndUserIn(Schema):
@@ -88,7 +98,9 @@ def _disconnect_out(connection, outcome) -> DisconnectOut:
 
 @api.post(
     "/connect-sessions",
-    response={201: ConnectSessionOut, 400: Problem, 403: Problem, 404: Problem, 409: Problem, 429: Problem},
+    response={
+        201: ConnectSessionOut, 400: Problem, 403: Problem, 404: Problem, 409: Problem, 422: ValidationProblem, **ALWAYS
+    },
     summary="A single-use connect link for one of the app's end users (or to reconnect a connection)",
     description="Send the end user's browser to `url` before `expires_at`. The first open spends the link and "
     "binds the session to that browser. `return_url` must be one of the app's allowed return URLs exactly.",
@@ -110,6 +122,7 @@ def create_connect_session(request, body: ConnectSessionIn):
             environment=body.environment or "",
             return_url=body.return_url or "",
             connection_id=body.connection_id,
+            key_brokers=key.broker_slugs or (),
         )
     except SessionRequestInvalid as exc:
         _audit(request, key, "session_create", exc.status, connection_id=body.connection_id, result=exc.message)
@@ -127,20 +140,20 @@ def create_connect_session(request, body: ConnectSessionIn):
 
 @api.post(
     "/connections/{connection_id}/disconnect",
-    response={200: DisconnectOut, 403: Problem, 404: Problem},
+    response={200: DisconnectOut, 403: Problem, 404: Problem, 422: ValidationProblem, **ALWAYS},
     summary="Disconnect the connection and revoke its tokens at the broker",
 )
 def disconnect_connection(request, connection_id: UUID):
     key = _require(request, Scope.MANAGE_END_USERS, "disconnect", connection_id)
     connection = _connection(request, key, connection_id, "disconnect")
-    outcome = connection_disconnect(connection)
+    outcome = connection_offboard(connection)
     _audit(request, key, "disconnect", 200, connection_id=connection.pk, result=outcome.message)
     return _disconnect_out(connection, outcome)
 
 
 @api.post(
     "/end-users/{end_user_id}/disconnect",
-    response={200: OffboardOut, 403: Problem, 404: Problem},
+    response={200: OffboardOut, 403: Problem, 404: Problem, **ALWAYS},
     summary="Offboarding: disconnect and revoke every connection of one end user",
 )
 def disconnect_end_user(request, end_user_id: str):
@@ -158,7 +171,7 @@ def disconnect_end_user(request, end_user_id: str):
 
 @api.delete(
     "/end-users/{end_user_id}",
-    response={204: None, 403: Problem, 404: Problem, 409: Problem},
+    response={204: None, 403: Problem, 404: Problem, 409: Problem, **ALWAYS},
     summary="Delete a fully disconnected end user: their connections' history, sessions and details",
 )
 def delete_end_user(request, end_user_id: str):
@@ -167,9 +180,11 @@ def delete_end_user(request, end_user_id: str):
     try:
         count = end_user_delete(end_user=end_user)
     except EndUserBusy:
-        _audit(request, key, "end_user_delete", 409, result="Refused: connections not disconnected.")
+        _audit(request, key, "end_user_delete", 409, result="Refused: connections not disconnected or not revoked.")
         raise HttpError(
-            409, "The end user still has connections that are not disconnected: disconnect them first."
+            409,
+            "The end user still has connections that are not disconnected, or whose revocation at the broker "
+            "is not confirmed yet: disconnect the end user (again) first.",
         ) from None
     _audit(request, key, "end_user_delete", 204, result=f"Deleted, with {count} connection(s).")
     return Status(204, None)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import uuid
 
+from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models
 from django.utils import timezone
@@ -33,6 +34,28 @@ class PartnerApp(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def clean(self) -> None:
+        """The logo and the return URLs obey brokerlink's one URL policy (outbound.policy): https
+        only (http to a loopback host only behind the development switch), no user-info, no
+        private address literal; so never javascript:, data: or a scheme-relative URL. The host
+        is not resolved: brokerlink itself never fetches them, the end user's browser does."""
+        from outbound.policy import outbound_url_problem
+
+        errors = {}
+        if self.logo_url and (problem := outbound_url_problem(self.logo_url, resolve_host=False)):
+            errors["logo_url"] = f"The logo URL {problem}."
+        if not isinstance(self.return_urls, list) or not all(isinstance(u, str) for u in self.return_urls):
+            errors["return_urls"] = "Return URLs are a list of URLs."
+        else:
+            bad = [u for u in self.return_urls if outbound_url_problem(u, resolve_host=False)]
+            if bad:
+                problem = outbound_url_problem(bad[0], resolve_host=False)
+                errors["return_urls"] = f"Each return URL {problem} ({bad[0][:200]} does not)."
+            elif any(len(u) > 1000 for u in self.return_urls):
+                errors["return_urls"] = "A return URL must be at most 1000 characters."
+        if errors:
+            raise ValidationError(errors)
 
 
 class EndUser(models.Model):

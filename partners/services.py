@@ -4,8 +4,8 @@
     session = connect_session_open(token, browser=request.session)    # first open only; then the cookie
     session = connect_session_for_browser(request.session)           # every later page of that browser
     connect_session_complete(session, connection) / connect_session_fail(session, code)
-    end_user_disconnect_all(app=..., external_id=...)                  # offboarding: revoke every grant
-    end_user_delete(app=..., external_id=...)                          # then forget them
+    end_user_disconnect_all(end_user=...)      # offboarding: revoke every grant (again, if unconfirmed)
+    end_user_delete(end_user=...)              # then forget them (refused while a grant may be alive)
 
 A session's URL token is 256 random bits; only its SHA-256 is stored. The first open spends
 it and binds the session to that browser (a second secret in the browser's Django session,
@@ -23,13 +23,16 @@ from datetime import datetime, timedelta
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from django.conf import settings
-from django.db import transaction
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
+from django.db import IntegrityError, transaction
+from django.db.models import ProtectedError
 from django.utils import timezone
 
 from brokers.services import broker_catalog
 from common.tunables import tunable
 from connections.models import Connection, ConnectionStatus
-from connections.services import DisconnectOutcome, connection_disconnect
+from connections.services import DisconnectOutcome, connection_disconnect, connection_revoke_retry
 from partners.models import ConnectSession, EndUser, PartnerApp
 from partners.signals import connect_session_event
 
@@ -105,13 +108,41 @@ def return_url_allowed(app: PartnerApp, url: str) -> bool:
     return bool(url) and url in (app.return_urls or [])
 
 
+def _has_control_chars(value: str) -> bool:
+    # NUL cannot be stored by PostgreSQL at all; other control characters make ids that look
+    # alike but differ (a trailing newline), so neither is accepted.
+    return any(ord(c) < 32 or ord(c) == 127 for c in value)
+
+
+def end_user_id_valid(external_id: object) -> bool:
+    """An app's id for an end user: 1 to 255 characters, no control characters."""
+    return isinstance(external_id, str) and 0 < len(external_id) <= 255 and not _has_control_chars(external_id)
+
+
+def _end_user_details_clean(email: str, display_name: str) -> tuple[str, str]:
+    email, display_name = (email or "").strip(), (display_name or "").strip()
+    if email:
+        try:
+            validate_email(email)
+        except ValidationError:
+            raise SessionRequestInvalid("end_user.email is not a valid email address.") from None
+        if len(email) > 254:
+            raise SessionRequestInvalid("end_user.email must be at most 254 characters.")
+    if len(display_name) > 255 or _has_control_chars(display_name):
+        raise SessionRequestInvalid("end_user.display_name must be at most 255 characters, without control characters.")
+    return email, display_name
+
+
 def end_user_upsert(*, app: PartnerApp, external_id: str, email: str = "", display_name: str = "") -> EndUser:
-    """The app's end user with this id, created on first sight; given details are kept up to date."""
+    """The app's end user with this id, created on first sight; given details are kept up to
+    date. Raises SessionRequestInvalid for an id or details brokerlink cannot keep."""
+    external_id = external_id if isinstance(external_id, str) else ""
+    if _has_control_chars(external_id) or not end_user_id_valid(external_id.strip()):
+        raise SessionRequestInvalid("end_user.id must be 1 to 255 characters, without control characters.")
     external_id = external_id.strip()
-    if not external_id or len(external_id) > 255:
-        raise SessionRequestInvalid("end_user.id must be 1 to 255 characters.")
+    email, display_name = _end_user_details_clean(email, display_name)
     end_user, created = EndUser.objects.get_or_create(
-        app=app, external_id=external_id, defaults={"email": email or "", "display_name": display_name or ""}
+        app=app, external_id=external_id, defaults={"email": email, "display_name": display_name}
     )
     given = {"email": email, "display_name": display_name}
     changed = {k: v for k, v in given.items() if v and getattr(end_user, k) != v}
@@ -123,6 +154,8 @@ def end_user_upsert(*, app: PartnerApp, external_id: str, email: str = "", displ
 
 
 def end_user_get(*, app: PartnerApp, external_id: str) -> EndUser | None:
+    if not end_user_id_valid(external_id):
+        return None  # no end user can have it (and PostgreSQL refuses NUL even in a query)
     return EndUser.objects.filter(app=app, external_id=external_id).first()
 
 
@@ -153,9 +186,13 @@ def connect_session_create(
     environment: str = "",
     return_url: str = "",
     connection_id=None,
+    key_brokers: list[str] | tuple = (),
     now: datetime | None = None,
 ) -> tuple[ConnectSession, str]:
-    """A new session and its URL (shown once). Raises SessionRequestInvalid."""
+    """A new session and its URL (shown once). Raises SessionRequestInvalid.
+
+    `key_brokers`: the brokers the creating key is limited to (empty: every broker). A
+    session then offers only those, and a connection of another broker is not found."""
     now = now or timezone.now()
     if return_url and not return_url_allowed(app, return_url):
         raise SessionRequestInvalid("return_url is not one of this app's allowed return URLs (exact match).")
@@ -163,7 +200,10 @@ def connect_session_create(
         raise SessionRequestInvalid("environment must be 'paper' or 'live'.")
     connection = None
     if connection_id:
-        connection = app_connections(app.pk).filter(pk=connection_id).first()
+        visible = app_connections(app.pk)
+        if key_brokers:
+            visible = visible.filter(broker_slug__in=list(key_brokers))
+        connection = visible.filter(pk=connection_id).first()
         if connection is None:
             raise SessionRequestInvalid("No such connection.", status=404)
         if connection.status == ConnectionStatus.DISCONNECTED:
@@ -181,6 +221,11 @@ def connect_session_create(
         unknown = sorted(set(brokers or []) - known)
         if unknown:
             raise SessionRequestInvalid(f"Not offered by this brokerlink: {', '.join(unknown)}.")
+        if key_brokers:
+            outside = sorted(set(brokers or []) - set(key_brokers))
+            if outside:
+                raise SessionRequestInvalid(f"This key is not allowed these brokers: {', '.join(outside)}.")
+            brokers = list(brokers or key_brokers)
         owner = end_user_upsert(
             app=app,
             external_id=str(end_user["id"]),
@@ -297,29 +342,54 @@ def _announce(session: ConnectSession, action: str, result: str, *, connection_i
 
 
 class EndUserBusy(Exception):
-    """The end user still has connections that are not disconnected."""
+    """The end user still has connections that are not disconnected, or whose revocation at
+    the broker was not confirmed (their grant may still be alive there)."""
+
+
+def connection_offboard(connection: Connection) -> DisconnectOutcome:
+    """Disconnect and revoke at the broker. Safe any number of times: on a connection already
+    disconnected whose revocation the broker did not confirm, the revocation is tried again
+    (never forgotten); otherwise a disconnected connection is left as it is."""
+    if connection.status == ConnectionStatus.DISCONNECTED and connection.revoke_pending_sealed:
+        return connection_revoke_retry(connection)
+    return connection_disconnect(connection)
 
 
 def end_user_disconnect_all(*, end_user: EndUser) -> list[tuple[Connection, DisconnectOutcome]]:
     """Disconnect (and revoke at the broker) every connection of this end user. Safe twice:
-    a disconnected connection is left as it is. No transaction spans the broker calls."""
+    a disconnected connection is left as it is, and an unconfirmed revocation is tried again.
+    No transaction spans the broker calls."""
     results = []
     for connection in Connection.objects.filter(end_user=end_user).select_related("broker_app"):
-        results.append((connection, connection_disconnect(connection)))
+        results.append((connection, connection_offboard(connection)))
     logger.info("partners.end_user.offboarded", extra={"end_user_id": str(end_user.pk), "connections": len(results)})
     return results
 
 
 def end_user_delete(*, end_user: EndUser) -> int:
     """Forget the end user: their disconnected connections with their history, their sessions,
-    and the end user. Refuses (EndUserBusy) while any connection is not disconnected. Returns
-    how many connections went."""
-    with transaction.atomic():
-        rows = list(Connection.objects.select_for_update().filter(end_user=end_user).values_list("pk", "status"))
-        if any(status != ConnectionStatus.DISCONNECTED for _, status in rows):
-            raise EndUserBusy()
-        Connection.objects.filter(pk__in=[pk for pk, _ in rows]).delete()
-        end_user.delete()
-        count = len(rows)
+    and the end user. Refuses (EndUserBusy) while any connection is not disconnected or still
+    holds tokens kept to retry a revocation the broker did not confirm: deleting those would
+    leave a live grant at the broker that nobody can revoke any more. Returns how many
+    connections went."""
+    pk = end_user.pk
+    try:
+        with transaction.atomic():
+            rows = list(
+                Connection.objects.select_for_update()
+                .filter(end_user=end_user)
+                .values_list("pk", "status", "revoke_pending_sealed")
+            )
+            if any(status != ConnectionStatus.DISCONNECTED or pending for _, status, pending in rows):
+                raise EndUserBusy()
+            Connection.objects.filter(pk__in=[pk for pk, _, _ in rows]).delete()
+            end_user.delete()
+            count = len(rows)
+    except (IntegrityError, ProtectedError):
+        # A connect session still open in a browser finished meanwhile: a new connection of
+        # this end user. Nothing was deleted (the instance keeps its id); the app offboards
+        # again, then deletes.
+        end_user.pk = pk
+        raise EndUserBusy() from None
     logger.info("partners.end_user.deleted", extra={"connections": count})
     return count

@@ -95,7 +95,19 @@ def notification_send(*, connection: Connection, kind: str, incident_at: datetim
     wants it (preferences.notify: kinds on/off, email, personal channels). Returns True if sent."""
     now = now or timezone.now()
     if connection.user_id is None:
-        return False  # a partner app's end user: the app hears it from webhooks, brokerlink has no address
+        # A partner app's end user: brokerlink has no address, the app hears it by webhook.
+        # Problems already are webhooks (status changes); a coming deadline is not, so its
+        # warning is recorded, once per deadline, and that record is what ops.webhooks sends
+        # to the app as connection.expiring.
+        if kind == Kind.EXPIRY_WARNING:
+            try:
+                with transaction.atomic():
+                    Notification.objects.create(
+                        connection=connection, kind=kind, incident_at=incident_at, to_email="", sent_at=now
+                    )
+            except IntegrityError:
+                pass
+        return False
     email = getattr(connection.user, "email", "") or ""
     try:
         with transaction.atomic():
@@ -199,7 +211,7 @@ def expiry_warnings_send(*, now: datetime | None = None) -> int:
     soon = (
         Connection.objects.select_related("user")
         .exclude(status__in=INACTIVE_STATUSES)
-        .filter(user__isnull=False, reauth_deadline_at__gt=now, reauth_deadline_at__lte=now + timedelta(days=2))
+        .filter(reauth_deadline_at__gt=now, reauth_deadline_at__lte=now + timedelta(days=2))
     )
     for connection in soon.iterator():
         if connection.reauth_deadline_at - now > expiry_warning_ahead(connection):

@@ -1,0 +1,84 @@
+"""Review of issue 28 (connect sessions): what an attacker or a careless caller tries, each a
+test that failed before its fix (or pins a rule the review checked)."""
+
+from __future__ import annotations
+
+import pytest
+
+from api.models import ApiAuditEntry, Scope
+from api.services import service_key_create
+from brokers.models import BrokerApp
+from connections.models import Connection, ConnectionStatus
+from partners.models import EndUser
+from partners.services import (
+    end_user_upsert,
+    partner_app_create,
+)
+
+RETURN = "https://tracker.example/brokerlink/done"
+
+
+@pytest.fixture
+def sandbox_app(db):
+    app = BrokerApp(broker_slug="sandbox", environment="paper", client_id="client-1")
+    app.client_secret = "secret-1"
+    app.save()
+    return app
+
+
+@pytest.fixture
+def tracker(db):
+    return partner_app_create(name="Tracker", return_urls=[RETURN])
+
+
+@pytest.fixture
+def bot(db):
+    return partner_app_create(name="BotPlatform", return_urls=["https://bot.example/back"])
+
+
+def end_user_connection(end_user, account_id="acct-1", *, broker_app=None) -> Connection:
+    connection = Connection(end_user=end_user, broker_slug="sandbox", account_id=account_id, broker_app=broker_app)
+    connection.status = ConnectionStatus.CONNECTED
+    connection.access_token = "access"
+    connection.refresh_token = "refresh"
+    connection.save()
+    return connection
+
+
+def bearer(key: str) -> dict:
+    return {"Authorization": f"Bearer {key}"}
+
+
+# --- isolation between apps over the API -------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_another_apps_key_gets_404_for_its_end_users_connections_and_sessions(client, tracker, bot, sandbox_app):
+    mine = end_user_connection(end_user_upsert(app=tracker, external_id="u-1"))
+    _k, theirs = service_key_create(
+        name="bot",
+        scopes=[Scope.MANAGE_END_USERS, Scope.READ_STATUS, Scope.CONNECT_SESSIONS, Scope.CALL, Scope.READ_TOKENS],
+        app=bot,
+    )
+    headers = bearer(theirs)
+    assert client.get(f"/api/v1/connections/{mine.pk}", headers=headers).status_code == 404
+    assert client.get(f"/api/v1/connections/{mine.pk}/token", headers=headers).status_code == 404
+    assert client.post(f"/api/v1/connections/{mine.pk}/disconnect", headers=headers).status_code == 404
+    assert client.post("/api/v1/end-users/u-1/disconnect", headers=headers).status_code == 404
+    assert client.delete("/api/v1/end-users/u-1", headers=headers).status_code == 404
+    assert client.get("/api/v1/connections", {"end_user_id": "u-1"}, headers=headers).json() == []
+    reconnect = client.post(
+        "/api/v1/connect-sessions", {"connection_id": str(mine.pk)}, content_type="application/json", headers=headers
+    )
+    assert reconnect.status_code == 404
+    # The bot's own end user "u-1" is another person than the tracker's "u-1".
+    created = client.post(
+        "/api/v1/connect-sessions", {"end_user": {"id": "u-1"}}, content_type="application/json", headers=headers
+    )
+    assert created.status_code == 201
+    assert EndUser.objects.filter(external_id="u-1").count() == 2
+    mine.refresh_from_db()
+    assert mine.status == ConnectionStatus.CONNECTED and mine.has_tokens
+    assert ApiAuditEntry.objects.filter(status_code=404).count() >= 6
+
+

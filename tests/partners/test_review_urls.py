@@ -1,0 +1,114 @@
+"""Review of issue 28 (connect sessions): what an attacker or a careless caller tries, each a
+test that failed before its fix (or pins a rule the review checked)."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.exceptions import ValidationError
+
+from brokers.models import BrokerApp
+from connections.models import Connection, ConnectionStatus
+from partners.admin import PartnerAppForm
+from partners.services import (
+    connect_session_create,
+    partner_app_create,
+)
+
+RETURN = "https://tracker.example/brokerlink/done"
+
+
+@pytest.fixture
+def sandbox_app(db):
+    app = BrokerApp(broker_slug="sandbox", environment="paper", client_id="client-1")
+    app.client_secret = "secret-1"
+    app.save()
+    return app
+
+
+@pytest.fixture
+def tracker(db):
+    return partner_app_create(name="Tracker", return_urls=[RETURN])
+
+
+@pytest.fixture
+def bot(db):
+    return partner_app_create(name="BotPlatform", return_urls=["https://bot.example/back"])
+
+
+def end_user_connection(end_user, account_id="acct-1", *, broker_app=None) -> Connection:
+    connection = Connection(end_user=end_user, broker_slug="sandbox", account_id=account_id, broker_app=broker_app)
+    connection.status = ConnectionStatus.CONNECTED
+    connection.access_token = "access"
+    connection.refresh_token = "refresh"
+    connection.save()
+    return connection
+
+
+def bearer(key: str) -> dict:
+    return {"Authorization": f"Bearer {key}"}
+
+
+# --- the logo and return URLs obey the one URL policy ----------------------------------------
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "logo_url",
+    [
+        "http://cdn.tracker.example/logo.png",
+        "https://user:pw@cdn.tracker.example/logo.png",
+        "https://10.0.0.5/logo.png",
+        "ftp://cdn.tracker.example/logo.png",
+    ],
+)
+def test_a_logo_url_outside_the_url_policy_is_refused(settings, logo_url):
+    settings.OUTBOUND_ALLOW_LOOPBACK_HTTP = False  # production
+    with pytest.raises(ValidationError):
+        partner_app_create(name="Tracker", logo_url=logo_url)
+    form = PartnerAppForm(data={"name": "Tracker", "logo_url": logo_url, "return_urls": RETURN})
+    assert not form.is_valid() and "logo_url" in form.errors
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "return_url",
+    [
+        "javascript:alert(document.cookie)//",
+        "data:text/html,<script>alert(1)</script>",
+        "http://tracker.example/done",
+        "ftp://tracker.example/done",
+        "https://user:pw@tracker.example/done",
+        "//tracker.example/done",
+    ],
+)
+def test_a_return_url_outside_the_url_policy_is_refused(settings, return_url):
+    settings.OUTBOUND_ALLOW_LOOPBACK_HTTP = False  # production
+    with pytest.raises(ValidationError):
+        partner_app_create(name="Tracker", return_urls=[return_url])
+    form = PartnerAppForm(data={"name": "Tracker", "return_urls": return_url})
+    assert not form.is_valid() and "return_urls" in form.errors
+
+
+@pytest.mark.django_db
+def test_loopback_http_return_urls_only_in_development(settings):
+    settings.OUTBOUND_ALLOW_LOOPBACK_HTTP = True
+    assert partner_app_create(name="Dev", return_urls=["http://127.0.0.1:8001/done"]).return_urls
+    settings.OUTBOUND_ALLOW_LOOPBACK_HTTP = False
+    with pytest.raises(ValidationError):
+        partner_app_create(name="Prod", return_urls=["http://127.0.0.1:8001/done"])
+
+
+@pytest.mark.django_db
+def test_the_logo_relaxes_img_src_only_for_its_origin_and_only_on_hosted_pages(client, sandbox_app):
+    tracker = partner_app_create(name="Tracker", logo_url="https://cdn.tracker.example:8443/brand/logo.png")
+    _s, url = connect_session_create(app=tracker, end_user={"id": "u-1"})
+    client.get("/" + url.split("://", 1)[1].split("/", 1)[1])
+    page = client.get("/connect/")
+    csp = page["Content-Security-Policy"]
+    img_src = next(d for d in csp.split(";") if d.strip().startswith("img-src")).split()
+    assert img_src[1:] == ["'self'", "https://cdn.tracker.example:8443"]
+    assert "frame-ancestors 'none'" in csp  # still never framed
+    assert page["X-Frame-Options"] == "DENY"
+    assert "cdn.tracker.example" not in client.get("/accounts/login/")["Content-Security-Policy"]
+
+
