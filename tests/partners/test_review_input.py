@@ -75,7 +75,7 @@ def test_bad_end_user_details_are_a_400_not_a_500(client, tracker, sandbox_app, 
 
 
 @pytest.mark.django_db
-def test_malformed_end_user_ids_in_paths_and_filters_are_404_or_empty_never_500(client, tracker):
+def test_malformed_end_user_ids_in_paths_and_filters_are_404_or_422_never_500(client, tracker):
     _k, key = service_key_create(
         name="t", scopes=[Scope.MANAGE_END_USERS, Scope.READ_STATUS, Scope.CONNECT_SESSIONS], app=tracker
     )
@@ -84,7 +84,8 @@ def test_malformed_end_user_ids_in_paths_and_filters_are_404_or_empty_never_500(
         assert client.delete(path, headers=bearer(key)).status_code == 404
         assert client.post(path + "/disconnect", headers=bearer(key)).status_code == 404
     listing = client.get("/api/v1/connections", {"end_user_id": "u\x001"}, headers=bearer(key))
-    assert listing.status_code == 200 and listing.json() == []
+    # A NUL in a filter is a documented 422 problem (api.problems), never a 500.
+    assert listing.status_code == 422 and listing["Content-Type"].startswith("application/problem+json")
     reconnect = client.post(
         "/api/v1/connect-sessions",
         {"connection_id": "not-a-uuid"},

@@ -3,7 +3,10 @@ test that failed before its fix (or pins a rule the review checked)."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
+from django.utils import timezone
 
 from api.models import ApiAuditEntry, Scope
 from api.services import service_key_create
@@ -59,6 +62,7 @@ def test_another_apps_key_gets_404_for_its_end_users_connections_and_sessions(cl
         name="bot",
         scopes=[Scope.MANAGE_END_USERS, Scope.READ_STATUS, Scope.CONNECT_SESSIONS, Scope.CALL, Scope.READ_TOKENS],
         app=bot,
+        expires_at=timezone.now() + timedelta(days=1),
     )
     headers = bearer(theirs)
     assert client.get(f"/api/v1/connections/{mine.pk}", headers=headers).status_code == 404
