@@ -39,7 +39,7 @@ CARD_SECONDS = 600
 _CSRF_MARK = "csrf-placeholder-7f3a9c"
 # Fields of the view that are not part of what the card shows, or are covered otherwise.
 _NOT_SHOWN = {"connection", "uptime_svg", "disconnect_result"}
-_VERSION = "3"  # bump when _card.html changes shape in a way the key cannot see
+_VERSION = "4"  # bump when _card.html changes shape in a way the key cannot see
 
 
 _cache = None

@@ -15,6 +15,9 @@ One stream format (server-sent events, one named event per connection, `conn-<uu
   one query per process for all open pages, not one per page.
 - A change is sent only when `display.display_version` of the row changed (what a person
   sees), never for a heartbeat that only moved `updated_at`.
+- Whether monitoring runs (the summary strip's "Status may be out of date" banner) is read
+  once per process every `MONITORING_SECONDS`; when it flips, every stream gets a `summary`
+  event. Pages with an open stream therefore never poll (live.js polls only while it is down).
 
 A stream touches the database only to authorise itself and to read its user's current
 versions, each time in a connection it closes right after. The number of streams is capped
@@ -52,8 +55,14 @@ KEEPALIVE_SECONDS = 15.0
 # how long a stream holds a worker and picks up a new deployment.
 STREAM_MAX_SECONDS = 300.0
 RETRY_MS = 1000
+# How often each process reads whether monitoring runs (one query for all its open pages).
+MONITORING_SECONDS = 15.0
 # Users per IN (…) of the shared poll.
 POLL_CHUNK = 500
+
+
+def stream_max_seconds() -> float:
+    return float(getattr(settings, "LIVE_STREAM_MAX_SECONDS", STREAM_MAX_SECONDS))
 
 
 def max_streams_per_user() -> int:
@@ -120,6 +129,18 @@ def _versions_read(user_ids: list, connection_id=None) -> list[tuple[str, str, s
 versions_read = sync_to_async(_versions_read, thread_sensitive=False)
 
 
+def _monitoring_active_read() -> bool:
+    from connections import presenters  # the banner's own rule, not a copy of it
+
+    try:
+        return presenters.monitoring_status().active
+    finally:
+        db_release()
+
+
+monitoring_active_read = sync_to_async(_monitoring_active_read, thread_sensitive=False)
+
+
 # --- the hub: one per process (event loop) ---------------------------------------------
 
 
@@ -141,16 +162,23 @@ class Subscriber:
     connection_id: str | None
     pending: dict[str, str] = field(default_factory=dict)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
+    summary_due: bool = False
 
     def put(self, connection_id: str, status: str) -> None:
         if self.connection_id is None or self.connection_id == connection_id:
             self.pending[connection_id] = status
             self.wake.set()
 
-    def take(self) -> dict[str, str]:
+    def put_summary(self) -> None:
+        self.summary_due = True
+        self.wake.set()
+
+    def take(self) -> tuple[dict[str, str], bool]:
+        """(changed connections {id: status}, whether the summary changed by itself)."""
         changed, self.pending = self.pending, {}
+        summary, self.summary_due = self.summary_due, False
         self.wake.clear()
-        return changed
+        return changed, summary
 
 
 class Hub:
@@ -166,7 +194,8 @@ class Hub:
         self.poll_now = asyncio.Event()
         self.polls = 0
         self.messages = 0
-        self._tasks = [asyncio.ensure_future(self._poll_loop())]
+        self.monitoring_active: bool | None = None
+        self._tasks = [asyncio.ensure_future(self._poll_loop()), asyncio.ensure_future(self._monitoring_loop())]
         if self.redis_url:
             self._tasks.append(asyncio.ensure_future(self._redis_loop()))
         else:
@@ -245,6 +274,25 @@ class Hub:
                 await self._poll_once()
             except Exception as exc:  # noqa: BLE001 - the database is away: try again next round
                 logger.warning("connections.live.poll_failed", extra={"error": type(exc).__name__})
+
+    def monitoring_seen(self, active: bool) -> None:
+        """Whether monitoring runs, as just read: every stream hears when that flips."""
+        before, self.monitoring_active = self.monitoring_active, active
+        if before is None or before == active:
+            return
+        for subs in self.by_user.values():
+            for sub in subs:
+                sub.put_summary()
+
+    async def _monitoring_loop(self) -> None:
+        while True:
+            await asyncio.sleep(MONITORING_SECONDS)
+            if not self.by_user:
+                continue
+            try:
+                self.monitoring_seen(await monitoring_active_read())
+            except Exception as exc:  # noqa: BLE001 - the database is away: try again next round
+                logger.warning("connections.live.monitoring_failed", extra={"error": type(exc).__name__})
 
     def _on_message(self, data) -> None:
         try:
@@ -357,12 +405,13 @@ def stream_close_threadsafe(sub: Subscriber, loop: asyncio.AbstractEventLoop) ->
 
 
 async def connection_stream(
-    user_id, *, connection_id=None, max_seconds: float = STREAM_MAX_SECONDS, subscriber: Subscriber | None = None
+    user_id, *, connection_id=None, max_seconds: float | None = None, subscriber: Subscriber | None = None
 ) -> AsyncIterator[str]:
     """Server-sent events for one user's connections (or just `connection_id`) until
     `max_seconds` pass or the client leaves. Raises TooManyStreams when over a cap (the view
     opens the stream first with `stream_open`, so it can answer with a status instead)."""
     hub = hub_get()
+    max_seconds = stream_max_seconds() if max_seconds is None else max_seconds
     sub = subscriber or await stream_open(user_id, connection_id)
     try:
         yield f"retry: {RETRY_MS}\n\n"
@@ -376,8 +425,8 @@ async def connection_stream(
             wait = min(left, KEEPALIVE_SECONDS - (now - last_sent))
             if wait > 0:
                 await _wait(sub.wake, wait)
-            changed = sub.take()
-            if changed:
+            changed, summary = sub.take()
+            if changed or summary:
                 for pk, status in changed.items():
                     yield sse(f"conn-{pk}", status)
                 yield sse("summary", str(len(changed)))
@@ -385,5 +434,8 @@ async def connection_stream(
             elif time.monotonic() - last_sent >= KEEPALIVE_SECONDS:
                 last_sent = time.monotonic()
                 yield ": keepalive\n\n"
+        # A scheduled end, said as such: the page closes this stream and opens a new one
+        # (sse-close="bye") instead of seeing a dropped connection, an error.
+        yield sse("bye", "reopen")
     finally:
         hub.unsubscribe(sub)

@@ -1,5 +1,8 @@
 /* brokerlink live pages: the "Live / Reconnecting… / Reconnect now" indicator, polling while
-   the event stream is down (cards poll only when body[data-live] is not "open"), screen-reader
+   the event stream is down (a `live-poll` event on <body> every data-poll-seconds, which the
+   cards, panel and summary strip listen for; never while body[data-live] is "open"; decided
+   here because the CSP allows no eval, so hx-trigger filters cannot), the stream's scheduled
+   end ("bye") reopened without an error, screen-reader
    announcements of status changes, live "next attempt in 40 s" countdowns, "You were signed
    out" when the session ends, and the disconnect dialog opened as a modal. */
 (function () {
@@ -77,6 +80,35 @@
   }
   setInterval(tickCountdowns, 1000);
 
+  // Every tick dispatches `live-tick` on <body> (what a page can wait for: "a poll would have
+  // happened by now"); only a tick while the stream is down also dispatches `live-poll`.
+  function pollTick() {
+    var state = document.body.dataset.live;
+    htmx.trigger(document.body, "live-tick", { polling: state !== "open" && state !== "signed-out" });
+    if (state !== "open" && state !== "signed-out") htmx.trigger(document.body, "live-poll");
+  }
+
+  function pollStart() {
+    var box = document.getElementById("live-indicator");
+    if (!box || !document.getElementById("live-root")) return;
+    var seconds = parseFloat(box.dataset.pollSeconds);
+    if (!(seconds > 0)) seconds = 5;
+    setInterval(pollTick, seconds * 1000);
+  }
+
+  // The server ends each stream on schedule with a `bye` event (sse-close="bye"): the extension
+  // closes it quietly and the page opens a new one with the same elements processed afresh
+  // (a browser-side reconnect after a dropped stream would log htmx:sseError every time).
+  function reopen() {
+    var root = document.getElementById("live-root");
+    if (!root || document.body.dataset.live === "signed-out") return;
+    var focused = document.activeElement && root.contains(document.activeElement) ? document.activeElement.id : "";
+    var fresh = root.cloneNode(true);
+    root.replaceWith(fresh);
+    htmx.process(fresh);
+    if (focused && document.getElementById(focused)) document.getElementById(focused).focus();
+  }
+
   function remember() {
     document.querySelectorAll("[data-live-status]").forEach(function (el) {
       known[el.id] = el.dataset.liveStatus;
@@ -105,11 +137,13 @@
   document.addEventListener("DOMContentLoaded", function () {
     if (document.getElementById("live-root")) setState(document.body.dataset.live || "connecting");
     remember();
+    pollStart();
   });
   document.addEventListener("htmx:sseOpen", streamOpen);
   document.addEventListener("htmx:sseError", streamTrouble);
   document.addEventListener("htmx:sseClose", function (evt) {
     if (evt.detail && evt.detail.type === "nodeReplaced") return;
+    if (evt.detail && evt.detail.type === "message") { reopen(); return; }
     streamTrouble();
   });
   // The stream of a signed-out visitor says so (views_live._signed_out_stream) ...
