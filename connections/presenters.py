@@ -130,7 +130,23 @@ def token_phrase(connection: Connection, *, now: datetime) -> str:
     return token_parts(connection, now=now)[0]
 
 
-def token_parts(connection: Connection, *, now: datetime) -> tuple[str, datetime | None, str]:
+def refresh_planned_at(connection: Connection, *, profile=None) -> datetime | None:
+    """When the engine refreshes the access token: its refresh margin before expiry
+    (engine.refresh.refresh_due), not the expiry itself."""
+    expires = connection.access_expires_at
+    if expires is None:
+        return None
+    if profile is None:
+        try:
+            profile = get_profile(connection.broker_slug)
+        except UnknownBroker:
+            return expires
+    issued = connection.last_refreshed_at or connection.grant_started_at
+    lifetime = (expires - issued).total_seconds() if issued else None
+    return expires - timedelta(seconds=profile.refresh_margin(lifetime))
+
+
+def token_parts(connection: Connection, *, now: datetime, profile=None) -> tuple[str, datetime | None, str]:
     """(the token phrase, the moment it counts to, the words for that moment)."""
     if not has_live_token(connection, now=now):
         return "", None, ""
@@ -147,10 +163,11 @@ def token_parts(connection: Connection, *, now: datetime) -> tuple[str, datetime
         if connection.refresh_expires_at is not None and connection.refresh_expires_at <= expires:
             when = until_phrase(connection.refresh_expires_at, now=now)
             return f"reconnect needed {when}", connection.refresh_expires_at, when
-        if expires <= now:
+        planned = refresh_planned_at(connection, profile=profile) or expires
+        if planned <= now:
             return "refreshing now", None, ""
-        when = until_phrase(expires, now=now)
-        return f"refreshes {when}", expires, when
+        when = until_phrase(planned, now=now)
+        return f"refreshes {when}", planned, when
     if expires > now:
         when = until_phrase(expires, now=now)
         return f"reconnect needed {when}", expires, when
@@ -528,12 +545,37 @@ def _label(connection: Connection) -> str:
     return label
 
 
+# The engine caps the score of a connection that needs you (engine/health.py); such a
+# connection is no longer checked, so its stored score is from before: capped when shown.
+NEEDS_YOU_HEALTH_CAP = 20
+
+
+def health_shown(connection: Connection) -> int | None:
+    score = connection.health_score
+    if score is not None and connection.status in (ConnectionStatus.NEEDS_REAUTH, ConnectionStatus.FAILED):
+        return min(score, NEEDS_YOU_HEALTH_CAP)
+    return score
+
+
+def quality_shown(connection: Connection) -> str:
+    """The quality band of the score shown ("" without a score)."""
+    score = health_shown(connection)
+    if score is None:
+        return ""
+    if score != connection.health_score:
+        from connections.engine.health import quality_for
+
+        return quality_for(score)
+    return connection.quality or ""
+
+
 def health_phrase(connection: Connection) -> str:
-    if connection.health_score is None:
+    score = health_shown(connection)
+    if score is None:
         if connection.status in (ConnectionStatus.DISCONNECTED,):
             return "—"
         return "not enough data yet"
-    return f"{connection.health_score}/100"
+    return f"{score}/100"
 
 
 def present_connection(
@@ -551,9 +593,9 @@ def present_connection(
     needs_reconnect = status in (ConnectionStatus.NEEDS_REAUTH, ConnectionStatus.FAILED) or (
         deadline is not None and status != ConnectionStatus.DISCONNECTED and deadline - now < RECONNECT_AHEAD
     )
-    quality = connection.quality or ""
+    quality = quality_shown(connection)
     passed = last_check_passed(connection)
-    token_text, token_at, token_when = token_parts(connection, now=now)
+    token_text, token_at, token_when = token_parts(connection, now=now, profile=profile)
     return ConnectionView(
         connection=connection,
         pk=str(connection.pk),
@@ -564,12 +606,10 @@ def present_connection(
         environment=connection.environment,
         environment_label=connection.get_environment_display(),
         state=status_for(connection, profile=profile, now=now, last_sweep=last_sweep),
-        health_score=connection.health_score,
+        health_score=health_shown(connection),
         health_text=health_phrase(connection),
-        quality=quality if connection.health_score is not None else "",
-        quality_label=Quality(quality).label
-        if quality in Quality.values and connection.health_score is not None
-        else "",
+        quality=quality,
+        quality_label=Quality(quality).label if quality in Quality.values else "",
         # Latency only from a passed check: a failed one measured how fast the error came back.
         latency_text=latency_phrase(connection.last_latency_ms) if passed else "—",
         last_success_text=last_success_phrase(connection, now=now),

@@ -21,7 +21,7 @@ def test_card_phrases(make_connection):
     connection = make_connection(checks=5)
     card = presenters.card_for(connection)
     assert card.last_success_text == "last successful check 2 min ago"
-    assert card.token_text == "refreshes in 12 min"
+    assert card.token_text == "refreshes in 7 min"
     assert card.latency_text == "142 ms"
     assert card.quality_label == "Excellent"
     assert card.health_text == "93/100"
@@ -186,3 +186,20 @@ def test_uptime_and_detail(make_connection):
     assert detail.access_expires_text.startswith("expires in 12 min")
     assert "Latency of the last 10 checks" in detail.latency_svg
     assert "9 of 10 checks passed" in detail.uptime_svg
+
+
+def test_refreshes_in_counts_to_the_refresh_not_the_expiry(make_connection):
+    # The engine refreshes the Sandbox Broker's tokens 5 min before they expire (its margin).
+    connection = make_connection(access_expires_at=timezone.now() + timedelta(minutes=12, seconds=30))
+    assert presenters.card_for(connection).token_text == "refreshes in 7 min"
+    connection = make_connection(access_expires_at=timezone.now() + timedelta(minutes=4))
+    assert presenters.card_for(connection).token_text == "refreshing now"
+
+
+def test_a_card_that_needs_you_shows_the_capped_health(make_connection):
+    connection = make_connection(status=ConnectionStatus.NEEDS_REAUTH, health_score=73, quality="good")
+    card = presenters.card_for(connection)
+    assert (card.health_text, card.quality_label) == ("20/100", "Critical")
+    connection = make_connection(status=ConnectionStatus.CONNECTED, health_score=73, quality="good")
+    card = presenters.card_for(connection)
+    assert (card.health_text, card.quality_label) == ("73/100", "Good")
