@@ -85,6 +85,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # Under DEBUG too, a link to nowhere shows the styled 404 (inside the CSP middleware: its header applies).
+    "config.errorpages.StyledNotFoundMiddleware",
     "allauth.account.middleware.AccountMiddleware",
     "accounts.middleware.SessionHardeningMiddleware",
     # htmx requests after the session ended: "You were signed out", not a login page in a card.

@@ -33,7 +33,7 @@ import json
 import logging
 import time
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 from asgiref.sync import sync_to_async
@@ -129,11 +129,14 @@ def _versions_read(user_ids: list, connection_id=None) -> list[tuple[str, str, s
 versions_read = sync_to_async(_versions_read, thread_sensitive=False)
 
 
-def _monitoring_active_read() -> bool:
-    from connections import presenters  # the banner's own rule, not a copy of it
+# Whether monitoring runs, by the banner's own rule (presenters.monitoring_status); set by
+# views_live, since presenters' imports lead back here. None: the hub does not watch.
+monitoring_probe: Callable[[], bool] | None = None
 
+
+def _monitoring_active_read() -> bool:
     try:
-        return presenters.monitoring_status().active
+        return monitoring_probe()
     finally:
         db_release()
 
@@ -287,7 +290,7 @@ class Hub:
     async def _monitoring_loop(self) -> None:
         while True:
             await asyncio.sleep(MONITORING_SECONDS)
-            if not self.by_user:
+            if not self.by_user or monitoring_probe is None:
                 continue
             try:
                 self.monitoring_seen(await monitoring_active_read())

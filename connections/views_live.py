@@ -25,6 +25,14 @@ from connections.selectors import connection_get_for_user
 logger = logging.getLogger(__name__)
 
 
+def _monitoring_active() -> bool:
+    return presenters.monitoring_status().active
+
+
+# Open streams hear when monitoring stops or starts again (the summary strip's banner).
+live.monitoring_probe = _monitoring_active
+
+
 def _fragment(request, template: str, context: dict, *, final: bool) -> HttpResponse:
     response = render(request, template, context)
     if final:

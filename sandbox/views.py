@@ -12,7 +12,7 @@ from authlib.integrations.django_oauth2.resource_protector import return_error_r
 from authlib.oauth2 import OAuth2Error
 from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.middleware.csrf import CsrfViewMiddleware
 from django.shortcuts import get_object_or_404, redirect, render
@@ -386,7 +386,7 @@ def control_page(request: HttpRequest) -> HttpResponse:
         if user is not None and user.is_authenticated:
             # Signed in without the permission: the login page would send them straight back
             # here (an endless redirect loop), so say no.
-            return HttpResponse("The sandbox controls are for staff only.", status=403, content_type="text/plain")
+            raise PermissionDenied("The sandbox controls are for staff only.")
         try:
             return redirect_to_login(request.get_full_path())
         except NoReverseMatch:  # standalone server: no brokerlink login page to send staff to

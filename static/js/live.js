@@ -154,6 +154,17 @@
   document.addEventListener("brokerlink:signed-out", function (evt) {
     signedOut(evt.detail && evt.detail.login);
   });
+  // A busy server answers a re-fetch with 204 + X-Brokerlink-Busy (config.errorpages): the
+  // element keeps what it shows and asks again a few seconds later, at a random moment so the
+  // open pages do not all come back at once.
+  document.addEventListener("htmx:afterRequest", function (evt) {
+    var xhr = evt.detail && evt.detail.xhr;
+    if (!xhr || xhr.status !== 204 || !xhr.getResponseHeader("X-Brokerlink-Busy")) return;
+    var elt = evt.detail.elt;
+    setTimeout(function () {
+      if (document.body.contains(elt)) htmx.trigger(elt, "live-retry");
+    }, 2000 + Math.random() * 6000);
+  });
   document.addEventListener("htmx:afterSettle", announceChanges);
   document.addEventListener("click", function (evt) {
     if (evt.target.closest("[data-live-reconnect]")) reconnect();
