@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import connections as db_connections
+from django.utils import timezone
 
 from connections import display
 from connections.models import Connection
@@ -144,6 +145,25 @@ def _monitoring_active_read() -> bool:
 monitoring_active_read = sync_to_async(_monitoring_active_read, thread_sensitive=False)
 
 
+# The cards a dashboard's stream sends in its events, set by views_live (fragments' imports
+# lead back here): `card_render(user_id, ids)` -> {id: cached card HTML, "" for a card that
+# left the dashboard}, read and rendered once per process for all the user's open pages;
+# `card_finish(html, token=, now=)` -> the card as this page is served it. None: the stream
+# sends "conn-<id>" and pages re-fetch the card.
+card_render: Callable | None = None
+card_finish: Callable | None = None
+
+
+def _cards_read(user_id, ids) -> dict[str, str]:
+    try:
+        return card_render(user_id, ids)
+    finally:
+        db_release()
+
+
+cards_read = sync_to_async(_cards_read, thread_sensitive=False)
+
+
 # --- the hub: one per process (event loop) ---------------------------------------------
 
 
@@ -198,6 +218,9 @@ class Hub:
         self.polls = 0
         self.messages = 0
         self.monitoring_active: bool | None = None
+        # connection id -> (version, task rendering the cards of that batch): every open page
+        # of the user waits on the same render.
+        self.cards: dict[str, tuple[str | None, asyncio.Future]] = {}
         self._tasks = [asyncio.ensure_future(self._poll_loop()), asyncio.ensure_future(self._monitoring_loop())]
         if self.redis_url:
             self._tasks.append(asyncio.ensure_future(self._redis_loop()))
@@ -238,6 +261,7 @@ class Hub:
             del self.by_user[sub.user_id]
             for pk in self.user_connections.pop(sub.user_id, ()):
                 self.versions.pop(pk, None)
+                self.cards.pop(pk, None)
 
     def learn(self, rows) -> None:
         """Versions a stream read when it opened: the baseline later changes are compared to."""
@@ -257,6 +281,33 @@ class Hub:
             return
         for sub in subs:
             sub.put(pk, status)
+
+    async def cards_get(self, user_id: str, ids: list[str]) -> dict[str, str]:
+        """{id: cached card HTML} at the versions last delivered, rendered once for all the
+        user's open pages; ids missing from the answer are re-fetched by the pages instead."""
+        if card_render is None:
+            return {}
+        todo = [
+            pk for pk in ids if (self.cards.get(pk) or (None, None))[0] != self.versions.get(pk) or pk not in self.cards
+        ]
+        if todo:
+            task = asyncio.ensure_future(cards_read(user_id, todo))
+            for pk in todo:
+                self.cards[pk] = (self.versions.get(pk), task)
+        out = {}
+        for pk in ids:
+            entry = self.cards.get(pk)
+            if entry is None:
+                continue
+            try:
+                html = (await asyncio.shield(entry[1])).get(pk)
+            except Exception as exc:  # noqa: BLE001 - the page re-fetches the card instead
+                logger.warning("connections.live.card_failed", extra={"error": type(exc).__name__})
+                self.cards.pop(pk, None)
+                continue
+            if html is not None:
+                out[pk] = html
+        return out
 
     # -- feeds --
 
@@ -382,7 +433,9 @@ def hub_get() -> Hub:
 
 
 def sse(event: str, data: str = "") -> str:
-    return f"event: {event}\ndata: {data}\n\n"
+    """One event; data of several lines (a card's HTML) as one `data:` line each."""
+    lines = data.replace("\r", "").split("\n")
+    return f"event: {event}\n" + "".join(f"data: {line}\n" for line in lines) + "\n"
 
 
 async def stream_open(user_id, connection_id=None) -> Subscriber:
@@ -408,11 +461,21 @@ def stream_close_threadsafe(sub: Subscriber, loop: asyncio.AbstractEventLoop) ->
 
 
 async def connection_stream(
-    user_id, *, connection_id=None, max_seconds: float | None = None, subscriber: Subscriber | None = None
+    user_id,
+    *,
+    connection_id=None,
+    max_seconds: float | None = None,
+    subscriber: Subscriber | None = None,
+    csrf_token: str | None = None,
 ) -> AsyncIterator[str]:
     """Server-sent events for one user's connections (or just `connection_id`) until
     `max_seconds` pass or the client leaves. Raises TooManyStreams when over a cap (the view
-    opens the stream first with `stream_open`, so it can answer with a status instead)."""
+    opens the stream first with `stream_open`, so it can answer with a status instead).
+
+    A dashboard's stream (no `connection_id`, and the page's `csrf_token` for the cards'
+    forms) sends a changed card itself, `card-<id>` with its HTML, which the page swaps in
+    without a request; otherwise, and when a card cannot be had, `conn-<id>`, and the page
+    re-fetches it."""
     hub = hub_get()
     max_seconds = stream_max_seconds() if max_seconds is None else max_seconds
     sub = subscriber or await stream_open(user_id, connection_id)
@@ -430,8 +493,15 @@ async def connection_stream(
                 await _wait(sub.wake, wait)
             changed, summary = sub.take()
             if changed or summary:
+                cards = {}
+                if changed and connection_id is None and csrf_token is not None and card_finish is not None:
+                    cards = await hub.cards_get(sub.user_id, list(changed))
+                now = timezone.now()
                 for pk, status in changed.items():
-                    yield sse(f"conn-{pk}", status)
+                    if pk in cards:
+                        yield sse(f"card-{pk}", card_finish(cards[pk], token=csrf_token, now=now) if cards[pk] else "")
+                    else:
+                        yield sse(f"conn-{pk}", status)
                 yield sse("summary", str(len(changed)))
                 last_sent = time.monotonic()
             elif time.monotonic() - last_sent >= KEEPALIVE_SECONDS:

@@ -602,6 +602,16 @@ def connection_revoke_retry(connection: Connection, actor=None) -> DisconnectOut
 def connection_rename(connection: Connection, nickname: str) -> None:
     connection.nickname = " ".join(nickname.split())[:80]
     Connection.objects.filter(pk=connection.pk).update(nickname=connection.nickname, updated_at=timezone.now())
+    _tell_open_pages(connection)
+
+
+def _tell_open_pages(connection: Connection) -> None:
+    """Open pages show the new name / drop the archived card (live updates; best effort)."""
+    try:
+        from connections.live import publish_connection_changed
+    except ImportError:  # live updates not installed in this build
+        return
+    publish_connection_changed(connection)
 
 
 def connection_archive(connection: Connection) -> bool:
@@ -610,6 +620,7 @@ def connection_archive(connection: Connection) -> bool:
         return False
     connection.archived_at = connection.archived_at or timezone.now()
     Connection.objects.filter(pk=connection.pk).update(archived_at=connection.archived_at)
+    _tell_open_pages(connection)
     return True
 
 

@@ -109,6 +109,19 @@
     if (focused && document.getElementById(focused)) document.getElementById(focused).focus();
   }
 
+  // The summary strip is re-fetched after each batch of changes, at a random moment within
+  // SUMMARY_SPREAD_MS: every open page hears the same event, and a sweep's changes must not
+  // bring all of them to the server in the same instant. One re-fetch per batch.
+  var SUMMARY_SPREAD_MS = 1000;
+  var summaryTimer = null;
+  function summaryDue() {
+    if (summaryTimer) return;
+    summaryTimer = setTimeout(function () {
+      summaryTimer = null;
+      htmx.trigger(document.body, "live-summary");
+    }, Math.random() * SUMMARY_SPREAD_MS);
+  }
+
   function remember() {
     document.querySelectorAll("[data-live-status]").forEach(function (el) {
       known[el.id] = el.dataset.liveStatus;
@@ -149,6 +162,7 @@
   // The stream of a signed-out visitor says so (views_live._signed_out_stream) ...
   document.addEventListener("htmx:sseBeforeMessage", function (evt) {
     if (evt.detail && evt.detail.type === "signed-out") { evt.preventDefault(); signedOut(); }
+    if (evt.detail && evt.detail.type === "summary") summaryDue();
   });
   // ... and so does every htmx request (connections.middleware).
   document.addEventListener("brokerlink:signed-out", function (evt) {
