@@ -128,3 +128,24 @@ def test_stream_cut_polls_and_stops_polling_when_it_is_back(stack, user, page):
     page.wait_for_function(f"() => window.__ticks >= {ticks + 6}")
     assert traffic.requests[settled + 1 :] == []
     assert page.evaluate("window.__polling") > 0  # (it did poll while the stream was cut)
+
+
+def test_an_open_tab_follows_a_new_nickname_and_loses_an_archived_card(stack, user, page):
+    from connections.services import connection_archive, connection_rename
+
+    connection = a_connection(user)
+    gone = Connection.objects.create(
+        user=user, broker_slug="sandbox", account_id="ACC-GONE", status=ConnectionStatus.DISCONNECTED
+    )
+    traffic = Traffic(page)
+    sign_in(page, stack, user.email)
+    expect(page.locator("#live-indicator [data-live-text]")).to_have_text("Live")
+    expect(page.locator(f"#card-{gone.pk}")).to_be_visible()
+    before = list(traffic.requests)
+
+    connection_rename(connection, "Retirement")
+    expect(page.locator(f"#card-{connection.pk} h2")).to_have_text("Retirement")
+    connection_archive(gone)
+    expect(page.locator(f"#card-{gone.pk}")).to_have_count(0)
+    assert [url for url in traffic.requests[len(before) :] if "/card/" in url] == []
+    assert traffic.errors == []
