@@ -758,7 +758,11 @@ def _outcome(event: ConnectionEvent | None) -> dict | None:
     if event is None:
         return None
     revoked = event.kind == ConnectionEvent.Kind.REVOKED
-    return {"revoked": revoked, "message": plain(event.message), "at": event.created_at}
+    message = plain(event.message)
+    if not revoked:
+        # The page leads with "Not revoked at <broker>."; the event's own "Not revoked: " would repeat it.
+        message = message.removeprefix("Not revoked: ").removeprefix("Not revoked:").strip()
+    return {"revoked": revoked, "message": message, "at": event.created_at}
 
 
 # --- detail ---------------------------------------------------------------------------

@@ -56,7 +56,7 @@ class Failure:
 FAILURES: dict[str, Failure] = {
     "access_denied": Failure(
         "You declined access",
-        "The broker reports that access was not granted (access_denied).",
+        "The broker reports that you did not allow brokerlink access to this account.",
         "Nothing was connected and brokerlink holds no tokens for this account.",
         "If that was a mistake, connect again and choose Allow on the broker's page.",
     ),

@@ -203,3 +203,28 @@ def test_a_card_that_needs_you_shows_the_capped_health(make_connection):
     connection = make_connection(status=ConnectionStatus.CONNECTED, health_score=73, quality="good")
     card = presenters.card_for(connection)
     assert (card.health_text, card.quality_label) == ("73/100", "Good")
+
+
+def test_a_revocation_the_broker_did_not_confirm_is_said_once(make_connection):
+    from connections.models import ConnectionEvent
+
+    connection = make_connection(status=ConnectionStatus.DISCONNECTED)
+    ConnectionEvent.objects.create(
+        connection=connection,
+        kind=ConnectionEvent.Kind.REVOCATION_FAILED,
+        message="Not revoked: Sandbox Broker had a server error (HTTP 503).",
+    )
+    result = presenters.disconnect_result(connection)
+    assert result["revoked"] is False
+    assert result["message"] == "Sandbox Broker had a server error (HTTP 503)."
+
+
+def test_the_deny_page_says_its_title_once_without_protocol_codes(rf, user):
+    from connections import views
+
+    request = rf.get("/connections/callback/sandbox/")
+    request.user = user
+    text = views._failure(request, "access_denied", slug="sandbox").content.decode()
+    assert text.count("You declined access") == 2  # the <title> and the heading, no message above it
+    assert "access_denied)" not in text
+    assert "connect-error__actions" in text
