@@ -838,6 +838,29 @@ def event_view(event: ConnectionEvent) -> EventView:
     )
 
 
+def events_view(events) -> list[EventView]:
+    """The timeline, newest first: a "Check now" (into *Checking* and out of it again) is one
+    row with the status it ended in, not two."""
+    events = list(events)
+    out = []
+    skip = False
+    for newer, older in zip(events, [*events[1:], None], strict=False):
+        if skip:
+            skip = False
+            continue
+        view = event_view(newer)
+        if (
+            older is not None
+            and older.to_status == ConnectionStatus.CHECKING
+            and newer.from_status == ConnectionStatus.CHECKING
+            and newer.to_status != ConnectionStatus.CHECKING
+        ):
+            view.kind_label = "Checked on request"
+            skip = True
+        out.append(view)
+    return out
+
+
 @dataclass
 class DetailView:
     card: ConnectionView
@@ -886,7 +909,7 @@ def detail_for(connection: Connection, *, now: datetime | None = None, events: i
         health = health_explain(connection, baseline_ms=profile.baseline_latency_ms, now=now)
     return DetailView(
         card=card,
-        events=[event_view(e) for e in connection.events.order_by("-created_at", "-id")[:events]],
+        events=events_view(connection.events.order_by("-created_at", "-id")[:events]),
         latency_svg=charts.latency_chart([(c.checked_at, c.latency_ms, c.ok) for c in recent]),
         uptime_svg=charts.uptime_chart(hourly_buckets(connection, now=now)),
         uptimes=uptimes,

@@ -228,3 +228,21 @@ def test_the_deny_page_says_its_title_once_without_protocol_codes(rf, user):
     assert text.count("You declined access") == 2  # the <title> and the heading, no message above it
     assert "access_denied)" not in text
     assert "connect-error__actions" in text
+
+
+def test_check_now_is_one_timeline_row(make_connection):
+    from connections.models import ConnectionEvent
+    from connections.state import connection_transition
+
+    connection = make_connection()
+    connection_transition(connection=connection, to_status=ConnectionStatus.CHECKING, message="Check requested.")
+    connection_transition(connection=connection, to_status=ConnectionStatus.CONNECTED)
+    connection_transition(connection=connection, to_status=ConnectionStatus.CHECKING, message="Check requested.")
+    connection_transition(connection=connection, to_status=ConnectionStatus.DEGRADED, message="HTTP 503")
+    rows = presenters.events_view(connection.events.order_by("-created_at", "-id"))
+    assert [(r.kind_label, r.status_word) for r in rows] == [
+        ("Checked on request", presenters.STATUS_WORDS[ConnectionStatus.DEGRADED]),
+        ("Checked on request", presenters.STATUS_WORDS[ConnectionStatus.CONNECTED]),
+    ]
+    assert rows[0].message == "HTTP 503"
+    assert ConnectionEvent.objects.filter(connection=connection).count() == 4  # the history keeps both
