@@ -215,9 +215,26 @@ async def connection_stream(request, connection_id):
 # --- system status --------------------------------------------------------------------
 
 
+# What each of ops' health checks is about, in words ("broker" is Celery's message transport,
+# not a brokerage: "Broker: OK" read as if every broker answered).
+SERVICE_LABELS = {
+    "database": "Database",
+    "redis": "Redis",
+    "broker": "Task queue (Celery's message transport)",
+    "workers": "Workers",
+    "beat": "Scheduler (Celery beat)",
+}
+
+
 def _services() -> tuple[str, list[dict]]:
     # Answered by ops (its health checks) through the hub; "unknown" without it.
-    return hub.ask("services_health", default=("unknown", []))
+    overall, services = hub.ask("services_health", default=("unknown", []))
+    labelled = []
+    for service in services:
+        service = dict(service)
+        service["label"] = SERVICE_LABELS.get(service.get("name", ""), str(service.get("name", "")).capitalize())
+        labelled.append(service)
+    return overall, labelled
 
 
 def _breakers(now) -> list[dict]:

@@ -127,3 +127,20 @@ def test_no_free_page_thread_is_a_204_for_a_live_refetch_and_the_styled_503_for_
 def test_favicon_is_the_brand_mark(client):
     response = client.get("/favicon.ico")
     assert response.status_code == 302 and response["Location"].endswith(".svg")
+
+
+def test_system_status_names_the_celery_transport_for_what_it_is(client, user, monkeypatch):
+    from connections import views_live
+    from tests.support import with_second_factor
+
+    # Without Redis (make run) Celery's transport is a folder, checked as "broker".
+    rows = [{"name": "broker", "ok": True, "detail": "ok", "latency_ms": 1}]
+    monkeypatch.setattr(
+        views_live.hub, "ask", lambda name, default=None: ("healthy", rows) if name == "services_health" else default
+    )
+    user.is_staff = True
+    user.save()
+    with_second_factor(user)
+    client.force_login(user)
+    page = client.get("/connections/system/").content.decode()
+    assert 'data-service="broker"><th scope="row">Task queue (Celery&#x27;s message transport)</th>' in page
