@@ -23,6 +23,11 @@ class NotificationSettings(models.Model):
     email = models.BooleanField("Send by email", default=True)
     updated_at = models.DateTimeField(auto_now=True)
 
+    class Meta:
+        # Already plural: admin would add an "s" ("Notification settingss").
+        verbose_name = "notification settings"
+        verbose_name_plural = "notification settings"
+
     def __str__(self) -> str:
         return f"notification settings of {self.user}"
 

@@ -144,3 +144,9 @@ def test_system_status_names_the_celery_transport_for_what_it_is(client, user, m
     client.force_login(user)
     page = client.get("/connections/system/").content.decode()
     assert 'data-service="broker"><th scope="row">Task queue (Celery&#x27;s message transport)</th>' in page
+
+
+def test_admin_names_notification_settings_once():
+    from preferences.models import NotificationSettings
+
+    assert str(NotificationSettings._meta.verbose_name_plural) == "notification settings"
