@@ -424,6 +424,8 @@ async def browser_pages(base: str, sessions, count: int, seconds: float, sandbox
     def on_console(message) -> None:
         if measuring and message.type == "error":
             seen["errors"] += 1
+            if len(seen.setdefault("error_texts", [])) < 3:
+                seen["error_texts"].append(message.text[:200])
 
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
@@ -579,7 +581,7 @@ def run(args, db_name: str, web_pid: int) -> None:
             f"{' '.join(b['sweep'])}): {b['requests'] / b['pages'] / minutes:.2f} requests per open page per "
             f"minute ({b['requests']} in all: {b['by_path'] or 'none'}), "
             f"{b['streams'] / b['pages'] / minutes:.2f} stream (re)opens per page per minute, "
-            f"{b['errors']} console errors"
+            f"{b['errors']} console errors{': ' + ' | '.join(b['error_texts']) if b['errors'] else ''}"
         )
 
 
