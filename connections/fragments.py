@@ -128,6 +128,14 @@ def cards_for_stream(user_id, connection_ids) -> dict[str, str]:
     return out
 
 
+def summary_for_stream(user_id, show: str = "") -> str:
+    """The summary strip of this user's dashboard (filtered by `show`), for the live stream to
+    send with a batch of changes instead of every open page re-fetching it."""
+    summary = presenters.summary_for_user(user=user_id, show=show)
+    context = {"summary": summary, "monitoring": presenters.monitoring_status()}
+    return render_to_string("connections/partials/_summary_strip.html", context)
+
+
 def _cards_raw(connections: list[Connection], *, now, last_sweep) -> tuple[list, list[str]]:
     """(views, cached HTML of each card), rendering and caching the cards whose key is new."""
     profiles = presenters.ProfileCache()

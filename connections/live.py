@@ -154,6 +154,21 @@ card_render: Callable | None = None
 card_finish: Callable | None = None
 
 
+# The summary strip the dashboard's stream sends with a batch of changes, set by views_live:
+# `summary_render(user_id, show)` -> HTML. None: the stream says "summary", pages re-fetch it.
+summary_render: Callable | None = None
+
+
+def _summary_read(user_id, show: str) -> str:
+    try:
+        return summary_render(user_id, show)
+    finally:
+        db_release()
+
+
+summary_read = sync_to_async(_summary_read, thread_sensitive=False)
+
+
 def _cards_read(user_id, ids) -> dict[str, str]:
     try:
         return card_render(user_id, ids)
@@ -221,6 +236,10 @@ class Hub:
         # connection id -> (version, task rendering the cards of that batch): every open page
         # of the user waits on the same render.
         self.cards: dict[str, tuple[str | None, asyncio.Future]] = {}
+        # user -> generation of their summary (bumped by every change or monitoring flip);
+        # (user, show) -> (generation, task rendering it): one render for all their open pages.
+        self.summary_gen: dict[str, int] = {}
+        self.summaries: dict[tuple[str, str], tuple[int, asyncio.Future]] = {}
         self._tasks = [asyncio.ensure_future(self._poll_loop()), asyncio.ensure_future(self._monitoring_loop())]
         if self.redis_url:
             self._tasks.append(asyncio.ensure_future(self._redis_loop()))
@@ -262,6 +281,9 @@ class Hub:
             for pk in self.user_connections.pop(sub.user_id, ()):
                 self.versions.pop(pk, None)
                 self.cards.pop(pk, None)
+            self.summary_gen.pop(sub.user_id, None)
+            for key in [key for key in self.summaries if key[0] == sub.user_id]:
+                del self.summaries[key]
 
     def learn(self, rows) -> None:
         """Versions a stream read when it opened: the baseline later changes are compared to."""
@@ -279,6 +301,7 @@ class Hub:
         # Unknown until now (a poll ran before the stream read its baseline): nothing to compare.
         if known is None or known == version:
             return
+        self.summary_gen[user_id] = self.summary_gen.get(user_id, 0) + 1
         for sub in subs:
             sub.put(pk, status)
 
@@ -309,6 +332,22 @@ class Hub:
                 out[pk] = html
         return out
 
+    async def summary_get(self, user_id: str, show: str) -> str | None:
+        """The user's summary strip as of their latest change, rendered once for all their
+        open pages with the same filter; None: the pages re-fetch it instead."""
+        if summary_render is None:
+            return None
+        key, generation = (user_id, show), self.summary_gen.get(user_id, 0)
+        entry = self.summaries.get(key)
+        if entry is None or entry[0] != generation:
+            entry = self.summaries[key] = (generation, asyncio.ensure_future(summary_read(user_id, show)))
+        try:
+            return await asyncio.shield(entry[1])
+        except Exception as exc:  # noqa: BLE001 - the pages re-fetch the strip instead
+            logger.warning("connections.live.summary_failed", extra={"error": type(exc).__name__})
+            self.summaries.pop(key, None)
+            return None
+
     # -- feeds --
 
     async def _poll_once(self) -> None:
@@ -334,7 +373,8 @@ class Hub:
         before, self.monitoring_active = self.monitoring_active, active
         if before is None or before == active:
             return
-        for subs in self.by_user.values():
+        for user_id, subs in self.by_user.items():
+            self.summary_gen[user_id] = self.summary_gen.get(user_id, 0) + 1
             for sub in subs:
                 sub.put_summary()
 
@@ -467,6 +507,7 @@ async def connection_stream(
     max_seconds: float | None = None,
     subscriber: Subscriber | None = None,
     csrf_token: str | None = None,
+    show: str = "",
 ) -> AsyncIterator[str]:
     """Server-sent events for one user's connections (or just `connection_id`) until
     `max_seconds` pass or the client leaves. Raises TooManyStreams when over a cap (the view
@@ -475,7 +516,8 @@ async def connection_stream(
     A dashboard's stream (no `connection_id`, and the page's `csrf_token` for the cards'
     forms) sends a changed card itself, `card-<id>` with its HTML, which the page swaps in
     without a request; otherwise, and when a card cannot be had, `conn-<id>`, and the page
-    re-fetches it."""
+    re-fetches it. Likewise the summary strip (filtered by the page's `show`): `summary-html`
+    with the strip, else `summary`."""
     hub = hub_get()
     max_seconds = stream_max_seconds() if max_seconds is None else max_seconds
     sub = subscriber or await stream_open(user_id, connection_id)
@@ -502,7 +544,8 @@ async def connection_stream(
                         yield sse(f"card-{pk}", card_finish(cards[pk], token=csrf_token, now=now) if cards[pk] else "")
                     else:
                         yield sse(f"conn-{pk}", status)
-                yield sse("summary", str(len(changed)))
+                strip = await hub.summary_get(sub.user_id, show) if connection_id is None else None
+                yield sse("summary-html", strip) if strip else sse("summary", str(len(changed)))
                 last_sent = time.monotonic()
             elif time.monotonic() - last_sent >= KEEPALIVE_SECONDS:
                 last_sent = time.monotonic()

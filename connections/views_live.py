@@ -35,6 +35,7 @@ def _monitoring_active() -> bool:
 live.monitoring_probe = _monitoring_active
 live.card_render = fragments.cards_for_stream
 live.card_finish = fragments.card_finish
+live.summary_render = fragments.summary_for_stream
 
 
 def _fragment(request, template: str, context: dict, *, final: bool) -> HttpResponse:
@@ -184,7 +185,13 @@ async def _open(request, connection_id=None):
         return response
     loop = asyncio.get_running_loop()
     return EventStreamResponse(
-        live.connection_stream(user_id, connection_id=connection_id, subscriber=subscriber, csrf_token=csrf_token),
+        live.connection_stream(
+            user_id,
+            connection_id=connection_id,
+            subscriber=subscriber,
+            csrf_token=csrf_token,
+            show=request.GET.get("show", "")[:40],
+        ),
         on_close=lambda: live.stream_close_threadsafe(subscriber, loop),
     )
 
