@@ -154,6 +154,22 @@ card_render: Callable | None = None
 card_finish: Callable | None = None
 
 
+# Which of these session keys are still signed in, set by views_live: checked once per change
+# batch per process for all of a user's open pages, before a stream sends cards (a re-fetch
+# from a page whose session ended is refused; a pushed card must be too).
+sessions_alive: Callable | None = None
+
+
+def _sessions_read(keys: list[str]) -> set[str]:
+    try:
+        return sessions_alive(keys)
+    finally:
+        db_release()
+
+
+sessions_read = sync_to_async(_sessions_read, thread_sensitive=False)
+
+
 # The summary strip the dashboard's stream sends with a batch of changes, set by views_live:
 # `summary_render(user_id, show)` -> HTML. None: the stream says "summary", pages re-fetch it.
 summary_render: Callable | None = None
@@ -201,6 +217,8 @@ class Subscriber:
     pending: dict[str, str] = field(default_factory=dict)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     summary_due: bool = False
+    # The page's session: a stream that sends cards themselves stops when it has ended.
+    session_key: str = ""
 
     def put(self, connection_id: str, status: str) -> None:
         if self.connection_id is None or self.connection_id == connection_id:
@@ -263,9 +281,9 @@ class Hub:
                 429,
             )
 
-    def subscribe(self, user_id, connection_id=None) -> Subscriber:
+    def subscribe(self, user_id, connection_id=None, session_key: str = "") -> Subscriber:
         self.admit(user_id)
-        sub = Subscriber(str(user_id), str(connection_id) if connection_id else None)
+        sub = Subscriber(str(user_id), str(connection_id) if connection_id else None, session_key=session_key or "")
         self.by_user.setdefault(sub.user_id, set()).add(sub)
         self.count += 1
         return sub
@@ -331,6 +349,24 @@ class Hub:
             if html is not None:
                 out[pk] = html
         return out
+
+    async def signed_in(self, sub: Subscriber) -> bool:
+        """Whether this stream's session still stands, read once per change batch for all the
+        user's open pages (False also when it cannot be read: the page re-fetches instead)."""
+        if sessions_alive is None or not sub.session_key:
+            return False
+        key, generation = ("sessions", sub.user_id), self.summary_gen.get(sub.user_id, 0)
+        entry = self.summaries.get(key)
+        if entry is None or entry[0] != generation:
+            keys = sorted({s.session_key for s in self.by_user.get(sub.user_id, ()) if s.session_key})
+            entry = self.summaries[key] = (generation, asyncio.ensure_future(sessions_read(keys)))
+        try:
+            alive = await asyncio.shield(entry[1])
+        except Exception as exc:  # noqa: BLE001
+            logger.warning("connections.live.sessions_failed", extra={"error": type(exc).__name__})
+            self.summaries.pop(key, None)
+            return False
+        return sub.session_key in alive
 
     async def summary_get(self, user_id: str, show: str) -> str | None:
         """The user's summary strip as of their latest change, rendered once for all their
@@ -478,12 +514,12 @@ def sse(event: str, data: str = "") -> str:
     return f"event: {event}\n" + "".join(f"data: {line}\n" for line in lines) + "\n"
 
 
-async def stream_open(user_id, connection_id=None) -> Subscriber:
+async def stream_open(user_id, connection_id=None, session_key: str = "") -> Subscriber:
     """Register a stream (raises TooManyStreams over a cap), wait for the hub's feed and read
     the user's current versions. The view does this before answering: once the browser sees
     the response it shows "Live", and a change after that must not be missed."""
     hub = hub_get()
-    sub = hub.subscribe(user_id, connection_id)
+    sub = hub.subscribe(user_id, connection_id, session_key=session_key)
     try:
         await _wait(hub.subscribed, 2)
         hub.learn(await versions_read([user_id], connection_id))
@@ -536,7 +572,12 @@ async def connection_stream(
             changed, summary = sub.take()
             if changed or summary:
                 cards = {}
-                if changed and connection_id is None and csrf_token is not None and card_finish is not None:
+                pushing = connection_id is None and csrf_token is not None and card_finish is not None
+                if pushing and not await hub.signed_in(sub):
+                    # Signed out since the stream opened (or not known): no card goes out; the
+                    # page re-fetches, and a signed-out re-fetch says so (connections.middleware).
+                    pushing = False
+                if changed and pushing:
                     cards = await hub.cards_get(sub.user_id, list(changed))
                 now = timezone.now()
                 for pk, status in changed.items():
@@ -544,7 +585,7 @@ async def connection_stream(
                         yield sse(f"card-{pk}", card_finish(cards[pk], token=csrf_token, now=now) if cards[pk] else "")
                     else:
                         yield sse(f"conn-{pk}", status)
-                strip = await hub.summary_get(sub.user_id, show) if connection_id is None else None
+                strip = await hub.summary_get(sub.user_id, show) if pushing else None
                 yield sse("summary-html", strip) if strip else sse("summary", str(len(changed)))
                 last_sent = time.monotonic()
             elif time.monotonic() - last_sent >= KEEPALIVE_SECONDS:

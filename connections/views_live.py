@@ -30,12 +30,21 @@ def _monitoring_active() -> bool:
     return presenters.monitoring_status().active
 
 
+def _sessions_alive(keys: list[str]) -> set[str]:
+    """The session keys among `keys` that are still signed in (Django's session store)."""
+    from importlib import import_module
+
+    store = import_module(settings.SESSION_ENGINE).SessionStore
+    return {key for key in keys if store(session_key=key).get("_auth_user_id")}
+
+
 # Open streams hear when monitoring stops or starts again (the summary strip's banner), and
 # a dashboard's stream sends the changed cards themselves.
 live.monitoring_probe = _monitoring_active
 live.card_render = fragments.cards_for_stream
 live.card_finish = fragments.card_finish
 live.summary_render = fragments.summary_for_stream
+live.sessions_alive = _sessions_alive
 
 
 def _fragment(request, template: str, context: dict, *, final: bool) -> HttpResponse:
@@ -177,7 +186,7 @@ async def _open(request, connection_id=None):
         user_id, csrf_token, refused = await sync_to_async(_stream_authorise)(request, connection_id)
         if refused is not None:
             return refused
-        subscriber = await live.stream_open(user_id, connection_id)
+        subscriber = await live.stream_open(user_id, connection_id, session_key=request.session.session_key or "")
     except live.TooManyStreams as exc:
         logger.info("connections.stream.refused", extra={"status": exc.status})
         response = HttpResponse(str(exc), status=exc.status, content_type="text/plain")

@@ -5,11 +5,22 @@ each sweep is what made real pages 503)."""
 import asyncio
 
 import pytest
+from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
 
+from accounts.sessions import SessionStore
 from connections import display, live, views_live  # noqa: F401 - views_live wires the renderers into live
 from connections.models import ConnectionStatus
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def session_of(user) -> str:
+    store = SessionStore()
+    store[SESSION_KEY] = str(user.pk)
+    store[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
+    store[HASH_SESSION_KEY] = user.get_session_auth_hash()
+    store.create()
+    return store.session_key
 
 
 def test_two_open_pages_get_the_card_and_strip_from_one_render(make_connection, monkeypatch):
@@ -29,12 +40,17 @@ def test_two_open_pages_get_the_card_and_strip_from_one_render(make_connection, 
     monkeypatch.setattr(live, "card_render", count_cards)
     monkeypatch.setattr(live, "summary_render", count_summary)
 
+    signed_in, signed_out = session_of(connection.user), session_of(connection.user)
+
     async def main():
         hub = live.Hub()
         try:
-            pages = [hub.subscribe(user_id), hub.subscribe(user_id)]
+            pages = [hub.subscribe(user_id, session_key=signed_in), hub.subscribe(user_id, session_key=signed_in)]
+            gone = hub.subscribe(user_id, session_key=signed_out)
+            await asyncio.to_thread(SessionStore(session_key=signed_out).delete)
             streams = [
-                live.connection_stream(user_id, subscriber=sub, csrf_token="TOKEN", max_seconds=5) for sub in pages
+                live.connection_stream(user_id, subscriber=sub, csrf_token="TOKEN", max_seconds=5)
+                for sub in [*pages, gone]
             ]
             live._hubs[asyncio.get_running_loop()] = hub
             for stream in streams:
@@ -49,7 +65,9 @@ def test_two_open_pages_get_the_card_and_strip_from_one_render(make_connection, 
             for task in hub._tasks:
                 task.cancel()
 
-    got = asyncio.run(main())
+    *got, after_sign_out = asyncio.run(main())
+    # The page whose session ended gets no card, only "re-fetch" (refused as signed out).
+    assert after_sign_out[0].startswith(f"event: conn-{pk}\n") and after_sign_out[1].startswith("event: summary\n")
     for card, strip in got:
         assert card.startswith(f"event: card-{pk}\n")
         assert "Waiting for the broker" in card and "TOKEN" in card and "csrf-placeholder" not in card
