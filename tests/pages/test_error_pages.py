@@ -150,3 +150,9 @@ def test_admin_names_notification_settings_once():
     from preferences.models import NotificationSettings
 
     assert str(NotificationSettings._meta.verbose_name_plural) == "notification settings"
+
+
+def test_email_addresses_page_badges_and_actions(signed_in):
+    text = signed_in.get("/accounts/email/").content.decode()
+    assert 'class="auth-badge auth-badge--warn"' in text  # "Unverified", a label beside the address
+    assert 'class="button button--ghost"' in text and 'class="button button--danger"' in text
