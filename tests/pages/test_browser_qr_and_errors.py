@@ -59,3 +59,39 @@ def test_error_pages_are_styled_with_a_way_back(stack, user, page):
         card.get_by_role("link", name="Back to My connections").click()
         page.wait_for_url(f"{stack.url}/connections/")
     assert [e for e in console.errors if "404" not in e and "403" not in e] == []
+
+
+def test_admin_connection_list_fits_1280_px_and_names_notification_settings(stack, user, chromium, django_user_model):
+    from django.utils import timezone
+
+    from connections.models import Connection, ConnectionStatus
+    from tests.support import with_second_factor
+
+    for i, status in enumerate([ConnectionStatus.NEEDS_REAUTH, ConnectionStatus.BROKER_OUTAGE]):
+        Connection.objects.create(
+            user=user,
+            broker_slug="sandbox",
+            account_id=f"ACC-ADMIN-{i}",
+            account_number_masked=f"••{i:04d}",
+            status=status,
+            health_score=73,
+            quality="good",
+            last_check_at=timezone.now(),
+            next_check_at=timezone.now(),
+        )
+    context = chromium.new_context(viewport={"width": 1280, "height": 800})
+    try:
+        page = context.new_page()
+        sign_in(page, stack, user.email)
+        django_user_model.objects.filter(pk=user.pk).update(is_staff=True, is_superuser=True)
+        with_second_factor(user)
+        page.goto(f"{stack.url}/admin/connections/connection/")
+        widths = page.evaluate(
+            "() => { const r = document.querySelector('#changelist .results'); return [r.scrollWidth, r.clientWidth]; }"
+        )
+        assert widths[0] <= widths[1], widths  # every column visible, nothing behind the filters
+        page.goto(f"{stack.url}/admin/preferences/")
+        expect(page.locator("#content-main")).to_contain_text("Notification settings")
+        expect(page.locator("#content-main")).not_to_contain_text("settingss")
+    finally:
+        context.close()
