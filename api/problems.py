@@ -23,7 +23,7 @@ from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from ninja import Schema
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 
-from common.threadlanes import BUSY_MESSAGE
+from common.busy import BUSY_MESSAGE
 from connections.ratelimit import RateLimited
 from ops.busy import database_busy
 

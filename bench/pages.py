@@ -13,7 +13,13 @@ Prints, side by side: dashboard requests/s and p50/p95/p99 at each concurrency (
 stream open and with every stream open), the open streams held, PostgreSQL connections in
 use (pg_stat_activity, peak), web RSS, and whether every stream got the sweep's changes
 (the sandbox is switched to an outage, one sweep runs in a subprocess as a worker would,
-and every connection's card must receive its `conn-<id>` event).
+and every connection's card must receive its `card-<id>` or `conn-<id>` event).
+
+`--browser-pages N` (real-browser mode) then keeps N Chromium dashboards open (Debian's
+/usr/bin/chromium through Playwright, one signed-in user each) for `--browser-seconds`, with
+the sandbox recovering and one sweep in that window, and prints the requests per open page
+per minute they make (the synthetic streams above only listen, so they cannot show polling or
+re-fetches), stream (re)opens and console errors.
 """
 
 from __future__ import annotations
@@ -198,7 +204,8 @@ class Streams:
                 assert b"retry:" in first
                 self.opened += 1
             async for line in resp.content:
-                if line.startswith(b"event: conn-"):
+                # conn-<id> (re-fetch) or card-<id> (the card itself): either tells the page.
+                if line.startswith((b"event: conn-", b"event: card-")):
                     self.received[i].add(line[len(b"event: conn-") :].strip().decode())
             self.ended += 1
         except (aiohttp.ClientError, asyncio.IncompleteReadError) as exc:
@@ -233,6 +240,12 @@ def main() -> None:
     parser.add_argument("--pool", type=int, default=8, help="DB_POOL_MAX_SIZE per web process")
     parser.add_argument("--port", type=int, default=9277)
     parser.add_argument("--sandbox-port", type=int, default=9278)
+    parser.add_argument(
+        "--browser-pages", type=int, default=0, help="real-browser mode: Chromium dashboards kept open (0: off)"
+    )
+    parser.add_argument(
+        "--browser-seconds", type=float, default=120.0, help="real-browser mode: measured window (one sweep in it)"
+    )
     args = parser.parse_args()
 
     from tests.fixtures.sandbox import CONTROL_TOKEN
@@ -372,6 +385,77 @@ def seed(args, sandbox_url: str) -> tuple[list[tuple[str, list[str]]], dict]:
     return sessions, client
 
 
+SWEEP_NOW = (
+    "import django; django.setup(); from django.utils import timezone; "
+    "from connections.models import Connection; from connections.engine.models import CircuitBreaker; "
+    "from connections.engine.sweep import sweep_run; now = timezone.now(); "
+    "Connection.objects.update(next_check_at=now, lease_until=None, lease_owner=''); "
+    "CircuitBreaker.objects.filter(state='open').update(next_probe_at=now); r = sweep_run(); "
+    "from collections import Counter; "
+    "print(r.claimed, 'claimed,', r.checked, 'checked; statuses now:', "
+    "dict(Counter(Connection.objects.values_list('status', flat=True))))"
+)
+
+
+async def browser_pages(base: str, sessions, count: int, seconds: float, sandbox_port: int, client: dict) -> dict:
+    """Real-browser mode: `count` Chromium dashboards (one signed-in user each) kept open for
+    `seconds`, during which the sandbox recovers and one sweep runs (every card changes back).
+    Counts what the pages ask the server (XHR/fetch; stream reconnects apart) and their
+    console errors: what aiohttp streams that only listen cannot show."""
+    from playwright.async_api import async_playwright
+
+    from tests.fixtures.browser import CHROMIUM, CHROMIUM_ARGS
+    from tests.fixtures.sandbox import SandboxServer
+
+    seen = {"requests": 0, "streams": 0, "errors": 0, "by_path": {}}
+    measuring = False
+
+    def on_request(request) -> None:
+        if not measuring:
+            return
+        path = urlsplit(request.url).path
+        if path.endswith("/stream/"):
+            seen["streams"] += 1
+        elif request.resource_type in ("xhr", "fetch"):
+            seen["requests"] += 1
+            kind = "card" if path.endswith("/card/") else path
+            seen["by_path"][kind] = seen["by_path"].get(kind, 0) + 1
+
+    def on_console(message) -> None:
+        if measuring and message.type == "error":
+            seen["errors"] += 1
+            if len(seen.setdefault("error_texts", [])) < 3:
+                seen["error_texts"].append(message.text[:200])
+
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            for cookie, _ids in sessions[:count]:
+                name, value = cookie.split("=", 1)
+                context = await browser.new_context()
+                await context.add_cookies([{"name": name, "value": value, "url": base}])
+                page = await context.new_page()
+                page.on("request", on_request)
+                page.on("console", on_console)
+                await page.goto(f"{base}/connections/")
+                await page.wait_for_function("() => document.body.dataset.live === 'open'", timeout=60_000)
+            measuring = True
+            t0 = time.monotonic()
+            SandboxServer(sandbox_port).set_faults(client["client_id"], outage=False)
+            sweep = await asyncio.to_thread(
+                subprocess.run, [sys.executable, "-c", SWEEP_NOW],
+                cwd=ROOT, env=dict(os.environ), capture_output=True, text=True, timeout=300,
+            )  # fmt: skip
+            seen["sweep"] = (sweep.stdout.strip() or sweep.stderr.strip()[-300:]).splitlines()[-1:]
+            await asyncio.sleep(max(0.0, seconds - (time.monotonic() - t0)))
+            seen["seconds"] = time.monotonic() - t0
+            measuring = False
+        finally:
+            await browser.close()
+    seen["pages"] = count
+    return seen
+
+
 def run(args, db_name: str, web_pid: int) -> None:
     from tests.fixtures.sandbox import SandboxServer
     from tests.support import wait_for_http
@@ -443,6 +527,10 @@ def run(args, db_name: str, web_pid: int) -> None:
             out["db_peak"] = peak["db"]
             await streams.close()
         sampler.cancel()
+        if args.browser_pages:
+            out["browser"] = await browser_pages(
+                base, sessions, args.browser_pages, args.browser_seconds, args.sandbox_port, client
+            )
         return out
 
     out = asyncio.run(scenario())
@@ -485,6 +573,16 @@ def run(args, db_name: str, web_pid: int) -> None:
         f"sweep: {' '.join(out['sweep'])}; streams that got every change of their user's connections: "
         f"{out['complete']}/{out['held']} within {out['complete_seconds']:.1f}s; still open: {out['still_open']}"
     )
+    if "browser" in out:
+        b = out["browser"]
+        minutes = b["seconds"] / 60
+        print(
+            f"real browsers: {b['pages']} Chromium dashboards open {b['seconds']:.0f} s (one sweep in it: "
+            f"{' '.join(b['sweep'])}): {b['requests'] / b['pages'] / minutes:.2f} requests per open page per "
+            f"minute ({b['requests']} in all: {b['by_path'] or 'none'}), "
+            f"{b['streams'] / b['pages'] / minutes:.2f} stream (re)opens per page per minute, "
+            f"{b['errors']} console errors{': ' + ' | '.join(b['error_texts']) if b['errors'] else ''}"
+        )
 
 
 if __name__ == "__main__":

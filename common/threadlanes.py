@@ -13,8 +13,9 @@ WEB_PAGE_THREADS lanes for a GET: a single-thread executor kept for the life of 
 loop, first come first served. Everything else keeps Django's thread per request: views that
 call a broker (OAuth callback, Check now, disconnect) may wait seconds on it and must not hold
 up page views, async views (live streams) wait on the loop, and an unmarked view is never
-assumed safe. A request that finds no lane free within DB_POOL_TIMEOUT gets the same 503
-"busy" answer as one that finds no database connection (ops.busy).
+assumed safe. A request that finds no lane free within DB_POOL_TIMEOUT gets the same busy
+answer as one that finds no database connection (ops.busy): the styled 503 page, or for an
+htmx re-fetch (a live card) a 204 that keeps the card the page shows (common.busy).
 """
 
 from __future__ import annotations
@@ -25,11 +26,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 from asgiref.sync import ThreadSensitiveContext
 
+from common.busy import busy_response_parts
+
 logger = logging.getLogger(__name__)
 
-# Also ops.busy's answer when no database connection is free (common imports no app).
-BUSY_MESSAGE = "brokerlink is busy right now: every database connection is in use. Try again in a few seconds."
-BUSY_BODY = BUSY_MESSAGE.encode()
 _MARK = "page_threads"
 
 
@@ -85,7 +85,7 @@ class PageThreads:
             executor = await asyncio.wait_for(free.get(), self.timeout)
         except TimeoutError:
             logger.warning("ops.web.busy", extra={"path": scope["path"]})
-            await _busy(send)
+            await _busy(send, htmx=(b"hx-request", b"true") in scope.get("headers", ()))
             return
         try:
             async with ThreadSensitiveContext(executor=executor):
@@ -94,17 +94,15 @@ class PageThreads:
             free.put_nowait(executor)
 
 
-async def _busy(send) -> None:
+async def _busy(send, *, htmx: bool) -> None:
+    """The busy answer (common.busy): the styled 503 page, or for an htmx re-fetch a 204
+    that keeps the card the page already shows."""
+    status, headers, body = busy_response_parts(htmx=htmx)
     await send(
         {
             "type": "http.response.start",
-            "status": 503,
-            "headers": [
-                (b"content-type", b"text/plain; charset=utf-8"),
-                (b"content-length", str(len(BUSY_BODY)).encode()),
-                (b"retry-after", b"5"),
-                (b"cache-control", b"no-store"),
-            ],
+            "status": status,
+            "headers": [(name.encode(), value.encode()) for name, value in headers],
         }
     )
-    await send({"type": "http.response.body", "body": BUSY_BODY})
+    await send({"type": "http.response.body", "body": body})

@@ -85,6 +85,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # Under DEBUG too, a link to nowhere shows the styled 404 (inside the CSP middleware: its header applies).
+    "config.errorpages.StyledNotFoundMiddleware",
     "allauth.account.middleware.AccountMiddleware",
     "accounts.middleware.SessionHardeningMiddleware",
     # htmx requests after the session ended: "You were signed out", not a login page in a card.
@@ -282,6 +284,11 @@ STORAGES = {
 # Open live pages (event streams) one web process serves at once, in all and per user.
 LIVE_MAX_STREAMS_PER_PROCESS = env_int("LIVE_MAX_STREAMS_PER_PROCESS", 4000)
 LIVE_MAX_STREAMS_PER_USER = env_int("LIVE_MAX_STREAMS_PER_USER", 20)
+# How often an open page asks for changes while its event stream is down (never while it is open).
+LIVE_POLL_SECONDS = float(env_str("LIVE_POLL_SECONDS", "5"))
+# A stream ends (and the page opens a new one) after this long: bounds how long it holds a
+# worker and picks up a new deployment.
+LIVE_STREAM_MAX_SECONDS = float(env_str("LIVE_STREAM_MAX_SECONDS", "300"))
 
 # --- brokerlink --------------------------------------------------------------------------
 BROKERS_FILE = env_str("BROKERS_FILE")

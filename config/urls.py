@@ -1,10 +1,19 @@
 from django.conf import settings
 from django.contrib import admin
+from django.shortcuts import redirect
+from django.templatetags.static import static
 from django.urls import include, path
 from django.views.generic import RedirectView
 
+
+def favicon(request):
+    """Browsers ask for /favicon.ico whatever the page says: the brand mark."""
+    return redirect(static("img/mark.svg"))
+
+
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="connections:dashboard", permanent=False)),
+    path("favicon.ico", favicon),
     path("accounts/", include("allauth.urls")),
     path("settings/", include("preferences.urls")),
     path("admin/", admin.site.urls),

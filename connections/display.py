@@ -2,7 +2,8 @@
 only when this changes, not on every heartbeat's `updated_at`.
 
 The version covers what the card and detail panel show: status, health score and quality,
-the current problem, the retry count, and the token phrase's inputs (expiry, deadline).
+the current problem, the retry count, the token phrase's inputs (expiry, deadline), the
+nickname, and whether the card was archived (put away: it leaves open dashboards).
 "Last successful check" and latency change at every passing check; re-fetching every card
 of every open page every minute for them is what exhausted the web box, so they count only
 once per `QUIET_SECONDS` window. Each connection's window is shifted by a phase taken from
@@ -39,6 +40,8 @@ FIELDS = (
     "refresh_expires_at",
     "reauth_deadline_at",
     "last_success_at",
+    "nickname",
+    "archived_at",
 )
 
 
@@ -66,6 +69,8 @@ def display_version_of(pk, values: dict) -> str:
         _epoch(values["refresh_expires_at"]),
         _epoch(values["reauth_deadline_at"]),
         _quiet_window(pk, values["last_success_at"]),
+        values["nickname"],
+        _epoch(values["archived_at"]),
     ]
     return hashlib.blake2b(json.dumps(key).encode(), digest_size=8).hexdigest()
 

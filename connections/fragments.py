@@ -31,7 +31,7 @@ from django.utils import timezone
 from django.utils.safestring import mark_safe
 
 from connections import presenters
-from connections.models import Connection
+from connections.models import Connection, ConnectionStatus
 from connections.selectors import connection_list_for_user
 
 CARD_TEMPLATE = "connections/partials/_card.html"
@@ -39,7 +39,7 @@ CARD_SECONDS = 600
 _CSRF_MARK = "csrf-placeholder-7f3a9c"
 # Fields of the view that are not part of what the card shows, or are covered otherwise.
 _NOT_SHOWN = {"connection", "uptime_svg", "disconnect_result"}
-_VERSION = "3"  # bump when _card.html changes shape in a way the key cannot see
+_VERSION = "4"  # bump when _card.html changes shape in a way the key cannot see
 
 
 _cache = None
@@ -101,6 +101,43 @@ def times_refresh(html: str, *, now) -> str:
 def cards_html(request, connections: list[Connection], *, now=None, last_sweep=None) -> tuple[list, list[str]]:
     """(views, html of each card) for these connections, rendering only cards that changed."""
     now = now or timezone.now()
+    views, raw = _cards_raw(connections, now=now, last_sweep=last_sweep)
+    token = get_token(request)
+    return views, [card_finish(html, token=token, now=now) for html in raw]
+
+
+def card_finish(raw: str, *, token: str, now) -> str:
+    """A cached card as served: this browser's CSRF token, the clock words as they read now."""
+    return mark_safe(times_refresh(raw, now=now).replace(_CSRF_MARK, token))  # noqa: S308 - our own render
+
+
+def cards_for_stream(user_id, connection_ids) -> dict[str, str]:
+    """{connection id: cached card HTML (not finished)} of this user's connections, for the
+    live stream to send in its events ("" for a card that left the dashboard: archived or
+    removed). One read for all of them; only cards whose key is new are rendered."""
+    now = timezone.now()
+    rows = list(Connection.objects.filter(user_id=user_id, pk__in=list(connection_ids)).select_related("broker_app"))
+    live = [c for c in rows if c.status != ConnectionStatus.DISCONNECTED]
+    _, raw = _cards_raw(live, now=now, last_sweep=presenters.monitoring_last_run())
+    out = {str(pk): "" for pk in connection_ids}
+    out.update({str(c.pk): html for c, html in zip(live, raw, strict=True)})
+    for c in rows:
+        if c.status == ConnectionStatus.DISCONNECTED and c.archived_at is None:
+            # As the card view answers it: the final card with its revocation result, not cached.
+            out[str(c.pk)] = render_to_string(CARD_TEMPLATE, {"card": presenters.card_for(c), "csrf_token": _CSRF_MARK})
+    return out
+
+
+def summary_for_stream(user_id, show: str = "") -> str:
+    """The summary strip of this user's dashboard (filtered by `show`), for the live stream to
+    send with a batch of changes instead of every open page re-fetching it."""
+    summary = presenters.summary_for_user(user=user_id, show=show)
+    context = {"summary": summary, "monitoring": presenters.monitoring_status()}
+    return render_to_string("connections/partials/_summary_strip.html", context)
+
+
+def _cards_raw(connections: list[Connection], *, now, last_sweep) -> tuple[list, list[str]]:
+    """(views, cached HTML of each card), rendering and caching the cards whose key is new."""
     profiles = presenters.ProfileCache()
     views = [
         presenters.present_connection(c, checks=[], now=now, profiles=profiles, last_sweep=last_sweep)
@@ -115,11 +152,7 @@ def cards_html(request, connections: list[Connection], *, now=None, last_sweep=N
         new = {key: fresh[c.pk] for c, key in zip(connections, keys, strict=True) if c.pk in fresh}
         cache.set_many(new, CARD_SECONDS)
         found.update(new)
-    token = get_token(request)
-    return views, [
-        mark_safe(times_refresh(found[key], now=now).replace(_CSRF_MARK, token))  # noqa: S308 - our own render
-        for key in keys
-    ]
+    return views, [found[key] for key in keys]
 
 
 def dashboard_cached(

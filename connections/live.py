@@ -15,6 +15,9 @@ One stream format (server-sent events, one named event per connection, `conn-<uu
   one query per process for all open pages, not one per page.
 - A change is sent only when `display.display_version` of the row changed (what a person
   sees), never for a heartbeat that only moved `updated_at`.
+- Whether monitoring runs (the summary strip's "Status may be out of date" banner) is read
+  once per process every `MONITORING_SECONDS`; when it flips, every stream gets a `summary`
+  event. Pages with an open stream therefore never poll (live.js polls only while it is down).
 
 A stream touches the database only to authorise itself and to read its user's current
 versions, each time in a connection it closes right after. The number of streams is capped
@@ -30,12 +33,13 @@ import json
 import logging
 import time
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import connections as db_connections
+from django.utils import timezone
 
 from connections import display
 from connections.models import Connection
@@ -52,8 +56,14 @@ KEEPALIVE_SECONDS = 15.0
 # how long a stream holds a worker and picks up a new deployment.
 STREAM_MAX_SECONDS = 300.0
 RETRY_MS = 1000
+# How often each process reads whether monitoring runs (one query for all its open pages).
+MONITORING_SECONDS = 15.0
 # Users per IN (…) of the shared poll.
 POLL_CHUNK = 500
+
+
+def stream_max_seconds() -> float:
+    return float(getattr(settings, "LIVE_STREAM_MAX_SECONDS", STREAM_MAX_SECONDS))
 
 
 def max_streams_per_user() -> int:
@@ -120,6 +130,71 @@ def _versions_read(user_ids: list, connection_id=None) -> list[tuple[str, str, s
 versions_read = sync_to_async(_versions_read, thread_sensitive=False)
 
 
+# Whether monitoring runs, by the banner's own rule (presenters.monitoring_status); set by
+# views_live, since presenters' imports lead back here. None: the hub does not watch.
+monitoring_probe: Callable[[], bool] | None = None
+
+
+def _monitoring_active_read() -> bool:
+    try:
+        return monitoring_probe()
+    finally:
+        db_release()
+
+
+monitoring_active_read = sync_to_async(_monitoring_active_read, thread_sensitive=False)
+
+
+# The cards a dashboard's stream sends in its events, set by views_live (fragments' imports
+# lead back here): `card_render(user_id, ids)` -> {id: cached card HTML, "" for a card that
+# left the dashboard}, read and rendered once per process for all the user's open pages;
+# `card_finish(html, token=, now=)` -> the card as this page is served it. None: the stream
+# sends "conn-<id>" and pages re-fetch the card.
+card_render: Callable | None = None
+card_finish: Callable | None = None
+
+
+# Which of these session keys are still signed in, set by views_live: checked once per change
+# batch per process for all of a user's open pages, before a stream sends cards (a re-fetch
+# from a page whose session ended is refused; a pushed card must be too).
+sessions_alive: Callable | None = None
+
+
+def _sessions_read(keys: list[str]) -> set[str]:
+    try:
+        return sessions_alive(keys)
+    finally:
+        db_release()
+
+
+sessions_read = sync_to_async(_sessions_read, thread_sensitive=False)
+
+
+# The summary strip the dashboard's stream sends with a batch of changes, set by views_live:
+# `summary_render(user_id, show)` -> HTML. None: the stream says "summary", pages re-fetch it.
+summary_render: Callable | None = None
+
+
+def _summary_read(user_id, show: str) -> str:
+    try:
+        return summary_render(user_id, show)
+    finally:
+        db_release()
+
+
+summary_read = sync_to_async(_summary_read, thread_sensitive=False)
+
+
+def _cards_read(user_id, ids) -> dict[str, str]:
+    try:
+        return card_render(user_id, ids)
+    finally:
+        db_release()
+
+
+cards_read = sync_to_async(_cards_read, thread_sensitive=False)
+
+
 # --- the hub: one per process (event loop) ---------------------------------------------
 
 
@@ -141,16 +216,25 @@ class Subscriber:
     connection_id: str | None
     pending: dict[str, str] = field(default_factory=dict)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
+    summary_due: bool = False
+    # The page's session: a stream that sends cards themselves stops when it has ended.
+    session_key: str = ""
 
     def put(self, connection_id: str, status: str) -> None:
         if self.connection_id is None or self.connection_id == connection_id:
             self.pending[connection_id] = status
             self.wake.set()
 
-    def take(self) -> dict[str, str]:
+    def put_summary(self) -> None:
+        self.summary_due = True
+        self.wake.set()
+
+    def take(self) -> tuple[dict[str, str], bool]:
+        """(changed connections {id: status}, whether the summary changed by itself)."""
         changed, self.pending = self.pending, {}
+        summary, self.summary_due = self.summary_due, False
         self.wake.clear()
-        return changed
+        return changed, summary
 
 
 class Hub:
@@ -166,7 +250,15 @@ class Hub:
         self.poll_now = asyncio.Event()
         self.polls = 0
         self.messages = 0
-        self._tasks = [asyncio.ensure_future(self._poll_loop())]
+        self.monitoring_active: bool | None = None
+        # connection id -> (version, task rendering the cards of that batch): every open page
+        # of the user waits on the same render.
+        self.cards: dict[str, tuple[str | None, asyncio.Future]] = {}
+        # user -> generation of their summary (bumped by every change or monitoring flip);
+        # (user, show) -> (generation, task rendering it): one render for all their open pages.
+        self.summary_gen: dict[str, int] = {}
+        self.summaries: dict[tuple[str, str], tuple[int, asyncio.Future]] = {}
+        self._tasks = [asyncio.ensure_future(self._poll_loop()), asyncio.ensure_future(self._monitoring_loop())]
         if self.redis_url:
             self._tasks.append(asyncio.ensure_future(self._redis_loop()))
         else:
@@ -189,9 +281,9 @@ class Hub:
                 429,
             )
 
-    def subscribe(self, user_id, connection_id=None) -> Subscriber:
+    def subscribe(self, user_id, connection_id=None, session_key: str = "") -> Subscriber:
         self.admit(user_id)
-        sub = Subscriber(str(user_id), str(connection_id) if connection_id else None)
+        sub = Subscriber(str(user_id), str(connection_id) if connection_id else None, session_key=session_key or "")
         self.by_user.setdefault(sub.user_id, set()).add(sub)
         self.count += 1
         return sub
@@ -206,6 +298,10 @@ class Hub:
             del self.by_user[sub.user_id]
             for pk in self.user_connections.pop(sub.user_id, ()):
                 self.versions.pop(pk, None)
+                self.cards.pop(pk, None)
+            self.summary_gen.pop(sub.user_id, None)
+            for key in [key for key in self.summaries if key[0] == sub.user_id]:
+                del self.summaries[key]
 
     def learn(self, rows) -> None:
         """Versions a stream read when it opened: the baseline later changes are compared to."""
@@ -223,8 +319,70 @@ class Hub:
         # Unknown until now (a poll ran before the stream read its baseline): nothing to compare.
         if known is None or known == version:
             return
+        self.summary_gen[user_id] = self.summary_gen.get(user_id, 0) + 1
         for sub in subs:
             sub.put(pk, status)
+
+    async def cards_get(self, user_id: str, ids: list[str]) -> dict[str, str]:
+        """{id: cached card HTML} at the versions last delivered, rendered once for all the
+        user's open pages; ids missing from the answer are re-fetched by the pages instead."""
+        if card_render is None:
+            return {}
+        todo = [
+            pk for pk in ids if (self.cards.get(pk) or (None, None))[0] != self.versions.get(pk) or pk not in self.cards
+        ]
+        if todo:
+            task = asyncio.ensure_future(cards_read(user_id, todo))
+            for pk in todo:
+                self.cards[pk] = (self.versions.get(pk), task)
+        out = {}
+        for pk in ids:
+            entry = self.cards.get(pk)
+            if entry is None:
+                continue
+            try:
+                html = (await asyncio.shield(entry[1])).get(pk)
+            except Exception as exc:  # noqa: BLE001 - the page re-fetches the card instead
+                logger.warning("connections.live.card_failed", extra={"error": type(exc).__name__})
+                self.cards.pop(pk, None)
+                continue
+            if html is not None:
+                out[pk] = html
+        return out
+
+    async def signed_in(self, sub: Subscriber) -> bool:
+        """Whether this stream's session still stands, read once per change batch for all the
+        user's open pages (False also when it cannot be read: the page re-fetches instead)."""
+        if sessions_alive is None or not sub.session_key:
+            return False
+        key, generation = ("sessions", sub.user_id), self.summary_gen.get(sub.user_id, 0)
+        entry = self.summaries.get(key)
+        if entry is None or entry[0] != generation:
+            keys = sorted({s.session_key for s in self.by_user.get(sub.user_id, ()) if s.session_key})
+            entry = self.summaries[key] = (generation, asyncio.ensure_future(sessions_read(keys)))
+        try:
+            alive = await asyncio.shield(entry[1])
+        except Exception as exc:  # noqa: BLE001
+            logger.warning("connections.live.sessions_failed", extra={"error": type(exc).__name__})
+            self.summaries.pop(key, None)
+            return False
+        return sub.session_key in alive
+
+    async def summary_get(self, user_id: str, show: str) -> str | None:
+        """The user's summary strip as of their latest change, rendered once for all their
+        open pages with the same filter; None: the pages re-fetch it instead."""
+        if summary_render is None:
+            return None
+        key, generation = (user_id, show), self.summary_gen.get(user_id, 0)
+        entry = self.summaries.get(key)
+        if entry is None or entry[0] != generation:
+            entry = self.summaries[key] = (generation, asyncio.ensure_future(summary_read(user_id, show)))
+        try:
+            return await asyncio.shield(entry[1])
+        except Exception as exc:  # noqa: BLE001 - the pages re-fetch the strip instead
+            logger.warning("connections.live.summary_failed", extra={"error": type(exc).__name__})
+            self.summaries.pop(key, None)
+            return None
 
     # -- feeds --
 
@@ -245,6 +403,26 @@ class Hub:
                 await self._poll_once()
             except Exception as exc:  # noqa: BLE001 - the database is away: try again next round
                 logger.warning("connections.live.poll_failed", extra={"error": type(exc).__name__})
+
+    def monitoring_seen(self, active: bool) -> None:
+        """Whether monitoring runs, as just read: every stream hears when that flips."""
+        before, self.monitoring_active = self.monitoring_active, active
+        if before is None or before == active:
+            return
+        for user_id, subs in self.by_user.items():
+            self.summary_gen[user_id] = self.summary_gen.get(user_id, 0) + 1
+            for sub in subs:
+                sub.put_summary()
+
+    async def _monitoring_loop(self) -> None:
+        while True:
+            await asyncio.sleep(MONITORING_SECONDS)
+            if not self.by_user or monitoring_probe is None:
+                continue
+            try:
+                self.monitoring_seen(await monitoring_active_read())
+            except Exception as exc:  # noqa: BLE001 - the database is away: try again next round
+                logger.warning("connections.live.monitoring_failed", extra={"error": type(exc).__name__})
 
     def _on_message(self, data) -> None:
         try:
@@ -331,15 +509,17 @@ def hub_get() -> Hub:
 
 
 def sse(event: str, data: str = "") -> str:
-    return f"event: {event}\ndata: {data}\n\n"
+    """One event; data of several lines (a card's HTML) as one `data:` line each."""
+    lines = data.replace("\r", "").split("\n")
+    return f"event: {event}\n" + "".join(f"data: {line}\n" for line in lines) + "\n"
 
 
-async def stream_open(user_id, connection_id=None) -> Subscriber:
+async def stream_open(user_id, connection_id=None, session_key: str = "") -> Subscriber:
     """Register a stream (raises TooManyStreams over a cap), wait for the hub's feed and read
     the user's current versions. The view does this before answering: once the browser sees
     the response it shows "Live", and a change after that must not be missed."""
     hub = hub_get()
-    sub = hub.subscribe(user_id, connection_id)
+    sub = hub.subscribe(user_id, connection_id, session_key=session_key)
     try:
         await _wait(hub.subscribed, 2)
         hub.learn(await versions_read([user_id], connection_id))
@@ -357,12 +537,25 @@ def stream_close_threadsafe(sub: Subscriber, loop: asyncio.AbstractEventLoop) ->
 
 
 async def connection_stream(
-    user_id, *, connection_id=None, max_seconds: float = STREAM_MAX_SECONDS, subscriber: Subscriber | None = None
+    user_id,
+    *,
+    connection_id=None,
+    max_seconds: float | None = None,
+    subscriber: Subscriber | None = None,
+    csrf_token: str | None = None,
+    show: str = "",
 ) -> AsyncIterator[str]:
     """Server-sent events for one user's connections (or just `connection_id`) until
     `max_seconds` pass or the client leaves. Raises TooManyStreams when over a cap (the view
-    opens the stream first with `stream_open`, so it can answer with a status instead)."""
+    opens the stream first with `stream_open`, so it can answer with a status instead).
+
+    A dashboard's stream (no `connection_id`, and the page's `csrf_token` for the cards'
+    forms) sends a changed card itself, `card-<id>` with its HTML, which the page swaps in
+    without a request; otherwise, and when a card cannot be had, `conn-<id>`, and the page
+    re-fetches it. Likewise the summary strip (filtered by the page's `show`): `summary-html`
+    with the strip, else `summary`."""
     hub = hub_get()
+    max_seconds = stream_max_seconds() if max_seconds is None else max_seconds
     sub = subscriber or await stream_open(user_id, connection_id)
     try:
         yield f"retry: {RETRY_MS}\n\n"
@@ -376,14 +569,30 @@ async def connection_stream(
             wait = min(left, KEEPALIVE_SECONDS - (now - last_sent))
             if wait > 0:
                 await _wait(sub.wake, wait)
-            changed = sub.take()
-            if changed:
+            changed, summary = sub.take()
+            if changed or summary:
+                cards = {}
+                pushing = connection_id is None and csrf_token is not None and card_finish is not None
+                if pushing and not await hub.signed_in(sub):
+                    # Signed out since the stream opened (or not known): no card goes out; the
+                    # page re-fetches, and a signed-out re-fetch says so (connections.middleware).
+                    pushing = False
+                if changed and pushing:
+                    cards = await hub.cards_get(sub.user_id, list(changed))
+                now = timezone.now()
                 for pk, status in changed.items():
-                    yield sse(f"conn-{pk}", status)
-                yield sse("summary", str(len(changed)))
+                    if pk in cards:
+                        yield sse(f"card-{pk}", card_finish(cards[pk], token=csrf_token, now=now) if cards[pk] else "")
+                    else:
+                        yield sse(f"conn-{pk}", status)
+                strip = await hub.summary_get(sub.user_id, show) if pushing else None
+                yield sse("summary-html", strip) if strip else sse("summary", str(len(changed)))
                 last_sent = time.monotonic()
             elif time.monotonic() - last_sent >= KEEPALIVE_SECONDS:
                 last_sent = time.monotonic()
                 yield ": keepalive\n\n"
+        # A scheduled end, said as such: the page closes this stream and opens a new one
+        # (sse-close="bye") instead of seeing a dropped connection, an error.
+        yield sse("bye", "reopen")
     finally:
         hub.unsubscribe(sub)

@@ -132,7 +132,23 @@ def token_phrase(connection: Connection, *, now: datetime) -> str:
     return token_parts(connection, now=now)[0]
 
 
-def token_parts(connection: Connection, *, now: datetime) -> tuple[str, datetime | None, str]:
+def refresh_planned_at(connection: Connection, *, profile=None) -> datetime | None:
+    """When the engine refreshes the access token: its refresh margin before expiry
+    (engine.refresh.refresh_due), not the expiry itself."""
+    expires = connection.access_expires_at
+    if expires is None:
+        return None
+    if profile is None:
+        try:
+            profile = get_profile(connection.broker_slug)
+        except UnknownBroker:
+            return expires
+    issued = connection.last_refreshed_at or connection.grant_started_at
+    lifetime = (expires - issued).total_seconds() if issued else None
+    return expires - timedelta(seconds=profile.refresh_margin(lifetime))
+
+
+def token_parts(connection: Connection, *, now: datetime, profile=None) -> tuple[str, datetime | None, str]:
     """(the token phrase, the moment it counts to, the words for that moment)."""
     if not has_live_token(connection, now=now):
         return "", None, ""
@@ -149,10 +165,11 @@ def token_parts(connection: Connection, *, now: datetime) -> tuple[str, datetime
         if connection.refresh_expires_at is not None and connection.refresh_expires_at <= expires:
             when = until_phrase(connection.refresh_expires_at, now=now)
             return f"reconnect needed {when}", connection.refresh_expires_at, when
-        if expires <= now:
+        planned = refresh_planned_at(connection, profile=profile) or expires
+        if planned <= now:
             return "refreshing now", None, ""
-        when = until_phrase(expires, now=now)
-        return f"refreshes {when}", expires, when
+        when = until_phrase(planned, now=now)
+        return f"refreshes {when}", planned, when
     if expires > now:
         when = until_phrase(expires, now=now)
         return f"reconnect needed {when}", expires, when
@@ -541,12 +558,37 @@ def _label(connection: Connection) -> str:
     return label
 
 
+# The engine caps the score of a connection that needs you (engine/health.py); such a
+# connection is no longer checked, so its stored score is from before: capped when shown.
+NEEDS_YOU_HEALTH_CAP = 20
+
+
+def health_shown(connection: Connection) -> int | None:
+    score = connection.health_score
+    if score is not None and connection.status in (ConnectionStatus.NEEDS_REAUTH, ConnectionStatus.FAILED):
+        return min(score, NEEDS_YOU_HEALTH_CAP)
+    return score
+
+
+def quality_shown(connection: Connection) -> str:
+    """The quality band of the score shown ("" without a score)."""
+    score = health_shown(connection)
+    if score is None:
+        return ""
+    if score != connection.health_score:
+        from connections.engine.health import quality_for
+
+        return quality_for(score)
+    return connection.quality or ""
+
+
 def health_phrase(connection: Connection) -> str:
-    if connection.health_score is None:
+    score = health_shown(connection)
+    if score is None:
         if connection.status in (ConnectionStatus.DISCONNECTED,):
             return "—"
         return "not enough data yet"
-    return f"{connection.health_score}/100"
+    return f"{score}/100"
 
 
 def present_connection(
@@ -564,9 +606,9 @@ def present_connection(
     needs_reconnect = status in (ConnectionStatus.NEEDS_REAUTH, ConnectionStatus.FAILED) or (
         deadline is not None and status != ConnectionStatus.DISCONNECTED and deadline - now < RECONNECT_AHEAD
     )
-    quality = connection.quality or ""
+    quality = quality_shown(connection)
     passed = last_check_passed(connection)
-    token_text, token_at, token_when = token_parts(connection, now=now)
+    token_text, token_at, token_when = token_parts(connection, now=now, profile=profile)
     return ConnectionView(
         connection=connection,
         pk=str(connection.pk),
@@ -577,12 +619,10 @@ def present_connection(
         environment=connection.environment,
         environment_label=connection.get_environment_display(),
         state=status_for(connection, profile=profile, now=now, last_sweep=last_sweep),
-        health_score=connection.health_score,
+        health_score=health_shown(connection),
         health_text=health_phrase(connection),
-        quality=quality if connection.health_score is not None else "",
-        quality_label=Quality(quality).label
-        if quality in Quality.values and connection.health_score is not None
-        else "",
+        quality=quality,
+        quality_label=Quality(quality).label if quality in Quality.values else "",
         # Latency only from a passed check: a failed one measured how fast the error came back.
         latency_text=latency_phrase(connection.last_latency_ms) if passed else "—",
         last_success_text=last_success_phrase(connection, now=now),
@@ -731,7 +771,11 @@ def _outcome(event: ConnectionEvent | None) -> dict | None:
     if event is None:
         return None
     revoked = event.kind == ConnectionEvent.Kind.REVOKED
-    return {"revoked": revoked, "message": plain(event.message), "at": event.created_at}
+    message = plain(event.message)
+    if not revoked:
+        # The page leads with "Not revoked at <broker>."; the event's own "Not revoked: " would repeat it.
+        message = message.removeprefix("Not revoked: ").removeprefix("Not revoked:").strip()
+    return {"revoked": revoked, "message": message, "at": event.created_at}
 
 
 # --- detail ---------------------------------------------------------------------------
@@ -810,6 +854,29 @@ def event_view(event: ConnectionEvent) -> EventView:
     )
 
 
+def events_view(events) -> list[EventView]:
+    """The timeline, newest first: a "Check now" (into *Checking* and out of it again) is one
+    row with the status it ended in, not two."""
+    events = list(events)
+    out = []
+    skip = False
+    for newer, older in zip(events, [*events[1:], None], strict=False):
+        if skip:
+            skip = False
+            continue
+        view = event_view(newer)
+        if (
+            older is not None
+            and older.to_status == ConnectionStatus.CHECKING
+            and newer.from_status == ConnectionStatus.CHECKING
+            and newer.to_status != ConnectionStatus.CHECKING
+        ):
+            view.kind_label = "Checked on request"
+            skip = True
+        out.append(view)
+    return out
+
+
 @dataclass
 class DetailView:
     card: ConnectionView
@@ -858,7 +925,7 @@ def detail_for(connection: Connection, *, now: datetime | None = None, events: i
         health = health_explain(connection, baseline_ms=profile.baseline_latency_ms, now=now)
     return DetailView(
         card=card,
-        events=[event_view(e) for e in connection.events.order_by("-created_at", "-id")[:events]],
+        events=events_view(connection.events.order_by("-created_at", "-id")[:events]),
         latency_svg=charts.latency_chart([(c.checked_at, c.latency_ms, c.ok) for c in recent]),
         uptime_svg=charts.uptime_chart(hourly_buckets(connection, now=now)),
         uptimes=uptimes,

@@ -56,7 +56,7 @@ class Failure:
 FAILURES: dict[str, Failure] = {
     "access_denied": Failure(
         "You declined access",
-        "The broker reports that access was not granted (access_denied).",
+        "The broker reports that you did not allow brokerlink access to this account.",
         "Nothing was connected and brokerlink holds no tokens for this account.",
         "If that was a mistake, connect again and choose Allow on the broker's page.",
     ),
@@ -647,6 +647,16 @@ def connection_revoke_retry(connection: Connection, actor=None) -> DisconnectOut
 def connection_rename(connection: Connection, nickname: str) -> None:
     connection.nickname = " ".join(nickname.split())[:80]
     Connection.objects.filter(pk=connection.pk).update(nickname=connection.nickname, updated_at=timezone.now())
+    _tell_open_pages(connection)
+
+
+def _tell_open_pages(connection: Connection) -> None:
+    """Open pages show the new name / drop the archived card (live updates; best effort)."""
+    try:
+        from connections.live import publish_connection_changed
+    except ImportError:  # live updates not installed in this build
+        return
+    publish_connection_changed(connection)
 
 
 def connection_archive(connection: Connection) -> bool:
@@ -655,6 +665,7 @@ def connection_archive(connection: Connection) -> bool:
         return False
     connection.archived_at = connection.archived_at or timezone.now()
     Connection.objects.filter(pk=connection.pk).update(archived_at=connection.archived_at)
+    _tell_open_pages(connection)
     return True
 
 

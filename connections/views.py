@@ -67,7 +67,7 @@ def archived(request):
 
 def _failure(request, code: str, *, slug: str = "", detail: str = "", connection_id: str = ""):
     failure = FAILURES[code]
-    messages.error(request, failure.title)
+    # No flash message: the page's own heading says it (a message repeated the title above it).
     logger.info("connections.connect.failed", extra={"broker": slug, "failure": code})
     context = {"failure": failure, "code": code, "detail": detail, "slug": slug, "connection_id": connection_id}
     return render(request, "connections/connect_error.html", context, status=failure.http_status)

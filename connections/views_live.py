@@ -12,6 +12,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import HttpResponse, StreamingHttpResponse
+from django.middleware.csrf import get_token
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
@@ -23,6 +24,27 @@ from connections.models import Connection, ConnectionStatus
 from connections.selectors import connection_get_for_user
 
 logger = logging.getLogger(__name__)
+
+
+def _monitoring_active() -> bool:
+    return presenters.monitoring_status().active
+
+
+def _sessions_alive(keys: list[str]) -> set[str]:
+    """The session keys among `keys` that are still signed in (Django's session store)."""
+    from importlib import import_module
+
+    store = import_module(settings.SESSION_ENGINE).SessionStore
+    return {key for key in keys if store(session_key=key).get("_auth_user_id")}
+
+
+# Open streams hear when monitoring stops or starts again (the summary strip's banner), and
+# a dashboard's stream sends the changed cards themselves.
+live.monitoring_probe = _monitoring_active
+live.card_render = fragments.cards_for_stream
+live.card_finish = fragments.card_finish
+live.summary_render = fragments.summary_for_stream
+live.sessions_alive = _sessions_alive
 
 
 def _fragment(request, template: str, context: dict, *, final: bool) -> HttpResponse:
@@ -142,15 +164,16 @@ class EventStreamResponse(StreamingHttpResponse):
 
 
 def _stream_authorise(request, connection_id=None):
-    """(user id, None) or (None, response): sign-in and ownership, read in the request's
-    thread, whose database connection is closed before the stream starts waiting."""
+    """(user id, the page's CSRF token, None) or (None, None, response): sign-in and
+    ownership, read in the request's thread, whose database connection is closed before the
+    stream starts waiting. The token goes into the cards the stream sends (their forms)."""
     try:
         user = request.user
         if not user.is_authenticated:
-            return None, _signed_out_stream()
+            return None, None, _signed_out_stream()
         if connection_id is not None and not Connection.objects.filter(pk=connection_id, user=user).exists():
-            return None, HttpResponse("No such connection.", status=404, content_type="text/plain")
-        return user.pk, None
+            return None, None, HttpResponse("No such connection.", status=404, content_type="text/plain")
+        return user.pk, get_token(request), None
     finally:
         # Without this the request's connection stays open (and out of the pool) for the
         # whole life of the stream: that is what used to exhaust PostgreSQL.
@@ -160,10 +183,10 @@ def _stream_authorise(request, connection_id=None):
 async def _open(request, connection_id=None):
     try:
         live.process_admit()  # the per-process cap, before any database work
-        user_id, refused = await sync_to_async(_stream_authorise)(request, connection_id)
+        user_id, csrf_token, refused = await sync_to_async(_stream_authorise)(request, connection_id)
         if refused is not None:
             return refused
-        subscriber = await live.stream_open(user_id, connection_id)
+        subscriber = await live.stream_open(user_id, connection_id, session_key=request.session.session_key or "")
     except live.TooManyStreams as exc:
         logger.info("connections.stream.refused", extra={"status": exc.status})
         response = HttpResponse(str(exc), status=exc.status, content_type="text/plain")
@@ -171,7 +194,13 @@ async def _open(request, connection_id=None):
         return response
     loop = asyncio.get_running_loop()
     return EventStreamResponse(
-        live.connection_stream(user_id, connection_id=connection_id, subscriber=subscriber),
+        live.connection_stream(
+            user_id,
+            connection_id=connection_id,
+            subscriber=subscriber,
+            csrf_token=csrf_token,
+            show=request.GET.get("show", "")[:40],
+        ),
         on_close=lambda: live.stream_close_threadsafe(subscriber, loop),
     )
 
@@ -202,9 +231,26 @@ async def connection_stream(request, connection_id):
 # --- system status --------------------------------------------------------------------
 
 
+# What each of ops' health checks is about, in words ("broker" is Celery's message transport,
+# not a brokerage: "Broker: OK" read as if every broker answered).
+SERVICE_LABELS = {
+    "database": "Database",
+    "redis": "Redis",
+    "broker": "Task queue (Celery's message transport)",
+    "workers": "Workers",
+    "beat": "Scheduler (Celery beat)",
+}
+
+
 def _services() -> tuple[str, list[dict]]:
     # Answered by ops (its health checks) through the hub; "unknown" without it.
-    return hub.ask("services_health", default=("unknown", []))
+    overall, services = hub.ask("services_health", default=("unknown", []))
+    labelled = []
+    for service in services:
+        service = dict(service)
+        service["label"] = SERVICE_LABELS.get(service.get("name", ""), str(service.get("name", "")).capitalize())
+        labelled.append(service)
+    return overall, labelled
 
 
 def _breakers(now) -> list[dict]:

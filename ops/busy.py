@@ -3,7 +3,8 @@
 Busy: PostgreSQL is up but has no connection for us right now (this process's pool is
 all in use, or the server or role refuses more clients). Every instance shares the same
 database, so a load balancer gains nothing by dropping instances for it: readiness stays
-200 ("degraded") and pages answer 503 with Retry-After. Down: anything else.
+200 ("degraded") and pages answer 503 with Retry-After (the styled page; an htmx re-fetch
+gets a 204 that keeps what the page shows, common.busy). Down: anything else.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import logging
 from django.db import OperationalError
 from django.http import HttpResponse
 
-from common.threadlanes import BUSY_MESSAGE
+from common.busy import busy_response_parts
 
 logger = logging.getLogger(__name__)
 
@@ -63,10 +64,9 @@ class DatabaseBusyMiddleware:
         if not isinstance(exception, OperationalError) or not database_busy(exception):
             return None
         logger.warning("ops.database.busy", extra={"path": request.path})
-        response = HttpResponse(
-            BUSY_MESSAGE,
-            status=503,
-            content_type="text/plain; charset=utf-8",
-        )
-        response["Retry-After"] = "5"
+        status, headers, body = busy_response_parts(htmx=bool(getattr(request, "htmx", False)))
+        response = HttpResponse(body, status=status)
+        for name, value in headers:
+            if name != "content-length":
+                response[name] = value
         return response

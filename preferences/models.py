@@ -26,6 +26,11 @@ class NotificationSettings(models.Model):
     test_requested_at = models.DateTimeField(null=True, blank=True, editable=False)
     test_email_sent = models.BooleanField(null=True, blank=True, editable=False)
 
+    class Meta:
+        # Already plural: admin would add an "s" ("Notification settingss").
+        verbose_name = "notification settings"
+        verbose_name_plural = "notification settings"
+
     def __str__(self) -> str:
         return f"notification settings of {self.user}"
 

@@ -12,7 +12,7 @@ from authlib.integrations.django_oauth2.resource_protector import return_error_r
 from authlib.oauth2 import OAuth2Error
 from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.middleware.csrf import CsrfViewMiddleware
 from django.shortcuts import get_object_or_404, redirect, render
@@ -394,14 +394,25 @@ def control_page(request: HttpRequest) -> HttpResponse:
         if user is not None and user.is_authenticated:
             # Signed in without the permission: the login page would send them straight back
             # here (an endless redirect loop), so say no.
-            return HttpResponse("The sandbox controls are for staff only.", status=403, content_type="text/plain")
+            raise PermissionDenied("The sandbox controls are for staff only.")
         try:
             return redirect_to_login(request.get_full_path())
         except NoReverseMatch:  # standalone server: no brokerlink login page to send staff to
             return HttpResponse("Staff only.", status=403, content_type="text/plain")
     services.counters_flush()
     clients = SandboxClient.objects.order_by("-created_at")
-    return render(request, "sandbox/control.html", {"clients": clients, "issuer": sandbox_root(request)})
+    try:
+        back = reverse("connections:dashboard")
+    except NoReverseMatch:  # standalone server: no brokerlink around it
+        back = reverse("sandbox:home")
+    context = {
+        "clients": clients,
+        "issuer": sandbox_root(request),
+        "saved": request.GET.get("saved", ""),
+        "revoked": request.GET.get("revoked", ""),
+        "back": back,
+    }
+    return render(request, "sandbox/control.html", context)
 
 
 @require_POST
@@ -410,7 +421,11 @@ def control_client(request: HttpRequest, client_id: str) -> HttpResponse:
         return HttpResponse(status=403)
     client = get_object_or_404(SandboxClient, client_id=client_id)
     if request.POST.get("action") == "revoke_all":
+        if request.POST.get("confirm") != "yes":
+            # One more step (the CSP allows no script for a confirm()): a page that asks.
+            return render(request, "sandbox/control_confirm.html", {"client": client})
         services.client_revoke_all_grants(client)
+        done = "revoked"
     else:
         services.client_set_faults(
             client,
@@ -424,4 +439,5 @@ def control_client(request: HttpRequest, client_id: str) -> HttpResponse:
             html_errors="html_errors" in request.POST,
             html_status=request.POST.get("html_status") or 502,
         )
-    return redirect("sandbox:control")
+        done = "saved"
+    return redirect(f"{reverse('sandbox:control')}?{done}={client.client_id}#client-{client.client_id}")

@@ -19,7 +19,11 @@ Rules around the sum:
 - fewer than HEALTH_MIN_CHECKS checks of the current grant: no score ("not enough data yet");
 - a check that did not pass (failed, or skipped because the broker is in an outage) never
   raises the score;
-- a connection that needs re-authentication or has failed is capped at 20.
+- a connection that needs re-authentication or has failed is capped at 20;
+- the stored score is steady (`score_steady`): it moves only when the computed score is
+  SCORE_STEP points or more away from it (or on the cap, or from "no score"), so a check's
+  latency moving the sum by a point or two changes nothing a person sees and makes no open
+  page re-fetch its card. The quality band follows the stored score, so it is steady too.
 Quality: excellent >= 85, good >= 65, poor >= 40, critical below.
 """
 
@@ -82,6 +86,21 @@ class HealthReport:
     @property
     def enough_data(self) -> bool:
         return self.score is not None
+
+
+# The stored score moves only by this much or more (see the module's rules).
+SCORE_STEP = 5
+
+
+def score_steady(shown: int | None, computed: int | None, *, exact: bool = False) -> int | None:
+    """The score to store and show, given the one shown now and the one just computed.
+
+    Hysteresis: a computed score within SCORE_STEP - 1 points of the shown one keeps the shown
+    one, so a score wobbling between 91 and 94 reads 93 throughout; a bigger move is shown as
+    it is. `exact` (the needs-you cap) and a change to or from "no score" always show."""
+    if exact or shown is None or computed is None:
+        return computed
+    return computed if abs(computed - shown) >= SCORE_STEP else shown
 
 
 def health_min_checks() -> int:
@@ -230,9 +249,10 @@ def health_score(
     now: datetime,
     status: str | None = None,
 ) -> int | None:
-    """The score the engine stores after a check (None: not enough data yet). The score
-    before the check is the row's current health_score; `status` is the one the check decided."""
-    return health_compute(
+    """The score the engine stores after a check (None: not enough data yet), steady
+    (`score_steady`). The score before the check is the row's current health_score; `status`
+    is the one the check decided."""
+    report = health_compute(
         connection,
         inputs,
         ok=ok,
@@ -241,7 +261,8 @@ def health_score(
         now=now,
         previous=connection.health_score,
         status=status,
-    ).score
+    )
+    return score_steady(connection.health_score, report.score, exact=report.capped)
 
 
 def _grant_counts(ring, *, grant_started_at: datetime | None, now: datetime) -> tuple[int, int]:
@@ -307,7 +328,12 @@ def health_explain(connection: Connection, *, baseline_ms: int, now: datetime | 
     )
     # The figure shown is the stored one (what the cards show); the parts are the inputs now.
     if report.score is not None or connection.health_score is not None:
-        report.score = connection.health_score if report.checks >= report.min_checks else None
+        stored = connection.health_score
+        # Not checked while it needs you, so the stored score is from before: capped as shown.
+        if stored is not None and connection.status in (ConnectionStatus.NEEDS_REAUTH, ConnectionStatus.FAILED):
+            report.capped = stored > 20
+            stored = min(stored, 20)
+        report.score = stored if report.checks >= report.min_checks else None
         report.quality = quality_for(report.score)
     return report
 

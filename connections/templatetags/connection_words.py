@@ -19,3 +19,11 @@ def sentence(text: str) -> str:
     "(HTTP 503)" gains one), so an email never reads "(HTTP 503).)."."""
     text = (text or "").strip()
     return text if not text or text[-1] in ".!?" else f"{text}."
+
+
+@register.simple_tag
+def live_poll_seconds() -> float:
+    """How often a live page asks for changes while its event stream is down (live.js)."""
+    from django.conf import settings
+
+    return float(getattr(settings, "LIVE_POLL_SECONDS", 5))

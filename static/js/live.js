@@ -1,5 +1,8 @@
 /* brokerlink live pages: the "Live / Reconnecting… / Reconnect now" indicator, polling while
-   the event stream is down (cards poll only when body[data-live] is not "open"), screen-reader
+   the event stream is down (a `live-poll` event on <body> every data-poll-seconds, which the
+   cards, panel and summary strip listen for; never while body[data-live] is "open"; decided
+   here because the CSP allows no eval, so hx-trigger filters cannot), the stream's scheduled
+   end ("bye") reopened without an error, screen-reader
    announcements of status changes, live "next attempt in 40 s" countdowns, "You were signed
    out" when the session ends, and the disconnect dialog opened as a modal. */
 (function () {
@@ -77,6 +80,48 @@
   }
   setInterval(tickCountdowns, 1000);
 
+  // Every tick dispatches `live-tick` on <body> (what a page can wait for: "a poll would have
+  // happened by now"); only a tick while the stream is down also dispatches `live-poll`.
+  function pollTick() {
+    var state = document.body.dataset.live;
+    htmx.trigger(document.body, "live-tick", { polling: state !== "open" && state !== "signed-out" });
+    if (state !== "open" && state !== "signed-out") htmx.trigger(document.body, "live-poll");
+  }
+
+  function pollStart() {
+    var box = document.getElementById("live-indicator");
+    if (!box || !document.getElementById("live-root")) return;
+    var seconds = parseFloat(box.dataset.pollSeconds);
+    if (!(seconds > 0)) seconds = 5;
+    setInterval(pollTick, seconds * 1000);
+  }
+
+  // The server ends each stream on schedule with a `bye` event (sse-close="bye"): the extension
+  // closes it quietly and the page opens a new one with the same elements processed afresh
+  // (a browser-side reconnect after a dropped stream would log htmx:sseError every time).
+  function reopen() {
+    var root = document.getElementById("live-root");
+    if (!root || document.body.dataset.live === "signed-out") return;
+    var focused = document.activeElement && root.contains(document.activeElement) ? document.activeElement.id : "";
+    var fresh = root.cloneNode(true);
+    root.replaceWith(fresh);
+    htmx.process(fresh);
+    if (focused && document.getElementById(focused)) document.getElementById(focused).focus();
+  }
+
+  // The summary strip is re-fetched after each batch of changes, at a random moment within
+  // SUMMARY_SPREAD_MS: every open page hears the same event, and a sweep's changes must not
+  // bring all of them to the server in the same instant. One re-fetch per batch.
+  var SUMMARY_SPREAD_MS = 1000;
+  var summaryTimer = null;
+  function summaryDue() {
+    if (summaryTimer) return;
+    summaryTimer = setTimeout(function () {
+      summaryTimer = null;
+      htmx.trigger(document.body, "live-summary");
+    }, Math.random() * SUMMARY_SPREAD_MS);
+  }
+
   function remember() {
     document.querySelectorAll("[data-live-status]").forEach(function (el) {
       known[el.id] = el.dataset.liveStatus;
@@ -105,20 +150,34 @@
   document.addEventListener("DOMContentLoaded", function () {
     if (document.getElementById("live-root")) setState(document.body.dataset.live || "connecting");
     remember();
+    pollStart();
   });
   document.addEventListener("htmx:sseOpen", streamOpen);
   document.addEventListener("htmx:sseError", streamTrouble);
   document.addEventListener("htmx:sseClose", function (evt) {
     if (evt.detail && evt.detail.type === "nodeReplaced") return;
+    if (evt.detail && evt.detail.type === "message") { reopen(); return; }
     streamTrouble();
   });
   // The stream of a signed-out visitor says so (views_live._signed_out_stream) ...
   document.addEventListener("htmx:sseBeforeMessage", function (evt) {
     if (evt.detail && evt.detail.type === "signed-out") { evt.preventDefault(); signedOut(); }
+    if (evt.detail && evt.detail.type === "summary") summaryDue();
   });
   // ... and so does every htmx request (connections.middleware).
   document.addEventListener("brokerlink:signed-out", function (evt) {
     signedOut(evt.detail && evt.detail.login);
+  });
+  // A busy server answers a re-fetch with 204 + X-Brokerlink-Busy (config.errorpages): the
+  // element keeps what it shows and asks again a few seconds later, at a random moment so the
+  // open pages do not all come back at once.
+  document.addEventListener("htmx:afterRequest", function (evt) {
+    var xhr = evt.detail && evt.detail.xhr;
+    if (!xhr || xhr.status !== 204 || !xhr.getResponseHeader("X-Brokerlink-Busy")) return;
+    var elt = evt.detail.elt;
+    setTimeout(function () {
+      if (document.body.contains(elt)) htmx.trigger(elt, "live-retry");
+    }, 2000 + Math.random() * 6000);
   });
   document.addEventListener("htmx:afterSettle", announceChanges);
   document.addEventListener("click", function (evt) {

@@ -21,7 +21,7 @@ def test_card_phrases(make_connection):
     connection = make_connection(checks=5)
     card = presenters.card_for(connection)
     assert card.last_success_text == "last successful check 2 min ago"
-    assert card.token_text == "refreshes in 12 min"
+    assert card.token_text == "refreshes in 7 min"
     assert card.latency_text == "142 ms"
     assert card.quality_label == "Excellent"
     assert card.health_text == "93/100"
@@ -186,3 +186,63 @@ def test_uptime_and_detail(make_connection):
     assert detail.access_expires_text.startswith("expires in 12 min")
     assert "Latency of the last 10 checks" in detail.latency_svg
     assert "9 of 10 checks passed" in detail.uptime_svg
+
+
+def test_refreshes_in_counts_to_the_refresh_not_the_expiry(make_connection):
+    # The engine refreshes the Sandbox Broker's tokens 5 min before they expire (its margin).
+    connection = make_connection(access_expires_at=timezone.now() + timedelta(minutes=12, seconds=30))
+    assert presenters.card_for(connection).token_text == "refreshes in 7 min"
+    connection = make_connection(access_expires_at=timezone.now() + timedelta(minutes=4))
+    assert presenters.card_for(connection).token_text == "refreshing now"
+
+
+def test_a_card_that_needs_you_shows_the_capped_health(make_connection):
+    connection = make_connection(status=ConnectionStatus.NEEDS_REAUTH, health_score=73, quality="good")
+    card = presenters.card_for(connection)
+    assert (card.health_text, card.quality_label) == ("20/100", "Critical")
+    connection = make_connection(status=ConnectionStatus.CONNECTED, health_score=73, quality="good")
+    card = presenters.card_for(connection)
+    assert (card.health_text, card.quality_label) == ("73/100", "Good")
+
+
+def test_a_revocation_the_broker_did_not_confirm_is_said_once(make_connection):
+    from connections.models import ConnectionEvent
+
+    connection = make_connection(status=ConnectionStatus.DISCONNECTED)
+    ConnectionEvent.objects.create(
+        connection=connection,
+        kind=ConnectionEvent.Kind.REVOCATION_FAILED,
+        message="Not revoked: Sandbox Broker had a server error (HTTP 503).",
+    )
+    result = presenters.disconnect_result(connection)
+    assert result["revoked"] is False
+    assert result["message"] == "Sandbox Broker had a server error (HTTP 503)."
+
+
+def test_the_deny_page_says_its_title_once_without_protocol_codes(rf, user):
+    from connections import views
+
+    request = rf.get("/connections/callback/sandbox/")
+    request.user = user
+    text = views._failure(request, "access_denied", slug="sandbox").content.decode()
+    assert text.count("You declined access") == 2  # the <title> and the heading, no message above it
+    assert "access_denied)" not in text
+    assert "connect-error__actions" in text
+
+
+def test_check_now_is_one_timeline_row(make_connection):
+    from connections.models import ConnectionEvent
+    from connections.state import connection_transition
+
+    connection = make_connection()
+    connection_transition(connection=connection, to_status=ConnectionStatus.CHECKING, message="Check requested.")
+    connection_transition(connection=connection, to_status=ConnectionStatus.CONNECTED)
+    connection_transition(connection=connection, to_status=ConnectionStatus.CHECKING, message="Check requested.")
+    connection_transition(connection=connection, to_status=ConnectionStatus.DEGRADED, message="HTTP 503")
+    rows = presenters.events_view(connection.events.order_by("-created_at", "-id"))
+    assert [(r.kind_label, r.status_word) for r in rows] == [
+        ("Checked on request", presenters.STATUS_WORDS[ConnectionStatus.DEGRADED]),
+        ("Checked on request", presenters.STATUS_WORDS[ConnectionStatus.CONNECTED]),
+    ]
+    assert rows[0].message == "HTTP 503"
+    assert ConnectionEvent.objects.filter(connection=connection).count() == 4  # the history keeps both

@@ -84,7 +84,8 @@ async def _scenario(base: str, cookie: str, ids: set[str], role: str, sweep_env:
             await resp.content.readuntil(b"event: hello")
             opened.release()
             async for line in resp.content:
-                if line.startswith(b"event: conn-"):
+                # conn-<id> ("re-fetch me") or card-<id> (the card itself): either tells the page.
+                if line.startswith((b"event: conn-", b"event: card-")):
                     received[i].add(line[len(b"event: conn-") :].strip().decode())
 
     timeout = aiohttp.ClientTimeout(total=None, sock_read=None)

@@ -56,7 +56,7 @@ def test_dashboard_card_contents(signed_in, make_connection):
     assert 'class="badge badge--connected"' in page and ">Connected</span>" in page
     assert "93/100" in page and "Excellent" in page and "142 ms" in page
     assert "Last successful check 2 min ago" in text
-    assert "Token: refreshes in 12 min" in text
+    assert "Token: refreshes in 7 min" in text
     assert "Last 4 checks: 4 passed, 0 failed" in page
     assert f"sse:conn-{connection.pk}" in page and 'sse-connect="/connections/stream/"' in page
     # JavaScript off: every hx-get has an href, every hx-post form an action and method

@@ -40,7 +40,7 @@ def test_control_page_and_api_are_staff_only(client, user):
     assert client.get("/sandbox/control/api/clients/x/faults").status_code == 403
     client.force_login(user)
     assert client.get("/sandbox/control/api/clients/x/faults").status_code == 403
-    # Signed in without the permission: a plain 403, not a redirect loop through the login page.
+    # Signed in without the permission: the 403 page, not a redirect loop through the login page.
     refused = client.get("/sandbox/control/")
     assert refused.status_code == 403 and b"staff only" in refused.content
     user.is_staff = True
