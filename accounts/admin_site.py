@@ -15,7 +15,7 @@ from django.shortcuts import resolve_url
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme, urlencode
 
-from config.staff import staff_account_ready, staff_verified
+from common.staff import staff_account_ready, staff_verified
 
 
 class BrokerlinkAdminSite(admin.AdminSite):

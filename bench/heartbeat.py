@@ -129,7 +129,7 @@ def main() -> None:
         "--host", "127.0.0.1", "--port", str(args.port), "--workers", str(args.sandbox_workers),
         "--backlog", "4096", "--log-level", "warning", "--no-access-log",
     ]  # fmt: skip
-    env = dict(os.environ, DJANGO_SETTINGS_MODULE="sandbox.standalone_settings")
+    env = dict(os.environ, DJANGO_SETTINGS_MODULE="config.settings_sandbox")
     sandbox = subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True)
     try:
         run(args, sizes, sandbox_url, sandbox.pid)

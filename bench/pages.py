@@ -291,7 +291,7 @@ def main() -> None:
     )
     procs = []
     try:
-        sandbox_env = dict(os.environ, DJANGO_SETTINGS_MODULE="sandbox.standalone_settings")
+        sandbox_env = dict(os.environ, DJANGO_SETTINGS_MODULE="config.settings_sandbox")
         procs.append(
             subprocess.Popen(
                 [sys.executable, "-m", "uvicorn", "sandbox.asgi:application", "--host", "127.0.0.1",

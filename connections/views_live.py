@@ -324,7 +324,7 @@ def _refresh_tokens() -> list[dict]:
 @login_required
 @require_GET
 def system_status(request):
-    from config.staff import second_factor_redirect, staff_verified
+    from common.staff import second_factor_redirect, staff_verified
 
     if not staff_verified(request):
         redirect_to = second_factor_redirect(request)

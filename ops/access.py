@@ -24,7 +24,7 @@ def bearer_matches(request: HttpRequest, expected: str) -> bool:
 
 
 def is_staff(request: HttpRequest) -> bool:
-    """Active staff whose session passed a second factor (config.staff)."""
-    from config.staff import staff_verified
+    """Active staff whose session passed a second factor (common.staff)."""
+    from common.staff import staff_verified
 
     return staff_verified(request)

@@ -13,7 +13,7 @@ import uuid
 
 from django.core.asgi import get_asgi_application
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "sandbox.standalone_settings")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings_sandbox")
 
 from sandbox.abandoned import finish_abandoned_requests  # noqa: E402 - after the settings default
 

@@ -1,5 +1,5 @@
 """Async-capable stand-ins for the two sync-only middlewares of the main settings, used by the
-standalone sandbox server (standalone_settings). With only async-capable middleware, Django
+standalone sandbox server (config/settings_sandbox.py). With only async-capable middleware, Django
 runs the async `/v1/account` view on the event loop instead of funnelling every request
 through its single sync thread (which capped a 50 ms-latency sandbox at ~20 req/s)."""
 

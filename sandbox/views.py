@@ -284,8 +284,8 @@ CONTROL_PERMISSION = "sandbox.control_sandbox"
 
 def _is_staff(request: HttpRequest) -> bool:
     """May use the control page and API: staff with the sandbox's own permission (superusers
-    have it), in a session that passed a second factor (config.staff, as admin)."""
-    from config.staff import staff_verified
+    have it), in a session that passed a second factor (common.staff, as admin)."""
+    from common.staff import staff_verified
 
     user = getattr(request, "user", None)
     return bool(user and user.is_authenticated and user.has_perm(CONTROL_PERMISSION) and staff_verified(request))
@@ -386,7 +386,7 @@ def control_page(request: HttpRequest) -> HttpResponse:
     if not _is_staff(request):
         user = getattr(request, "user", None)
         if user is not None and user.is_authenticated and user.has_perm(CONTROL_PERMISSION):
-            from config.staff import second_factor_redirect
+            from common.staff import second_factor_redirect
 
             redirect_to = second_factor_redirect(request)  # staff whose session has no second factor yet
             if redirect_to is not None:

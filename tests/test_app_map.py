@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import re
 
-import pytest
-
 from tests.test_import_cycles import ROOT, cycles, import_graph, project_modules
 
 ROW = re.compile(r"^\| `([a-z_]+)/` \| (.+?) \| (.+?) \|$", re.MULTILINE)
@@ -45,13 +43,6 @@ def test_each_row_says_what_its_package_imports():
     assert not wrong, "update the README's app map (or the imports):\n" + "\n".join(wrong)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 25, not done yet: accounts, connections and ops import config.staff (left while the security "
-    "work changes it), sandbox/standalone_settings.py extends config.settings, config/asgi.py wraps the sandbox's "
-    "ASGI helper",
-)
 def test_no_import_loop_between_apps_with_config_counted():
-    """The goal: config/ is only wiring, so counting its imports leaves the app graph loop-free.
-    When this passes, drop the xfail marker (strict: a pass fails the run until then)."""
+    """config/ is only wiring (no app imports it), so counting its imports leaves the app graph loop-free."""
     assert not cycles(imports_by_package())

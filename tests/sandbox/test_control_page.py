@@ -5,6 +5,7 @@ import pytest
 from django.contrib.auth.models import Permission
 
 from sandbox import services
+from tests.support import with_second_factor
 
 pytestmark = pytest.mark.django_db
 
@@ -13,6 +14,7 @@ pytestmark = pytest.mark.django_db
 def operator(client, user):
     user.is_staff = True
     user.save()
+    with_second_factor(user)  # staff pages need a session that passed a second factor (common/staff.py)
     user.user_permissions.add(Permission.objects.get(codename="control_sandbox"))
     client.force_login(type(user).objects.get(pk=user.pk))
     return client

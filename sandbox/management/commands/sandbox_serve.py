@@ -15,7 +15,7 @@ class Command(BaseCommand):
         parser.add_argument("--log-level", default="warning")
 
     def handle(self, *args, **options):
-        env = dict(os.environ, DJANGO_SETTINGS_MODULE="sandbox.standalone_settings")
+        env = dict(os.environ, DJANGO_SETTINGS_MODULE="config.settings_sandbox")
         cmd = [
             sys.executable, "-m", "uvicorn", "sandbox.asgi:application",
             "--host", options["host"], "--port", str(options["port"]), "--log-level", options["log_level"],

@@ -1,5 +1,5 @@
 """Settings of the standalone sandbox server (`manage.py sandbox_serve`): the main settings,
-same database, with only the sandbox mounted at `/`.
+same database, with only the sandbox mounted at `/` (wiring, so it lives with the other settings).
 
 The two sync-only middlewares are swapped for async-capable equivalents so the async
 account endpoint runs on uvicorn's event loop (see sandbox/middleware.py)."""
