@@ -65,7 +65,7 @@ def test_admin_connection_list_fits_1280_px_and_names_notification_settings(stac
     from django.utils import timezone
 
     from connections.models import Connection, ConnectionStatus
-    from tests.support import with_second_factor
+    from tests.support import pass_second_factor, with_second_factor
 
     for i, status in enumerate([ConnectionStatus.NEEDS_REAUTH, ConnectionStatus.BROKER_OUTAGE]):
         Connection.objects.create(
@@ -85,7 +85,7 @@ def test_admin_connection_list_fits_1280_px_and_names_notification_settings(stac
         sign_in(page, stack, user.email)
         django_user_model.objects.filter(pk=user.pk).update(is_staff=True, is_superuser=True)
         with_second_factor(user)
-        page.goto(f"{stack.url}/admin/connections/connection/")
+        pass_second_factor(page, stack.url, user, "/admin/connections/connection/")
         widths = page.evaluate(
             "() => { const r = document.querySelector('#changelist .results'); return [r.scrollWidth, r.clientWidth]; }"
         )
