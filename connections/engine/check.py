@@ -12,7 +12,7 @@ the same rules. Phases per batch (database work stays synchronous, HTTP is concu
               process's refresh pool (engine.refresh_runner), each single-flight by a claim on
               the row (engine.refresh). A refresh still running after a short wait goes on by
               itself; the connection is checked with the token it has while that one lives
-3. heartbeat: own HTTP/1.1 client, bounded concurrency, per-request timeout (engine.heartbeat_client)
+3. heartbeat: aiohttp, bounded concurrency, per-request timeout (engine.heartbeat_client)
 4. 401:       exactly one forced refresh, then one more heartbeat
 5. write:     each row's Decision from engine.decide (a pure function of what the check saw),
               then one transaction: status transitions (with events) only on change, bulk_update of
