@@ -17,7 +17,7 @@ from connections.engine.models import SweepRun
 from connections.models import Connection, ConnectionEvent, ConnectionStatus
 from tests.engine.conftest import FAST_ENGINE_ENV, time_passes
 from tests.engine.rotation_world import acme_fixture, row, ticks_until  # noqa: F401 - the `acme` fixture
-from tests.support import wait_until
+from tests.support import bytes_waiting_at, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -55,6 +55,11 @@ def test_a_worker_killed_after_sending_a_refresh_to_a_stalled_broker(acme, celer
                 lambda: Connection.objects.filter(pk=conn.pk, refresh_sent_at__isnull=False).exists(),
                 timeout=60,
                 message="the worker sent the refresh",
+            )
+            # The claim is written before the request leaves: kill only once it reached the
+            # stalled broker (bytes waiting unread on its connections).
+            wait_until(
+                lambda: bytes_waiting_at(acme.sandbox.port), timeout=30, message="the refresh reached the broker"
             )
             os.killpg(cluster.workers[0].pid, signal.SIGKILL)
             killed_at = time.monotonic()
