@@ -10,47 +10,12 @@ from django.utils import timezone
 
 from api.models import ApiAuditEntry, Scope
 from api.services import service_key_create
-from brokers.models import BrokerApp
-from connections.models import Connection, ConnectionStatus
+from connections.models import ConnectionStatus
 from partners.models import EndUser
 from partners.services import (
     end_user_upsert,
-    partner_app_create,
 )
-
-RETURN = "https://tracker.example/brokerlink/done"
-
-
-@pytest.fixture
-def sandbox_app(db):
-    app = BrokerApp(broker_slug="sandbox", environment="paper", client_id="client-1")
-    app.client_secret = "secret-1"
-    app.save()
-    return app
-
-
-@pytest.fixture
-def tracker(db):
-    return partner_app_create(name="Tracker", return_urls=[RETURN])
-
-
-@pytest.fixture
-def bot(db):
-    return partner_app_create(name="BotPlatform", return_urls=["https://bot.example/back"])
-
-
-def end_user_connection(end_user, account_id="acct-1", *, broker_app=None) -> Connection:
-    connection = Connection(end_user=end_user, broker_slug="sandbox", account_id=account_id, broker_app=broker_app)
-    connection.status = ConnectionStatus.CONNECTED
-    connection.access_token = "access"
-    connection.refresh_token = "refresh"
-    connection.save()
-    return connection
-
-
-def bearer(key: str) -> dict:
-    return {"Authorization": f"Bearer {key}"}
-
+from tests.partners.support import bearer, end_user_connection
 
 # --- isolation between apps over the API -------------------------------------------------------
 
