@@ -144,6 +144,7 @@ def test_a_worker_cut_from_the_database_right_after_it_sent_a_refresh(hosts, wor
     assert duplicates == 0
 
 
+@pytest.mark.timeout(300)
 def test_a_worker_cut_from_the_broker_only(hosts, world):
     """worker-a's heartbeats fail (timeouts, unreachable), no refresh token is sent twice, and
     the connections come back once the link heals.
@@ -168,7 +169,9 @@ def test_a_worker_cut_from_the_broker_only(hosts, world):
         retaken = all(any(ok and t > failed[pk] for t, ok in after_cut[pk]) for pk in failed)
         return bool(failed) and (retaken or breaker.get("state") == "open")
 
-    wait_until(failed_then_opened_or_retaken, timeout=60, interval=0.3, message="worker-a's checks failed")
+    # Lanes go to whichever worker takes them first: the deadline only bounds a failure, and
+    # leaves worker-a room to take a lane (and fail it) even when worker-b took the first ones.
+    wait_until(failed_then_opened_or_retaken, timeout=150, interval=0.3, message="worker-a's checks failed")
     opened_after = seconds_since(cut_at)
     after_cut = checks_after(hosts, ids, cut_epoch)
     failed_checks = sum(1 for cs in after_cut.values() for _, ok in cs if not ok)

@@ -24,9 +24,11 @@ def marker_seen(marker):
 
 def worker_lost_redis(cluster):
     """Wait until the worker has noticed the outage (Celery's consumer says so in its log)."""
+    # Celery's consumer says one of these, depending on where the outage meets it.
+    signs = ("Connection to broker lost", "Cannot connect to redis", "Error while reading from")
     wait_for(
-        lambda: "Connection to broker lost" in log_text(cluster.workers[0]),
-        timeout=60,
+        lambda: any(sign in log_text(cluster.workers[0]) for sign in signs),
+        timeout=120,
         what="the worker logs that it lost Redis",
     )
 
