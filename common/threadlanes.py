@@ -2,9 +2,8 @@
 
 Django's ASGI handler runs each request's synchronous code on a thread of its own, started
 for that request. With 25 page views in flight in one process that is 25 threads contending
-for the GIL, and CPU per view rose with concurrency: in-process, 25 concurrent dashboards cost
-8.7-8.9 ms of CPU each on 25 threads, 8.6 on 8 reused threads, 7.3-7.4 on 2, 6.8 on 1
-(docs/operations.md, Scaling).
+for the GIL, and CPU per view rose with the number of threads (measured:
+docs/benchmarks.md#figures-the-code-cites; capacity: docs/operations.md, Scaling).
 
 So the views marked `@page_threads` (the dashboard, a connection's page, the cards, panel
 and summary the live pages re-fetch: database reads only, no call to a broker) take one of

@@ -2,8 +2,8 @@
 
 The manifest is read when the process starts and does not change while it runs (a deploy
 starts new processes), so a name's URL is the same every time. The dashboard asks for nine
-static URLs per view; computing them (name cleaning, manifest lookup, URL quoting) was
-~0.3 ms of the view's CPU (bench/pages.py)."""
+static URLs per view; computing them (name cleaning, manifest lookup, URL quoting) each time
+was a measurable share of the view's CPU (docs/benchmarks.md#figures-the-code-cites)."""
 
 from __future__ import annotations
 

@@ -33,8 +33,8 @@ def connection_list_disconnected_for_user(*, user) -> QuerySet[Connection]:
 def connection_lists_for_dashboard(*, user) -> tuple[list[Connection], list[Connection], int]:
     """(the dashboard's connections, the disconnected ones not archived yet, how many are
     archived). The dashboard is the most viewed page: both reads are written in SQL, which
-    saves the ORM's compile of a 41-column query on every view (1.09 -> 0.53 ms of CPU for the
-    rows, ~0.6 ms for a COUNT; measured against bench/pages.py's database)."""
+    saves the ORM's compile of a 41-column query on every view (measured:
+    docs/benchmarks.md#figures-the-code-cites)."""
     table = Connection._meta.db_table
     disconnected = ConnectionStatus.DISCONNECTED.value
     rows = list(

@@ -3,8 +3,8 @@
 `GET /v1/account` with a bearer token the sandbox knows (every heartbeat) is answered here,
 by the same code as the Django view (views.account_answer), without Django's request
 handler: that handler starts a thread per request for its request_started/finished signals,
-which was most of the endpoint's CPU time (one uvicorn process: ~230 req/s through Django,
-see docs/benchmarks.md). Everything else, including unknown or malformed tokens, goes to Django.
+which was most of the endpoint's CPU time (docs/benchmarks.md#figures-the-code-cites). Everything else,
+including unknown or malformed tokens, goes to Django.
 """
 
 import os

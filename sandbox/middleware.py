@@ -1,7 +1,8 @@
 """Async-capable stand-ins for the two sync-only middlewares of the main settings, used by the
 standalone sandbox server (config/settings_sandbox.py). With only async-capable middleware, Django
 runs the async `/v1/account` view on the event loop instead of funnelling every request
-through its single sync thread (which capped a 50 ms-latency sandbox at ~20 req/s)."""
+through its single sync thread, which capped the throughput of a sandbox
+with latency faults (docs/benchmarks.md#figures-the-code-cites)."""
 
 from __future__ import annotations
 

@@ -558,8 +558,8 @@ def _tokens_load(digests: list[str]) -> dict[str, SandboxToken]:
 # Lookups that arrive within LOOKUP_WINDOW of the first are answered by one query
 # (`access_token_hash IN (...)`): under load one query serves dozens of heartbeats. A query
 # has a fixed cost (the ORM's compile, a round trip), so answering only what arrived in the
-# same loop pass made the sweep's spread-out heartbeats cost the sandbox 0.52 ms of CPU each;
-# 0.27 ms with this 2 ms window (bench/heartbeat.py, 10,000 connections).
+# same loop pass made the sweep's spread-out heartbeats cost the sandbox far more CPU each
+# than with this 2 ms window (docs/benchmarks.md#figures-the-code-cites).
 _lookups: dict[str, list[asyncio.Future]] = {}
 LOOKUP_WINDOW = 0.002
 

@@ -129,7 +129,7 @@ class BatchStats:
 
 def connections_with_ids(queryset, ids: list):
     """`queryset.filter(pk__in=ids)`; on PostgreSQL as `id = ANY(%s)` with one array parameter,
-    because Django prepares an IN list value by value (~5 % of a sweep's CPU at 1,000 ids)."""
+    because Django prepares an IN list value by value (its cost: docs/benchmarks.md#figures-the-code-cites)."""
     if db_connection.vendor != "postgresql":
         return queryset.filter(pk__in=ids)
     qn = db_connection.ops.quote_name
@@ -613,8 +613,8 @@ def outcomes_write(outcomes: list[Outcome], *, now: datetime, owner: str, stats:
 
 
 # Field classes whose Python values psycopg adapts exactly as Django would prepare them
-# (aware datetimes, ints, floats, str, UUID): their per-value get_db_prep_save, ~5 % of a
-# sweep's CPU, is skipped. Any other class (a custom field) goes through Django.
+# (aware datetimes, ints, floats, str, UUID): their per-value get_db_prep_save is skipped (its
+# cost: docs/benchmarks.md#figures-the-code-cites). Any other class (a custom field) goes through Django.
 _PLAIN_FIELDS = {
     models.DateTimeField,
     models.CharField,
@@ -639,8 +639,8 @@ def _column_values(f, rows: list[Connection], db) -> list:
 
 def connections_write_engine_fields(rows: list[Connection]) -> None:
     """Write WRITE_FIELDS of these rows. On PostgreSQL one `UPDATE … FROM unnest(arrays)`
-    statement (Django's bulk_update builds a CASE per field and row: ~10 ms of CPU per row
-    at 15 fields, the largest cost of a sweep before); elsewhere bulk_update."""
+    statement (Django's bulk_update builds a CASE per field and row, once the largest cost of a
+    sweep: docs/benchmarks.md#figures-the-code-cites); elsewhere bulk_update."""
     if not rows:
         return
     if db_connection.vendor != "postgresql":
@@ -650,7 +650,7 @@ def connections_write_engine_fields(rows: list[Connection]) -> None:
     pk = Connection._meta.pk
     fields = [Connection._meta.get_field(name) for name in WRITE_FIELDS]
     columns = [pk, *fields]
-    db = connections[db_connection.alias]  # not the proxy: 16 fields × 1,000 rows of lookups
+    db = connections[db_connection.alias]  # not the proxy: one lookup per field and row otherwise
     arrays = [_column_values(f, rows, db) for f in columns]
     unnest = ", ".join(f"%s::{f.db_type(db_connection)}[]" for f in columns)
     names = ", ".join(qn(f.column) for f in columns)

@@ -2,8 +2,8 @@
 
 A check is written to (`checks_store`, one statement per kind per batch):
 
-* the connection's `CheckLog`: its last checks and the current and previous hours' counts,
-  packed in one ~1 KB value rewritten in place (engine.ring);
+* the connection's `CheckLog`: its last checks and the last hours' counts (engine.ring's
+  RECENT and HOURS), packed in one fixed-size value rewritten in place;
 * `UptimeDay`: a UTC day's totals and 24 hourly counts, inserted once, when the connection's
   first check of a later day leaves the day behind;
 * `CheckTally`: per broker and minute (metrics, alerts, the system page);
@@ -115,8 +115,8 @@ def _tallies_write(records: list[CheckRecord]) -> None:
 def _rings_write(rings: dict) -> None:
     if db_connection.vendor == "postgresql":
         # Two bytea parameters, not arrays: ids as 16-byte values and rings as SIZE-byte
-        # values, each concatenated. psycopg dumps an array element by element in Python (5 %
-        # of a check's CPU for these two); one bytes value is escaped in C.
+        # values, each concatenated. psycopg dumps an array element by element in Python (its
+        # cost: docs/benchmarks.md#figures-the-code-cites); one bytes value is escaped in C.
         qn = db_connection.ops.quote_name
         table = qn(CheckLog._meta.db_table)
         encoded = [r.encode() for r in rings.values()]

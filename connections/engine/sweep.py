@@ -62,7 +62,7 @@ def connections_claim(*, owner: str, limit: int, cutoff: datetime, lease_seconds
             lease_owner=owner, lease_until=now + timedelta(seconds=lease_seconds)
         )
     # No select_related("broker_app"): a check never reads the app (a refresh loads its own
-    # row with it), and the join cost ~1,000 model instances per batch.
+    # row with it), and the join cost a model instance per row (docs/benchmarks.md#figures-the-code-cites).
     return list(connections_with_ids(Connection.objects.filter(lease_owner=owner), ids))
 
 
