@@ -5,7 +5,7 @@ A spec is a plain dict of generic OAuth 2.0 values, declared by `brokers.spec.Br
 endpoints (`brokers.discovery`), and raises `BrokerSpecError` whose messages name the field:
 
     BROKERS_FILE brokers.yaml: broker "acme": token_url: must be an https:// URL
-    (http allowed only for 127.0.0.1/localhost)
+    (http only to 127.0.0.1/localhost in development)
 
 See docs/brokers.example.yaml for the file format.
 """
