@@ -12,7 +12,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from django.urls import reverse
 
-from brokers.custom import DISCOVERY_FAILED, BrokerSpecError, resolve_spec
+from brokers.custom import BrokerSpecError, resolve_spec
+from brokers.discovery import DISCOVERY_FAILED
 from brokers.profile import BrokerProfile, TokenRules
 from connections import broker_client
 from connections.engine.heartbeat_client import HeartbeatRequest, heartbeats_run
