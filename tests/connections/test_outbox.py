@@ -36,21 +36,19 @@ def make(user, n: int = 1) -> list[Connection]:
 
 def test_one_status_change_is_one_live_message_and_one_webhook(user, endpoint):
     (connection,) = make(user)
-    with live_messages() as heard:
-        with transaction.atomic():
-            connection_transition(connection=connection, to_status=ConnectionStatus.NEEDS_REAUTH, message="refused")
-            # Inside the transaction nobody has heard of it yet.
-            assert not WebhookDelivery.objects.exists()
+    with live_messages() as heard, transaction.atomic():
+        connection_transition(connection=connection, to_status=ConnectionStatus.NEEDS_REAUTH, message="refused")
+        # Inside the transaction nobody has heard of it yet.
+        assert not WebhookDelivery.objects.exists()
     assert [[change[1:3] for change in changes] for changes in heard] == [[[str(connection.pk), "needs_reauth"]]]
     assert list(WebhookDelivery.objects.values_list("event", flat=True)) == ["connection.broken"]
 
 
 def test_a_batch_of_changes_is_one_live_message(user, endpoint):
     first, second = make(user, 2)
-    with live_messages() as heard:
-        with transaction.atomic(), outbox.events_batched():
-            connection_transition(connection=first, to_status=ConnectionStatus.DEGRADED)
-            connection_transition(connection=second, to_status=ConnectionStatus.DEGRADED)
+    with live_messages() as heard, transaction.atomic(), outbox.events_batched():
+        connection_transition(connection=first, to_status=ConnectionStatus.DEGRADED)
+        connection_transition(connection=second, to_status=ConnectionStatus.DEGRADED)
     assert len(heard) == 1
     assert sorted(change[1] for change in heard[0]) == sorted([str(first.pk), str(second.pk)])
     assert WebhookDelivery.objects.filter(event="connection.broken").count() == 2
@@ -116,9 +114,8 @@ def test_a_failing_webhook_stops_neither_live_pages_nor_other_events(user, endpo
         return real(event_type, data, **kwargs)
 
     monkeypatch.setattr(webhooks, "webhook_enqueue", enqueue)
-    with live_messages() as heard:
-        with transaction.atomic(), outbox.events_batched():
-            connection_transition(connection=first, to_status=ConnectionStatus.DEGRADED)
-            connection_transition(connection=second, to_status=ConnectionStatus.DEGRADED)
+    with live_messages() as heard, transaction.atomic(), outbox.events_batched():
+        connection_transition(connection=first, to_status=ConnectionStatus.DEGRADED)
+        connection_transition(connection=second, to_status=ConnectionStatus.DEGRADED)
     assert len(heard) == 1 and len(heard[0]) == 2
     assert list(WebhookDelivery.objects.values_list("connection_id", flat=True)) == [second.pk]
