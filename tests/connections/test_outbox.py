@@ -12,7 +12,7 @@ from connections.models import Connection, ConnectionStatus
 from connections.state import connection_transition
 from ops.models import WebhookDelivery, WebhookEndpoint
 from ops.webhooks import webhook_secret_new
-from tests.outbox_support import live_messages
+from tests.support import live_messages
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

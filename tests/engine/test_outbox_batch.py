@@ -13,7 +13,7 @@ from connections.engine.check import connections_check
 from connections.models import Connection, ConnectionStatus
 from ops.models import WebhookDelivery, WebhookEndpoint
 from ops.webhooks import webhook_secret_new
-from tests.outbox_support import live_messages
+from tests.support import live_messages
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
