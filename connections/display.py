@@ -9,8 +9,9 @@ of every open page every minute for them is what exhausted the web box, so they 
 once per `QUIET_SECONDS` window. Each connection's window is shifted by a phase taken from
 its id, so the windows of a thousand connections do not all end in the same sweep.
 
-Used by the engine's write phase (publish the rows whose version changed) and by the live
-hub's database poll (compare with the version it last sent), so both agree on "changed".
+Used by the outbox (status changes), the engine's write phase (the other rows whose version
+changed) and the live hub's database poll (compare with the version it last sent), so all
+agree on "changed".
 """
 
 from __future__ import annotations
@@ -119,7 +120,11 @@ def changes_publish(changes: list[list[str]]) -> None:
 
 def display_changed_publish(rows: Iterable, before: dict[str, str]) -> int:
     """After commit, tell open pages about the rows whose version differs from `before`
-    (as taken by `display_versions` before they changed). Returns how many changed."""
+    (as taken by `display_versions` before they changed). Returns how many changed.
+
+    Only for changes that are not status changes (health score, quality, the error shown, a
+    token's expiry): a status change reaches open pages once, from its event through
+    `connections.outbox`, so callers leave the rows they transitioned out."""
     changes = []
     for row in rows:
         version = display_version(row)

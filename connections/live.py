@@ -6,8 +6,9 @@ One stream format (server-sent events, one named event per connection, `conn-<uu
 - Each web process runs one `Hub` (per event loop). It learns of changes for every user with
   an open page in that process and wakes only the streams of that user.
 - With `REDIS_URL` the hub subscribes once to the deployment's channel
-  (`display.live_channel()`), where the engine's write phase and `connection_transition`
-  publish `[user, connection, status, version]` after commit. A slow shared database poll
+  (`display.live_channel()`), where the outbox (`connections.outbox`: status changes) and
+  the engine's write phase (other changes a card shows) publish `[user, connection, status,
+  version]` after commit. A slow shared database poll
   (every `REDIS_BACKSTOP_SECONDS`) catches changes nobody published. If Redis goes away
   the hub polls every `POLL_SECONDS` and keeps trying to subscribe again; once it is
   subscribed it goes back to the slow poll (after one catch-up poll).
@@ -72,29 +73,6 @@ def max_streams_per_user() -> int:
 
 def max_streams_per_process() -> int:
     return int(getattr(settings, "LIVE_MAX_STREAMS_PER_PROCESS", 4000))
-
-
-# --- publishing (status transitions) ---------------------------------------------------
-
-
-def publish_connection_changed(connection: Connection) -> None:
-    """Tell open pages that this connection changed. Never raises.
-
-    Sent after commit with the version of the row as committed, so a page that re-fetches
-    the card reads the new row, and the engine's own publish of the same row is a duplicate
-    the hubs drop."""
-    if not getattr(settings, "REDIS_URL", ""):
-        return  # the hubs poll the database instead
-    try:
-        from django.db import transaction
-
-        def send():
-            version = display.display_version(connection)
-            display.changes_publish([[str(connection.user_id), str(connection.pk), connection.status, version]])
-
-        transaction.on_commit(send)
-    except Exception as exc:  # noqa: BLE001
-        logger.warning("connections.live.publish_failed", extra={"error": type(exc).__name__})
 
 
 def db_release() -> None:

@@ -16,7 +16,7 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from brokers.registry import UnknownBroker, get_profile
-from connections import charts, errors, hub, selectors
+from connections import charts, errors, selectors
 from connections.models import Connection, ConnectionEvent, ConnectionStatus, Quality
 from connections.state import INACTIVE_STATUSES
 
@@ -212,16 +212,12 @@ def sweep_interval_seconds() -> int:
 
 
 def monitoring_last_run() -> datetime | None:
-    """The last sweep start (the engine's SweepRun), else the beat's last sign of life."""
-    try:
-        from connections.engine.models import SweepRun
+    """The last check round's start (the engine's SweepRun: every beat tick writes one when a
+    worker runs it). Beat alive with no worker checks nothing, so beat's own liveness is not
+    an answer here (the system status page shows it as a service)."""
+    from connections.engine.models import SweepRun
 
-        last = SweepRun.objects.order_by("-started_at").values_list("started_at", flat=True).first()
-        if last is not None:
-            return last
-    except ImportError:  # engine not installed in this build
-        pass
-    return hub.ask("beat_last_seen")  # ops records beat's liveness and answers through the hub
+    return SweepRun.objects.order_by("-started_at").values_list("started_at", flat=True).first()
 
 
 def monitoring_status(*, now: datetime | None = None, last: datetime | None = None) -> MonitoringView:

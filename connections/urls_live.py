@@ -7,7 +7,6 @@ from connections import views_live
 urlpatterns = [
     path("stream/", views_live.stream, name="stream"),
     path("summary/", views_live.summary, name="summary"),
-    path("system/", views_live.system_status, name="system_status"),
     path("<uuid:connection_id>/stream/", views_live.connection_stream, name="connection_stream"),
     path("<uuid:connection_id>/card/", views_live.card, name="card"),
     path("<uuid:connection_id>/panel/", views_live.panel, name="panel"),

@@ -1,5 +1,5 @@
 """Live parts of the connection pages: the event stream, the fragments it makes pages
-re-fetch, Check now, and the staff system status page."""
+re-fetch, and Check now. (The staff system status page is ops': ops/views_system.py.)"""
 
 from __future__ import annotations
 
@@ -10,16 +10,14 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.http import HttpResponse, StreamingHttpResponse
 from django.middleware.csrf import get_token
 from django.shortcuts import redirect, render
-from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseStopPolling
 
 from common.threadlanes import page_threads
-from connections import fragments, hub, live, presenters
+from connections import fragments, live, presenters
 from connections.models import Connection, ConnectionStatus
 from connections.selectors import connection_get_for_user
 
@@ -226,125 +224,3 @@ async def stream(request):
 async def connection_stream(request, connection_id):
     """The same stream, for the events of one connection (another user's: 404)."""
     return await _open(request, connection_id)
-
-
-# --- system status --------------------------------------------------------------------
-
-
-# What each of ops' health checks is about, in words ("broker" is Celery's message transport,
-# not a brokerage: "Broker: OK" read as if every broker answered).
-SERVICE_LABELS = {
-    "database": "Database",
-    "redis": "Redis",
-    "broker": "Task queue (Celery's message transport)",
-    "workers": "Workers",
-    "beat": "Scheduler (Celery beat)",
-}
-
-
-def _services() -> tuple[str, list[dict]]:
-    # Answered by ops (its health checks) through the hub; "unknown" without it.
-    overall, services = hub.ask("services_health", default=("unknown", []))
-    labelled = []
-    for service in services:
-        service = dict(service)
-        service["label"] = SERVICE_LABELS.get(service.get("name", ""), str(service.get("name", "")).capitalize())
-        labelled.append(service)
-    return overall, labelled
-
-
-def _breakers(now) -> list[dict]:
-    from datetime import timedelta
-
-    from brokers.registry import all_profiles
-    from connections.engine.checkstore import tallies_since
-
-    try:
-        from connections.engine.models import CircuitBreaker
-    except ImportError:
-        CircuitBreaker = None
-    states = {b.broker_slug: b for b in CircuitBreaker.objects.all()} if CircuitBreaker else {}
-    since = now - timedelta(hours=1)
-    rates = {
-        slug: {"n": row["checks"], "bad": row["checks"] - row["passed"]} for slug, row in tallies_since(since).items()
-    }
-    rows = []
-    for profile in all_profiles():
-        breaker = states.get(profile.slug)
-        rate = rates.get(profile.slug)
-        rows.append(
-            {
-                "slug": profile.slug,
-                "name": profile.name,
-                "state": breaker.get_state_display() if breaker else "Closed",
-                "state_key": breaker.state if breaker else "closed",
-                "error_rate": f"{100 * rate['bad'] / rate['n']:.1f}%" if rate and rate["n"] else "no checks",
-                "checks": rate["n"] if rate else 0,
-                "last_error": breaker.last_error_message if breaker else "",
-            }
-        )
-    return rows
-
-
-def _refresh_tokens() -> list[dict]:
-    """Per broker app: what was learned about its refresh tokens (brokers.rotation) and how
-    many active connections have a refresh out that the broker has not answered."""
-    from django.db.models import Count
-
-    from brokers.models import BrokerApp
-    from brokers.registry import UnknownBroker, get_profile
-    from brokers.services import broker_app_rotation_summary
-    from connections.state import INACTIVE_STATUSES
-
-    awaiting = dict(
-        Connection.objects.exclude(status__in=INACTIVE_STATUSES)
-        .filter(refresh_sent_at__isnull=False, broker_app__isnull=False)
-        .values_list("broker_app")
-        .annotate(n=Count("pk"))
-        .values_list("broker_app", "n")
-    )
-    rows = []
-    for app in BrokerApp.objects.all():
-        try:
-            profile = get_profile(app.broker_slug)
-        except UnknownBroker:
-            continue
-        rows.append(
-            {
-                "slug": app.broker_slug,
-                "name": profile.name,
-                "environment": app.get_environment_display(),
-                "summary": broker_app_rotation_summary(app, profile),
-                "awaiting": awaiting.get(app.pk, 0),
-            }
-        )
-    return rows
-
-
-@login_required
-@require_GET
-def system_status(request):
-    from common.staff import second_factor_redirect, staff_verified
-
-    if not staff_verified(request):
-        redirect_to = second_factor_redirect(request)
-        if redirect_to is None:
-            raise PermissionDenied
-        return redirect_to
-    now = timezone.now()
-    overall, services = _services()
-    monitoring = presenters.monitoring_status(now=now)
-    breakers = _breakers(now)
-    # Answered by ops (its open alerts) through the hub; none without it.
-    alerts = hub.ask("open_alerts", default=[])
-    badge = presenters.system_badge(services=overall, alerts=alerts, breakers=breakers, monitoring=monitoring)
-    context = {
-        "overall": badge.key,
-        "badge": badge,
-        "services": services,
-        "breakers": breakers,
-        "refresh_tokens": _refresh_tokens(),
-        "monitoring": monitoring,
-        "checked_at": now,
-    }
-    return render(request, "connections/system_status.html", context)

@@ -26,23 +26,11 @@ class OpsConfig(AppConfig):
 
     @staticmethod
     def _subscribe_to_connections() -> None:
-        """ops builds on connections, never the other way: it answers the pages' questions through
-        connections.hub, and webhooks listen to the connection history (every status change, refresh
-        failure and expiry warning writes a row there) through post_save."""
-        from functools import partial
+        """ops builds on connections, never the other way: its webhooks hear the connection
+        history (every status change, refresh failure, revocation, expiry warning) from the
+        outbox's signals, once, after the transaction that wrote it committed."""
+        from connections import outbox
+        from ops.webhooks import on_events_committed, on_notification_committed
 
-        from django.db.models.signals import post_save
-
-        from connections import hub
-        from connections.engine.models import Notification
-        from connections.models import ConnectionEvent
-        from ops.alerts import alerts_open
-        from ops.health import health_status_page
-        from ops.services import service_heartbeat_latest
-        from ops.webhooks import on_connection_event, on_notification
-
-        post_save.connect(on_connection_event, sender=ConnectionEvent, dispatch_uid="ops.webhooks.event")
-        post_save.connect(on_notification, sender=Notification, dispatch_uid="ops.webhooks.notification")
-        hub.provide("beat_last_seen", partial(service_heartbeat_latest, kind="beat"))
-        hub.provide("services_health", health_status_page)
-        hub.provide("open_alerts", lambda: list(alerts_open()))
+        outbox.event_committed.connect(on_events_committed, dispatch_uid="ops.webhooks.events")
+        outbox.notification_committed.connect(on_notification_committed, dispatch_uid="ops.webhooks.notification")

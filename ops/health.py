@@ -201,7 +201,7 @@ _cache: dict = {"at": 0.0, "report": None}
 
 
 def health_status_page() -> tuple[str, list[dict]]:
-    """Fresh checks for the staff system-status page (asked through connections.hub): the
+    """Fresh checks for the staff system-status page (ops/views_system.py): the
     overall word the page shows ("healthy", "degraded", "down") and one row per service."""
     results = health_check_services()
     overall = {"healthy": "healthy", "degraded": "degraded", "unhealthy": "down"}.get(health_overall(results), "down")

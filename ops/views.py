@@ -91,4 +91,4 @@ def alert_acknowledge_view(request, alert_id: int):
     nxt = request.POST.get("next", "")
     if url_has_allowed_host_and_scheme(nxt, allowed_hosts={request.get_host()}, require_https=request.is_secure()):
         return redirect(nxt)
-    return redirect("connections:system_status")
+    return redirect("ops:system_status")

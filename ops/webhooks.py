@@ -11,8 +11,10 @@ where the key is the base64 part of the endpoint's `whsec_...` secret. Receivers
 the spec's libraries (`standardwebhooks` on PyPI: `Webhook(secret).verify(body, headers)`).
 The event catalogue and payloads are in EVENTS below and in docs/webhooks.md. Never a token.
 
-Where events come from: ops subscribes to the connection history (post_save of
-ConnectionEvent and of the engine's expiry Notification). connections never imports ops.
+Where events come from: the connection history's outbox (`connections.outbox`). ops connects
+to its `event_committed` and `notification_committed` signals (OpsConfig.ready), so it hears
+every ConnectionEvent and the engine's expiry Notification once, after the transaction that
+wrote them committed. connections never imports ops.
 
 Delivery: a Celery task per attempt (`ops.tasks.webhook_deliver`), due times in the row, a
 beat task for due attempts whose message was lost. Failed attempts are retried on
@@ -36,7 +38,6 @@ from datetime import UTC, datetime, timedelta
 import requests
 from django.conf import settings
 from django.core.mail import mail_admins, send_mail
-from django.db import transaction
 from django.utils import timezone
 from standardwebhooks import Webhook
 
@@ -239,19 +240,6 @@ def _send_task(delivery_id, countdown: float | None = None) -> None:
         logger.warning("ops.webhooks.task_not_sent", extra={"delivery_id": str(delivery_id)})
 
 
-def _after_commit(build) -> None:
-    """Enqueue once the change that caused the event is committed. Best effort: a webhook
-    problem never affects the change itself."""
-
-    def run() -> None:
-        try:
-            build()
-        except Exception:  # noqa: BLE001
-            logger.exception("ops.webhooks.enqueue_failed")
-
-    transaction.on_commit(run)
-
-
 def _revocation_event(event) -> tuple[str | None, dict]:
     """What a revocation outcome (REVOKED / REVOCATION_FAILED after a disconnect) tells
     receivers: the disconnect's first outcome is `connection.revoked`, whatever the broker
@@ -286,21 +274,28 @@ def _revocation_event(event) -> tuple[str | None, dict]:
     }
 
 
-def on_connection_event(sender, instance, created: bool, raw: bool = False, **kwargs) -> None:
-    """post_save receiver of connections.ConnectionEvent."""
-    if not created or raw:
-        return
-    event = instance
+def on_events_committed(sender, events: list, **kwargs) -> None:
+    """Receiver of connections.outbox.event_committed: the webhooks these committed history
+    entries stand for. One entry that fails is logged and does not stop the others."""
+    for event in events:
+        try:
+            connection_event_webhook(event)
+        except Exception:  # noqa: BLE001 - a webhook problem never affects the change itself
+            logger.exception("ops.webhooks.enqueue_failed", extra={"connection_event_id": event.pk})
+
+
+def connection_event_webhook(event) -> list:
+    """Enqueue the webhook one committed ConnectionEvent stands for, if any."""
     from_status = _status_before_check(event.connection_id, event.from_status, event.created_at)
     event_type = event_type_for(kind=event.kind, from_status=from_status, to_status=event.to_status)
     if event_type is None:
-        return
+        return []
     connection = event.connection
     data = {"connection": _connection_data(connection), "previous_status": from_status}
     if event_type == "connection.revoked":
         event_type, extra = _revocation_event(event)
         if event_type is None:
-            return
+            return []
         data.update(extra)
     if event_type in ("connection.broken", "connection.refresh_failed", "connection.fixed"):
         data["reason"] = {"category": event.category, "message": event.message}
@@ -311,18 +306,16 @@ def on_connection_event(sender, instance, created: bool, raw: bool = False, **kw
             event.to_status == ConnectionStatus.NEEDS_REAUTH or connection.status == ConnectionStatus.NEEDS_REAUTH
             or (event.kind == "refresh_failed" and event.category == "auth")
         )
-    app_id = _app_of(connection)
-    _after_commit(lambda: webhook_enqueue(event_type, data, connection_id=connection.pk, app_id=app_id))
+    return webhook_enqueue(event_type, data, connection_id=connection.pk, app_id=_app_of(connection))
 
 
-def on_notification(sender, instance, created: bool, raw: bool = False, **kwargs) -> None:
-    """post_save receiver of the engine's Notification: an expiry warning is connection.expiring."""
-    if not created or raw or instance.kind != "expiry_warning":
+def on_notification_committed(sender, notification, **kwargs) -> None:
+    """Receiver of connections.outbox.notification_committed: an expiry warning is connection.expiring."""
+    if notification.kind != "expiry_warning":
         return
-    connection = instance.connection
-    data = {"connection": _connection_data(connection), "deadline": instance.incident_at.isoformat()}
-    app_id = _app_of(connection)
-    _after_commit(lambda: webhook_enqueue("connection.expiring", data, connection_id=connection.pk, app_id=app_id))
+    connection = notification.connection
+    data = {"connection": _connection_data(connection), "deadline": notification.incident_at.isoformat()}
+    webhook_enqueue("connection.expiring", data, connection_id=connection.pk, app_id=_app_of(connection))
 
 
 # --- delivery ------------------------------------------------------------------------------

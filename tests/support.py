@@ -215,3 +215,41 @@ def pass_second_factor(page, base_url: str, user, next_path: str) -> None:
     page.locator("input[name=code]").fill(totp_code(user.totp_secret))
     page.get_by_role("button", name="Confirm").click()
     page.wait_for_url(f"{base_url}{next_path}")
+
+
+# --- what open pages hear ----------------------------------------------------------------
+
+_LIVE_END = ["end-of-test", "end-of-test", "", ""]
+
+
+@contextmanager
+def live_messages():
+    """Yields a list that, after the block, holds the `changes` of every live message
+    published during it. Ends on a marker published last, so no wait is for time."""
+    import json
+
+    import redis
+
+    from connections import display
+
+    assert settings.REDIS_URL, "the test settings use Redis"
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    pubsub = client.pubsub()
+    pubsub.subscribe(display.live_channel())
+    assert pubsub.get_message(timeout=10)["type"] == "subscribe"
+    heard: list[list] = []
+    try:
+        yield heard
+        display.changes_publish([_LIVE_END])
+        while True:
+            message = pubsub.get_message(timeout=10)
+            assert message is not None, "the end marker never arrived"
+            if message["type"] != "message":
+                continue
+            changes = json.loads(message["data"])["changes"]
+            if changes == [_LIVE_END]:
+                break
+            heard.append(changes)
+    finally:
+        pubsub.close()
+        client.close()

@@ -35,7 +35,7 @@ from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
 from brokers.profile import BrokerProfile
-from connections import display, errors
+from connections import display, errors, outbox
 from connections.engine import circuit
 from connections.engine.checkstore import CheckRecord, checks_store
 from connections.engine.conf import engine_setting
@@ -593,7 +593,9 @@ def outcomes_write(outcomes: list[Outcome], *, now: datetime, owner: str, stats:
     def write() -> None:
         for outcome in mine:
             outcome.connection.status, outcome.connection.status_changed_at = before[outcome.connection.pk]
-        with transaction.atomic():
+        moved = set()
+        # The batch's status changes go out together from the outbox after commit.
+        with transaction.atomic(), outbox.events_batched():
             for outcome, decision in decisions:
                 if decision.status != outcome.connection.status:
                     connection_transition(
@@ -604,9 +606,11 @@ def outcomes_write(outcomes: list[Outcome], *, now: datetime, owner: str, stats:
                         kind=ConnectionEvent.Kind.STATUS_CHANGED,
                         save=False,
                     )
+                    moved.add(outcome.connection.pk)
             connections_write_engine_fields([o.connection for o in mine])
             checks_store(results)
-            display.display_changed_publish((o.connection for o in mine), shown)  # after commit, changed rows only
+            # Changes shown that are not status changes (score, quality, error, expiry); after commit.
+            display.display_changed_publish((o.connection for o in mine if o.connection.pk not in moved), shown)
 
     db_write_retried(write)
     stats.outcomes.extend(mine)

@@ -37,6 +37,7 @@ from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
 from brokers.registry import UnknownBroker, get_profile
+from connections import outbox
 from connections.engine.checkstore import rings_for
 from connections.engine.conf import engine_setting
 from connections.engine.models import Notification
@@ -97,23 +98,25 @@ def notification_send(*, connection: Connection, kind: str, incident_at: datetim
     if connection.user_id is None:
         # A partner app's end user: brokerlink has no address, the app hears it by webhook.
         # Problems already are webhooks (status changes); a coming deadline is not, so its
-        # warning is recorded, once per deadline, and that record is what ops.webhooks sends
-        # to the app as connection.expiring.
+        # warning is recorded, once per deadline, and that record (announced by the outbox
+        # after commit) is what ops.webhooks sends to the app as connection.expiring.
         if kind == Kind.EXPIRY_WARNING:
             try:
                 with transaction.atomic():
-                    Notification.objects.create(
+                    notification = Notification.objects.create(
                         connection=connection, kind=kind, incident_at=incident_at, to_email="", sent_at=now
                     )
+                    outbox.notification_dispatch_on_commit(notification)
             except IntegrityError:
                 pass
         return False
     email = getattr(connection.user, "email", "") or ""
     try:
         with transaction.atomic():
-            Notification.objects.create(
+            notification = Notification.objects.create(
                 connection=connection, kind=kind, incident_at=incident_at, to_email=email, sent_at=now
             )
+            outbox.notification_dispatch_on_commit(notification)
     except IntegrityError:
         return False
     context = {

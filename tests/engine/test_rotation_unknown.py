@@ -53,7 +53,7 @@ def test_the_minimal_yaml_broker_is_learned_rotating_and_shown_to_staff(acme, ad
     assert app.refresh_rotation_seen_at is not None, "a new refresh token in the answer: rotating"
     client = Client()
     client.force_login(admin_user)
-    status = client.get(reverse("connections:system_status")).content.decode()
+    status = client.get(reverse("ops:system_status")).content.decode()
     line = re.search(r'data-refresh-app="acme".*?data-field="rotation">([^<]+)<', status, flags=re.S).group(1)
     assert "not declared rotating; seen rotating since" in line and "treated as single-use" in line
     change = client.get(reverse("admin:brokers_brokerapp_change", args=[app.pk])).content.decode()
@@ -160,7 +160,7 @@ def test_a_stall_longer_than_the_deadline_waits_for_the_broker_then_resends_once
         assert "Waiting for Acme Securities to answer a token refresh" in waiting.last_error_message
         staff = Client()
         staff.force_login(admin_user)
-        status = staff.get(reverse("connections:system_status")).content.decode()
+        status = staff.get(reverse("ops:system_status")).content.decode()
         awaiting = re.search(r'data-refresh-app="acme".*?data-field="awaiting">(\d+)<', status, flags=re.S).group(1)
         assert awaiting == "1", "the operator sees the connection waiting for the broker"
     finally:

@@ -147,16 +147,16 @@ def test_alerts_are_shown_and_acknowledged_on_the_system_status_page(user, clien
     alerts_evaluate(now=now)
     alert = open_alert(Alert.Kind.HIGH_ERROR_RATE)
     client.force_login(staff)
-    page = client.get(reverse("connections:system_status")).content.decode()
+    page = client.get(reverse("ops:system_status")).content.decode()
     assert f'data-alert="{alert.key}"' in page and "Acknowledge" in page
 
     response = client.post(
-        reverse("ops:alert_acknowledge", args=[alert.pk]), {"next": reverse("connections:system_status")}
+        reverse("ops:alert_acknowledge", args=[alert.pk]), {"next": reverse("ops:system_status")}
     )
-    assert response.status_code == 302 and response["Location"] == reverse("connections:system_status")
+    assert response.status_code == 302 and response["Location"] == reverse("ops:system_status")
     alert.refresh_from_db()
     assert alert.acknowledged_by == staff and alert.acknowledged_at is not None
-    page = client.get(reverse("connections:system_status")).content.decode()
+    page = client.get(reverse("ops:system_status")).content.decode()
     assert "by ops@example.com" in page
 
     # Non-staff may not acknowledge.

@@ -16,6 +16,7 @@ from django.utils import timezone
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from connections.engine.models import Notification
+from connections.engine.notifications import notification_send
 from connections.models import Connection, ConnectionEvent, ConnectionStatus
 from connections.state import connection_event_record, connection_transition
 from ops.models import WebhookDelivery, WebhookEndpoint
@@ -285,7 +286,7 @@ def test_refresh_failures_and_expiry_warnings_are_events(connection):
         connection=connection, kind=K.REFRESH_FAILED, category="auth", message="Sandbox no longer accepts it."
     )
     deadline = timezone.now() + timedelta(hours=20)
-    Notification.objects.create(connection=connection, kind="expiry_warning", incident_at=deadline)
+    notification_send(connection=connection, kind=Notification.Kind.EXPIRY_WARNING, incident_at=deadline)
     failed, expiring = WebhookDelivery.objects.order_by("created_at")
     assert failed.event == "connection.refresh_failed"
     assert failed.payload["data"]["needs_reauth"] is True

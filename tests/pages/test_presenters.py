@@ -167,11 +167,12 @@ def test_monitoring_stale_after_three_missed_sweeps():
     assert "Monitoring is not running: the last check round was 4 min ago" in status.text
 
 
-def test_monitoring_falls_back_to_beat_heartbeat():
+def test_beat_alive_without_a_check_round_is_not_monitoring():
     from ops.models import ServiceHeartbeat
 
+    # Beat ticks, but no worker ran a tick (no SweepRun): nothing is being checked.
     ServiceHeartbeat.objects.create(kind="beat", name="beat@host", last_seen_at=timezone.now())
-    assert presenters.monitoring_status().active
+    assert not presenters.monitoring_status().active
 
 
 def test_uptime_and_detail(make_connection):

@@ -70,7 +70,7 @@ def test_publish_never_raises_when_redis_is_down(make_connection, settings, djan
     display._client = None
     try:
         with django_capture_on_commit_callbacks(execute=True):
-            live.publish_connection_changed(make_connection())
+            connection_transition(connection=make_connection(), to_status=ConnectionStatus.DEGRADED)
     finally:
         display._client = None
 

@@ -188,17 +188,17 @@ def test_disconnect_dialog_is_htmx_with_plain_form_fallback(signed_in, make_conn
 
 
 def test_system_status_is_staff_only(signed_in, user, client):
-    assert signed_in.get(reverse("connections:system_status")).status_code == 403
+    assert signed_in.get(reverse("ops:system_status")).status_code == 403
     user.is_staff = True
     user.save()
     client.force_login(user)
-    no_factor = client.get(reverse("connections:system_status"))
+    no_factor = client.get(reverse("ops:system_status"))
     assert no_factor.status_code == 302 and no_factor["Location"] == "/accounts/2fa/"  # enrol a factor first
     with_second_factor(user)
-    not_this_session = client.get(reverse("connections:system_status"))  # enrolled, not used in this session
+    not_this_session = client.get(reverse("ops:system_status"))  # enrolled, not used in this session
     assert not_this_session.status_code == 302 and "/accounts/2fa/reauthenticate/" in not_this_session["Location"]
     client.force_login(user)  # a sign-in that passed the factor (tests.support)
-    page = client.get(reverse("connections:system_status")).content.decode()
+    page = client.get(reverse("ops:system_status")).content.decode()
     assert 'data-service="database"' in page and 'data-service="workers"' in page
     assert 'data-broker="sandbox"' in page
     assert 'data-monitoring="stopped"' in page
@@ -212,7 +212,7 @@ def test_system_status_without_workers_beat_or_sweeps_is_degraded_and_says_why(c
     user.save()
     with_second_factor(user)
     client.force_login(user)
-    page = client.get(reverse("connections:system_status")).content.decode()
+    page = client.get(reverse("ops:system_status")).content.decode()
     assert 'data-overall="degraded"' in page
     assert "a service is degraded" in page and "monitoring is not running" in page
 
@@ -229,6 +229,6 @@ def test_system_status_badge_counts_open_alerts(signed_in, user, client):
     client.force_login(user)
     SweepRun.objects.create(owner="t", started_at=timezone.now())
     Alert.objects.create(key="k", kind="high_error_rate", severity="critical", message="Errors at Sandbox Broker")
-    page = client.get(reverse("connections:system_status")).content.decode()
+    page = client.get(reverse("ops:system_status")).content.decode()
     assert 'data-overall="healthy"' not in page
     assert "1 critical alert open" in page
