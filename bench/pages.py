@@ -413,6 +413,7 @@ class PageLog:
         self.window = [float("inf"), float("inf")]
         self.records: list[tuple[str, str, float, object]] = []
         self.pushed = {"card": 0, "summary-html": 0}
+        self.streams_up = 0  # like pages whose first stream is open
 
     def measuring(self) -> bool:
         return self.window[0] <= time.monotonic() <= self.window[1]
@@ -472,6 +473,7 @@ async def like_page(session, base: str, cookie: str, ids: list[str], log: PageLo
 
     try:
         await log.get(session, "like", "page", f"{base}/connections/", cookie, htmx=False)
+        up = False
         while True:
             started = time.monotonic()
             try:
@@ -485,6 +487,9 @@ async def like_page(session, base: str, cookie: str, ids: list[str], log: PageLo
                 resp = None
             if resp is not None:
                 log.add("like", "stream", started, (time.monotonic() - started) * 1000, resp.status)
+                if resp.status == 200 and not up:
+                    up = True
+                    log.streams_up += 1
             if resp is None or resp.status != 200:
                 if resp is not None:
                     resp.release()
@@ -616,7 +621,10 @@ async def open_pages(base: str, sessions, args, client: dict, db_name: str, web_
                 cookie, ids = like_sessions[i % len(like_sessions)]
                 tasks.append(asyncio.ensure_future(like_page(session, base, cookie, ids, log)))
                 await asyncio.sleep(0.01)
-            await asyncio.sleep(5)  # the like pages' first views and streams
+            deadline = time.monotonic() + 180  # the like pages' first views and streams
+            while log.streams_up < args.like_pages and time.monotonic() < deadline:
+                await asyncio.sleep(0.5)
+            out["like_up"] = log.streams_up
             for i in range(args.browsing):
                 cookie = sessions[(i * 7) % len(sessions)][0]
                 tasks.append(asyncio.ensure_future(browsing_user(session, base, cookie, log, args.think)))
@@ -688,6 +696,8 @@ def pages_report(args, p: dict) -> None:
             kinds[kind] = kinds.get(kind, 0) + 1
         pages = [ms for kind, ms, status in asked if kind == "page" and status == 200]
         fetches = [ms for kind, ms, status in asked if kind != "page" and status == 200]
+        if who == "like":
+            label += f" ({p['like_up']} with their stream open at the start)"
         line = f"{label}: {count}, {len(asked) / count / minutes:.2f} requests per page per minute ({kinds or 'none'})"
         if pages:
             line += f", dashboard p50/p99 {pct(pages, 0.5):.0f}/{pct(pages, 0.99):.0f} ms"
