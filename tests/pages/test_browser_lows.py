@@ -1,8 +1,5 @@
 """Issue 27's "Low" list walked in Chromium, for the items whose other tests read HTML or
-presenters only: what a person meets going through the pages.
-
-Where each Low item is tested: docs/pages.md, "Issue 27's Low list".
-"""
+presenters only: what a person meets going through the pages."""
 
 from __future__ import annotations
 
