@@ -15,11 +15,18 @@ use (pg_stat_activity, peak), web RSS, and whether every stream got the sweep's 
 (the sandbox is switched to an outage, one sweep runs in a subprocess as a worker would,
 and every connection's card must receive its `card-<id>` or `conn-<id>` event).
 
-`--browser-pages N` (real-browser mode) then keeps N Chromium dashboards open (Debian's
-/usr/bin/chromium through Playwright, one signed-in user each) for `--browser-seconds`, with
-the sandbox recovering and one sweep in that window, and prints the requests per open page
-per minute they make (the synthetic streams above only listen, so they cannot show polling or
-re-fetches), stream (re)opens and console errors.
+Then, with `--browser-pages N`, `--like-pages N` or `--browsing N`, pages as people leave
+them open (`open_pages`): N real Chromium dashboards (Debian's /usr/bin/chromium through
+Playwright, tabs of `--browser-contexts` signed-in users), N browser-like aiohttp dashboards
+that re-fetch on events as static/js/live.js does (`like_page`), and N people viewing the
+dashboard, for `--browser-seconds` in which the sandbox recovers from an outage and `--sweeps`
+sweeps run. Prints requests per open page per minute for each kind (the synthetic streams
+above only listen, so they cannot show polling or re-fetches), page and re-fetch latency,
+every answer's status, console errors, PostgreSQL connections in use and the machine's load.
+`--pages-only` skips the synthetic part:
+
+    .venv/bin/python bench/pages.py --users 400 --pages-only --browser-pages 40 \
+        --browser-contexts 8 --like-pages 400 --browsing 20 --browser-seconds 120 --sweeps 2
 """
 
 from __future__ import annotations
@@ -732,8 +739,7 @@ def run(args, db_name: str, web_pid: int) -> None:
         import aiohttp
 
         out = {"idle": {}, "streams": {}}
-        # Steady state, as a signed-in person meets it: every user's cards rendered once (the
-        # first view after a change renders them; later views reuse them, see fragments.py).
+        # Every user's dashboard once (the first view: sessions, connections and pools warm).
         warm = await dashboard_load(base, cookies, 10, 0, web_pid, each_once=True)
         out["warm"] = warm
         for level in levels:
@@ -806,8 +812,8 @@ def synthetic_report(args, out: dict, load_before) -> None:
           f"load average before {load_before[0]:.2f} (shared machine)")  # fmt: skip
     warm = out["warm"]
     print(
-        f"first view of each user (every card rendered, 10 concurrent): {warm['rps']:.0f}/s "
-        f"{warm['p50']:.0f}/{warm['p95']:.0f}/{warm['p99']:.0f} ms cpu {warm['cpu_ms']:.1f}; then, cards reused:"
+        f"first view of each user (10 concurrent): {warm['rps']:.0f}/s "
+        f"{warm['p50']:.0f}/{warm['p95']:.0f}/{warm['p99']:.0f} ms cpu {warm['cpu_ms']:.1f}; then:"
     )
     print(f"{'dashboard':<22}" + "".join(f"{f'{c} concurrent':>42}" for c in levels))
     splits = []
