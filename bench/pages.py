@@ -15,11 +15,18 @@ use (pg_stat_activity, peak), web RSS, and whether every stream got the sweep's 
 (the sandbox is switched to an outage, one sweep runs in a subprocess as a worker would,
 and every connection's card must receive its `card-<id>` or `conn-<id>` event).
 
-`--browser-pages N` (real-browser mode) then keeps N Chromium dashboards open (Debian's
-/usr/bin/chromium through Playwright, one signed-in user each) for `--browser-seconds`, with
-the sandbox recovering and one sweep in that window, and prints the requests per open page
-per minute they make (the synthetic streams above only listen, so they cannot show polling or
-re-fetches), stream (re)opens and console errors.
+Then, with `--browser-pages N`, `--like-pages N` or `--browsing N`, pages as people leave
+them open (`open_pages`): N real Chromium dashboards (Debian's /usr/bin/chromium through
+Playwright, tabs of `--browser-contexts` signed-in users), N browser-like aiohttp dashboards
+that re-fetch on events as static/js/live.js does (`like_page`), and N people viewing the
+dashboard, for `--browser-seconds` in which the sandbox recovers from an outage and `--sweeps`
+sweeps run. Prints requests per open page per minute for each kind (the synthetic streams
+above only listen, so they cannot show polling or re-fetches), page and re-fetch latency,
+every answer's status, console errors, PostgreSQL connections in use and the machine's load.
+`--pages-only` skips the synthetic part:
+
+    .venv/bin/python bench/pages.py --users 400 --pages-only --browser-pages 40 \
+        --browser-contexts 8 --like-pages 400 --browsing 20 --browser-seconds 120 --sweeps 2
 """
 
 from __future__ import annotations
@@ -120,7 +127,6 @@ async def dashboard_load(
     window = [t0 + ramp, t0 + ramp + seconds]
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=connector) as session:
-
         # each_once: every user's dashboard once (the cold view), instead of a timed loop
         todo = list(range(len(cookies))) if each_once else []
 
@@ -244,8 +250,18 @@ def main() -> None:
         "--browser-pages", type=int, default=0, help="real-browser mode: Chromium dashboards kept open (0: off)"
     )
     parser.add_argument(
-        "--browser-seconds", type=float, default=120.0, help="real-browser mode: measured window (one sweep in it)"
+        "--browser-contexts", type=int, default=5, help="real-browser mode: signed-in users the pages are tabs of"
     )
+    parser.add_argument(
+        "--like-pages", type=int, default=0, help="browser-like aiohttp dashboards that re-fetch as live.js does"
+    )
+    parser.add_argument("--browsing", type=int, default=0, help="users viewing the dashboard while the pages are open")
+    parser.add_argument("--think", type=float, default=2.0, help="browsing users' pause between views, seconds")
+    parser.add_argument(
+        "--browser-seconds", type=float, default=120.0, help="open pages: the measured window (sweeps in it)"
+    )
+    parser.add_argument("--sweeps", type=int, default=3, help="open pages: sweeps in the window (the first recovers)")
+    parser.add_argument("--pages-only", action="store_true", help="open pages only, no synthetic dashboards/streams")
     args = parser.parse_args()
 
     from tests.fixtures.sandbox import CONTROL_TOKEN
@@ -397,63 +413,313 @@ SWEEP_NOW = (
 )
 
 
-async def browser_pages(base: str, sessions, count: int, seconds: float, sandbox_port: int, client: dict) -> dict:
-    """Real-browser mode: `count` Chromium dashboards (one signed-in user each) kept open for
-    `seconds`, during which the sandbox recovers and one sweep runs (every card changes back).
-    Counts what the pages ask the server (XHR/fetch; stream reconnects apart) and their
-    console errors: what aiohttp streams that only listen cannot show."""
+class PageLog:
+    """What the open pages asked the server during the measured window: (who, kind, ms, status)."""
+
+    def __init__(self) -> None:
+        self.window = [float("inf"), float("inf")]
+        self.records: list[tuple[str, str, float, object]] = []
+        self.pushed = {"card": 0, "summary-html": 0}
+        self.streams_up = 0  # like pages whose first stream is open
+
+    def measuring(self) -> bool:
+        return self.window[0] <= time.monotonic() <= self.window[1]
+
+    def add(self, who: str, kind: str, started: float, ms: float, status) -> None:
+        if self.window[0] <= started <= self.window[1]:
+            self.records.append((who, kind, ms, status))
+
+    async def get(self, session, who: str, kind: str, url: str, cookie: str, htmx: bool = True):
+        """One request as the page makes it (htmx's headers); (status, busy)."""
+        import aiohttp
+
+        headers = {"Cookie": cookie}
+        if htmx:
+            headers.update({"HX-Request": "true", "HX-Current-URL": url})
+        started = time.monotonic()
+        busy = False
+        try:
+            async with session.get(url, headers=headers, allow_redirects=False) as resp:
+                await resp.read()
+                status, busy = resp.status, bool(resp.headers.get("X-Brokerlink-Busy"))
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            status = type(exc).__name__
+        self.add(who, kind, started, (time.monotonic() - started) * 1000, status)
+        return status, busy
+
+
+async def like_page(session, base: str, cookie: str, ids: list[str], log: PageLog) -> None:
+    """A browser-like dashboard (aiohttp), doing what static/js/live.js and the htmx
+    attributes make a real one do: the page, then its stream; a `conn-<id>` event re-fetches
+    that card (a newer one cancels a re-fetch still in flight, hx-sync="this:replace"); a
+    `summary` event re-fetches the strip at a random moment within a second (one per batch);
+    `card-<id>` and `summary-html` carry the change (no request); `bye` reopens the stream;
+    a refused or dropped stream polls every card and the strip every 5 s until it reopens; a
+    busy answer (204 + X-Brokerlink-Busy) asks again 2-8 s later."""
+    import random
+
+    import aiohttp
+
+    pending: dict[str, asyncio.Task] = {}
+
+    async def refetch(kind: str, url: str, delay: float = 0.0) -> None:
+        await asyncio.sleep(delay)
+        while True:
+            status, busy = await log.get(session, "like", kind, url, cookie)
+            if not (status == 204 and busy):
+                return
+            await asyncio.sleep(2 + random.random() * 6)
+
+    def soon(key: str, kind: str, url: str, delay: float = 0.0, replace: bool = True) -> None:
+        running = pending.get(key)
+        if running and not running.done():
+            if not replace:
+                return
+            running.cancel()
+        pending[key] = asyncio.ensure_future(refetch(kind, url, delay))
+
+    try:
+        await log.get(session, "like", "page", f"{base}/connections/", cookie, htmx=False)
+        up = False
+        while True:
+            started = time.monotonic()
+            try:
+                resp = await session.get(
+                    f"{base}/connections/stream/",
+                    headers={"Cookie": cookie},
+                    timeout=aiohttp.ClientTimeout(total=None, sock_read=None),
+                )
+            except aiohttp.ClientError as exc:
+                log.add("like", "stream", started, 0.0, type(exc).__name__)
+                resp = None
+            if resp is not None:
+                log.add("like", "stream", started, (time.monotonic() - started) * 1000, resp.status)
+                if resp.status == 200 and not up:
+                    up = True
+                    log.streams_up += 1
+            if resp is None or resp.status != 200:
+                if resp is not None:
+                    resp.release()
+                await asyncio.sleep(5)  # the stream is down: the page polls (live-poll)
+                for pk in ids:
+                    soon(f"card-{pk}", "card", f"{base}/connections/{pk}/card/")
+                soon("summary", "summary", f"{base}/connections/summary/")
+                continue
+            event = ""
+            try:
+                async for line in resp.content:
+                    if line.startswith(b"event: "):
+                        event = line[7:].strip().decode()
+                        continue
+                    if line.strip() or not event:
+                        continue
+                    if event.startswith("conn-"):
+                        pk = event[5:]
+                        soon(f"card-{pk}", "card", f"{base}/connections/{pk}/card/")
+                    elif event == "summary":
+                        soon("summary", "summary", f"{base}/connections/summary/", random.random(), replace=False)
+                    elif event.startswith("card-") and log.measuring():
+                        log.pushed["card"] += 1
+                    elif event == "summary-html" and log.measuring():
+                        log.pushed["summary-html"] += 1
+                    elif event in ("bye", "signed-out"):
+                        break
+                    event = ""
+            except (aiohttp.ClientError, asyncio.IncompleteReadError):
+                pass
+            finally:
+                resp.release()
+            if event == "signed-out":
+                return
+    finally:
+        for task in pending.values():
+            task.cancel()
+
+
+async def browsing_user(session, base: str, cookie: str, log: PageLog, think: float) -> None:
+    """Someone clicking through: the dashboard, a pause of ~`think` seconds, again."""
+    import random
+
+    while True:
+        await log.get(session, "browse", "page", f"{base}/connections/", cookie, htmx=False)
+        await asyncio.sleep(think * (0.5 + random.random()))
+
+
+async def open_pages(base: str, sessions, args, client: dict, db_name: str, web_pid: int) -> dict:
+    """Pages as people leave them open, for `--browser-seconds`: `--browser-pages` real
+    Chromium dashboards (spread over `--browser-contexts` signed-in users, several tabs each),
+    `--like-pages` browser-like aiohttp dashboards (`like_page`) and `--browsing` users
+    viewing the dashboard. In the window the sandbox recovers from an outage (every card
+    changes) and `--sweeps` sweeps run, evenly spaced, as a worker would run them. Counts the
+    requests each kind of page makes (Chromium's XHR/fetch, stream (re)opens apart), their
+    latency and statuses, PostgreSQL connections in use, the web processes' CPU and the
+    machine's load."""
+    import aiohttp
     from playwright.async_api import async_playwright
 
     from tests.fixtures.browser import CHROMIUM, CHROMIUM_ARGS
     from tests.fixtures.sandbox import SandboxServer
 
-    seen = {"requests": 0, "streams": 0, "errors": 0, "by_path": {}}
-    measuring = False
+    log = PageLog()
+    real = {"requests": 0, "streams": 0, "errors": 0, "by_path": {}, "statuses": {}, "error_texts": []}
+    sandbox = SandboxServer(args.sandbox_port)
+
+    def sweep() -> str:
+        done = subprocess.run(
+            [sys.executable, "-c", SWEEP_NOW], cwd=ROOT, env=dict(os.environ), capture_output=True, text=True,
+            timeout=600,
+        )  # fmt: skip
+        return (done.stdout.strip() or done.stderr.strip()[-300:]).splitlines()[-1]
+
+    # The pages open on an outage (every card "Broker outage"), so the recovery in the window
+    # changes every card they show.
+    sandbox.set_faults(client["client_id"], outage=True)
+    before = await asyncio.to_thread(sweep)
 
     def on_request(request) -> None:
-        if not measuring:
+        if not log.measuring():
             return
         path = urlsplit(request.url).path
         if path.endswith("/stream/"):
-            seen["streams"] += 1
+            real["streams"] += 1
         elif request.resource_type in ("xhr", "fetch"):
-            seen["requests"] += 1
+            real["requests"] += 1
             kind = "card" if path.endswith("/card/") else path
-            seen["by_path"][kind] = seen["by_path"].get(kind, 0) + 1
+            real["by_path"][kind] = real["by_path"].get(kind, 0) + 1
+
+    def on_response(response) -> None:
+        if log.measuring() and response.request.resource_type in ("xhr", "fetch", "eventsource"):
+            real["statuses"][response.status] = real["statuses"].get(response.status, 0) + 1
 
     def on_console(message) -> None:
-        if measuring and message.type == "error":
-            seen["errors"] += 1
-            if len(seen.setdefault("error_texts", [])) < 3:
-                seen["error_texts"].append(message.text[:200])
+        if log.measuring() and message.type == "error":
+            real["errors"] += 1
+            if len(real["error_texts"]) < 3:
+                real["error_texts"].append(message.text[:200])
 
-    async with async_playwright() as playwright:
+    contexts = max(1, min(args.browser_contexts, args.browser_pages or 1))
+    like_sessions = sessions[contexts:] or sessions
+    out: dict = {"before": before, "sweeps": []}
+    peak = {"db": 0}
+    tasks: list[asyncio.Task] = []
+    async with (
+        async_playwright() as playwright,
+        aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0), timeout=aiohttp.ClientTimeout(total=60)
+        ) as session,
+    ):
         browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         try:
-            for cookie, _ids in sessions[:count]:
-                name, value = cookie.split("=", 1)
-                context = await browser.new_context()
-                await context.add_cookies([{"name": name, "value": value, "url": base}])
-                page = await context.new_page()
+            opened_at = time.monotonic()
+            for i in range(args.browser_pages):
+                if i < contexts:
+                    name, value = sessions[i][0].split("=", 1)
+                    context = await browser.new_context()
+                    await context.add_cookies([{"name": name, "value": value, "url": base}])
+                    real.setdefault("contexts", []).append(context)
+                page = await real["contexts"][i % contexts].new_page()
                 page.on("request", on_request)
+                page.on("response", on_response)
                 page.on("console", on_console)
                 await page.goto(f"{base}/connections/")
                 await page.wait_for_function("() => document.body.dataset.live === 'open'", timeout=60_000)
-            measuring = True
+            out["browser_open_seconds"] = time.monotonic() - opened_at
+            for i in range(args.like_pages):
+                cookie, ids = like_sessions[i % len(like_sessions)]
+                tasks.append(asyncio.ensure_future(like_page(session, base, cookie, ids, log)))
+                await asyncio.sleep(0.01)
+            deadline = time.monotonic() + 180  # the like pages' first views and streams
+            while log.streams_up < args.like_pages and time.monotonic() < deadline:
+                await asyncio.sleep(0.5)
+            out["like_up"] = log.streams_up
+            for i in range(args.browsing):
+                cookie = sessions[(i * 7) % len(sessions)][0]
+                tasks.append(asyncio.ensure_future(browsing_user(session, base, cookie, log, args.think)))
+
+            async def sample():
+                while True:
+                    peak["db"] = max(peak["db"], await asyncio.to_thread(db_connections_in_use, db_name))
+                    await asyncio.sleep(0.5)
+
+            sampler = asyncio.ensure_future(sample())
+            out["load_start"] = os.getloadavg()
+            cpu0 = tree_cpu_seconds(web_pid)
             t0 = time.monotonic()
-            SandboxServer(sandbox_port).set_faults(client["client_id"], outage=False)
-            sweep = await asyncio.to_thread(
-                subprocess.run, [sys.executable, "-c", SWEEP_NOW],
-                cwd=ROOT, env=dict(os.environ), capture_output=True, text=True, timeout=300,
-            )  # fmt: skip
-            seen["sweep"] = (sweep.stdout.strip() or sweep.stderr.strip()[-300:]).splitlines()[-1:]
-            await asyncio.sleep(max(0.0, seconds - (time.monotonic() - t0)))
-            seen["seconds"] = time.monotonic() - t0
-            measuring = False
+            log.window = [t0, t0 + args.browser_seconds]
+            sandbox.set_faults(client["client_id"], outage=False)
+            every = args.browser_seconds / max(1, args.sweeps)
+            for n in range(args.sweeps):
+                await asyncio.sleep(max(0.0, t0 + n * every + 2 - time.monotonic()))
+                started = time.monotonic()
+                line = await asyncio.to_thread(sweep)
+                out["sweeps"].append(f"at {started - t0:.0f}s, {time.monotonic() - started:.1f}s: {line}")
+            await asyncio.sleep(max(0.0, log.window[1] - time.monotonic()))
+            out["seconds"] = time.monotonic() - t0
+            out["cpu"] = tree_cpu_seconds(web_pid) - cpu0
+            out["load_end"] = os.getloadavg()
+            sampler.cancel()
+            out["db_peak"] = peak["db"]
         finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
             await browser.close()
-    seen["pages"] = count
-    return seen
+    real.pop("contexts", None)
+    out.update(real=real, records=log.records, pushed=log.pushed, contexts=contexts)
+    return out
+
+
+def pages_report(args, p: dict) -> None:
+    minutes = p["seconds"] / 60
+    print(
+        f"\nopen pages for {p['seconds']:.0f} s (load average {p['load_start'][0]:.2f} at the start, "
+        f"{p['load_end'][0]:.2f} at the end; sandbox recovering, then {len(p['sweeps'])} sweeps; before: {p['before']})"
+    )
+    for line in p["sweeps"]:
+        print(f"  sweep {line}")
+    if args.browser_pages:
+        r = p["real"]
+        print(
+            f"real Chromium: {args.browser_pages} dashboards in {p['contexts']} signed-in contexts (opened in "
+            f"{p['browser_open_seconds']:.0f} s): {r['requests'] / args.browser_pages / minutes:.2f} requests per "
+            f"open page per minute ({r['requests']} in all: {r['by_path'] or 'none'}), "
+            f"{r['streams'] / args.browser_pages / minutes:.2f} stream (re)opens per page per minute, "
+            f"answers {r['statuses'] or 'none'}, {r['errors']} console errors"
+            f"{': ' + ' | '.join(r['error_texts']) if r['errors'] else ''}"
+        )
+    for who, label, count in (
+        ("like", "browser-like pages", args.like_pages),
+        ("browse", "browsing users", args.browsing),
+    ):
+        if not count:
+            continue
+        mine = [(kind, ms, status) for w, kind, ms, status in p["records"] if w == who]
+        asked = [m for m in mine if m[0] != "stream"]
+        statuses: dict = {}
+        for _, _, status in mine:
+            statuses[status] = statuses.get(status, 0) + 1
+        kinds: dict = {}
+        for kind, _, _ in mine:
+            kinds[kind] = kinds.get(kind, 0) + 1
+        pages = [ms for kind, ms, status in asked if kind == "page" and status == 200]
+        fetches = [ms for kind, ms, status in asked if kind != "page" and status == 200]
+        if who == "like":
+            label += f" ({p['like_up']} with their stream open at the start)"
+        line = f"{label}: {count}, {len(asked) / count / minutes:.2f} requests per page per minute ({kinds or 'none'})"
+        if pages:
+            line += f", dashboard p50/p99 {pct(pages, 0.5):.0f}/{pct(pages, 0.99):.0f} ms"
+        if fetches:
+            line += f", re-fetch p50/p99 {pct(fetches, 0.5):.0f}/{pct(fetches, 0.99):.0f} ms"
+        line += f", answers {statuses or 'none'}"
+        if who == "like":
+            line += f", pushed in events: {p['pushed']}"
+        print(line)
+    fivexx = sum(1 for *_, s in p["records"] if isinstance(s, int) and s >= 500)
+    fivexx += sum(n for s, n in p["real"]["statuses"].items() if s >= 500) if args.browser_pages else 0
+    print(
+        f"5xx answers in the window: {fivexx}; PostgreSQL connections in use, peak: {p['db_peak']}; "
+        f"web CPU {p['cpu']:.1f} s in {p['seconds']:.0f} s"
+    )
 
 
 def run(args, db_name: str, web_pid: int) -> None:
@@ -473,8 +739,7 @@ def run(args, db_name: str, web_pid: int) -> None:
         import aiohttp
 
         out = {"idle": {}, "streams": {}}
-        # Steady state, as a signed-in person meets it: every user's cards rendered once (the
-        # first view after a change renders them; later views reuse them, see fragments.py).
+        # Every user's dashboard once (the first view: sessions, connections and pools warm).
         warm = await dashboard_load(base, cookies, 10, 0, web_pid, each_once=True)
         out["warm"] = warm
         for level in levels:
@@ -527,20 +792,28 @@ def run(args, db_name: str, web_pid: int) -> None:
             out["db_peak"] = peak["db"]
             await streams.close()
         sampler.cancel()
-        if args.browser_pages:
-            out["browser"] = await browser_pages(
-                base, sessions, args.browser_pages, args.browser_seconds, args.sandbox_port, client
-            )
         return out
 
-    out = asyncio.run(scenario())
+    if args.browser_pages or args.like_pages or args.browsing:
+        if not args.pages_only:
+            out = asyncio.run(scenario())
+            synthetic_report(args, out, load_before)
+        pages = asyncio.run(open_pages(base, sessions, args, client, db_name, web_pid))
+        pages_report(args, pages)
+        return
+    synthetic_report(args, asyncio.run(scenario()), load_before)
+
+
+def synthetic_report(args, out: dict, load_before) -> None:
+    levels = [int(x) for x in args.levels.split(",")]
+
     print(f"\nbrokerlink pages: {args.users} users x {args.per_user} connections, {args.web_workers} web workers "
           f"(gunicorn + uvicorn, DEBUG off), pool {args.pool}/process, {os.cpu_count()} cores, "
           f"load average before {load_before[0]:.2f} (shared machine)")  # fmt: skip
     warm = out["warm"]
     print(
-        f"first view of each user (every card rendered, 10 concurrent): {warm['rps']:.0f}/s "
-        f"{warm['p50']:.0f}/{warm['p95']:.0f}/{warm['p99']:.0f} ms cpu {warm['cpu_ms']:.1f}; then, cards reused:"
+        f"first view of each user (10 concurrent): {warm['rps']:.0f}/s "
+        f"{warm['p50']:.0f}/{warm['p95']:.0f}/{warm['p99']:.0f} ms cpu {warm['cpu_ms']:.1f}; then:"
     )
     print(f"{'dashboard':<22}" + "".join(f"{f'{c} concurrent':>42}" for c in levels))
     splits = []
@@ -573,16 +846,6 @@ def run(args, db_name: str, web_pid: int) -> None:
         f"sweep: {' '.join(out['sweep'])}; streams that got every change of their user's connections: "
         f"{out['complete']}/{out['held']} within {out['complete_seconds']:.1f}s; still open: {out['still_open']}"
     )
-    if "browser" in out:
-        b = out["browser"]
-        minutes = b["seconds"] / 60
-        print(
-            f"real browsers: {b['pages']} Chromium dashboards open {b['seconds']:.0f} s (one sweep in it: "
-            f"{' '.join(b['sweep'])}): {b['requests'] / b['pages'] / minutes:.2f} requests per open page per "
-            f"minute ({b['requests']} in all: {b['by_path'] or 'none'}), "
-            f"{b['streams'] / b['pages'] / minutes:.2f} stream (re)opens per page per minute, "
-            f"{b['errors']} console errors{': ' + ' | '.join(b['error_texts']) if b['errors'] else ''}"
-        )
 
 
 if __name__ == "__main__":

@@ -1,131 +1,68 @@
-"""Connection cards rendered once and reused while what they show has not changed.
+"""Connection cards, presented and rendered through their template each time they are served:
+the dashboard, a card's live re-fetch and the cards a dashboard's stream sends.
 
-Rendering a card (template includes, the uptime bar's SVG, the 30 recent checks behind it)
-was most of the dashboard's cost, and the same card was rendered again for every page view
-and every live re-fetch. A card's cache key is a digest of everything it shows: the phrases
-the presenter computes, the broker's name, and the last check time (which decides the uptime
-bar). Only a card whose key is new is rendered, and only those cards' recent checks are read
-(one query for all of them).
-
-Words that change with the clock ("40 s ago", "in 12 min", "at 12:00:05") would make every
-key new every second, and a connection is checked every minute, so they are left out of the
-key: the card shows them as <time datetime=...> elements (presenters.timed_html) whose words
-are recomputed for the moment the HTML is served (`times_refresh`). Whether a phrase is
-there at all ("any moment now" instead of a countdown, "refreshing now") stays in the key.
-
-The CSRF token differs per browser, so cached HTML holds a placeholder that is replaced with
-this request's token on the way out.
+Until issue 27 the rendered HTML was cached and rewritten on the way out (each browser's
+CSRF token, and the clock words "40 s ago" recomputed by regular expressions). Rendering every
+time costs about the same for the dashboard and the pushed cards (docs/benchmarks.md, "Card
+cache"), so the plain way stays: nothing to keep in step with the template, no stale card.
 """
 
 from __future__ import annotations
 
-import hashlib
-import re
-from dataclasses import fields
-from datetime import datetime
-
-from django.core.cache import caches
 from django.middleware.csrf import get_token
 from django.template.loader import render_to_string
 from django.utils import timezone
-from django.utils.safestring import mark_safe
 
 from connections import presenters
 from connections.models import Connection, ConnectionStatus
 from connections.selectors import connection_list_for_user
 
 CARD_TEMPLATE = "connections/partials/_card.html"
-CARD_SECONDS = 600
-_CSRF_MARK = "csrf-placeholder-7f3a9c"
-# Fields of the view that are not part of what the card shows, or are covered otherwise.
-_NOT_SHOWN = {"connection", "uptime_svg", "disconnect_result"}
-_VERSION = "4"  # bump when _card.html changes shape in a way the key cannot see
 
 
-_cache = None
-
-
-def _shared_cache():
-    """One cache client per process. `django.core.cache.cache` is one per thread or async
-    context, i.e. per ASGI request, so each page opened a new Redis connection."""
-    global _cache
-    if _cache is None:
-        _cache = caches.create_connection("default")
-    return _cache
-
-
-# The clock-dependent words presenters.duration_phrase/ago_phrase/until_phrase/clock_phrase write.
-_CLOCK_WORDS = re.compile(r"just now|in \d+ (?:s|min|h|days)\b|\d+ (?:s|min|h|days) ago|\b\d\d:\d\d:\d\d\b")
-_TIME_ELEMENT = re.compile(r'<time datetime="([^"]+)" data-rel="(ago|until|countdown|clock)"([^>]*)>[^<]*</time>')
-
-
-def _card_key(view, connection: Connection) -> str:
-    shown = "\x1f".join(f"{f.name}={getattr(view, f.name)!r}" for f in fields(view) if f.name not in _NOT_SHOWN)
-    # The moments behind the words stay in the key (the elements' datetimes, the raw times
-    # below); the words do not.
-    parts = [_VERSION, str(connection.last_check_at), str(connection.last_success_at), _CLOCK_WORDS.sub("~", shown)]
-    digest = hashlib.blake2b("\x1f".join(parts).encode(), digest_size=16).hexdigest()
-    return f"brokerlink:card:{connection.pk}:{digest}"
-
-
-def _render(connections: list[Connection], *, now, last_sweep=None) -> dict:
-    """Render these cards (reading their recent checks in one query); {pk: html}."""
+def _views(connections: list[Connection], *, now, last_sweep) -> list[presenters.ConnectionView]:
+    """What each card shows, with the recent checks behind its uptime bar (one query for all)."""
     presenters.recent_checks_attach(connections)
     profiles = presenters.ProfileCache()
-    out = {}
-    for connection in connections:
-        view = presenters.present_connection(
-            connection, checks=connection.recent_checks, now=now, profiles=profiles, last_sweep=last_sweep
-        )
-        out[connection.pk] = render_to_string(CARD_TEMPLATE, {"card": view, "csrf_token": _CSRF_MARK})
-    return out
+    return [
+        presenters.present_connection(c, checks=c.recent_checks, now=now, profiles=profiles, last_sweep=last_sweep)
+        for c in connections
+    ]
 
 
-def times_refresh(html: str, *, now) -> str:
-    """The words of every <time data-rel> element, as they read at `now`."""
-
-    def words(match: re.Match) -> str:
-        moment = datetime.fromisoformat(match.group(1))
-        kind = match.group(2)
-        if kind == "ago":
-            text = presenters.ago_phrase(moment, now=now)
-        elif kind == "clock":
-            text = presenters.clock_phrase(moment)
-        else:
-            text = presenters.until_phrase(moment, now=now)
-        return f'<time datetime="{match.group(1)}" data-rel="{kind}"{match.group(3)}>{text}</time>'
-
-    return _TIME_ELEMENT.sub(words, html)
+def card_render(view: presenters.ConnectionView, *, csrf_token: str) -> str:
+    """One card's HTML, its forms carrying this browser's CSRF token."""
+    return render_to_string(CARD_TEMPLATE, {"card": view, "csrf_token": csrf_token})
 
 
 def cards_html(request, connections: list[Connection], *, now=None, last_sweep=None) -> tuple[list, list[str]]:
-    """(views, html of each card) for these connections, rendering only cards that changed."""
-    now = now or timezone.now()
-    views, raw = _cards_raw(connections, now=now, last_sweep=last_sweep)
+    """(views, html of each card) for these connections."""
+    views = _views(connections, now=now or timezone.now(), last_sweep=last_sweep)
     token = get_token(request)
-    return views, [card_finish(html, token=token, now=now) for html in raw]
+    return views, [card_render(view, csrf_token=token) for view in views]
 
 
-def card_finish(raw: str, *, token: str, now) -> str:
-    """A cached card as served: this browser's CSRF token, the clock words as they read now."""
-    return mark_safe(times_refresh(raw, now=now).replace(_CSRF_MARK, token))  # noqa: S308 - our own render
-
-
-def cards_for_stream(user_id, connection_ids) -> dict[str, str]:
-    """{connection id: cached card HTML (not finished)} of this user's connections, for the
-    live stream to send in its events ("" for a card that left the dashboard: archived or
-    removed). One read for all of them; only cards whose key is new are rendered."""
+def cards_for_stream(user_id, connection_ids) -> dict:
+    """{connection id: card view, or "" for a card that left the dashboard (archived or
+    removed)} of this user's connections, for the live stream: read once per process for all
+    the user's open pages; each page's stream renders them with its token (`card_finish`)."""
     now = timezone.now()
     rows = list(Connection.objects.filter(user_id=user_id, pk__in=list(connection_ids)).select_related("broker_app"))
     live = [c for c in rows if c.status != ConnectionStatus.DISCONNECTED]
-    _, raw = _cards_raw(live, now=now, last_sweep=presenters.monitoring_last_run())
-    out = {str(pk): "" for pk in connection_ids}
-    out.update({str(c.pk): html for c, html in zip(live, raw, strict=True)})
+    out: dict = {str(pk): "" for pk in connection_ids}
+    for connection, view in zip(live, _views(live, now=now, last_sweep=presenters.monitoring_last_run()), strict=True):
+        out[str(connection.pk)] = view
     for c in rows:
         if c.status == ConnectionStatus.DISCONNECTED and c.archived_at is None:
-            # As the card view answers it: the final card with its revocation result, not cached.
-            out[str(c.pk)] = render_to_string(CARD_TEMPLATE, {"card": presenters.card_for(c), "csrf_token": _CSRF_MARK})
+            # As the card view answers it: the final card with its revocation result.
+            out[str(c.pk)] = presenters.card_for(c, now=now)
     return out
+
+
+def card_finish(view: presenters.ConnectionView, *, token: str, now=None) -> str:
+    """A card from `cards_for_stream` as this page gets it. (`now`: the stream's moment; the
+    view was presented for it a moment before.)"""
+    return card_render(view, csrf_token=token)
 
 
 def summary_for_stream(user_id, show: str = "") -> str:
@@ -136,26 +73,7 @@ def summary_for_stream(user_id, show: str = "") -> str:
     return render_to_string("connections/partials/_summary_strip.html", context)
 
 
-def _cards_raw(connections: list[Connection], *, now, last_sweep) -> tuple[list, list[str]]:
-    """(views, cached HTML of each card), rendering and caching the cards whose key is new."""
-    profiles = presenters.ProfileCache()
-    views = [
-        presenters.present_connection(c, checks=[], now=now, profiles=profiles, last_sweep=last_sweep)
-        for c in connections
-    ]
-    keys = [_card_key(view, c) for view, c in zip(views, connections, strict=True)]
-    cache = _shared_cache()
-    found = cache.get_many(keys) if keys else {}
-    missing = [c for c, key in zip(connections, keys, strict=True) if key not in found]
-    if missing:
-        fresh = _render(missing, now=now, last_sweep=last_sweep)
-        new = {key: fresh[c.pk] for c, key in zip(connections, keys, strict=True) if c.pk in fresh}
-        cache.set_many(new, CARD_SECONDS)
-        found.update(new)
-    return views, [found[key] for key in keys]
-
-
-def dashboard_cached(
+def dashboard_cards(
     request, *, show: str = "", connections: list[Connection] | None = None
 ) -> tuple[presenters.Dashboard, list[str]]:
     """The dashboard's data and its cards' HTML, in a fixed number of queries. `show` is a
@@ -165,11 +83,12 @@ def dashboard_cached(
     last_sweep = presenters.monitoring_last_run()
     if connections is None:
         connections = list(connection_list_for_user(user=request.user))
-    views, html = cards_html(request, connections, now=now, last_sweep=last_sweep)
+    views = _views(connections, now=now, last_sweep=last_sweep)
     summary = presenters.summary_for([v.state for v in views], selected=show)
     if summary.selected:
-        kept = [(v, h) for v, h in zip(views, html, strict=True) if v.state.group == summary.selected]
-        views, html = [v for v, _ in kept], [h for _, h in kept]
+        views = [v for v in views if v.state.group == summary.selected]
+    token = get_token(request)
+    html = [card_render(view, csrf_token=token) for view in views]
     dashboard = presenters.Dashboard(
         cards=views, summary=summary, monitoring=presenters.monitoring_status(now=now, last=last_sweep), now=now
     )

@@ -124,9 +124,9 @@ monitoring_active_read = sync_to_async(_monitoring_active_read, thread_sensitive
 
 
 # The cards a dashboard's stream sends in its events, set by views_live (fragments' imports
-# lead back here): `card_render(user_id, ids)` -> {id: cached card HTML, "" for a card that
-# left the dashboard}, read and rendered once per process for all the user's open pages;
-# `card_finish(html, token=, now=)` -> the card as this page is served it. None: the stream
+# lead back here): `card_render(user_id, ids)` -> {id: the card, "" for a card that left the
+# dashboard}, read once per process for all the user's open pages; `card_finish(card,
+# token=, now=)` -> its HTML as this page is served it. None: the stream
 # sends "conn-<id>" and pages re-fetch the card.
 card_render: Callable | None = None
 card_finish: Callable | None = None
@@ -301,8 +301,8 @@ class Hub:
         for sub in subs:
             sub.put(pk, status)
 
-    async def cards_get(self, user_id: str, ids: list[str]) -> dict[str, str]:
-        """{id: cached card HTML} at the versions last delivered, rendered once for all the
+    async def cards_get(self, user_id: str, ids: list[str]) -> dict:
+        """{id: card (see card_render)} at the versions last delivered, read once for all the
         user's open pages; ids missing from the answer are re-fetched by the pages instead."""
         if card_render is None:
             return {}

@@ -290,9 +290,8 @@ class ErrorView:
 
 def timed_html(text: str, times) -> SafeString:
     """`text` with each (phrase, moment, kind) of `times` as a <time> element. kind is "ago",
-    "until", "countdown" (an "until" the browser counts down, static/js/live.js) or "clock". Cached cards carry these
-    elements and get their words recomputed for the moment they are served
-    (connections.fragments), so a card rendered a minute ago still says "40 s" truly."""
+    "until", "countdown" (an "until" the browser counts down, static/js/live.js) or "clock": the
+    moment stays machine-readable beside the words written for it."""
     out, rest = [], text
     for phrase, moment, kind in times:
         if not phrase or moment is None or phrase not in rest:

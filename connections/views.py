@@ -14,7 +14,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from brokers.registry import UnknownBroker
 from common.threadlanes import page_threads
 from connections import broker_client
-from connections.fragments import dashboard_cached
+from connections.fragments import dashboard_cards
 from connections.models import ConnectionStatus
 from connections.oauth_flow import PURPOSE_CONNECT, PURPOSE_RECONNECT, FlowError, flow_handoff, flow_take, issuer_check
 from connections.presenters import card_for, cards_for_disconnected, detail_for
@@ -44,7 +44,7 @@ def dashboard(request):
     # ?show=<group>: the summary tiles filter the list.
     # Disconnected cards stay in view (to archive, remove or connect again) until archived.
     shown, put_away, archived_count = connection_lists_for_dashboard(user=request.user)
-    dashboard, cards_html = dashboard_cached(request, show=request.GET.get("show", ""), connections=shown)
+    dashboard, cards_html = dashboard_cards(request, show=request.GET.get("show", ""), connections=shown)
     context = {
         "dashboard": dashboard,
         "cards_html": cards_html,

@@ -53,6 +53,7 @@ class NotificationChannel(models.Model):
     # Outcome of the last test, shown to the owner in their channel list only.
     last_test_at = models.DateTimeField(null=True, blank=True, editable=False)
     last_test_ok = models.BooleanField(null=True, blank=True, editable=False)
+    last_test_error = models.CharField(max_length=300, blank=True, default="", editable=False)
 
     class Meta:
         ordering = ["created_at"]

@@ -88,28 +88,33 @@ def channel_create(*, user, name: str, url: str) -> NotificationChannel:
 
 
 def channel_send(channel: NotificationChannel, *, subject: str, body: str) -> bool:
+    return not channel_send_reason(channel, subject=subject, body=body)
+
+
+def channel_send_reason(channel: NotificationChannel, *, subject: str, body: str) -> str:
+    """Send to one channel: "" when it was sent, else why not, in words its owner can act on."""
     try:
         url = channel.url
     except VaultError:
         logger.warning("preferences.channel.unreadable", extra={"channel_id": str(channel.pk)})
-        return False
+        return "brokerlink could not read this channel's address: remove it and add it again"
     try:
         # Checked again at send time: a channel saved before a policy change, or whose host
         # now resolves somewhere refused, is not sent to.
         channel_check(url)
-    except ChannelInvalid:
+    except ChannelInvalid as exc:
         logger.warning("preferences.channel.refused", extra={"channel_id": str(channel.pk), "display": channel.display})
-        return False
+        return f"not sent: {exc}"
     if environment_proxies():
         # Apprise's requests would use them, and a proxy connects to the target on our behalf
         # where the pin cannot check it (brokerlink's own clients ignore them for the same reason).
         logger.warning("preferences.channel.proxy_in_environment", extra={"channel_id": str(channel.pk)})
-        return False
+        return "not sent: this server is set to use a proxy, which channels may not go through"
     with pinned_connections():  # every connection Apprise opens: checked address, pinned
         ok = bool(channel_sender(url).notify(title=subject, body=body))
     log = logger.info if ok else logger.warning
     log("preferences.channel.sent" if ok else "preferences.channel.failed", extra={"channel_id": str(channel.pk)})
-    return ok
+    return "" if ok else f"{channel.display} did not accept it, or could not be reached in time"
 
 
 def notification_deliver(*, user, kind: str, subject: str, body: str) -> Delivery:
@@ -155,9 +160,11 @@ def notification_send_test(*, user) -> Delivery:
             delivery.sent.append("email")
             email_sent = True
     for channel in NotificationChannel.objects.filter(user=user, enabled=True):
-        ok = channel_send(channel, subject=subject, body=body)
-        (delivery.sent if ok else delivery.failed).append(channel.name)
-        NotificationChannel.objects.filter(pk=channel.pk).update(last_test_at=timezone.now(), last_test_ok=ok)
+        reason = channel_send_reason(channel, subject=subject, body=body)
+        (delivery.failed if reason else delivery.sent).append(channel.name)
+        NotificationChannel.objects.filter(pk=channel.pk).update(
+            last_test_at=timezone.now(), last_test_ok=not reason, last_test_error=reason[:300]
+        )
     if wanted.pk:
         NotificationSettings.objects.filter(pk=wanted.pk).update(test_email_sent=email_sent)
     return delivery
@@ -187,4 +194,6 @@ def notification_test_request(*, user) -> None:
         raise NotificationTestTooSoon
     row, _ = NotificationSettings.objects.get_or_create(user=user)
     NotificationSettings.objects.filter(pk=row.pk).update(test_requested_at=timezone.now(), test_email_sent=None)
-    NotificationChannel.objects.filter(user=user, enabled=True).update(last_test_at=None, last_test_ok=None)
+    NotificationChannel.objects.filter(user=user, enabled=True).update(
+        last_test_at=None, last_test_ok=None, last_test_error=""
+    )

@@ -1,6 +1,6 @@
-"""A dashboard's stream sends the changed cards and the summary strip themselves, rendered
-once per process for all of a user's open pages (issue 27: every open page re-fetching after
-each sweep is what made real pages 503)."""
+"""A dashboard's stream sends the changed cards and the summary strip themselves, read once
+per process for all of a user's open pages (each page's card carries its own CSRF token;
+issue 27: every open page re-fetching after each sweep is what made real pages 503)."""
 
 import asyncio
 

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.django_db
 def _dashboard_queries(client) -> tuple[int, str]:
     from django.core.cache import cache
 
-    cache.clear()  # cold card fragments each time: the comparison is like with like
+    cache.clear()  # cold caches each time: the comparison is like with like
     with CaptureQueriesContext(db) as ctx:
         response = client.get(reverse("connections:dashboard"))
     assert response.status_code == 200
@@ -232,3 +232,11 @@ def test_system_status_badge_counts_open_alerts(signed_in, user, client):
     page = client.get(reverse("ops:system_status")).content.decode()
     assert 'data-overall="healthy"' not in page
     assert "1 critical alert open" in page
+
+
+def test_health_explained_with_the_checks_in_but_no_score_yet(signed_in, make_connection):
+    """Issue 27 (Low): it said "Not enough data yet: 5 of the 5 checks needed"."""
+    connection = make_connection(checks=5, health_score=None, quality="")
+    text = re.sub(r"\s+", " ", signed_in.get(reverse("connections:detail", args=[connection.pk])).content.decode())
+    assert "<strong>Not scored yet</strong>: the 5 checks needed since the last (re)connect are in" in text
+    assert "Not enough data yet" not in text and "5 of the 5" not in text

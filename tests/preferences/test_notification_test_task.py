@@ -105,3 +105,19 @@ def test_a_refused_channel_form_names_what_is_allowed(client, user, settings):
     assert response.status_code == 400
     assert "jsons://" in response.content.decode()
     assert not NotificationChannel.objects.filter(user=user).exists()
+
+
+def test_a_failed_channel_test_says_why(client, user, queued, django_capture_on_commit_callbacks):
+    """Issue 27 (Low): "Last test: could not send" with no reason left the owner guessing."""
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()  # nothing listens there: refused at once
+    channel_create(user=user, name="Gone", url=f"json://127.0.0.1:{port}/x")
+    client.force_login(user)
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(reverse("preferences:notification_test"))
+    tasks.notification_test_send(queued[0])
+    page = client.get(reverse("preferences:settings")).content.decode()
+    assert "Last test: could not send (json://127.0.0.1" in page
+    assert "did not accept it, or could not be reached in time)" in page
