@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import random
 import subprocess
 import sys
 import time
@@ -448,7 +449,7 @@ class PageLog:
         return status, busy
 
 
-async def like_page(session, base: str, cookie: str, ids: list[str], log: PageLog) -> None:
+class LikePage:
     """A browser-like dashboard (aiohttp), doing what static/js/live.js and the htmx
     attributes make a real one do: the page, then its stream; a `conn-<id>` event re-fetches
     that card (a newer one cancels a re-fetch still in flight, hx-sync="this:replace"); a
@@ -456,84 +457,106 @@ async def like_page(session, base: str, cookie: str, ids: list[str], log: PageLo
     `card-<id>` and `summary-html` carry the change (no request); `bye` reopens the stream;
     a refused or dropped stream polls every card and the strip every 5 s until it reopens; a
     busy answer (204 + X-Brokerlink-Busy) asks again 2-8 s later."""
-    import random
 
-    import aiohttp
+    def __init__(self, session, base: str, cookie: str, ids: list[str], log: PageLog) -> None:
+        self.session, self.base, self.cookie, self.ids, self.log = session, base, cookie, ids, log
+        self.pending: dict[str, asyncio.Task] = {}
 
-    pending: dict[str, asyncio.Task] = {}
-
-    async def refetch(kind: str, url: str, delay: float = 0.0) -> None:
+    async def refetch(self, kind: str, url: str, delay: float = 0.0) -> None:
         await asyncio.sleep(delay)
         while True:
-            status, busy = await log.get(session, "like", kind, url, cookie)
+            status, busy = await self.log.get(self.session, "like", kind, url, self.cookie)
             if not (status == 204 and busy):
                 return
             await asyncio.sleep(2 + random.random() * 6)
 
-    def soon(key: str, kind: str, url: str, delay: float = 0.0, replace: bool = True) -> None:
-        running = pending.get(key)
+    def soon(self, key: str, kind: str, url: str, delay: float = 0.0, replace: bool = True) -> None:
+        running = self.pending.get(key)
         if running and not running.done():
             if not replace:
                 return
             running.cancel()
-        pending[key] = asyncio.ensure_future(refetch(kind, url, delay))
+        self.pending[key] = asyncio.ensure_future(self.refetch(kind, url, delay))
 
-    try:
-        await log.get(session, "like", "page", f"{base}/connections/", cookie, htmx=False)
-        up = False
-        while True:
-            started = time.monotonic()
-            try:
-                resp = await session.get(
-                    f"{base}/connections/stream/",
-                    headers={"Cookie": cookie},
-                    timeout=aiohttp.ClientTimeout(total=None, sock_read=None),
-                )
-            except aiohttp.ClientError as exc:
-                log.add("like", "stream", started, 0.0, type(exc).__name__)
-                resp = None
-            if resp is not None:
-                log.add("like", "stream", started, (time.monotonic() - started) * 1000, resp.status)
-                if resp.status == 200 and not up:
-                    up = True
-                    log.streams_up += 1
-            if resp is None or resp.status != 200:
-                if resp is not None:
-                    resp.release()
-                await asyncio.sleep(5)  # the stream is down: the page polls (live-poll)
-                for pk in ids:
-                    soon(f"card-{pk}", "card", f"{base}/connections/{pk}/card/")
-                soon("summary", "summary", f"{base}/connections/summary/")
-                continue
-            event = ""
-            try:
-                async for line in resp.content:
-                    if line.startswith(b"event: "):
-                        event = line[7:].strip().decode()
-                        continue
-                    if line.strip() or not event:
-                        continue
-                    if event.startswith("conn-"):
-                        pk = event[5:]
-                        soon(f"card-{pk}", "card", f"{base}/connections/{pk}/card/")
-                    elif event == "summary":
-                        soon("summary", "summary", f"{base}/connections/summary/", random.random(), replace=False)
-                    elif event.startswith("card-") and log.measuring():
-                        log.pushed["card"] += 1
-                    elif event == "summary-html" and log.measuring():
-                        log.pushed["summary-html"] += 1
-                    elif event in ("bye", "signed-out"):
-                        break
+    def on_event(self, event: str) -> None:
+        base, log = self.base, self.log
+        if event.startswith("conn-"):
+            pk = event[5:]
+            self.soon(f"card-{pk}", "card", f"{base}/connections/{pk}/card/")
+        elif event == "summary":
+            self.soon("summary", "summary", f"{base}/connections/summary/", random.random(), replace=False)
+        elif event.startswith("card-") and log.measuring():
+            log.pushed["card"] += 1
+        elif event == "summary-html" and log.measuring():
+            log.pushed["summary-html"] += 1
+
+    def poll_all(self) -> None:
+        for pk in self.ids:
+            self.soon(f"card-{pk}", "card", f"{self.base}/connections/{pk}/card/")
+        self.soon("summary", "summary", f"{self.base}/connections/summary/")
+
+    async def stream_open(self):
+        import aiohttp
+
+        started = time.monotonic()
+        try:
+            resp = await self.session.get(
+                f"{self.base}/connections/stream/",
+                headers={"Cookie": self.cookie},
+                timeout=aiohttp.ClientTimeout(total=None, sock_read=None),
+            )
+        except aiohttp.ClientError as exc:
+            self.log.add("like", "stream", started, 0.0, type(exc).__name__)
+            return None
+        self.log.add("like", "stream", started, (time.monotonic() - started) * 1000, resp.status)
+        if resp.status != 200:
+            resp.release()
+            return None
+        return resp
+
+    async def stream_follow(self, resp) -> str:
+        """Handle the stream's events until it ends; the last event's name (`bye`, ...)."""
+        import aiohttp
+
+        event = ""
+        try:
+            async for line in resp.content:
+                if line.startswith(b"event: "):
+                    event = line[7:].strip().decode()
+                elif not line.strip() and event:
+                    if event in ("bye", "signed-out"):
+                        return event
+                    self.on_event(event)
                     event = ""
-            except (aiohttp.ClientError, asyncio.IncompleteReadError):
-                pass
-            finally:
-                resp.release()
-            if event == "signed-out":
-                return
-    finally:
-        for task in pending.values():
-            task.cancel()
+        except (aiohttp.ClientError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            resp.release()
+        return event
+
+    async def run(self) -> None:
+        try:
+            await self.log.get(self.session, "like", "page", f"{self.base}/connections/", self.cookie, htmx=False)
+            up = False
+            while True:
+                resp = await self.stream_open()
+                if resp is None:
+                    await asyncio.sleep(5)  # the stream is down: the page polls (live-poll)
+                    self.poll_all()
+                    continue
+                if not up:
+                    up = True
+                    self.log.streams_up += 1
+                if await self.stream_follow(resp) == "signed-out":
+                    return
+        finally:
+            for task in self.pending.values():
+                task.cancel()
+
+
+async def like_page(session, base: str, cookie: str, ids: list[str], log: PageLog) -> None:
+    """One browser-like dashboard, open until signed out (`LikePage`)."""
+    await LikePage(session, base, cookie, ids, log).run()
 
 
 async def browsing_user(session, base: str, cookie: str, log: PageLog, think: float) -> None:
