@@ -45,6 +45,18 @@ FIELDS = (
 )
 
 
+def versions_values(rows):
+    """`rows.values()` of a Connection queryset: id, user_id and FIELDS (the engine's ones
+    from the connection's EngineState, in the same query)."""
+    from django.db.models import F
+
+    from connections.engine.models import ENGINE_FIELDS
+
+    plain = [name for name in FIELDS if name not in ENGINE_FIELDS]
+    joined = {name: F(f"engine_state__{name}") for name in FIELDS if name in ENGINE_FIELDS}
+    return rows.values("id", "user_id", *plain, **joined)
+
+
 def _epoch(moment) -> int | None:
     return None if moment is None else int(moment.timestamp())
 

@@ -116,7 +116,11 @@ def cards_for_stream(user_id, connection_ids) -> dict[str, str]:
     live stream to send in its events ("" for a card that left the dashboard: archived or
     removed). One read for all of them; only cards whose key is new are rendered."""
     now = timezone.now()
-    rows = list(Connection.objects.filter(user_id=user_id, pk__in=list(connection_ids)).select_related("broker_app"))
+    rows = list(
+        Connection.objects.filter(user_id=user_id, pk__in=list(connection_ids)).select_related(
+            "broker_app", "engine_state"
+        )
+    )
     live = [c for c in rows if c.status != ConnectionStatus.DISCONNECTED]
     _, raw = _cards_raw(live, now=now, last_sweep=presenters.monitoring_last_run())
     out = {str(pk): "" for pk in connection_ids}

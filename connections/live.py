@@ -119,7 +119,7 @@ def _versions_read(user_ids: list, connection_id=None) -> list[tuple[str, str, s
             rows = Connection.objects.filter(user_id__in=user_ids[start : start + POLL_CHUNK])
             if connection_id is not None:
                 rows = rows.filter(pk=connection_id)
-            for values in rows.values("id", "user_id", *display.FIELDS):
+            for values in display.versions_values(rows):
                 pk = values["id"]
                 out.append((str(values["user_id"]), str(pk), values["status"], display.display_version_of(pk, values)))
         return out
