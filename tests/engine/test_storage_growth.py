@@ -29,7 +29,7 @@ from connections.engine.check import BatchStats, Outcome, outcomes_write
 from connections.engine.models import CheckLog, UptimeDay
 from connections.engine.refresh import connection_profile
 from connections.engine.retention import checkresults_prune, checkresults_rollup
-from connections.models import CheckResult, Connection
+from connections.models import CheckResult, EngineState
 from tests.engine.history import stored_connection
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(900)]
@@ -85,7 +85,7 @@ def _vacuum() -> None:
 def _cycle(rows, profile, now: datetime, n: int) -> None:
     """One sweep cycle's writes: the claim (lease), then the batch write of every row."""
     ids = [c.pk for c in rows]
-    Connection.objects.filter(pk__in=ids).update(lease_owner=OWNER, lease_until=now + timedelta(seconds=120))
+    EngineState.objects.filter(pk__in=ids).update(lease_owner=OWNER, lease_until=now + timedelta(seconds=120))
     outcomes = [
         Outcome(connection=c, profile=profile, ok=True, latency_ms=40 + (i * 7 + n) % 30, http_status=200)
         for i, c in enumerate(rows)
