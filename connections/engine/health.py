@@ -442,7 +442,7 @@ def engine_status(*, now: datetime | None = None, interval_seconds: float | None
     last = SweepRun.objects.order_by("-started_at").first()
     stalled = last is None or last.started_at < now - timedelta(seconds=3 * interval_seconds)
     overdue = connections_overdue(now=now)
-    worst = overdue.aggregate(oldest=Min("next_check_at"))["oldest"]
+    worst = overdue.aggregate(oldest=Min("engine_state__next_check_at"))["oldest"]
     return {
         "last_sweep": last,
         "sweep_stalled": stalled,

@@ -170,8 +170,8 @@ def _racing_rounds(world, connections, *, refresh_now: bool):
         Connection.objects.filter(pk=conn.pk).update(
             access_expires_at=timezone.now() + timedelta(seconds=60),
             last_refreshed_at=timezone.now() - timedelta(seconds=840),
-            next_check_at=timezone.now(),
         )
+        EngineState.objects.filter(pk=conn.pk).update(next_check_at=timezone.now())
         threads = [_in_thread(lambda: connection_check_now(Connection.objects.get(pk=conn.pk)), errors)]
         if refresh_now:
             manual_refreshes += 1
@@ -257,7 +257,7 @@ def test_two_workers_and_two_beats_never_check_or_refresh_anything_twice(way, wo
     scenario, count, options, concurrency, env = SCENARIOS[way]
     connections = [world.connection(**options) for _ in range(count)]
     # Nothing is due until both workers listen: the cycles below are the test's, not the start-up's.
-    Connection.objects.filter(pk__in=[c.pk for c in connections]).update(
+    EngineState.objects.filter(pk__in=[c.pk for c in connections]).update(
         next_check_at=timezone.now() + timedelta(hours=1)
     )
     cluster_env = {"SANDBOX_BASE_URL": world.sandbox.url, **CLUSTER_ENV, **env}
