@@ -17,7 +17,7 @@ database bytes added per check and per connection-day (pg_total_relation_size of
 tables before and after), and per table rewritten in place (the connection, its EngineState,
 its CheckLog) the row versions and bytes one check rewrites: updates (HOT or not) from
 pg_stat_user_tables times the table's average row size, index entries written by non-HOT
-updates times each index's average entry size, and heap/index size growth; plus the WAL
+updates times the size of an entry of each index (header, keys, line pointer), and heap/index size growth; plus the WAL
 PostgreSQL wrote per check (pg_current_wal_lsn() before and after: the whole server's, so
 other databases' work on a shared server counts too). CPU is per-process CPU seconds from /proc, so other load on the
 machine changes wall times but not these.
@@ -247,8 +247,8 @@ def engine_tables() -> list[str]:
 
 
 def rewrite_stats(tables: list[str]) -> dict:
-    """Per table: updates, HOT updates, live rows, heap and index sizes, its average row size and
-    each index's average entry size; and the server's WAL position. Statistics are read after a
+    """Per table: updates, HOT updates, heap and index sizes, its average row size and the
+    size of one entry in each of its indexes, summed; and the server's WAL position. Statistics are read after a
     pause, since each backend reports its counts within a second of its transaction."""
     from django.db import connection as db
 
@@ -264,14 +264,20 @@ def rewrite_stats(tables: list[str]) -> dict:
                 [table],
             )
             upd, hot, live, heap, index = cursor.fetchone()
-            cursor.execute(f"SELECT count(*), coalesce(avg(pg_column_size(t.*)), 0) FROM {qn} AS t")  # noqa: S608
-            rows, row_size = cursor.fetchone()
+            cursor.execute(f"SELECT coalesce(avg(pg_column_size(t.*)), 0) FROM {qn} AS t")  # noqa: S608
+            row_size = cursor.fetchone()[0]
+            # A B-tree entry: its 8-byte header and keys (8-byte aligned) plus a 4-byte line pointer.
             cursor.execute(
-                "SELECT coalesce(sum(pg_relation_size(indexrelid)::float8 / greatest(%s, 1)), 0) "
-                "FROM pg_index WHERE indrelid = %s::regclass",
-                [rows, table],
+                "SELECT array_agg(a.attname::text) FROM pg_index i JOIN pg_attribute a "
+                "ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) "
+                "WHERE i.indrelid = %s::regclass GROUP BY i.indexrelid",
+                [table],
             )
-            entry_size = cursor.fetchone()[0]
+            entry_size = 0.0
+            for (columns,) in cursor.fetchall():
+                keys = " + ".join(f"pg_column_size(t.{db.ops.quote_name(c)})" for c in columns)
+                cursor.execute(f"SELECT coalesce(avg({keys}), 0) FROM {qn} AS t")  # noqa: S608
+                entry_size += 12 + -(-float(cursor.fetchone()[0]) // 8) * 8
             found["tables"][table] = {
                 "upd": upd, "hot": hot, "heap": heap, "index": index, "row_size": float(row_size),
                 "entry_size": float(entry_size),
@@ -283,7 +289,7 @@ def rewrite_stats(tables: list[str]) -> dict:
 
 def rewrites_per_check(before: dict, after: dict, checks: int) -> dict:
     """Per table and per check: row versions written, their share HOT, table bytes (updates ×
-    average row size), index bytes (non-HOT updates × the indexes' average entry sizes), heap and
+    average row size), index bytes (non-HOT updates × an entry in every index), heap and
     index size growth; WAL bytes per check."""
     from django.db import connection as db
 
