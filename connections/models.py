@@ -9,6 +9,7 @@ from django.db import models
 from django.utils import timezone
 
 from brokers.models import Environment
+from connections.engine.models import ENGINE_FIELDS, EngineState, ErrorCategory, Quality  # noqa: F401 - re-exported
 from vault.fields import SealedField
 
 
@@ -21,23 +22,6 @@ class ConnectionStatus(models.TextChoices):
     NEEDS_REAUTH = "needs_reauth", "Needs re-authentication"
     FAILED = "failed", "Failed"
     DISCONNECTED = "disconnected", "Disconnected"
-
-
-class Quality(models.TextChoices):
-    EXCELLENT = "excellent", "Excellent"
-    GOOD = "good", "Good"
-    POOR = "poor", "Poor"
-    CRITICAL = "critical", "Critical"
-
-
-class ErrorCategory(models.TextChoices):
-    NONE = "", "None"
-    NETWORK = "network", "Network"
-    BROKER_FAULT = "broker_fault", "Broker fault"
-    RATE_LIMITED = "rate_limited", "Rate limited"
-    AUTH = "auth", "Authorization"
-    CONFIGURATION = "configuration", "Configuration"
-    UNEXPECTED = "unexpected", "Unexpected response"
 
 
 class Connection(models.Model):
@@ -131,8 +115,6 @@ class Connection(models.Model):
     def save(self, *args, **kwargs):
         """Save the row; a new connection's EngineState (and, on a full save, a loaded one) too.
         Engine names in `update_fields` are saved on the EngineState row."""
-        from connections.engine.models import ENGINE_FIELDS
-
         update_fields = kwargs.get("update_fields")
         engine_fields = None
         if update_fields is not None:
@@ -159,8 +141,6 @@ class Connection(models.Model):
         """This connection's EngineState (loaded once; `select_related("engine_state")` loads it
         with the row). An unsaved connection, or one whose row is missing, gets a fresh one,
         saved with the connection."""
-        from connections.engine.models import EngineState
-
         cached = self._state.fields_cache.get("engine_state")
         if cached is not None:
             return cached
@@ -185,8 +165,6 @@ def _engine_property(name: str) -> property:
 
 
 def _engine_properties() -> None:
-    from connections.engine.models import ENGINE_FIELDS
-
     for name in ENGINE_FIELDS:
         setattr(Connection, name, _engine_property(name))
 

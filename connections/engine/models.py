@@ -1,15 +1,31 @@
-"""Engine bookkeeping shared by every worker: circuit breakers, sweep runs, check storage (check
-logs, uptime days, tallies) and the notification log (which makes every alert happen once per incident)."""
+"""Engine bookkeeping shared by every worker: each connection's engine state (next check, lease,
+last check, score), circuit breakers, sweep runs, check storage (check logs, uptime days,
+tallies) and the notification log (which makes every alert happen once per incident)."""
 
 from __future__ import annotations
 
 from django.db import models
 from django.utils import timezone
 
-# Loaded from connections.models (its last line), after these are defined there.
-from connections.models import ErrorCategory, Quality
-
 __all__ = ["CheckLog", "CheckTally", "CircuitBreaker", "EngineState", "Notification", "SweepRun", "UptimeDay"]
+
+
+class Quality(models.TextChoices):
+    EXCELLENT = "excellent", "Excellent"
+    GOOD = "good", "Good"
+    POOR = "poor", "Poor"
+    CRITICAL = "critical", "Critical"
+
+
+class ErrorCategory(models.TextChoices):
+    NONE = "", "None"
+    NETWORK = "network", "Network"
+    BROKER_FAULT = "broker_fault", "Broker fault"
+    RATE_LIMITED = "rate_limited", "Rate limited"
+    AUTH = "auth", "Authorization"
+    CONFIGURATION = "configuration", "Configuration"
+    UNEXPECTED = "unexpected", "Unexpected response"
+
 
 # The EngineState columns a Connection reads and writes as its own attributes
 # (`connections.models.Connection`: properties), so callers need not know where they live.
