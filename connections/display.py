@@ -1,5 +1,5 @@
 """What a person sees of a connection, as a short version string: open pages re-fetch a card
-only when this changes, not on every heartbeat's `updated_at`.
+only when this changes, not on every heartbeat's last check time.
 
 The version covers what the card and detail panel show: status, health score and quality,
 the current problem, the retry count, the token phrase's inputs (expiry, deadline), the

@@ -14,7 +14,7 @@ One stream format (server-sent events, one named event per connection, `conn-<uu
 - Without Redis (the embedded default) the hub polls the database every `POLL_SECONDS`:
   one query per process for all open pages, not one per page.
 - A change is sent only when `display.display_version` of the row changed (what a person
-  sees), never for a heartbeat that only moved `updated_at`.
+  sees), never for a heartbeat that only moved the last check's time.
 - Whether monitoring runs (the summary strip's "Status may be out of date" banner) is read
   once per process every `MONITORING_SECONDS`; when it flips, every stream gets a `summary`
   event. Pages with an open stream therefore never poll (live.js polls only while it is down).

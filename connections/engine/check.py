@@ -15,10 +15,10 @@ the same rules. Phases per batch (database work stays synchronous, HTTP is concu
 3. heartbeat: aiohttp, bounded concurrency, per-request timeout (engine.heartbeat_client)
 4. 401:       exactly one forced refresh, then one more heartbeat
 5. write:     each row's Decision from engine.decide (a pure function of what the check saw),
-              then one transaction: status transitions (with events) only on change, bulk_update of
-              the rows (releasing the lease), the checks (engine.checkstore: the check logs
-              rewritten in place, full rows only for failures and status changes), breaker
-              bookkeeping
+              then one transaction: status transitions (with events) only on change (the only
+              write to the connection's row), one UPDATE of the EngineState rows (releasing
+              the lease), the checks (engine.checkstore: the check logs rewritten in place,
+              full rows only for failures and status changes), breaker bookkeeping
 """
 
 from __future__ import annotations
