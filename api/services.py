@@ -242,7 +242,7 @@ def service_key_connections(key: ServiceKey) -> QuerySet[Connection]:
     if key.app_id is not None:
         qs = app_connections(key.app_id)
         return qs.filter(broker_slug__in=key.broker_slugs) if key.broker_slugs else qs
-    qs = Connection.objects.select_related("user").filter(user__isnull=False)
+    qs = Connection.objects.select_related("user", "engine_state").filter(user__isnull=False)
     if key.broker_slugs:
         qs = qs.filter(broker_slug__in=key.broker_slugs)
     if not key.all_users:

@@ -241,7 +241,7 @@ def list_connections(request, filters: Query[ConnectionFilters]):
     if filters.user_email:
         qs = qs.filter(user__email__iexact=filters.user_email)
     if filters.quality:
-        qs = qs.filter(quality=filters.quality)
+        qs = qs.filter(engine_state__quality=filters.quality)
     if filters.end_user_id:
         # An id no end user can have (control characters) matches none.
         valid = end_user_id_valid(filters.end_user_id)

@@ -14,7 +14,12 @@ one tick and waits for the cycle's SweepRun to finish, and prints side by side: 
 time, CPU per check of each worker process, sandbox CPU per request, peak RSS per worker
 process, SQL statements per check (counted inside the workers, bench/celery_worker.py), and
 database bytes added per check and per connection-day (pg_total_relation_size of the engine's
-tables before and after). CPU is per-process CPU seconds from /proc, so other load on the
+tables before and after), and per table rewritten in place (the connection, its EngineState,
+its CheckLog) the row versions and bytes one check rewrites: updates (HOT or not) from
+pg_stat_user_tables times the table's average row size, index entries written by non-HOT
+updates times the size of an entry of each index (header, keys, line pointer), and heap/index size growth; plus the WAL
+PostgreSQL wrote per check (pg_current_wal_lsn() before and after: the whole server's, so
+other databases' work on a shared server counts too). CPU is per-process CPU seconds from /proc, so other load on the
 machine changes wall times but not these.
 """
 
@@ -224,7 +229,7 @@ def rewritten_tables() -> list[str]:
     versions that vacuum reclaims, reported apart from growth."""
     from django.apps import apps
 
-    names = ["Connection", "CheckLog"]
+    names = ["Connection", "EngineState", "CheckLog"]
     return [m._meta.db_table for m in apps.get_app_config("connections").get_models() if m.__name__ in names]
 
 
@@ -239,6 +244,71 @@ def engine_tables() -> list[str]:
         for m in apps.get_app_config("connections").get_models()
         if m._meta.db_table not in rewritten and not m._meta.proxy and m._meta.managed
     )
+
+
+def rewrite_stats(tables: list[str]) -> dict:
+    """Per table: updates, HOT updates, heap and index sizes, its average row size and the
+    size of one entry in each of its indexes, summed; and the server's WAL position. Statistics are read after a
+    pause, since each backend reports its counts within a second of its transaction."""
+    from django.db import connection as db
+
+    time.sleep(1.5)
+    found: dict = {"tables": {}}
+    with db.cursor() as cursor:
+        cursor.execute("SELECT pg_stat_clear_snapshot()")
+        for table in tables:
+            qn = db.ops.quote_name(table)
+            cursor.execute(
+                "SELECT n_tup_upd, n_tup_hot_upd, n_live_tup, pg_relation_size(relid), pg_indexes_size(relid) "
+                "FROM pg_stat_user_tables WHERE relname = %s",
+                [table],
+            )
+            upd, hot, live, heap, index = cursor.fetchone()
+            cursor.execute(f"SELECT coalesce(avg(pg_column_size(t.*)), 0) FROM {qn} AS t")  # noqa: S608
+            row_size = cursor.fetchone()[0]
+            # A B-tree entry: its 8-byte header and keys (8-byte aligned) plus a 4-byte line pointer.
+            cursor.execute(
+                "SELECT array_agg(a.attname::text) FROM pg_index i JOIN pg_attribute a "
+                "ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) "
+                "WHERE i.indrelid = %s::regclass GROUP BY i.indexrelid",
+                [table],
+            )
+            entry_size = 0.0
+            for (columns,) in cursor.fetchall():
+                keys = " + ".join(f"pg_column_size(t.{db.ops.quote_name(c)})" for c in columns)
+                cursor.execute(f"SELECT coalesce(avg({keys}), 0) FROM {qn} AS t")  # noqa: S608
+                entry_size += 12 + -(-float(cursor.fetchone()[0]) // 8) * 8
+            found["tables"][table] = {
+                "upd": upd, "hot": hot, "heap": heap, "index": index, "row_size": float(row_size),
+                "entry_size": float(entry_size),
+            }  # fmt: skip
+        cursor.execute("SELECT pg_current_wal_lsn()::text")
+        found["wal"] = cursor.fetchone()[0]
+    return found
+
+
+def rewrites_per_check(before: dict, after: dict, checks: int) -> dict:
+    """Per table and per check: row versions written, their share HOT, table bytes (updates ×
+    average row size), index bytes (non-HOT updates × an entry in every index), heap and
+    index size growth; WAL bytes per check."""
+    from django.db import connection as db
+
+    tables = {}
+    for table, b in before["tables"].items():
+        a = after["tables"][table]
+        updates, hot = a["upd"] - b["upd"], a["hot"] - b["hot"]
+        tables[table] = {
+            "updates": updates / checks,
+            "hot": hot / updates if updates else 0.0,
+            "table": updates * a["row_size"] / checks,
+            "index": (updates - hot) * a["entry_size"] / checks,
+            "table_growth": (a["heap"] - b["heap"]) / checks,
+            "index_growth": (a["index"] - b["index"]) / checks,
+        }
+    with db.cursor() as cursor:
+        cursor.execute("SELECT pg_wal_lsn_diff(%s::pg_lsn, %s::pg_lsn)", [after["wal"], before["wal"]])
+        wal = float(cursor.fetchone()[0])
+    return {"tables": tables, "wal": wal / checks}
 
 
 def sql_count(folder: Path) -> int:
@@ -306,7 +376,7 @@ def connections_add(count: int, start: int, *, token: dict, user, app) -> list[s
     from django.utils import timezone
 
     from connections.broker_client import profile_for
-    from connections.models import Connection, ConnectionStatus
+    from connections.models import Connection, ConnectionStatus, EngineState
     from connections.tokens import connection_apply_token_response
     from sandbox.models import SandboxToken, token_hash
 
@@ -345,6 +415,8 @@ def connections_add(count: int, start: int, *, token: dict, user, app) -> list[s
             conn.next_check_at = timezone.now() + timezone.timedelta(days=1)
             rows.append(conn)
         Connection.objects.bulk_create(rows, batch_size=5000)
+        # bulk_create skips Connection.save(): each row's EngineState is created here.
+        EngineState.objects.bulk_create([c.engine_state_get() for c in rows], batch_size=5000)
     return tokens
 
 
@@ -394,8 +466,7 @@ def cycle(size: int, args, sandbox_pids: list[int], tables: list[str]) -> dict:
     from django.db import connection as db
     from django.utils import timezone
 
-    from connections.engine.models import SweepRun
-    from connections.models import Connection
+    from connections.engine.models import EngineState, SweepRun
     from connections.tasks import heartbeat_tick
 
     with db.cursor() as cursor:  # this size's growth only, from empty tables
@@ -403,7 +474,7 @@ def cycle(size: int, args, sandbox_pids: list[int], tables: list[str]) -> dict:
         for table in rewritten_tables():
             cursor.execute("VACUUM ANALYZE " + db.ops.quote_name(table))
     later = timezone.now() + timezone.timedelta(days=1)
-    Connection.objects.update(next_check_at=later, lease_owner="", lease_until=None)
+    EngineState.objects.update(next_check_at=later, lease_owner="", lease_until=None)
     rewritten = rewritten_tables()
     tables = [*tables, *rewritten]
     sql_dir = Path(tempfile.mkdtemp(prefix="bench-heartbeat-"))
@@ -427,7 +498,8 @@ def cycle(size: int, args, sandbox_pids: list[int], tables: list[str]) -> dict:
             bytes0 = table_bytes(tables)
             load = os.getloadavg()[0]
             sql0 = sql_count(sql_dir)
-            Connection.objects.update(next_check_at=timezone.now())  # the whole size falls due at once
+            EngineState.objects.update(next_check_at=timezone.now())  # the whole size falls due at once
+            rewrites0 = rewrite_stats(rewritten)
             cpu0 = {pid: cpu_seconds(pid) for pid in pool}
             sandbox0 = sum(cpu_seconds(p) for p in sandbox_pids)
             postgres0, machine0 = postgres_cpu_seconds(), machine_busy_seconds()
@@ -452,6 +524,18 @@ def cycle(size: int, args, sandbox_pids: list[int], tables: list[str]) -> dict:
             sandbox_cpu = sum(cpu_seconds(p) for p in sandbox_pids) - sandbox0
             bytes1 = table_bytes(tables)
             sql = sql_count(sql_dir) - sql0
+            rewrites = rewrites_per_check(rewrites0, rewrite_stats(rewritten), max(1, run.checked))
+            print(
+                f"  {size:,} cycle {n + 1} rewritten per check: "
+                + "; ".join(
+                    f"{t} {r['updates']:.2f} upd ({r['hot']:.0%} HOT) = table {r['table']:.0f} B"
+                    f" + index {r['index']:.0f} B"
+                    f" (size growth {r['table_growth']:.0f} + {r['index_growth']:.0f} B)"
+                    for t, r in rewrites["tables"].items()
+                )
+                + f"; WAL {rewrites['wal']:.0f} B",
+                flush=True,
+            )
             print(
                 f"  {size:,} cycle {n + 1}: {run.checked:,} checked in {(run.duration_ms or 0) / 1000:.1f}s", flush=True
             )
@@ -486,6 +570,7 @@ def cycle(size: int, args, sandbox_pids: list[int], tables: list[str]) -> dict:
         "bytes_check": sum(grew.values()) / checked,
         "grew": grew,
         "rewritten": {t: delta[t] for t in rewritten if t in delta},
+        "rewrites": rewrites,
         "load": load,
     }
 
@@ -551,6 +636,15 @@ def report(args, rows: list[dict]) -> None:
             "rewritten in place (dead rows vacuumed)",
             lambda r: ", ".join(f"{t} +{b // 1024} KB" for t, b in r["rewritten"].items()),
         ),
+        (
+            "table rewritten per check (updates × row size)",
+            lambda r: ", ".join(f"{t} {v['table']:.0f} B" for t, v in r["rewrites"]["tables"].items()),
+        ),
+        (
+            "index written per check (non-HOT updates)",
+            lambda r: ", ".join(f"{t} {v['index']:.0f} B" for t, v in r["rewrites"]["tables"].items()),
+        ),
+        ("WAL per check (whole server)", lambda r: f"{r['rewrites']['wal']:.0f} B"),
         (
             "sandbox account_calls (raw + cycles)",
             lambda r: f"{r['calls']:,} (expected {r['raw_n'] + args.cycles * r['size']:,})",

@@ -345,7 +345,7 @@ def seed(args, sandbox_url: str) -> tuple[list[tuple[str, list[str]]], dict]:
     from accounts.models import User
     from brokers.models import BrokerApp
     from connections.broker_client import profile_for
-    from connections.models import Connection, ConnectionStatus
+    from connections.models import Connection, ConnectionStatus, EngineState
     from connections.tokens import connection_apply_token_response
     from sandbox.models import SandboxClient
     from tests.fixtures.sandbox import SandboxServer, pkce_pair
@@ -388,6 +388,7 @@ def seed(args, sandbox_url: str) -> tuple[list[tuple[str, list[str]]], dict]:
             conn.next_check_at = later
             rows.append(conn)
     Connection.objects.bulk_create(rows, batch_size=2000)
+    EngineState.objects.bulk_create([c.engine_state_get() for c in rows], batch_size=2000)  # bulk_create skips save()
     ids: dict = {}
     for pk, user_id in Connection.objects.filter(user__in=users).values_list("pk", "user_id"):
         ids.setdefault(user_id, []).append(str(pk))
@@ -404,9 +405,9 @@ def seed(args, sandbox_url: str) -> tuple[list[tuple[str, list[str]]], dict]:
 
 SWEEP_NOW = (
     "import django; django.setup(); from django.utils import timezone; "
-    "from connections.models import Connection; from connections.engine.models import CircuitBreaker; "
+    "from connections.models import Connection; from connections.engine.models import CircuitBreaker, EngineState; "
     "from connections.engine.sweep import sweep_run; now = timezone.now(); "
-    "Connection.objects.update(next_check_at=now, lease_until=None, lease_owner=''); "
+    "EngineState.objects.update(next_check_at=now, lease_until=None, lease_owner=''); "
     "CircuitBreaker.objects.filter(state='open').update(next_probe_at=now); r = sweep_run(); "
     "from collections import Counter; "
     "print(r.claimed, 'claimed,', r.checked, 'checked; statuses now:', "
@@ -797,8 +798,9 @@ def run(args, db_name: str, web_pid: int) -> None:
             sweep = subprocess.run(
                 [sys.executable, "-c",
                  "import django; django.setup(); from django.utils import timezone; "
-                 "from connections.models import Connection; from connections.engine.sweep import sweep_run; "
-                 "Connection.objects.update(next_check_at=timezone.now()); r = sweep_run(); "
+                 "from connections.models import Connection, EngineState; "
+                 "from connections.engine.sweep import sweep_run; "
+                 "EngineState.objects.update(next_check_at=timezone.now()); r = sweep_run(); "
                  "from collections import Counter; "
                  "print(r.claimed, 'claimed,', r.checked, 'checked; statuses now:', "
                  "dict(Counter(Connection.objects.values_list('status', flat=True))))"],

@@ -90,9 +90,9 @@ class ConnectionAdmin(admin.ModelAdmin):
         "last_check_at",
         "next_check_at",
     ]
-    list_filter = ["broker_slug", "status", "quality"]
+    list_filter = ["broker_slug", "status", "engine_state__quality"]
     search_fields = ["user__email", "account_number_masked"]
-    list_select_related = ["user", "end_user__app"]
+    list_select_related = ["user", "end_user__app", "engine_state"]
     ordering = ["-created_at"]
     # Explicit and read-only: the *_sealed columns are never form fields.
     fieldsets = [
@@ -174,11 +174,11 @@ class ConnectionAdmin(admin.ModelAdmin):
     def account(self, obj: Connection) -> str:
         return obj.account_number_masked or obj.account_id
 
-    @admin.display(description="Health", ordering="health_score")
+    @admin.display(description="Health", ordering="engine_state__health_score")
     def health(self, obj: Connection) -> str:
         if obj.health_score is None:
             return "-"
-        return f"{obj.health_score} {obj.get_quality_display()}".strip()
+        return f"{obj.health_score} {obj.engine_state_get().get_quality_display()}".strip()
 
     @admin.display(description="Owner", ordering="user__email")
     def user_email(self, obj: Connection) -> str:

@@ -1,5 +1,5 @@
 """What a person sees of a connection, as a short version string: open pages re-fetch a card
-only when this changes, not on every heartbeat's `updated_at`.
+only when this changes, not on every heartbeat's last check time.
 
 The version covers what the card and detail panel show: status, health score and quality,
 the current problem, the retry count, the token phrase's inputs (expiry, deadline), the
@@ -44,6 +44,18 @@ FIELDS = (
     "nickname",
     "archived_at",
 )
+
+
+def versions_values(rows):
+    """`rows.values()` of a Connection queryset: id, user_id and FIELDS (the engine's ones
+    from the connection's EngineState, in the same query)."""
+    from django.db.models import F
+
+    from connections.engine.models import ENGINE_FIELDS
+
+    plain = [name for name in FIELDS if name not in ENGINE_FIELDS]
+    joined = {name: F(f"engine_state__{name}") for name in FIELDS if name in ENGINE_FIELDS}
+    return rows.values("id", "user_id", *plain, **joined)
 
 
 def _epoch(moment) -> int | None:

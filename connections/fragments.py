@@ -47,7 +47,11 @@ def cards_for_stream(user_id, connection_ids) -> dict:
     removed)} of this user's connections, for the live stream: read once per process for all
     the user's open pages; each page's stream renders them with its token (`card_finish`)."""
     now = timezone.now()
-    rows = list(Connection.objects.filter(user_id=user_id, pk__in=list(connection_ids)).select_related("broker_app"))
+    rows = list(
+        Connection.objects.filter(user_id=user_id, pk__in=list(connection_ids)).select_related(
+            "broker_app", "engine_state"
+        )
+    )
     live = [c for c in rows if c.status != ConnectionStatus.DISCONNECTED]
     out: dict = {str(pk): "" for pk in connection_ids}
     for connection, view in zip(live, _views(live, now=now, last_sweep=presenters.monitoring_last_run()), strict=True):

@@ -15,7 +15,7 @@ One stream format (server-sent events, one named event per connection, `conn-<uu
 - Without Redis (the embedded default) the hub polls the database every `POLL_SECONDS`:
   one query per process for all open pages, not one per page.
 - A change is sent only when `display.display_version` of the row changed (what a person
-  sees), never for a heartbeat that only moved `updated_at`.
+  sees), never for a heartbeat that only moved the last check's time.
 - Whether monitoring runs (the summary strip's "Status may be out of date" banner) is read
   once per process every `MONITORING_SECONDS`; when it flips, every stream gets a `summary`
   event. Pages with an open stream therefore never poll (live.js polls only while it is down).
@@ -97,7 +97,7 @@ def _versions_read(user_ids: list, connection_id=None) -> list[tuple[str, str, s
             rows = Connection.objects.filter(user_id__in=user_ids[start : start + POLL_CHUNK])
             if connection_id is not None:
                 rows = rows.filter(pk=connection_id)
-            for values in rows.values("id", "user_id", *display.FIELDS):
+            for values in display.versions_values(rows):
                 pk = values["id"]
                 out.append((str(values["user_id"]), str(pk), values["status"], display.display_version_of(pk, values)))
         return out

@@ -9,6 +9,7 @@ from django.db import models
 from django.utils import timezone
 
 from brokers.models import Environment
+from connections.engine.models import ENGINE_FIELDS, EngineState, ErrorCategory, Quality  # noqa: F401 - re-exported
 from vault.fields import SealedField
 
 
@@ -21,23 +22,6 @@ class ConnectionStatus(models.TextChoices):
     NEEDS_REAUTH = "needs_reauth", "Needs re-authentication"
     FAILED = "failed", "Failed"
     DISCONNECTED = "disconnected", "Disconnected"
-
-
-class Quality(models.TextChoices):
-    EXCELLENT = "excellent", "Excellent"
-    GOOD = "good", "Good"
-    POOR = "poor", "Poor"
-    CRITICAL = "critical", "Critical"
-
-
-class ErrorCategory(models.TextChoices):
-    NONE = "", "None"
-    NETWORK = "network", "Network"
-    BROKER_FAULT = "broker_fault", "Broker fault"
-    RATE_LIMITED = "rate_limited", "Rate limited"
-    AUTH = "auth", "Authorization"
-    CONFIGURATION = "configuration", "Configuration"
-    UNEXPECTED = "unexpected", "Unexpected response"
 
 
 class Connection(models.Model):
@@ -84,10 +68,8 @@ class Connection(models.Model):
     # Non-secret values from the token response (Questrade's api_server, Schwab's account hash).
     token_meta = models.JSONField(default=dict, blank=True)
 
-    # Engine bookkeeping.
-    next_check_at = models.DateTimeField(default=timezone.now, db_index=True)
-    lease_until = models.DateTimeField(null=True, blank=True)
-    lease_owner = models.CharField(max_length=128, blank=True)
+    # Engine bookkeeping (the next check, its lease, the last check's outcome, the health
+    # score) lives in EngineState (engine.models), read and written through the properties below.
     # Single-flight refresh (engine.refresh): who is spending the refresh token and until when,
     # and when that request went out. A sent_at that outlives its claim means the outcome of
     # that request is unknown (the worker died, or the broker never answered).
@@ -97,16 +79,6 @@ class Connection(models.Model):
     # When a request the broker answered was sent, if sent after refresh_sent_at: from then on
     # that unknown refresh has been processed or dropped (engine.rotation).
     refresh_later_answer_at = models.DateTimeField(null=True, blank=True)
-    last_check_at = models.DateTimeField(null=True, blank=True)
-    last_success_at = models.DateTimeField(null=True, blank=True)
-    consecutive_failures = models.PositiveIntegerField(default=0)
-    retry_attempt = models.PositiveIntegerField(default=0)
-    last_error_category = models.CharField(max_length=16, choices=ErrorCategory.choices, blank=True, default="")
-    last_error_message = models.CharField(max_length=500, blank=True)
-    last_latency_ms = models.PositiveIntegerField(null=True, blank=True)
-    health_score = models.PositiveSmallIntegerField(null=True, blank=True)
-    quality = models.CharField(max_length=16, choices=Quality.choices, blank=True)
-
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     disconnected_at = models.DateTimeField(null=True, blank=True)
@@ -135,15 +107,66 @@ class Connection(models.Model):
                 name="connection_one_owner",
             ),
         ]
-        indexes = [models.Index(fields=["status", "next_check_at"], name="connection_due_idx")]
         permissions = [("disconnect_others", "Can disconnect and revoke other people's connections")]
 
     def __str__(self) -> str:
         return f"{self.broker_slug} {self.account_number_masked or self.account_id}"
 
+    def save(self, *args, **kwargs):
+        """Save the row; a new connection's EngineState (and, on a full save, a loaded one) too.
+        Engine names in `update_fields` are saved on the EngineState row."""
+        update_fields = kwargs.get("update_fields")
+        engine_fields = None
+        if update_fields is not None:
+            engine_fields = [f for f in update_fields if f in ENGINE_FIELDS]
+            kwargs["update_fields"] = [f for f in update_fields if f not in ENGINE_FIELDS]
+        adding = self._state.adding
+        if update_fields is None or kwargs["update_fields"]:
+            super().save(*args, **kwargs)
+        loaded = self._state.fields_cache.get("engine_state")
+        if adding or (engine_fields is None and loaded is not None):
+            state = self.engine_state_get()
+            state.connection = self
+            state.save(using=kwargs.get("using"), force_insert=state._state.adding)
+        elif engine_fields:
+            self.engine_state_get().save(update_fields=engine_fields, using=kwargs.get("using"))
+
+    save.alters_data = True
+
     @property
     def has_tokens(self) -> bool:
         return bool(self.access_token_sealed)
+
+    def engine_state_get(self):
+        """This connection's EngineState (loaded once; `select_related("engine_state")` loads it
+        with the row). An unsaved connection, or one whose row is missing, gets a fresh one,
+        saved with the connection."""
+        cached = self._state.fields_cache.get("engine_state")
+        if cached is not None:
+            return cached
+        try:
+            if not self._state.adding:
+                return self.engine_state
+            raise EngineState.DoesNotExist
+        except EngineState.DoesNotExist:
+            state = EngineState(connection=self)
+            self._state.fields_cache["engine_state"] = state
+            return state
+
+
+def _engine_property(name: str) -> property:
+    def get(self):
+        return getattr(self.engine_state_get(), name)
+
+    def set(self, value):
+        setattr(self.engine_state_get(), name, value)
+
+    return property(get, set, doc=f"EngineState.{name} of this connection.")
+
+
+def _engine_properties() -> None:
+    for name in ENGINE_FIELDS:
+        setattr(Connection, name, _engine_property(name))
 
 
 class ConnectionEvent(models.Model):
@@ -215,3 +238,5 @@ class CheckResult(models.Model):
 
 
 from connections.engine.models import *  # noqa: E402,F401,F403
+
+_engine_properties()

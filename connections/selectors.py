@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from django.db import connection as db_connection
-from django.db.models import QuerySet
+from django.db.models import QuerySet, prefetch_related_objects
 from django.shortcuts import get_object_or_404
 
 from connections.engine.checkstore import checklog_attach, history_for, ring_of, rings_for
@@ -17,7 +17,7 @@ def connection_list_for_user(*, user) -> QuerySet[Connection]:
     return (
         Connection.objects.filter(user=user)
         .exclude(status=ConnectionStatus.DISCONNECTED)
-        .select_related("broker_app")
+        .select_related("broker_app", "engine_state")
         .order_by("broker_slug", "account_number_masked")
     )
 
@@ -25,7 +25,7 @@ def connection_list_for_user(*, user) -> QuerySet[Connection]:
 def connection_list_disconnected_for_user(*, user) -> QuerySet[Connection]:
     return (
         Connection.objects.filter(user=user, status=ConnectionStatus.DISCONNECTED)
-        .select_related("broker_app")
+        .select_related("broker_app", "engine_state")
         .order_by("-disconnected_at")
     )
 
@@ -51,6 +51,7 @@ def connection_lists_for_dashboard(*, user) -> tuple[list[Connection], list[Conn
             [user.pk, disconnected],
         )
         archived_count = cursor.fetchone()[0]
+    prefetch_related_objects(rows, "engine_state")  # one query for the cards' health and last check
     shown = [c for c in rows if c.status != ConnectionStatus.DISCONNECTED]
     put_away = [c for c in rows if c.status == ConnectionStatus.DISCONNECTED]
     put_away.sort(key=lambda c: c.disconnected_at or c.created_at, reverse=True)
@@ -59,7 +60,7 @@ def connection_lists_for_dashboard(*, user) -> tuple[list[Connection], list[Conn
 
 def connection_get_for_user(*, user, connection_id) -> Connection:
     """Another user's connection is a 404, never a 403: its existence is not disclosed."""
-    return get_object_or_404(Connection, pk=connection_id, user=user)
+    return get_object_or_404(Connection.objects.select_related("engine_state"), pk=connection_id, user=user)
 
 
 # --- check history: pages read checks only through these, so their storage can change ------

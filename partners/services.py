@@ -161,7 +161,9 @@ def end_user_get(*, app: PartnerApp, external_id: str) -> EndUser | None:
 
 def app_connections(app_id):
     """Every connection of this app's end users (and nothing else)."""
-    return Connection.objects.filter(end_user__app_id=app_id).select_related("end_user", "end_user__app")
+    return Connection.objects.filter(end_user__app_id=app_id).select_related(
+        "end_user", "end_user__app", "engine_state"
+    )
 
 
 # --- sessions ------------------------------------------------------------------------------

@@ -15,10 +15,10 @@ the same rules. Phases per batch (database work stays synchronous, HTTP is concu
 3. heartbeat: aiohttp, bounded concurrency, per-request timeout (engine.heartbeat_client)
 4. 401:       exactly one forced refresh, then one more heartbeat
 5. write:     each row's Decision from engine.decide (a pure function of what the check saw),
-              then one transaction: status transitions (with events) only on change, bulk_update of
-              the rows (releasing the lease), the checks (engine.checkstore: the check logs
-              rewritten in place, full rows only for failures and status changes), breaker
-              bookkeeping
+              then one transaction: status transitions (with events) only on change (the only
+              write to the connection's row), one UPDATE of the EngineState rows (releasing
+              the lease), the checks (engine.checkstore: the check logs rewritten in place,
+              full rows only for failures and status changes), breaker bookkeeping
 """
 
 from __future__ import annotations
@@ -52,6 +52,7 @@ from connections.engine.decide import (
 )
 from connections.engine.health import health_inputs_for, health_score, quality_for
 from connections.engine.heartbeat_client import HeartbeatRequest, heartbeats_run
+from connections.engine.models import ENGINE_FIELDS, EngineState
 from connections.engine.refresh import (
     IN_PROGRESS,
     OUTCOME_UNKNOWN,
@@ -70,23 +71,9 @@ from connections.state import INACTIVE_STATUSES, connection_transition
 
 logger = logging.getLogger(__name__)
 
-WRITE_FIELDS = [
-    "status",
-    "status_changed_at",
-    "next_check_at",
-    "lease_until",
-    "lease_owner",
-    "last_check_at",
-    "last_success_at",
-    "consecutive_failures",
-    "retry_attempt",
-    "last_error_category",
-    "last_error_message",
-    "last_latency_ms",
-    "health_score",
-    "quality",
-    "updated_at",
-]
+# What the batch writes of every row it checked: its EngineState, never the connection's row
+# (a status change is written by connection_transition, with its event).
+WRITE_FIELDS = list(ENGINE_FIELDS)
 # An access token with less life than this is not used for a heartbeat while its refresh runs.
 MIN_TOKEN_LIFE = timedelta(seconds=15)
 
@@ -128,12 +115,14 @@ class BatchStats:
 
 
 def connections_with_ids(queryset, ids: list):
-    """`queryset.filter(pk__in=ids)`; on PostgreSQL as `id = ANY(%s)` with one array parameter,
-    because Django prepares an IN list value by value (its cost: docs/benchmarks.md#figures-the-code-cites)."""
+    """`queryset.filter(pk__in=ids)` (of Connection, or of EngineState, whose key is the
+    connection's id); on PostgreSQL as `id = ANY(%s)` with one array parameter, because Django
+    prepares an IN list value by value (its cost: docs/benchmarks.md#figures-the-code-cites)."""
     if db_connection.vendor != "postgresql":
         return queryset.filter(pk__in=ids)
     qn = db_connection.ops.quote_name
-    column = f"{qn(Connection._meta.db_table)}.{qn(Connection._meta.pk.column)}"
+    meta = queryset.model._meta
+    column = f"{qn(meta.db_table)}.{qn(meta.pk.column)}"
     # Names from the model, the ids a parameter.
     any_id = RawSQL(f"{column} = ANY(%s::uuid[])", (list(ids),), output_field=models.BooleanField())  # noqa: S611
     return queryset.filter(any_id)
@@ -497,7 +486,7 @@ def _outcomes_still_mine(outcomes: list[Outcome], *, owner: str) -> tuple[list[O
     current = {}
     rings = {}
     for pk, status, lease, log in connections_with_ids(Connection.objects.all(), ids).values_list(
-        "pk", "status", "lease_owner", "check_log__data"
+        "pk", "status", "engine_state__lease_owner", "check_log__data"
     ):
         current[pk], rings[pk] = (status, lease), Ring(log)
     return [o for o in outcomes if current.get(o.connection.pk) == (o.connection.status, owner)], rings
@@ -587,7 +576,6 @@ def outcomes_write(outcomes: list[Outcome], *, now: datetime, owner: str, stats:
         stats.refreshed += 1 if outcome.refreshed else 0
         _health_update(outcome, decision, inputs, now=now)
         conn.lease_owner, conn.lease_until = "", None
-        conn.updated_at = now
     before = {o.connection.pk: (o.connection.status, o.connection.status_changed_at) for o in mine}
 
     def write() -> None:
@@ -604,7 +592,6 @@ def outcomes_write(outcomes: list[Outcome], *, now: datetime, owner: str, stats:
                         message=decision.message,
                         category=decision.category,
                         kind=ConnectionEvent.Kind.STATUS_CHANGED,
-                        save=False,
                     )
                     moved.add(outcome.connection.pk)
             connections_write_engine_fields([o.connection for o in mine])
@@ -629,10 +616,11 @@ _PLAIN_FIELDS = {
     models.SmallIntegerField,
     models.FloatField,
     models.UUIDField,
+    models.OneToOneField,  # EngineState's key: the connection's UUID
 }
 
 
-def _column_values(f, rows: list[Connection], db) -> list:
+def _column_values(f, rows: list[EngineState], db) -> list:
     values = [getattr(row, f.attname) for row in rows]
     if type(f) not in _PLAIN_FIELDS or (
         type(f) is models.DateTimeField and any(v is not None and timezone.is_naive(v) for v in values)
@@ -641,18 +629,20 @@ def _column_values(f, rows: list[Connection], db) -> list:
     return [v.value if isinstance(v, Enum) else v for v in values]
 
 
-def connections_write_engine_fields(rows: list[Connection]) -> None:
-    """Write WRITE_FIELDS of these rows. On PostgreSQL one `UPDATE … FROM unnest(arrays)`
-    statement (Django's bulk_update builds a CASE per field and row, once the largest cost of a
-    sweep: docs/benchmarks.md#figures-the-code-cites); elsewhere bulk_update."""
-    if not rows:
+def connections_write_engine_fields(connections_: list[Connection]) -> None:
+    """Write WRITE_FIELDS of these connections' EngineState rows. On PostgreSQL one
+    `UPDATE … FROM unnest(arrays)` statement (Django's bulk_update builds a CASE per field and
+    row, once the largest cost of a sweep: docs/benchmarks.md#figures-the-code-cites); elsewhere
+    bulk_update."""
+    if not connections_:
         return
+    rows = [c.engine_state_get() for c in connections_]
     if db_connection.vendor != "postgresql":
-        Connection.objects.bulk_update(rows, WRITE_FIELDS, batch_size=500)
+        EngineState.objects.bulk_update(rows, WRITE_FIELDS, batch_size=500)
         return
     qn = db_connection.ops.quote_name
-    pk = Connection._meta.pk
-    fields = [Connection._meta.get_field(name) for name in WRITE_FIELDS]
+    pk = EngineState._meta.pk
+    fields = [EngineState._meta.get_field(name) for name in WRITE_FIELDS]
     columns = [pk, *fields]
     db = connections[db_connection.alias]  # not the proxy: one lookup per field and row otherwise
     arrays = [_column_values(f, rows, db) for f in columns]
@@ -660,7 +650,7 @@ def connections_write_engine_fields(rows: list[Connection]) -> None:
     names = ", ".join(qn(f.column) for f in columns)
     sets = ", ".join(f"{qn(f.column)} = v.{qn(f.column)}" for f in fields)
     sql = (
-        f"UPDATE {qn(Connection._meta.db_table)} AS c SET {sets} "  # noqa: S608 - names from the model
+        f"UPDATE {qn(EngineState._meta.db_table)} AS c SET {sets} "  # noqa: S608 - names from the model
         f"FROM unnest({unnest}) AS v({names}) WHERE c.{qn(pk.column)} = v.{qn(pk.column)}"
     )
     with db_connection.cursor() as cursor:
@@ -682,7 +672,7 @@ def _claim_one(connection: Connection, *, owner: str, now: datetime, lease_secon
     from django.db.models import Q
 
     return bool(
-        Connection.objects.filter(pk=connection.pk)
+        EngineState.objects.filter(pk=connection.pk)
         .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now) | Q(lease_owner=""))
         .update(lease_owner=owner, lease_until=now + timedelta(seconds=lease_seconds))
     )
@@ -711,7 +701,7 @@ def connection_check_now(connection: Connection, *, actor=None) -> Outcome:
     except Exception:
         # Never leave the row "checking": put the status back and let the sweep check it.
         logger.exception("connections.check_now.failed", extra={"connection_id": str(connection.pk)})
-        Connection.objects.filter(pk=connection.pk, lease_owner=owner).update(lease_owner="", lease_until=None)
+        EngineState.objects.filter(pk=connection.pk, lease_owner=owner).update(lease_owner="", lease_until=None)
         connection.refresh_from_db()
         if connection.status == ConnectionStatus.CHECKING:
             connection_transition(

@@ -201,7 +201,10 @@ def checklogs_flush(*, now: datetime, connection_ids: Iterable | None = None) ->
         logs = logs.filter(pk__in=list(connection_ids))
     else:
         since = hour_start(today * 24) - timedelta(days=2)
-        logs = logs.filter(connection__last_check_at__gte=since, connection__last_check_at__lt=hour_start(today * 24))
+        logs = logs.filter(
+            connection__engine_state__last_check_at__gte=since,
+            connection__engine_state__last_check_at__lt=hour_start(today * 24),
+        )
     days = []
     for pk, data in logs.values_list("pk", "data").iterator(chunk_size=2000):
         ring = Ring(data)

@@ -112,10 +112,13 @@ def breaker_record(
 
 def _outage_waiters_due(broker_slug: str, *, now: datetime) -> None:
     """The broker is back: everyone waiting out its outage is due at the next sweep."""
-    from connections.models import Connection, ConnectionStatus
+    from connections.models import ConnectionStatus, EngineState
 
-    Connection.objects.filter(
-        broker_slug=broker_slug, status=ConnectionStatus.BROKER_OUTAGE, next_check_at__gt=now, lease_owner=""
+    EngineState.objects.filter(
+        connection__broker_slug=broker_slug,
+        connection__status=ConnectionStatus.BROKER_OUTAGE,
+        next_check_at__gt=now,
+        lease_owner="",
     ).update(next_check_at=now)
 
 

@@ -428,7 +428,9 @@ def connection_is_overdue(connection: Connection, *, now: datetime | None = None
 def connections_overdue(*, now: datetime | None = None):
     now = now or timezone.now()
     grace = timedelta(seconds=engine_setting("OVERDUE_GRACE_SECONDS"))
-    return Connection.objects.exclude(status__in=INACTIVE_STATUSES).filter(next_check_at__lt=now - grace)
+    return Connection.objects.exclude(status__in=INACTIVE_STATUSES).filter(
+        engine_state__next_check_at__lt=now - grace
+    )
 
 
 def engine_status(*, now: datetime | None = None, interval_seconds: float | None = None) -> dict:
@@ -440,7 +442,7 @@ def engine_status(*, now: datetime | None = None, interval_seconds: float | None
     last = SweepRun.objects.order_by("-started_at").first()
     stalled = last is None or last.started_at < now - timedelta(seconds=3 * interval_seconds)
     overdue = connections_overdue(now=now)
-    worst = overdue.aggregate(oldest=Min("next_check_at"))["oldest"]
+    worst = overdue.aggregate(oldest=Min("engine_state__next_check_at"))["oldest"]
     return {
         "last_sweep": last,
         "sweep_stalled": stalled,

@@ -1,12 +1,76 @@
-"""Engine bookkeeping shared by every worker: circuit breakers, sweep runs, check storage (check
-logs, uptime days, tallies) and the notification log (which makes every alert happen once per incident)."""
+"""Engine bookkeeping shared by every worker: each connection's engine state (next check, lease,
+last check, score), circuit breakers, sweep runs, check storage (check logs, uptime days,
+tallies) and the notification log (which makes every alert happen once per incident)."""
 
 from __future__ import annotations
 
 from django.db import models
 from django.utils import timezone
 
-__all__ = ["CheckLog", "CheckTally", "CircuitBreaker", "Notification", "SweepRun", "UptimeDay"]
+__all__ = ["CheckLog", "CheckTally", "CircuitBreaker", "EngineState", "Notification", "SweepRun", "UptimeDay"]
+
+
+class Quality(models.TextChoices):
+    EXCELLENT = "excellent", "Excellent"
+    GOOD = "good", "Good"
+    POOR = "poor", "Poor"
+    CRITICAL = "critical", "Critical"
+
+
+class ErrorCategory(models.TextChoices):
+    NONE = "", "None"
+    NETWORK = "network", "Network"
+    BROKER_FAULT = "broker_fault", "Broker fault"
+    RATE_LIMITED = "rate_limited", "Rate limited"
+    AUTH = "auth", "Authorization"
+    CONFIGURATION = "configuration", "Configuration"
+    UNEXPECTED = "unexpected", "Unexpected response"
+
+
+# The EngineState columns a Connection reads and writes as its own attributes
+# (`connections.models.Connection`: properties), so callers need not know where they live.
+ENGINE_FIELDS = (
+    "next_check_at",
+    "lease_until",
+    "lease_owner",
+    "last_check_at",
+    "last_success_at",
+    "consecutive_failures",
+    "retry_attempt",
+    "last_error_category",
+    "last_error_message",
+    "last_latency_ms",
+    "health_score",
+    "quality",
+)
+
+
+class EngineState(models.Model):
+    """A connection's heartbeat bookkeeping: what every check writes, one narrow row per
+    connection, kept off the connection's row (sealed tokens, token_meta), which then changes
+    only on connect, refresh, disconnect or a status change. An UPDATE of this row rewrites a
+    small tuple instead of the wide one, and the engine's batch write cannot clobber a token
+    field written at the same moment (docs/engine.md#data-model)."""
+
+    connection = models.OneToOneField(
+        "connections.Connection", primary_key=True, on_delete=models.CASCADE, related_name="engine_state"
+    )
+    next_check_at = models.DateTimeField(default=timezone.now, db_index=True)
+    # The check lease (engine.sweep): who is checking the connection and until when.
+    lease_until = models.DateTimeField(null=True, blank=True)
+    lease_owner = models.CharField(max_length=128, blank=True)
+    last_check_at = models.DateTimeField(null=True, blank=True)
+    last_success_at = models.DateTimeField(null=True, blank=True)
+    consecutive_failures = models.PositiveIntegerField(default=0)
+    retry_attempt = models.PositiveIntegerField(default=0)
+    last_error_category = models.CharField(max_length=16, choices=ErrorCategory.choices, blank=True, default="")
+    last_error_message = models.CharField(max_length=500, blank=True)
+    last_latency_ms = models.PositiveIntegerField(null=True, blank=True)
+    health_score = models.PositiveSmallIntegerField(null=True, blank=True)
+    quality = models.CharField(max_length=16, choices=Quality.choices, blank=True)
+
+    def __str__(self) -> str:
+        return f"engine state of {self.connection_id}"
 
 
 class CircuitBreaker(models.Model):

@@ -157,7 +157,7 @@ def notifications_dispatch(*, now: datetime | None = None) -> int:
             connection=OuterRef("pk"), kind=kind, incident_at=OuterRef("status_changed_at")
         )
         problems = (
-            Connection.objects.select_related("user")
+            Connection.objects.select_related("user", "engine_state")
             .filter(status=status, user__isnull=False)
             .exclude(Exists(already))
         )
@@ -198,7 +198,7 @@ def notifications_dispatch(*, now: datetime | None = None) -> int:
         latest = incidents.order_by("-incident_at").values_list("incident_at", flat=True).first()
         if latest is None or not incidents.update(resolved_at=now):
             continue  # another dispatcher closed it meanwhile
-        connection = Connection.objects.select_related("user").get(pk=row["connection_id"])
+        connection = Connection.objects.select_related("user", "engine_state").get(pk=row["connection_id"])
         ending = recovery_kind(kinds)
         sent += notification_send(connection=connection, kind=ending, incident_at=latest, now=now)
         if not Notification.objects.filter(connection=connection, kind=ending, incident_at=latest).exists():
@@ -212,7 +212,7 @@ def expiry_warnings_send(*, now: datetime | None = None) -> int:
     now = now or timezone.now()
     sent = 0
     soon = (
-        Connection.objects.select_related("user")
+        Connection.objects.select_related("user", "engine_state")
         .exclude(status__in=INACTIVE_STATUSES)
         .filter(reauth_deadline_at__gt=now, reauth_deadline_at__lte=now + timedelta(days=2))
     )

@@ -1,7 +1,8 @@
 """The heartbeat sweep: claim due connections in batches under a lease, check them, repeat.
 
-Claiming is one short transaction per batch. On PostgreSQL the candidates are read with
-`SELECT ... FOR UPDATE SKIP LOCKED`, so concurrent sweeps (several workers, a duplicated
+Claiming is one short transaction per batch, on the connections' EngineState rows (the lease
+lives there, off the connection's row: docs/engine.md#data-model). On PostgreSQL the
+candidates are read with `SELECT ... FOR UPDATE SKIP LOCKED`, so concurrent sweeps (several workers, a duplicated
 beat) take disjoint rows without waiting; on SQLite (no row locks) the conditional UPDATE
 below does the same job, more slowly. Either way the UPDATE only takes rows whose lease is
 free or expired, and the claim is confirmed by reading back our own `lease_owner` token, so
@@ -20,7 +21,7 @@ from datetime import datetime, timedelta
 
 from django.db import connection as db_connection
 from django.db import transaction
-from django.db.models import F, Min, Q, Sum, Value
+from django.db.models import Exists, F, Min, OuterRef, Q, Sum, Value
 from django.db.models.functions import Greatest
 from django.utils import timezone
 
@@ -28,7 +29,7 @@ from connections.engine.check import BatchStats, connections_check, connections_
 from connections.engine.conf import engine_setting
 from connections.engine.dbretry import db_write_retried
 from connections.engine.heartbeat_client import session_kept
-from connections.engine.models import SweepRun
+from connections.engine.models import EngineState, SweepRun
 from connections.models import Connection
 from connections.state import INACTIVE_STATUSES
 
@@ -39,17 +40,27 @@ def claim_owner() -> str:
     return f"{socket.gethostname()[:60]}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
 
 
+def _checkable():
+    """Connections the sweep checks: active, with a token."""
+    return Connection.objects.exclude(status__in=INACTIVE_STATUSES).exclude(
+        access_token_sealed="", refresh_token_sealed=""
+    )
+
+
 def _due(cutoff: datetime, now: datetime):
+    """The EngineState rows of checkable connections due by `cutoff` whose lease is free at `now`.
+    The connection's conditions are an EXISTS, not a join, so the conditional UPDATE of the
+    claim stays a plain UPDATE of EngineState."""
     return (
-        Connection.objects.exclude(status__in=INACTIVE_STATUSES)
-        .exclude(access_token_sealed="", refresh_token_sealed="")
-        .filter(next_check_at__lte=cutoff)
+        EngineState.objects.filter(next_check_at__lte=cutoff)
         .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now))
+        .filter(Exists(_checkable().filter(pk=OuterRef("pk"))))
     )
 
 
 def connections_claim(*, owner: str, limit: int, cutoff: datetime, lease_seconds: float) -> list[Connection]:
-    """Lease up to `limit` due connections to `owner` and return them (fully loaded)."""
+    """Lease up to `limit` due connections to `owner` and return them (fully loaded, with
+    their EngineState)."""
     now = timezone.now()
     with transaction.atomic():
         candidates = _due(cutoff, now).order_by("next_check_at")
@@ -63,13 +74,14 @@ def connections_claim(*, owner: str, limit: int, cutoff: datetime, lease_seconds
         )
     # No select_related("broker_app"): a check never reads the app (a refresh loads its own
     # row with it), and the join cost a model instance per row (docs/benchmarks.md#figures-the-code-cites).
-    return list(connections_with_ids(Connection.objects.filter(lease_owner=owner), ids))
+    mine = Connection.objects.select_related("engine_state").filter(engine_state__lease_owner=owner)
+    return list(connections_with_ids(mine, ids))
 
 
 def leases_release(ids, *, owner: str, retry_in: timedelta) -> int:
     """Give back a batch's leases after it failed as a whole; its rows are due again soon."""
     now = timezone.now()
-    return Connection.objects.filter(pk__in=ids, lease_owner=owner).update(
+    return EngineState.objects.filter(pk__in=ids, lease_owner=owner).update(
         lease_owner="", lease_until=None, next_check_at=now + retry_in
     )
 

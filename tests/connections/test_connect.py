@@ -1,7 +1,7 @@
 """Connect and reconnect over real HTTP: a browser-like client, brokerlink, and the sandbox broker."""
 
 from brokers.models import BrokerApp
-from connections.models import Connection, ConnectionEvent, ConnectionStatus
+from connections.models import Connection, ConnectionEvent, ConnectionStatus, EngineState
 
 
 def kinds(connection: Connection) -> list[str]:
@@ -68,8 +68,8 @@ def test_connecting_the_same_account_twice_updates_one_row(browser, sandbox_app,
 def test_reconnect_keeps_id_and_history_and_resets_failures(browser, sandbox_app, user):
     browser.connect()
     connection = Connection.objects.get(user=user)
-    Connection.objects.filter(pk=connection.pk).update(
-        status=ConnectionStatus.NEEDS_REAUTH,
+    Connection.objects.filter(pk=connection.pk).update(status=ConnectionStatus.NEEDS_REAUTH)
+    EngineState.objects.filter(pk=connection.pk).update(
         consecutive_failures=4,
         last_error_category="auth",
         last_error_message="Sandbox Broker no longer accepts this authorization (invalid_grant).",

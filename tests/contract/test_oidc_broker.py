@@ -24,7 +24,7 @@ from playwright.sync_api import expect
 
 from brokers import custom
 from brokers.models import BrokerApp, DiscoveredMetadata
-from connections.models import Connection, ConnectionEvent, ConnectionStatus
+from connections.models import Connection, ConnectionEvent, ConnectionStatus, EngineState
 from tests.engine.history import stored_checks
 from tests.fixtures.browser import chromium  # noqa: F401 - the Chromium fixture
 from tests.fixtures.sandbox import DEMO_PASSWORD, DEMO_USERNAME, SandboxServer
@@ -54,7 +54,7 @@ def _sweep_now(connection_id) -> dict:
     from tests.engine.cycle import cycle_summary, run_one_cycle_in_process
 
     now = timezone.now()
-    Connection.objects.filter(pk=connection_id).update(next_check_at=now, lease_until=None, lease_owner="")
+    EngineState.objects.filter(pk=connection_id).update(next_check_at=now, lease_until=None, lease_owner="")
     CircuitBreaker.objects.filter(state="open").update(next_probe_at=now)
     return cycle_summary(run_one_cycle_in_process())
 

@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from brokers.models import BrokerApp
 from connections.engine.models import CircuitBreaker
-from connections.models import Connection, ConnectionStatus
+from connections.models import Connection, ConnectionStatus, EngineState
 from tests.fixtures.sandbox import pkce_pair
 
 FAST_ENGINE_ENV = {
@@ -107,8 +107,8 @@ def token_was_issued_long_ago(conn: Connection, profile) -> None:
 def time_passes(seconds: float) -> None:
     """Move every stored engine time back by `seconds`: the same as waiting, minus the wait."""
     delta = timedelta(seconds=seconds)
-    Connection.objects.update(next_check_at=F("next_check_at") - delta)
-    Connection.objects.exclude(lease_until=None).update(lease_until=F("lease_until") - delta)
+    EngineState.objects.update(next_check_at=F("next_check_at") - delta)
+    EngineState.objects.exclude(lease_until=None).update(lease_until=F("lease_until") - delta)
     CircuitBreaker.objects.exclude(next_probe_at=None).update(next_probe_at=F("next_probe_at") - delta)
 
 

@@ -15,7 +15,7 @@ from django.utils import timezone
 from connections.engine.heartbeat_client import HeartbeatRequest, heartbeats_run_async
 from connections.engine.models import SweepRun
 from connections.engine.sweep import lanes_in_flight, sweep_run, sweep_tick
-from connections.models import Connection
+from connections.models import EngineState
 from ops.alerts import sweep_lag
 from tests.engine.history import stored_checks
 
@@ -46,7 +46,7 @@ def test_lanes_share_the_cycle_and_write_one_sweeprun(world, settings):
     settings.ENGINE_LANE_CONNECTIONS = 3
     settings.ENGINE_BATCH_SIZE = 2
     connections = [world.connection() for _ in range(6)]
-    fell_due = min(Connection.objects.values_list("next_check_at", flat=True))
+    fell_due = min(EngineState.objects.values_list("next_check_at", flat=True))
     run, lanes = sweep_tick()
     assert lanes == 2
     deadline = time.time() + 30
@@ -75,7 +75,7 @@ def test_a_lane_past_its_cycle_deadline_claims_nothing(world):
     sweep_run(run_id=run.pk, deadline=time.time() - 1)
     run.refresh_from_db()
     assert run.claimed == 0 and run.lanes_finished == 1
-    assert Connection.objects.filter(lease_owner="").count() == 1
+    assert EngineState.objects.filter(lease_owner="").count() == 1
 
 
 def test_a_killed_lane_counts_as_in_flight_only_until_its_cycle_is_over(world, settings):
@@ -127,7 +127,7 @@ def test_heartbeats_in_flight_per_broker_are_capped():
 def test_a_tick_that_finds_every_lane_busy_still_reports_the_backlog(world, settings):
     settings.ENGINE_SWEEP_LANES = 1
     conn = world.connection()
-    Connection.objects.filter(pk=conn.pk).update(next_check_at=timezone.now() - timedelta(seconds=90))
+    EngineState.objects.filter(pk=conn.pk).update(next_check_at=timezone.now() - timedelta(seconds=90))
     first, lanes = sweep_tick()
     assert lanes == 1
     busy, lanes = sweep_tick()  # the first tick's lane has not run yet

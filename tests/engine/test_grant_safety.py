@@ -16,7 +16,7 @@ from connections.engine.check import connection_check_now
 from connections.engine.refresh import connection_refresh
 from connections.engine.refresh_runner import refreshes_wait_idle
 from connections.engine.sweep import sweep_run
-from connections.models import Connection, ConnectionEvent, ConnectionStatus
+from connections.models import Connection, ConnectionEvent, ConnectionStatus, EngineState
 from connections.oauth_flow import PendingFlow
 from connections.services import ConnectFailed, connection_authorize_complete
 from connections.tokens import connection_apply_token_response
@@ -189,10 +189,10 @@ def test_poison_rows_fail_alone_and_the_rest_of_the_batch_is_checked(world, fake
     assert refreshes_wait_idle(timeout=30)  # the absurd row's refresh may finish after its batch
     assert run.finished_at is not None and run.claimed == 100 and run.batches == 1
     assert run.checked == 100, (run.checked, run.deferred)
-    assert not Connection.objects.exclude(lease_owner="").exists(), "no lease left behind"
+    assert not EngineState.objects.exclude(lease_owner="").exists(), "no lease left behind"
     states = dict(Connection.objects.filter(pk__in=[c.pk for c in healthy]).values_list("pk", "status"))
     assert set(states.values()) == {ConnectionStatus.CONNECTED}
-    assert Connection.objects.filter(pk__in=[c.pk for c in healthy], last_check_at__isnull=True).count() == 0
+    assert EngineState.objects.filter(pk__in=[c.pk for c in healthy], last_check_at__isnull=True).count() == 0
 
     def row(name):
         return Connection.objects.get(pk=poison[name].pk)

@@ -21,7 +21,7 @@ from connections.engine.health import (
 from connections.engine.models import SweepRun
 from connections.engine.refresh import connection_profile
 from connections.engine.retention import checkresults_prune, checkresults_rollup
-from connections.models import ConnectionStatus, Quality
+from connections.models import ConnectionStatus, EngineState, Quality
 from tests.engine.history import bad_transition, checks, stored_connection
 
 pytestmark = pytest.mark.django_db
@@ -309,11 +309,10 @@ def test_reconnect_starts_a_new_history(user):
 
 
 def test_reconnect_through_the_service_resets_the_stored_score(user):
-    from connections.models import Connection
 
     conn = connection_at(user, status=ConnectionStatus.NEEDS_REAUTH, health_score=20, quality=Quality.CRITICAL)
     # What services._store_connection does on a reconnect, observed through the row.
-    Connection.objects.filter(pk=conn.pk).update(health_score=None, quality="")
+    EngineState.objects.filter(pk=conn.pk).update(health_score=None, quality="")
     conn.refresh_from_db()
     assert conn.health_score is None
 

@@ -36,7 +36,7 @@ from connections.engine.checkstore import rings_for
 from connections.engine.models import SweepRun
 from connections.engine.refresh_runner import refreshes_wait_idle
 from connections.errors import BrokerError
-from connections.models import Connection, ConnectionEvent, ConnectionStatus
+from connections.models import Connection, ConnectionEvent, ConnectionStatus, EngineState
 from ops.models import ServiceHeartbeat
 from tests.engine.conftest import FAST_ENGINE_ENV, time_passes
 from tests.engine.history import stored_checks
@@ -98,7 +98,7 @@ def check(world, cluster, connections):
     before = {g["id"]: g["account_calls"] for g in world.counters()["grants"]}
     cycles = 3
     world.faults(latency_ms=300)  # each batch of 3 takes >= 0.3 s: the two lanes overlap
-    Connection.objects.filter(pk__in=ids).update(next_check_at=timezone.now())
+    EngineState.objects.filter(pk__in=ids).update(next_check_at=timezone.now())
     for cycle in range(1, cycles + 1):
         if cycle > 1:
             time_passes(60)  # the interval has passed: every connection is due again
@@ -128,7 +128,7 @@ def refresh(world, cluster, connections):
     ids = [c.pk for c in connections]
     before = world.counters()
     # Every token is due for a refresh (brokerlink believes each expires within 30 s): go.
-    Connection.objects.filter(pk__in=ids).update(next_check_at=timezone.now())
+    EngineState.objects.filter(pk__in=ids).update(next_check_at=timezone.now())
     quiet_after_cycle(ids, len(ids))
     assert refreshes_wait_idle(timeout=30)
     after = world.counters()
@@ -170,8 +170,8 @@ def _racing_rounds(world, connections, *, refresh_now: bool):
         Connection.objects.filter(pk=conn.pk).update(
             access_expires_at=timezone.now() + timedelta(seconds=60),
             last_refreshed_at=timezone.now() - timedelta(seconds=840),
-            next_check_at=timezone.now(),
         )
+        EngineState.objects.filter(pk=conn.pk).update(next_check_at=timezone.now())
         threads = [_in_thread(lambda: connection_check_now(Connection.objects.get(pk=conn.pk)), errors)]
         if refresh_now:
             manual_refreshes += 1
@@ -212,11 +212,11 @@ def worker_killed(world, cluster, connections):
     ids = [c.pk for c in connections]
     before = {g["id"]: g["account_calls"] for g in world.counters()["grants"]}
     world.faults(latency_ms=2000)  # slow answers (inside the 5 s timeout): a batch is held 2 s
-    Connection.objects.filter(pk__in=ids).update(next_check_at=timezone.now())
+    EngineState.objects.filter(pk__in=ids).update(next_check_at=timezone.now())
     doomed = cluster.workers[0].pid  # its process group: the worker and its pool children
 
     def held_by_doomed() -> bool:
-        held = Connection.objects.filter(pk__in=ids).exclude(lease_owner="")
+        held = EngineState.objects.filter(pk__in=ids).exclude(lease_owner="")
         for owner in held.values_list("lease_owner", flat=True):
             try:
                 if os.getpgid(int(owner.split(":")[1])) == doomed:
@@ -257,7 +257,7 @@ def test_two_workers_and_two_beats_never_check_or_refresh_anything_twice(way, wo
     scenario, count, options, concurrency, env = SCENARIOS[way]
     connections = [world.connection(**options) for _ in range(count)]
     # Nothing is due until both workers listen: the cycles below are the test's, not the start-up's.
-    Connection.objects.filter(pk__in=[c.pk for c in connections]).update(
+    EngineState.objects.filter(pk__in=[c.pk for c in connections]).update(
         next_check_at=timezone.now() + timedelta(hours=1)
     )
     cluster_env = {"SANDBOX_BASE_URL": world.sandbox.url, **CLUSTER_ENV, **env}

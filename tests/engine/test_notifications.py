@@ -18,7 +18,7 @@ from connections.broker_client import profile_for
 from connections.engine.models import Notification
 from connections.engine.notifications import expiry_warnings_send, notifications_dispatch
 from connections.engine.sweep import sweep_run
-from connections.models import Connection, ConnectionEvent, ConnectionStatus
+from connections.models import Connection, ConnectionEvent, ConnectionStatus, EngineState
 from connections.state import connection_transition
 from connections.tokens import connection_apply_token_response
 from tests.engine.conftest import time_passes, token_was_issued_long_ago
@@ -107,7 +107,7 @@ def test_after_the_retry_budget_the_connection_keeps_being_checked_and_recovers_
     conn = world.connection()
     # Seven failed checks in a row already: the sandbox allows eight fast retries.
     max_attempts = profile_for("sandbox", "live").backoff.max_attempts
-    Connection.objects.filter(pk=conn.pk).update(retry_attempt=max_attempts - 1)
+    EngineState.objects.filter(pk=conn.pk).update(retry_attempt=max_attempts - 1)
     world.faults(error_5xx_rate=1.0)
 
     next_sweep()

@@ -14,7 +14,7 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from connections.engine.models import SweepRun
-from connections.models import Connection, ConnectionEvent, ConnectionStatus
+from connections.models import Connection, ConnectionEvent, ConnectionStatus, EngineState
 from tests.engine.conftest import FAST_ENGINE_ENV, time_passes
 from tests.engine.rotation_world import acme_fixture, row, ticks_until  # noqa: F401 - the `acme` fixture
 from tests.support import bytes_waiting_at, wait_until
@@ -102,7 +102,7 @@ def test_two_workers_ticking_through_a_stall_spend_each_refresh_token_once(acme,
             # lanes, see the claim of the one refresh out per connection, and send nothing more.
             while time.monotonic() - stalled_at < stall_seconds:
                 done = claimed_so_far()
-                Connection.objects.filter(pk__in=ids).update(next_check_at=timezone.now())
+                EngineState.objects.filter(pk__in=ids).update(next_check_at=timezone.now())
                 wait_until(lambda done=done: claimed_so_far() > done, timeout=30, message="a lane checked a batch")
                 batches_during_stall += 1
             out = Connection.objects.filter(pk__in=ids, refresh_sent_at__isnull=False).count()

@@ -6,12 +6,13 @@ N connections are checked once a minute for a simulated day through the engine's
 maintenance tasks at their times and VACUUM every minute (what autovacuum does here). Growth is
 the size after the day minus the size after a four-hour warm-up, divided by N, of every table a
 check writes: `pg_total_relation_size` (table, indexes, TOAST) of the check storage and the
-other engine tables, `pg_table_size` (table and TOAST) of `connections_connection`. The day
-crosses a UTC midnight, so each connection also stores the day it left behind.
+other engine tables, `pg_table_size` (table and TOAST) of `connections_connection` and of
+`connections_enginestate` (the row a check rewrites). The day crosses a UTC midnight, so each
+connection also stores the day it left behind.
 
-The connection table's `next_check_at` indexes are printed, not bounded: every check moves the
+The EngineState `next_check_at` index is printed, not bounded: every check moves the
 row's `next_check_at` forward (the sweep's claim and write, unchanged by the check storage), so
-those B-trees take new keys at one end while vacuum empties pages at the other, and PostgreSQL
+that B-tree take new keys at one end while vacuum empties pages at the other, and PostgreSQL
 recycles an emptied index page only once no transaction in any database of the server is older
 than its deletion: on a server shared with other work they swell for a while, on a quiet one
 they stay flat (0 bytes at 100 connections here).
@@ -29,7 +30,7 @@ from connections.engine.check import BatchStats, Outcome, outcomes_write
 from connections.engine.models import CheckLog, UptimeDay
 from connections.engine.refresh import connection_profile
 from connections.engine.retention import checkresults_prune, checkresults_rollup
-from connections.models import CheckResult, Connection
+from connections.models import CheckResult, EngineState
 from tests.engine.history import stored_connection
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(900)]
@@ -51,10 +52,11 @@ def _sizes() -> dict[str, int]:
     _vacuum()
     with db.cursor() as cursor:
         cursor.execute(
-            "SELECT pg_table_size('connections_connection'), "
+            "SELECT pg_table_size('connections_connection'), pg_table_size('connections_enginestate'), "
             + ", ".join(f"pg_total_relation_size('{t}')" for t in TABLES)
         )
-        return dict(zip(["connections_connection (table)", *TABLES], cursor.fetchone(), strict=True))
+        names = ["connections_connection (table)", "connections_enginestate (table)", *TABLES]
+        return dict(zip(names, cursor.fetchone(), strict=True))
 
 
 def _relations() -> dict[str, int]:
@@ -79,13 +81,13 @@ def _checklog_updates() -> tuple[int, int]:
 
 def _vacuum() -> None:
     with db.cursor() as cursor:
-        cursor.execute("VACUUM connections_connection, " + ", ".join(TABLES))
+        cursor.execute("VACUUM connections_connection, connections_enginestate, " + ", ".join(TABLES))
 
 
 def _cycle(rows, profile, now: datetime, n: int) -> None:
     """One sweep cycle's writes: the claim (lease), then the batch write of every row."""
     ids = [c.pk for c in rows]
-    Connection.objects.filter(pk__in=ids).update(lease_owner=OWNER, lease_until=now + timedelta(seconds=120))
+    EngineState.objects.filter(pk__in=ids).update(lease_owner=OWNER, lease_until=now + timedelta(seconds=120))
     outcomes = [
         Outcome(connection=c, profile=profile, ok=True, latency_ms=40 + (i * 7 + n) % 30, http_status=200)
         for i, c in enumerate(rows)
@@ -128,9 +130,9 @@ def test_a_healthy_connection_adds_at_most_2_kb_of_database_a_day(user):
 
     grown = {t: after[t] - before[t] for t in after}
     per_connection_day = sum(grown.values()) / N
-    indexes = {k: v for k, v in relations.items() if k.startswith(("connection_due", "connections_connection_next"))}
+    indexes = {k: v for k, v in relations.items() if k.startswith("connections_enginestate_next")}
     print(f"storage growth for {N} connections x 1 day: {per_connection_day:.0f} B per connection-day; {grown}")
-    print(f"connection table next_check_at indexes (not bounded): {sum(indexes.values()) / N:.0f} B; {indexes}")
+    print(f"EngineState next_check_at index (not bounded): {sum(indexes.values()) / N:.0f} B; {indexes}")
     print(f"check log updates in place (HOT): {hot} of {updates}")
     assert UptimeDay.objects.count() == N  # the day left behind at midnight, one row each
     assert CheckLog.objects.count() == N

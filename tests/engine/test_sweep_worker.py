@@ -11,7 +11,7 @@ import pytest
 from django.utils import timezone
 
 from connections.engine.models import CircuitBreaker
-from connections.models import Connection, ConnectionEvent, ConnectionStatus
+from connections.models import Connection, ConnectionEvent, ConnectionStatus, EngineState
 from tests.engine.conftest import time_passes
 from tests.engine.cycle import run_one_cycle, run_one_cycle_in_process
 from tests.engine.history import stored_checks
@@ -54,7 +54,7 @@ def test_a_worker_killed_mid_check_leaves_no_stuck_lease(world, worker):
         wait_for(lambda: " ready." in log_text(cluster.workers[0]), timeout=60, what="the worker ready")
         heartbeat_tick.apply_async()  # beat's tick: its lane claims the connection
         wait_for(
-            lambda: Connection.objects.filter(pk=conn.pk).exclude(lease_owner="").exists(),
+            lambda: EngineState.objects.filter(pk=conn.pk).exclude(lease_owner="").exists(),
             timeout=60,
             what="the worker claimed the connection",
         )

@@ -109,11 +109,17 @@ def token_due(pk: str) -> None:
 def refresh_sent(pk: str, timeout: float = 30) -> dict:
     """Wait (polling fast) until a refresh of this connection has been sent; returns the row,
     whose lease owner (`host:pid:batch`) names the process that sent it."""
+    from django.db.models import F
+
     from connections.models import Connection
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        row = Connection.objects.filter(pk=pk, refresh_sent_at__isnull=False).values("lease_owner").first()
+        row = (
+            Connection.objects.filter(pk=pk, refresh_sent_at__isnull=False)
+            .values(lease_owner=F("engine_state__lease_owner"))
+            .first()
+        )
         if row and row["lease_owner"]:
             return row
         time.sleep(0.02)
@@ -160,10 +166,10 @@ def circuit_events() -> int:
 
 def leases_stuck(grace: float = 1.0) -> list[str]:
     """Connections whose lease ran out more than `grace` seconds ago and was never released."""
-    from connections.models import Connection
+    from connections.models import EngineState
 
     limit = timezone.now() - timedelta(seconds=grace)
-    stuck = Connection.objects.filter(lease_until__lt=limit).exclude(lease_owner="")
+    stuck = EngineState.objects.filter(lease_until__lt=limit).exclude(lease_owner="")
     return [str(pk) for pk in stuck.values_list("pk", flat=True)]
 
 

@@ -37,17 +37,17 @@ import django
 django.setup()
 from django.db import close_old_connections
 from django.utils import timezone
-from connections.engine.models import CircuitBreaker
+from connections.engine.models import CircuitBreaker, EngineState
 from connections.models import Connection
 from tests.engine.cycle import cycle_summary, run_one_cycle_in_process
 for line in sys.stdin:
     command = json.loads(line)
     close_old_connections()
     now = timezone.now()
-    fields = {"next_check_at": now, "lease_until": None, "lease_owner": ""}
+    EngineState.objects.filter(pk=command["pk"]).update(next_check_at=now, lease_until=None, lease_owner="")
     if command.get("expire_access"):
-        fields["access_expires_at"] = now  # the refresh is due: the sweep spends the refresh token
-    Connection.objects.filter(pk=command["pk"]).update(**fields)
+        # The refresh is due: the sweep spends the refresh token.
+        Connection.objects.filter(pk=command["pk"]).update(access_expires_at=now)
     CircuitBreaker.objects.filter(state="open").update(next_probe_at=now)
     print("SWEPT " + json.dumps(cycle_summary(run_one_cycle_in_process())), flush=True)
 """

@@ -12,7 +12,7 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from connections.models import Connection
+from connections.models import EngineState
 
 pytestmark = pytest.mark.django_db
 
@@ -57,7 +57,7 @@ def test_a_change_someone_sees_renders_the_card_again(signed_in, make_connection
     connection = make_connection(checks=2)
     _, page = _get(signed_in)
     assert "93/100" in page
-    Connection.objects.filter(pk=connection.pk).update(health_score=41)
+    EngineState.objects.filter(pk=connection.pk).update(health_score=41)
     _, page = _get(signed_in)
     assert "41/100" in page and "93/100" not in page
 

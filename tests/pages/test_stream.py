@@ -12,7 +12,7 @@ from django.test import override_settings
 from django.utils import timezone
 
 from connections import live
-from connections.models import Connection, ConnectionStatus
+from connections.models import ConnectionStatus, EngineState
 from connections.state import connection_transition
 from tests.support import wait_for_async
 
@@ -146,7 +146,7 @@ def test_stream_falls_back_to_the_database_and_returns_to_redis(make_connection,
             await proxy.cut()  # Redis "goes away"
             await wait_for_async(lambda: not hub.redis_ok, timeout=10, what="the hub notices Redis is gone")
             # While it is away the hub polls the database: a change nobody published arrives.
-            await sync_to_async(Connection.objects.filter(pk=connection.pk).update)(health_score=12)
+            await sync_to_async(EngineState.objects.filter(pk=connection.pk).update)(health_score=12)
             polled = await _first_event(stream, f"conn-{connection.pk}")
 
             await proxy.start()  # Redis is back, same address
@@ -172,7 +172,7 @@ def test_stream_falls_back_to_the_database_and_returns_to_redis(make_connection,
 
 
 def test_a_heartbeat_that_changes_nothing_shown_sends_no_event_but_a_health_change_does(make_connection):
-    """Database poll (embedded default): `updated_at` and latency move, nothing is sent; the
+    """Database poll (embedded default): the last check and latency move, nothing is sent; the
     health score moves, the card's event is sent. "Nothing is sent" is proven by a later event
     that must come after it: a second connection changes after the first one's no-op update,
     so the poll that reports the second has seen the first."""
@@ -184,9 +184,9 @@ def test_a_heartbeat_that_changes_nothing_shown_sends_no_event_but_a_health_chan
             stream = live.connection_stream(connection.user_id, max_seconds=30)
             await anext(stream)
             await anext(stream)
-            rows = Connection.objects.filter(pk=connection.pk)
-            await sync_to_async(rows.update)(updated_at=timezone.now(), last_latency_ms=7, last_check_at=timezone.now())
-            await sync_to_async(Connection.objects.filter(pk=witness.pk).update)(health_score=41)
+            rows = EngineState.objects.filter(pk=connection.pk)
+            await sync_to_async(rows.update)(last_latency_ms=7, last_check_at=timezone.now())
+            await sync_to_async(EngineState.objects.filter(pk=witness.pk).update)(health_score=41)
             before = []  # everything up to the end (the summary) of the batch that reports the witness
             async with asyncio.timeout(10):
                 async for chunk in stream:

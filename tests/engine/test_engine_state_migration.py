@@ -1,0 +1,66 @@
+"""Migration 0015 moves the engine's bookkeeping off the connection's row: every existing
+connection gets its EngineState with the values it had, and going back restores them."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
+from django.utils import timezone
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(600)]
+
+BEFORE = [("connections", "0014_refresh_later_answer_at")]
+AFTER = [("connections", "0015_engine_state")]
+
+
+def _latest() -> None:
+    executor = MigrationExecutor(connection)
+    executor.loader.build_graph()
+    executor.migrate(executor.loader.graph.leaf_nodes())
+
+
+def test_an_existing_database_upgrades_with_its_engine_values_kept_and_downgrades_back(user):
+    now = timezone.now().replace(microsecond=0)
+    values = {
+        "next_check_at": now + timedelta(seconds=42),
+        "lease_until": now + timedelta(seconds=90),
+        "lease_owner": "host:1:abc",
+        "last_check_at": now - timedelta(seconds=18),
+        "last_success_at": now - timedelta(minutes=5),
+        "consecutive_failures": 3,
+        "retry_attempt": 2,
+        "last_error_category": "network",
+        "last_error_message": "The broker did not answer.",
+        "last_latency_ms": 123,
+        "health_score": 67,
+        "quality": "poor",
+    }
+    executor = MigrationExecutor(connection)
+    executor.migrate(BEFORE)
+    try:
+        old = executor.loader.project_state(BEFORE).apps.get_model("connections", "Connection")
+        kept = old.objects.create(
+            user_id=user.pk, broker_slug="sandbox", account_id="M-1", status="degraded", environment="live", **values
+        )
+        fresh = old.objects.create(user_id=user.pk, broker_slug="sandbox", account_id="M-2", status="connected")
+        executor = MigrationExecutor(connection)
+        executor.migrate(AFTER)
+
+        from connections.models import Connection
+
+        upgraded = Connection.objects.select_related("engine_state").get(pk=kept.pk)
+        assert {name: getattr(upgraded.engine_state, name) for name in values} == values
+        assert upgraded.status == "degraded"
+        assert Connection.objects.get(pk=fresh.pk).engine_state.health_score is None
+
+        executor = MigrationExecutor(connection)
+        executor.loader.build_graph()
+        executor.migrate(BEFORE)
+        old = executor.loader.project_state(BEFORE).apps.get_model("connections", "Connection")
+        downgraded = old.objects.get(pk=kept.pk)
+        assert {name: getattr(downgraded, name) for name in values} == values
+    finally:
+        _latest()
