@@ -74,11 +74,6 @@ async def wait_for_async(condition, *, timeout: float = 20.0, what: str = "condi
         await asyncio.sleep(interval)
 
 
-def wait_until(predicate, *, timeout: float = 20.0, interval: float = 0.1, message: str = "condition"):
-    """`wait_for` under its older name (kept for the tests that use it)."""
-    return wait_for(predicate, timeout=timeout, what=message, interval=interval)
-
-
 def test_database_url() -> str:
     """The URL of the database pytest-django created (test_<name>), for subprocesses."""
     db = settings.DATABASES["default"]
