@@ -55,6 +55,24 @@ def pytest_collection_modifyitems(config, items):
     items.sort(key=file_order)
 
 
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker):
+    """pytest-django's test database, with commits that do not wait for the disk
+    (`synchronous_commit = off` for every session on it: this process's and the servers' and
+    workers' it starts). A committed row is visible to every other session at once, as before;
+    only a crash of the shared PostgreSQL server could lose the last instants of commits, and no
+    test crashes it (the outage tests start their own PostgreSQL). Many tests commit thousands
+    of times (transactional tests, the storage growth day) and waited for fsync on each."""
+    from django.db import connection
+
+    with django_db_blocker.unblock():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                name = connection.ops.quote_name(connection.settings_dict["NAME"])
+                cursor.execute(f"ALTER DATABASE {name} SET synchronous_commit TO off")
+                cursor.execute("SET synchronous_commit TO off")  # this session started before it
+
+
 @pytest.fixture(autouse=True)
 def _force_login_records_second_factor():
     """See tests.support.force_login_passes_enrolled_factor (staff pages check the session's factor)."""

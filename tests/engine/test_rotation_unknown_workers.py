@@ -88,11 +88,20 @@ def test_a_worker_killed_after_sending_a_refresh_to_a_stalled_broker(acme, celer
 
 
 def test_two_workers_ticking_through_a_stall_spend_each_refresh_token_once(acme, celery_cluster, settings):
-    stall_seconds = 12
+    # A stall past the broker read timeout (10 s by default, 3 s here), well inside the refresh
+    # deadline (180 s by default, 20 s here).
+    read_timeout = 3
+    stall_seconds = read_timeout + 1
     connections = [acme.connection(expires_in=200) for _ in range(4)]
     ids = [c.pk for c in connections]
     before = acme.counters()
-    env = worker_env(acme, settings, HEARTBEAT_INTERVAL_SECONDS="1", BROKERLINK_ENGINE_REFRESH_DEADLINE_SECONDS="40")
+    env = worker_env(
+        acme,
+        settings,
+        HEARTBEAT_INTERVAL_SECONDS="1",
+        BROKER_READ_TIMEOUT_SECONDS=str(read_timeout),
+        BROKERLINK_ENGINE_REFRESH_DEADLINE_SECONDS="20",
+    )
     batches_during_stall = 0
     with celery_cluster(workers=2, beats=1, env=env):
         acme.sandbox.pause()

@@ -33,12 +33,6 @@ def worker_lost_redis(cluster):
     )
 
 
-def test_worker_on_redis_executes_a_task_sent_by_the_app(private_redis, celery_cluster):
-    with celery_cluster(workers=1, beats=0, env={"REDIS_URL": private_redis.url}) as cluster:
-        send_from_app(cluster.env, "on-redis")
-        wait_for(lambda: marker_seen("on-redis"), timeout=40, what="worker ran record_marker via Redis")
-
-
 def test_worker_on_the_embedded_broker_executes_a_task_sent_by_the_app(celery_cluster, tmp_path):
     env = {"REDIS_URL": "", "BROKERLINK_VAR_DIR": str(tmp_path)}
     with celery_cluster(workers=1, beats=0, env=env) as cluster:
@@ -47,7 +41,11 @@ def test_worker_on_the_embedded_broker_executes_a_task_sent_by_the_app(celery_cl
     assert (tmp_path / "celery-broker").is_dir()
 
 
-def test_worker_resumes_by_itself_when_redis_returns(private_redis, celery_cluster):
+def test_worker_on_redis_executes_a_task_sent_by_the_app_and_resumes_by_itself_when_redis_returns(
+    private_redis, celery_cluster
+):
+    """A task the app sends over Redis runs on the worker; Redis goes away and comes back, and
+    the next task runs too, nobody restarting the worker."""
     with celery_cluster(workers=1, beats=0, env={"REDIS_URL": private_redis.url}) as cluster:
         send_from_app(cluster.env, "before-outage")
         wait_for(lambda: marker_seen("before-outage"), timeout=40, what="worker ran the first task")
