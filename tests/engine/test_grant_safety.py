@@ -39,7 +39,8 @@ def compressed(settings):
         setattr(settings, name, value)
 
 
-def test_a_broker_stalled_past_the_old_timeout_and_resumed_keeps_the_grant(world, compressed):
+def test_a_broker_stalled_past_the_old_timeout_and_resumed_keeps_the_grant(own_world, compressed):
+    world = own_world  # pauses or stops the broker process: a sandbox of its own
     conn = world.connection(expires_in=200)  # inside the refresh margin, the access token still lives
     before = world.counters()
     world.sandbox.pause()
@@ -73,7 +74,8 @@ def test_a_broker_stalled_past_the_old_timeout_and_resumed_keeps_the_grant(world
     assert world.counters()["rotated_reuses"] == 0
 
 
-def test_an_unanswered_refresh_is_not_resent_until_it_can_no_longer_be_answered(world, compressed, settings):
+def test_an_unanswered_refresh_is_not_resent_until_it_can_no_longer_be_answered(own_world, compressed, settings):
+    world = own_world  # pauses or stops the broker process: a sandbox of its own
     settings.ENGINE_REFRESH_DEADLINE_SECONDS = 2  # give up on the answer quickly
     conn = world.connection(expires_in=200)
     world.sandbox.pause()
