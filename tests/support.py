@@ -5,11 +5,12 @@ and Redis."""
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import requests
@@ -134,7 +135,10 @@ def running(cmd: list[str], *, env: dict[str, str], ready_url: str | None = None
             try:
                 proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
-                proc.kill()
+                # Its whole session, not only the leader: a worker's pool children left running
+                # would keep their database sessions (and locks) past the test.
+                with suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
 
 
