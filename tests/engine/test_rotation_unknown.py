@@ -62,7 +62,8 @@ def test_the_minimal_yaml_broker_is_learned_rotating_and_shown_to_staff(acme, ad
     assert numbers["refresh tokens reused"] == 0 and numbers["grants lost"] == 0
 
 
-def test_a_broker_that_keeps_its_refresh_token_is_trusted_only_after_two_answers(sandbox_server, settings, tmp_path):
+def test_a_broker_that_keeps_its_refresh_token_is_trusted_only_after_two_answers(shared_sandbox, settings, tmp_path):
+    sandbox_server = shared_sandbox  # never paused here: the session's sandbox process
     from brokers.services import broker_app_refresh_single_use
     from connections.broker_client import profile_for
     from connections.engine.refresh import connection_refresh
