@@ -5,6 +5,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 8000
 # Test processes (pytest-xdist; a test file stays in one process, so its servers start once).
+# Files go out in collection order, longest first (tests/conftest.py LONGEST_FIRST), not xdist's
+# default of most tests first, which left long one-test files for the end.
 TEST_PROCESSES ?= 2
 export SITE_URL ?= http://127.0.0.1:$(PORT)
 
@@ -32,13 +34,13 @@ run: venv .env
 
 test: venv
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/pytest -n $(TEST_PROCESSES) --dist loadfile
+	$(VENV)/bin/pytest -n $(TEST_PROCESSES) --dist loadfile --no-loadscope-reorder
 
 # The fast tier: every test that starts no process (no server, worker, broker or browser);
 # tests/tiers.py marks the others `slow`/`browser` from the fixtures and helpers they use.
 test-fast: venv
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/pytest -n $(TEST_PROCESSES) --dist loadfile -m "not slow and not browser"
+	$(VENV)/bin/pytest -n $(TEST_PROCESSES) --dist loadfile --no-loadscope-reorder -m "not slow and not browser"
 
 lint: venv
 	$(VENV)/bin/ruff check .

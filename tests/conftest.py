@@ -12,6 +12,67 @@ pytest_plugins = [
 ]
 
 
+# The longest files, longest first (`--durations` of a whole run, per file). `make test` runs
+# files in this order (`--dist loadfile --no-loadscope-reorder`: xdist hands out files in
+# collection order), so no long file starts last and becomes the run's tail while the other
+# process has nothing left. A file missing here only starts later; nothing else depends on it.
+LONGEST_FIRST = [
+    "tests/engine/test_never_twice.py",
+    "tests/multihost/test_partitions.py",
+    "tests/engine/test_storage_growth.py",
+    "tests/engine/test_rotation_unknown.py",
+    "tests/test_make_run.py",
+    "tests/engine/test_sweep_worker.py",
+    "tests/pages/test_browser_truth.py",
+    "tests/pages/test_user_pages_browser.py",
+    "tests/pages/test_browser.py",
+    "tests/ops/test_celery_worker.py",
+    "tests/engine/test_rotation_unknown_workers.py",
+    "tests/api/test_schema_property.py",
+    "tests/contract/test_oidc_broker.py",
+    "tests/engine/test_fanout.py",
+    "tests/partners/test_partner_flow.py",
+    "tests/engine/test_errors.py",
+    "tests/engine/test_python_api.py",
+    "tests/sandbox/test_oauth_failures.py",
+    "tests/admin/test_admin_delete.py",
+    "tests/ops/test_scale_out.py",
+]
+
+
+@pytest.hookimpl(trylast=True)  # after tests/tiers.py has marked the slow and browser tests
+def pytest_collection_modifyitems(config, items):
+    """Longest files first, then the other files that start processes, then the fast tier;
+    each file's tests stay together and in their order (a stable sort on the file)."""
+    rank = {path: i for i, path in enumerate(LONGEST_FIRST)}
+    slow_files = {item.nodeid.split("::")[0] for item in items if item.get_closest_marker("slow")}
+    slow_files |= {item.nodeid.split("::")[0] for item in items if item.get_closest_marker("browser")}
+
+    def file_order(item) -> tuple[int, int]:
+        path = item.nodeid.split("::")[0]
+        return (rank.get(path, len(rank)), 0 if path in slow_files else 1)
+
+    items.sort(key=file_order)
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker):
+    """pytest-django's test database, with commits that do not wait for the disk
+    (`synchronous_commit = off` for every session on it: this process's and the servers' and
+    workers' it starts). A committed row is visible to every other session at once, as before;
+    only a crash of the shared PostgreSQL server could lose the last instants of commits, and no
+    test crashes it (the outage tests start their own PostgreSQL). Many tests commit thousands
+    of times (transactional tests, the storage growth day) and waited for fsync on each."""
+    from django.db import connection
+
+    with django_db_blocker.unblock():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                name = connection.ops.quote_name(connection.settings_dict["NAME"])
+                cursor.execute(f"ALTER DATABASE {name} SET synchronous_commit TO off")
+                cursor.execute("SET synchronous_commit TO off")  # this session started before it
+
+
 @pytest.fixture(autouse=True)
 def _force_login_records_second_factor():
     """See tests.support.force_login_passes_enrolled_factor (staff pages check the session's factor)."""

@@ -5,11 +5,12 @@ and Redis."""
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import requests
@@ -74,11 +75,6 @@ async def wait_for_async(condition, *, timeout: float = 20.0, what: str = "condi
         await asyncio.sleep(interval)
 
 
-def wait_until(predicate, *, timeout: float = 20.0, interval: float = 0.1, message: str = "condition"):
-    """`wait_for` under its older name (kept for the tests that use it)."""
-    return wait_for(predicate, timeout=timeout, what=message, interval=interval)
-
-
 def test_database_url() -> str:
     """The URL of the database pytest-django created (test_<name>), for subprocesses."""
     db = settings.DATABASES["default"]
@@ -139,7 +135,10 @@ def running(cmd: list[str], *, env: dict[str, str], ready_url: str | None = None
             try:
                 proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
-                proc.kill()
+                # Its whole session, not only the leader: a worker's pool children left running
+                # would keep their database sessions (and locks) past the test.
+                with suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
 
 

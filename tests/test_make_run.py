@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.support import ROOT, free_port, wait_for, wait_for_http, wait_until
+from tests.support import ROOT, free_port, wait_for, wait_for_http
 
 pytestmark = pytest.mark.slow
 
@@ -64,8 +64,8 @@ def test_make_run_on_a_fresh_clone(fresh_clone: Path):
         )
     output = lambda: log_path.read_text(errors="replace")  # noqa: E731
     try:
-        login = wait_until(
-            lambda: re.search(r"Sign in with\s+(\S+)\s+/\s+(\S+)", output()), timeout=60, message="printed login"
+        login = wait_for(
+            lambda: re.search(r"Sign in with\s+(\S+)\s+/\s+(\S+)", output()), timeout=60, what="printed login"
         )
         email, password = login.group(1), login.group(2)
         assert f"http://127.0.0.1:{port}/" in output()
@@ -86,10 +86,10 @@ def test_make_run_on_a_fresh_clone(fresh_clone: Path):
         assert "My connections" in signed_in.text
 
         # Worker and beat run too, on the embedded broker: beat's first tick is executed by the worker.
-        wait_until(
+        wait_for(
             lambda: "ops.tasks.beat_tick" in output() and "succeeded" in output(),
             timeout=40,
-            message="beat tick executed by the worker",
+            what="beat tick executed by the worker",
         )
         env_file = (fresh_clone / ".env").read_text()
         assert "TOKEN_ENCRYPTION_KEYS=k1:" in env_file and "DJANGO_SECRET_KEY=" in env_file
@@ -150,10 +150,10 @@ def test_make_run_keeps_a_rotating_sandbox_connection_alive_across_refreshes(fre
             return db.execute("SELECT status, last_error_message FROM connections_connection").fetchall()
 
     try:
-        login = wait_until(
-            lambda: re.search(r"Sign in with\s+(\S+)\s+/\s+(\S+)", output()), timeout=60, message="printed login"
+        login = wait_for(
+            lambda: re.search(r"Sign in with\s+(\S+)\s+/\s+(\S+)", output()), timeout=60, what="printed login"
         )
-        client_id = wait_until(lambda: re.search(r"Sandbox BrokerApp client\s+(\S+)", output()), timeout=10).group(1)
+        client_id = wait_for(lambda: re.search(r"Sandbox BrokerApp client\s+(\S+)", output()), timeout=10).group(1)
         wait_for_http(f"{base}/accounts/login/", timeout=30, process=proc)
         control_token = re.search(r"SANDBOX_CONTROL_TOKEN=(\S+)", (fresh_clone / ".env").read_text()).group(1)
         changed = requests.patch(
@@ -177,14 +177,14 @@ def test_make_run_keeps_a_rotating_sandbox_connection_alive_across_refreshes(fre
         landed = browser.connect("sandbox")
         assert landed.status_code == 200 and "Sandbox Broker" in landed.text
         seen = []
-        wait_until(
+        wait_for(
             lambda: seen.append((counters()["refreshes"], rows())) or counters()["refreshes"] >= 3,
             timeout=180,
             interval=1,
-            message="three refreshes",
+            what="three refreshes",
         )
         # Connected throughout, and the last check (after the third refresh) passed.
-        wait_until(lambda: counters()["refreshes"] >= 4 or rows()[0][0] == "connected", timeout=30)
+        wait_for(lambda: counters()["refreshes"] >= 4 or rows()[0][0] == "connected", timeout=30)
         status, message = rows()[0]
         assert status == "connected", message
         for _, observed in seen:

@@ -35,6 +35,7 @@ TESTS = Path(__file__).resolve().parent
 PROCESS_FIXTURES = frozenset(
     {
         "sandbox_server",  # manage.py sandbox_serve, one per test
+        "own_sandbox_server",  # the same, where a folder makes sandbox_server the shared one
         "_shared_sandbox_process",  # the session's sandbox_serve (shared_sandbox)
         "brokerlink",  # uvicorn serving the app (stack, and every fixture built on it)
         "emulating",  # uvicorn with the emulated brokers (contract tests)

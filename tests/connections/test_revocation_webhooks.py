@@ -12,7 +12,7 @@ from connections.models import Connection
 from ops.models import WebhookDelivery, WebhookEndpoint
 from ops.webhooks import webhook_deliver, webhook_secret_new
 from tests.connections.test_disconnect import connected
-from tests.support import wait_until
+from tests.support import wait_for
 
 
 def endpoint(receiver) -> str:
@@ -26,7 +26,7 @@ def endpoint(receiver) -> str:
 
 def received(receiver, secret: str, count: int) -> list[dict]:
     """Send what brokerlink queued (as the worker would), then what the consumer verified."""
-    wait_until(lambda: WebhookDelivery.objects.count() >= count, timeout=10, message=f"{count} queued deliveries")
+    wait_for(lambda: WebhookDelivery.objects.count() >= count, timeout=10, what=f"{count} queued deliveries")
     for delivery in WebhookDelivery.objects.filter(status=WebhookDelivery.Status.PENDING):
         webhook_deliver(delivery.pk)
     return [Webhook(secret).verify(body, headers) for headers, body in receiver.requests]

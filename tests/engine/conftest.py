@@ -112,14 +112,27 @@ def time_passes(seconds: float) -> None:
     CircuitBreaker.objects.exclude(next_probe_at=None).update(next_probe_at=F("next_probe_at") - delta)
 
 
-@pytest.fixture
-def world(sandbox_server, settings, user):
-    settings.SANDBOX_BASE_URL = sandbox_server.url
-    client = sandbox_server.create_client(rotate_refresh=True)
+def world_on(sandbox, settings, user) -> EngineWorld:
+    settings.SANDBOX_BASE_URL = sandbox.url
+    client = sandbox.create_client(rotate_refresh=True)
     app = BrokerApp(broker_slug="sandbox", environment="live", client_id=client["client_id"])
     app.client_secret = client["client_secret"]
     app.save()
-    return EngineWorld(sandbox_server, client, app, user)
+    return EngineWorld(sandbox, client, app, user)
+
+
+@pytest.fixture
+def world(shared_sandbox, settings, user):
+    """The engine's world on the session's sandbox process: faults and counters belong to the
+    test's own sandbox client, so tests do not see each other's. A test that pauses, stops or
+    restarts the broker process takes `own_world` instead."""
+    return world_on(shared_sandbox, settings, user)
+
+
+@pytest.fixture
+def own_world(sandbox_server, settings, user):
+    """`world` on a sandbox process of the test's own, which it may pause, stop and restart."""
+    return world_on(sandbox_server, settings, user)
 
 
 @pytest.fixture

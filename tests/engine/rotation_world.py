@@ -17,7 +17,7 @@ from connections.engine.sweep import sweep_run, sweep_tick
 from connections.models import Connection, ConnectionStatus
 from tests.brokers.test_docs_examples import example
 from tests.engine.conftest import EngineWorld, time_passes
-from tests.support import wait_until
+from tests.support import wait_for
 
 SLUG = "acme"
 
@@ -124,7 +124,7 @@ def ticks_until(predicate, *, timeout: float, message: str) -> None:
         tick()
         return predicate()
 
-    wait_until(step, timeout=timeout, interval=0.05, message=message)
+    wait_for(step, timeout=timeout, interval=0.05, what=message)
 
 
 def row(conn: Connection) -> Connection:

@@ -22,7 +22,7 @@ from connections.services import ConnectFailed, connection_authorize_complete
 from connections.tokens import connection_apply_token_response
 from tests.engine.conftest import time_passes
 from tests.fixtures.fake_broker import SLUG as FAKE
-from tests.support import wait_until
+from tests.support import wait_for
 
 COMPRESSED = {
     # The old failure: a 10 s read timeout, then the same refresh token again. Compressed 5x.
@@ -39,7 +39,8 @@ def compressed(settings):
         setattr(settings, name, value)
 
 
-def test_a_broker_stalled_past_the_old_timeout_and_resumed_keeps_the_grant(world, compressed):
+def test_a_broker_stalled_past_the_old_timeout_and_resumed_keeps_the_grant(own_world, compressed):
+    world = own_world  # pauses or stops the broker process: a sandbox of its own
     conn = world.connection(expires_in=200)  # inside the refresh margin, the access token still lives
     before = world.counters()
     world.sandbox.pause()
@@ -73,7 +74,8 @@ def test_a_broker_stalled_past_the_old_timeout_and_resumed_keeps_the_grant(world
     assert world.counters()["rotated_reuses"] == 0
 
 
-def test_an_unanswered_refresh_is_not_resent_until_it_can_no_longer_be_answered(world, compressed, settings):
+def test_an_unanswered_refresh_is_not_resent_until_it_can_no_longer_be_answered(own_world, compressed, settings):
+    world = own_world  # pauses or stops the broker process: a sandbox of its own
     settings.ENGINE_REFRESH_DEADLINE_SECONDS = 2  # give up on the answer quickly
     conn = world.connection(expires_in=200)
     world.sandbox.pause()
@@ -91,7 +93,7 @@ def test_an_unanswered_refresh_is_not_resent_until_it_can_no_longer_be_answered(
     # The stalled server still processed the abandoned request (it rotated the token): a
     # resend now would be reuse. No time ends the wait; the broker answering a heartbeat sent
     # after the refresh does. Then brokerlink tries once on purpose and says what happened.
-    wait_until(lambda: world.counters()["refreshes"] >= 1, timeout=20, message="the queued refresh processed")
+    wait_for(lambda: world.counters()["refreshes"] >= 1, timeout=20, what="the queued refresh processed")
     assert world.counters()["rotated_reuses"] == 0
     assert connection_refresh(conn.pk, reason="expiring").reason == "outcome_unknown"
     assert connection_check_now(Connection.objects.get(pk=conn.pk)).ok, "checked with the access token it has"

@@ -62,7 +62,8 @@ def test_the_minimal_yaml_broker_is_learned_rotating_and_shown_to_staff(acme, ad
     assert numbers["refresh tokens reused"] == 0 and numbers["grants lost"] == 0
 
 
-def test_a_broker_that_keeps_its_refresh_token_is_trusted_only_after_two_answers(sandbox_server, settings, tmp_path):
+def test_a_broker_that_keeps_its_refresh_token_is_trusted_only_after_two_answers(shared_sandbox, settings, tmp_path):
+    sandbox_server = shared_sandbox  # never paused here: the session's sandbox process
     from brokers.services import broker_app_refresh_single_use
     from connections.broker_client import profile_for
     from connections.engine.refresh import connection_refresh
@@ -93,9 +94,19 @@ def test_a_broker_that_keeps_its_refresh_token_is_trusted_only_after_two_answers
 # --- stalls ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("stall_seconds", [12, 22], ids=["stall-past-10s", "stall-past-2x10s"])
+# The broker read timeout (10 s by default) compressed to 3 s, the refresh deadline (180 s) to
+# 20 s: stalls past one and past two read timeouts, well inside the deadline.
+READ_TIMEOUT = 3
+
+
+@pytest.mark.parametrize(
+    "stall_seconds",
+    [READ_TIMEOUT + 1, 2 * READ_TIMEOUT + 1],
+    ids=["stall-past-read-timeout", "stall-past-2x-read-timeout"],
+)
 def test_a_stall_shorter_than_the_deadline_is_waited_out_and_loses_nothing(acme, settings, stall_seconds):
-    settings.ENGINE_REFRESH_DEADLINE_SECONDS = 40  # the 180 s default, compressed
+    settings.BROKER_READ_TIMEOUT_SECONDS = READ_TIMEOUT
+    settings.ENGINE_REFRESH_DEADLINE_SECONDS = 20
     conn = acme.connection(expires_in=200)  # due, and the access token lives through the stall
     before = acme.counters()
     acme.sandbox.pause()

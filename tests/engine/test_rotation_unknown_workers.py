@@ -17,7 +17,7 @@ from connections.engine.models import SweepRun
 from connections.models import Connection, ConnectionEvent, ConnectionStatus, EngineState
 from tests.engine.conftest import FAST_ENGINE_ENV, time_passes
 from tests.engine.rotation_world import acme_fixture, row, ticks_until  # noqa: F401 - the `acme` fixture
-from tests.support import bytes_waiting_at, wait_until
+from tests.support import bytes_waiting_at, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -51,15 +51,15 @@ def test_a_worker_killed_after_sending_a_refresh_to_a_stalled_broker(acme, celer
             from connections.tasks import heartbeat_tick
 
             heartbeat_tick.apply_async()
-            wait_until(
+            wait_for(
                 lambda: Connection.objects.filter(pk=conn.pk, refresh_sent_at__isnull=False).exists(),
                 timeout=60,
-                message="the worker sent the refresh",
+                what="the worker sent the refresh",
             )
             # The claim is written before the request leaves: kill only once it reached the
             # stalled broker (bytes waiting unread on its connections).
-            wait_until(
-                lambda: bytes_waiting_at(acme.sandbox.port), timeout=30, message="the refresh reached the broker"
+            wait_for(
+                lambda: bytes_waiting_at(acme.sandbox.port), timeout=30, what="the refresh reached the broker"
             )
             os.killpg(cluster.workers[0].pid, signal.SIGKILL)
             killed_at = time.monotonic()
@@ -67,7 +67,7 @@ def test_a_worker_killed_after_sending_a_refresh_to_a_stalled_broker(acme, celer
         sent_at = row(conn).refresh_sent_at
     finally:
         acme.sandbox.resume()
-    wait_until(lambda: acme.counters()["refreshes"] >= 1, timeout=30, message="the broker processed the request")
+    wait_for(lambda: acme.counters()["refreshes"] >= 1, timeout=30, what="the broker processed the request")
     # Until the broker answers a request sent after the refresh, nothing is resent; the access
     # token it has keeps working. Then one deliberate resend: reuse, and the user is told.
     ticks_until(
@@ -88,11 +88,20 @@ def test_a_worker_killed_after_sending_a_refresh_to_a_stalled_broker(acme, celer
 
 
 def test_two_workers_ticking_through_a_stall_spend_each_refresh_token_once(acme, celery_cluster, settings):
-    stall_seconds = 12
+    # A stall past the broker read timeout (10 s by default, 3 s here), well inside the refresh
+    # deadline (180 s by default, 20 s here).
+    read_timeout = 3
+    stall_seconds = read_timeout + 1
     connections = [acme.connection(expires_in=200) for _ in range(4)]
     ids = [c.pk for c in connections]
     before = acme.counters()
-    env = worker_env(acme, settings, HEARTBEAT_INTERVAL_SECONDS="1", BROKERLINK_ENGINE_REFRESH_DEADLINE_SECONDS="40")
+    env = worker_env(
+        acme,
+        settings,
+        HEARTBEAT_INTERVAL_SECONDS="1",
+        BROKER_READ_TIMEOUT_SECONDS=str(read_timeout),
+        BROKERLINK_ENGINE_REFRESH_DEADLINE_SECONDS="20",
+    )
     batches_during_stall = 0
     with celery_cluster(workers=2, beats=1, env=env):
         acme.sandbox.pause()
@@ -103,7 +112,7 @@ def test_two_workers_ticking_through_a_stall_spend_each_refresh_token_once(acme,
             while time.monotonic() - stalled_at < stall_seconds:
                 done = claimed_so_far()
                 EngineState.objects.filter(pk__in=ids).update(next_check_at=timezone.now())
-                wait_until(lambda done=done: claimed_so_far() > done, timeout=30, message="a lane checked a batch")
+                wait_for(lambda done=done: claimed_so_far() > done, timeout=30, what="a lane checked a batch")
                 batches_during_stall += 1
             out = Connection.objects.filter(pk__in=ids, refresh_sent_at__isnull=False).count()
         finally:
@@ -122,7 +131,7 @@ def test_two_workers_ticking_through_a_stall_spend_each_refresh_token_once(acme,
                 == len(ids)
             )
 
-        wait_until(all_refreshed, timeout=90, interval=0.5, message="every connection refreshed and connected")
+        wait_for(all_refreshed, timeout=90, interval=0.5, what="every connection refreshed and connected")
     after = acme.counters()
     numbers = acme.report(
         f"two workers, stall {stall_seconds} s",

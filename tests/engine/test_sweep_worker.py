@@ -102,7 +102,8 @@ def test_outage_opens_the_breaker_then_recovery_closes_it_within_a_cycle(world, 
     assert world.counters()["account_calls"] - calls == 6
 
 
-def test_a_stopped_broker_is_an_outage_too(world):
+def test_a_stopped_broker_is_an_outage_too(own_world):
+    world = own_world  # pauses or stops the broker process: a sandbox of its own
     connections = [world.connection() for _ in range(5)]
     world.sandbox.stop()
     run = run_one_cycle_in_process()

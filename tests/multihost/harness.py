@@ -26,7 +26,7 @@ from pathlib import Path
 
 from tests.fixtures.sandbox import CONTROL_TOKEN  # the control token SandboxServer sends
 from tests.multihost import netns
-from tests.support import PYTHON, ROOT, wait_until
+from tests.support import PYTHON, ROOT, wait_for
 
 BIN = Path(PYTHON).parent
 TIME_SCALE = 30  # production seconds per test second
@@ -343,7 +343,7 @@ class Cluster:
             assert process.alive(), f"{name} exited:\n{process.log()[-3000:]}"
             return needle in process.log()[after:]
 
-        wait_until(seen, timeout=timeout, interval=0.1, message=f"{needle!r} in {name}'s log")
+        wait_for(seen, timeout=timeout, interval=0.1, what=f"{needle!r} in {name}'s log")
 
     def host_of_pid(self, pid: int) -> str | None:
         for host in HOSTS:

@@ -15,7 +15,7 @@ import time
 import pytest
 
 from tests.multihost.harness import ENGINE_ENV, INTERVAL, seconds_since
-from tests.support import wait_until
+from tests.support import wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -47,7 +47,7 @@ def steady(hosts, ids) -> float:
         return passed and all(r["status"] == "connected" for r in hosts.call("rows", ids).values())
 
     try:
-        wait_until(settled, timeout=40, interval=0.3, message="every connection checked and connected")
+        wait_for(settled, timeout=40, interval=0.3, what="every connection checked and connected")
     except TimeoutError:
         print(checks_after(hosts, ids, since - 10), hosts.call("rows", ids), since)
         raise
@@ -75,7 +75,7 @@ def grant_alive(hosts, pk: str) -> None:
     before = hosts.call("counters")
     since = hosts.call("now")
     hosts.call("token_due", pk)
-    wait_until(lambda: token_stored(hosts, pk, since), timeout=30, interval=0.2, message="one more refresh stored")
+    wait_for(lambda: token_stored(hosts, pk, since), timeout=30, interval=0.2, what="one more refresh stored")
     after = hosts.call("counters")
     assert after["refreshes"] > before["refreshes"]
     assert after["rotated_reuses"] == before["rotated_reuses"]
@@ -98,20 +98,20 @@ def test_a_worker_cut_from_the_database_right_after_it_sent_a_refresh(hosts, wor
     assert sender in WORKERS, row
     other = next(w for w in WORKERS if w != sender)
 
-    wait_until(
+    wait_for(
         lambda: hosts.call("counters")["refreshes"] > before["refreshes"],
         timeout=15,
-        message="the broker answered the refresh",
+        what="the broker answered the refresh",
     )
     # The other worker keeps the cycle going: every other connection is checked again. The link
     # heals before the refresh may be resent (sent + 2 × REFRESH_DEADLINE_SECONDS, 12 s here):
     # the partition the design says loses nothing.
     resend_at = hosts.call("rows", [target])[target]["refresh_sent_at"] + 2 * REFRESH_DEADLINE
-    wait_until(
+    wait_for(
         lambda: all(len(cs) >= 1 for pk, cs in checks_after(hosts, ids, cut_epoch).items() if pk != target),
         timeout=max(1.0, resend_at - 2 - hosts.call("now")),
         interval=0.3,
-        message=f"{other} checking every connection while {sender} is cut, before the refresh may be resent",
+        what=f"{other} checking every connection while {sender} is cut, before the refresh may be resent",
     )
     during = sum(len(cs) for pk, cs in checks_after(hosts, ids, cut_epoch).items() if pk != target)
     hosts.call("faults", latency_ms=0)
@@ -119,11 +119,11 @@ def test_a_worker_cut_from_the_database_right_after_it_sent_a_refresh(hosts, wor
     assert not token_stored(hosts, target, cut_epoch), "the store cannot have happened across the cut"
     hosts.net.heal(sender, "db")
     healed = time.monotonic()
-    wait_until(
+    wait_for(
         lambda: token_stored(hosts, target, cut_epoch),
         timeout=40,
         interval=0.2,
-        message="the rotated token stored after the heal",
+        what="the rotated token stored after the heal",
     )
     stored_after = seconds_since(healed)
     after = hosts.call("counters")
@@ -171,7 +171,7 @@ def test_a_worker_cut_from_the_broker_only(hosts, world):
 
     # Lanes go to whichever worker takes them first: the deadline only bounds a failure, and
     # leaves worker-a room to take a lane (and fail it) even when worker-b took the first ones.
-    wait_until(failed_then_opened_or_retaken, timeout=150, interval=0.3, message="worker-a's checks failed")
+    wait_for(failed_then_opened_or_retaken, timeout=150, interval=0.3, what="worker-a's checks failed")
     opened_after = seconds_since(cut_at)
     after_cut = checks_after(hosts, ids, cut_epoch)
     failed_checks = sum(1 for cs in after_cut.values() for _, ok in cs if not ok)
@@ -221,7 +221,7 @@ def test_web_cut_from_redis(hosts, world):
     steady(hosts, ids)
     hosts.call("system_page")  # the operator signed in before
     hosts.call("stream_open")
-    wait_until(lambda: hosts.call("stream_events"), timeout=20, message="the live stream open")
+    wait_for(lambda: hosts.call("stream_events"), timeout=20, what="the live stream open")
     mark = len(hosts.log("web"))
     hosts.net.cut("web", "redis")
     cut_at = time.monotonic()
@@ -231,11 +231,11 @@ def test_web_cut_from_redis(hosts, world):
     changed_at = time.time()
     hosts.call("status_change", changing, "needs_reauth", "Multi-host test: a change while Redis is cut")
     # Before the hub notices the silent cut, its 15 s backstop poll of the database brings it.
-    wait_until(
+    wait_for(
         lambda: _card_event(hosts, changing, changed_at),
         timeout=30,
         interval=0.2,
-        message="the change on the open page while Redis is cut",
+        what="the change on the open page while Redis is cut",
     )
     reached_cut = round(time.time() - changed_at, 1)
     hosts.wait_log("web", "connections.live.redis_lost", timeout=45, after=mark)
@@ -252,15 +252,15 @@ def test_web_cut_from_redis(hosts, world):
     resubscribed = seconds_since(healed)
     changed_at = time.time()
     hosts.call("status_change", changing, "connected", "")
-    wait_until(
+    wait_for(
         lambda: _card_event(hosts, changing, changed_at),
         timeout=20,
         interval=0.1,
-        message="the change on the open page after the heal",
+        what="the change on the open page after the heal",
     )
     reached_healed = round(time.time() - changed_at, 1)
-    wait_until(
-        lambda: hosts.call("system_page")["services"].get("redis") == "OK", timeout=30, message="Redis OK again"
+    wait_for(
+        lambda: hosts.call("system_page")["services"].get("redis") == "OK", timeout=30, what="Redis OK again"
     )
     hosts.call("stream_close")
     report(
@@ -282,16 +282,16 @@ def test_beat_cut_from_everything_for_three_minutes(hosts, world):
     hosts.net.cut("beat")
     cut_at, cut_epoch = time.monotonic(), hosts.call("now")
     # Visible while it lasts: the status page says monitoring stopped, the scrape shows the age.
-    wait_until(
+    wait_for(
         lambda: hosts.call("system_page")["monitoring"] == "stopped",
         timeout=60,
         interval=0.5,
-        message="the status page saying monitoring stopped",
+        what="the status page saying monitoring stopped",
     )
     page = hosts.call("system_page")
     metrics = hosts.call("metrics")
     age = hosts.call("now") - metrics["brokerlink_sweep_last_finished_timestamp_seconds"]
-    wait_until(lambda: time.monotonic() - cut_at >= 180 / 30, timeout=10, interval=0.1, message="three minutes")
+    wait_for(lambda: time.monotonic() - cut_at >= 180 / 30, timeout=10, interval=0.1, what="three minutes")
     hosts.net.heal("beat")
     healed, healed_epoch = time.monotonic(), hosts.call("now")
     runs_during = [r for r in hosts.call("sweep_runs", cut_epoch + 1) if r["started_at"] < healed_epoch]
@@ -306,8 +306,8 @@ def test_beat_cut_from_everything_for_three_minutes(hosts, world):
         lagging.update(hosts.call("metrics"))
         return lagging["brokerlink_sweep_last_finished_timestamp_seconds"] > healed_epoch
 
-    wait_until(lag_in_metrics, timeout=30, interval=0.2, message="the first cycle after beat returned, in /metrics")
-    wait_until(caught_up, timeout=30, interval=0.3, message="a cycle after beat returned")
+    wait_for(lag_in_metrics, timeout=30, interval=0.2, what="the first cycle after beat returned, in /metrics")
+    wait_for(caught_up, timeout=30, interval=0.3, what="a cycle after beat returned")
     recovered = seconds_since(healed)
     first = next(r for r in hosts.call("sweep_runs", healed_epoch) if r["checked"])
     after = lagging
@@ -347,14 +347,14 @@ def test_database_restarted_during_a_sweep(hosts, world):
     hosts.db_start()
     restarted = seconds_since(restart_at)
     hosts.call("faults", latency_ms=0)
-    wait_until(lambda: token_stored(hosts, target, epoch), timeout=40, interval=0.2, message="the token stored")
+    wait_for(lambda: token_stored(hosts, target, epoch), timeout=40, interval=0.2, what="the token stored")
     stored = seconds_since(restart_at)
     back_epoch = hosts.call("now")
-    wait_until(
+    wait_for(
         lambda: all(any(ok for _, ok in cs) for cs in checks_after(hosts, ids, back_epoch).values()),
         timeout=40,
         interval=0.3,
-        message="a full cycle after the restart",
+        what="a full cycle after the restart",
     )
     recovered = seconds_since(restart_at)
     stuck = hosts.call("leases_stuck")
@@ -391,17 +391,17 @@ def test_a_worker_cut_from_the_database_past_the_resend_time(hosts, world):
     hosts.net.cut(sender, "db")
     cut_at, cut_epoch = time.monotonic(), hosts.call("now")
     assert sender in WORKERS, row
-    wait_until(
+    wait_for(
         lambda: hosts.call("counters")["refreshes"] > before["refreshes"],
         timeout=15,
-        message="the broker answered the refresh",
+        what="the broker answered the refresh",
     )
     hosts.call("faults", latency_ms=0)
-    wait_until(
+    wait_for(
         lambda: hosts.call("rows", [target])[target]["status"] == "needs_reauth",
         timeout=60,
         interval=0.3,
-        message="the connection asking for a reconnect",
+        what="the connection asking for a reconnect",
     )
     told_after = seconds_since(cut_at)
     mark = len(hosts.log(sender))
@@ -409,10 +409,10 @@ def test_a_worker_cut_from_the_database_past_the_resend_time(hosts, world):
     healed = time.monotonic()
     # The cut-off worker's lane finishes once its database is back (its late store included).
     hosts.wait_log(sender, "] succeeded in", timeout=60, after=mark)  # concurrency 1: the stuck lane first
-    wait_until(
+    wait_for(
         lambda: not hosts.call("rows", [target])[target]["refresh_claim_owner"],
         timeout=30,
-        message="no refresh claim left",
+        what="no refresh claim left",
     )
     row = hosts.call("rows", [target])[target]
     after = hosts.call("counters")

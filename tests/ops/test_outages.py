@@ -7,7 +7,7 @@ import requests
 from django.utils import timezone
 
 from ops.models import ServiceHeartbeat
-from tests.support import PYTHON, ROOT, free_port, running, subprocess_env, wait_until
+from tests.support import PYTHON, ROOT, free_port, running, subprocess_env, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -68,7 +68,7 @@ def test_redis_down_degrades_readiness_while_pages_still_serve(private_redis):
         assert attempt.status_code == 200  # the form with its error, not a 500 or a 429
 
         private_redis.start()
-        wait_until(lambda: ready(base)[1]["status"] == "healthy", timeout=20, message="healthy after Redis returns")
+        wait_for(lambda: ready(base)[1]["status"] == "healthy", timeout=20, what="healthy after Redis returns")
 
 
 def test_postgres_restart_causes_no_error_page(private_postgres, django_user_model):

@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from ops.health import check_beat, check_workers
 from ops.models import ServiceHeartbeat
-from tests.support import PYTHON, ROOT, log_text, wait_for, wait_until
+from tests.support import PYTHON, ROOT, log_text, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -24,15 +24,15 @@ def test_two_workers_and_two_beats_run_together(private_redis, celery_cluster):
     env = {"REDIS_URL": private_redis.url, "HEARTBEAT_INTERVAL_SECONDS": "2"}
     with celery_cluster(workers=2, beats=2, env=env) as cluster:
         # Both beats record themselves (one row per process).
-        wait_until(
+        wait_for(
             lambda: ServiceHeartbeat.objects.filter(kind="beat", last_seen_at__gte=started).count() == 2,
             timeout=30,
-            message="both beats alive",
+            what="both beats alive",
         )
         # Work sent by the app is shared: with prefetch 1 and slow-ish tasks, both workers take some.
         code = "from ops.tasks import beat_tick\nfor _ in range(40): beat_tick.delay()"
         subprocess.run([PYTHON, "manage.py", "shell", "-c", code], cwd=ROOT, env=cluster.env, check=True, timeout=60)
-        wait_until(
+        wait_for(
             lambda: (
                 set(
                     ServiceHeartbeat.objects.filter(kind="worker", last_seen_at__gte=started).values_list(
@@ -42,11 +42,11 @@ def test_two_workers_and_two_beats_run_together(private_redis, celery_cluster):
                 >= set(cluster.worker_names)
             ),
             timeout=40,
-            message="both workers consuming",
+            what="both workers consuming",
         )
         # Several cycles of the beats' own schedule (ops-beat-tick every 15 s) keep both workers fresh.
         queue = redis.Redis.from_url(private_redis.url)
-        wait_until(lambda: queue.llen("celery") == 0, timeout=30, message="manual ticks drained")
+        wait_for(lambda: queue.llen("celery") == 0, timeout=30, what="manual ticks drained")
 
         def beat_sent() -> int:
             return sum(log_text(beat).count("Sending due task ops-beat-tick") for beat in cluster.beats)
@@ -56,11 +56,11 @@ def test_two_workers_and_two_beats_run_together(private_redis, celery_cluster):
         sent = beat_sent()
         wait_for(lambda: beat_sent() >= sent + 2, timeout=60, what="the beats sent two more ticks")
         after_manual = timezone.now()
-        wait_until(
+        wait_for(
             lambda: ServiceHeartbeat.objects.filter(kind="worker", last_seen_at__gt=after_manual).exists(),
             timeout=40,
             interval=1,
-            message="a beat-scheduled tick executed",
+            what="a beat-scheduled tick executed",
         )
         assert all(p.poll() is None for p in cluster.workers + cluster.beats), "a process died"
 

@@ -30,7 +30,7 @@ from ops.webhooks import (
     webhook_replay,
     webhook_secret_new,
 )
-from tests.support import wait_until, with_second_factor
+from tests.support import wait_for, with_second_factor
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -188,13 +188,13 @@ def test_a_worker_retries_until_the_receiver_is_back(connection, celery_cluster)
     with celery_cluster(workers=1, beats=0, env=env):
         connection_transition(connection=connection, to_status=ConnectionStatus.NEEDS_REAUTH, message="Dead grant.")
         (delivery,) = WebhookDelivery.objects.all()
-        wait_until(lambda: WebhookDelivery.objects.get(pk=delivery.pk).attempts >= 2, timeout=60,
-                   message="two attempts while the receiver is down")
+        wait_for(lambda: WebhookDelivery.objects.get(pk=delivery.pk).attempts >= 2, timeout=60,
+                 what="two attempts while the receiver is down")
         failed = WebhookDelivery.objects.get(pk=delivery.pk)
         assert failed.status == "pending" and "No answer" in failed.last_error
         with Receiver([secret], port=port) as receiver:
-            wait_until(lambda: WebhookDelivery.objects.get(pk=delivery.pk).status == "delivered", timeout=60,
-                       message="delivered once the receiver is back")
+            wait_for(lambda: WebhookDelivery.objects.get(pk=delivery.pk).status == "delivered", timeout=60,
+                     what="delivered once the receiver is back")
     delivery.refresh_from_db()
     assert delivery.attempts >= 3
     (got,) = receiver.received
@@ -215,7 +215,7 @@ def test_an_endpoint_failing_through_the_whole_schedule_is_disabled_and_its_owne
         webhooks_retry_due()  # what the beat does every 30 s
         return WebhookDelivery.objects.get(pk=delivery.pk).status != "pending"
 
-    wait_until(given_up, timeout=30, interval=0.02, message="the schedule ran out")
+    wait_for(given_up, timeout=30, interval=0.02, what="the schedule ran out")
     delivery.refresh_from_db()
     assert delivery.status == "failed" and delivery.attempts == len(RETRY_SCHEDULE) + 1
     endpoint.refresh_from_db()

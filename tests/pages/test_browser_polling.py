@@ -70,7 +70,7 @@ class Traffic:
             self.requests.append(request.url)
 
 
-def wait_until(page, condition, what: str, seconds: float = 20) -> None:
+def wait_in_page(page, condition, what: str, seconds: float = 20) -> None:
     """Until `condition()`; Playwright delivers the page's events while the page waits."""
     deadline = time.monotonic() + seconds
     while not condition():
@@ -87,7 +87,7 @@ def test_open_stream_means_no_polling_and_no_console_error_across_scheduled_ends
     streams_before, requests_before = traffic.streams, list(traffic.requests)
 
     # Two scheduled stream ends (each "bye" then a new stream) and many poll intervals later ...
-    wait_until(page, lambda: traffic.streams >= streams_before + 2, "two reopened streams")
+    wait_in_page(page, lambda: traffic.streams >= streams_before + 2, "two reopened streams")
     page.wait_for_function("() => window.__ticks >= 10")
     expect(page.locator("#live-indicator [data-live-text]")).to_have_text("Live")
     # ... not one request: the stream was open at every tick.
@@ -113,8 +113,8 @@ def test_stream_cut_polls_and_stops_polling_when_it_is_back(stack, user, page):
     expect(page.locator("#live-indicator [data-live-text]")).not_to_have_text("Live")
 
     # No stream: the card and the summary strip poll, and the card still follows a change.
-    wait_until(page, lambda: sum("/card/" in url for url in traffic.requests) >= 2, "the card polling")
-    wait_until(page, lambda: sum("/summary/" in url for url in traffic.requests) >= 2, "the summary polling")
+    wait_in_page(page, lambda: sum("/card/" in url for url in traffic.requests) >= 2, "the card polling")
+    wait_in_page(page, lambda: sum("/summary/" in url for url in traffic.requests) >= 2, "the summary polling")
     connection_transition(connection=connection, to_status=ConnectionStatus.BROKER_OUTAGE, message="test")
     expect(card_badge(page, connection)).to_have_text("Waiting for the broker", timeout=5000)
 

@@ -58,6 +58,14 @@ class Flow:
 
 
 @pytest.fixture
+def sandbox_server(shared_sandbox):
+    """The session's sandbox process: each test here makes its own clients (faults, counters and
+    grants are per client), so they do not meet. A test that stops the process or reads its log
+    takes `own_sandbox_server`."""
+    return shared_sandbox
+
+
+@pytest.fixture
 def make_flow(sandbox_server, sandbox_client_factory):
     def make(**client_fields) -> Flow:
         return Flow(sandbox_server, sandbox_client_factory(**client_fields))

@@ -5,6 +5,8 @@ import time
 import pytest
 import requests
 
+from tests.sandbox.conftest import Flow
+
 
 @pytest.fixture
 def connected(make_flow):
@@ -48,12 +50,13 @@ def test_outage_answers_503_everywhere(sandbox_server, connected):
     assert flow.revoke(tokens["access_token"]).status_code == 503
 
 
-def test_stopped_server_is_a_closed_port_then_comes_back(sandbox_server, connected):
-    flow, tokens = connected
-    sandbox_server.stop()
+def test_stopped_server_is_a_closed_port_then_comes_back(own_sandbox_server):
+    flow = Flow(own_sandbox_server, own_sandbox_server.create_client())
+    tokens = flow.connect()
+    own_sandbox_server.stop()
     with pytest.raises(requests.ConnectionError):
         flow.account(tokens["access_token"])
-    sandbox_server.start()
+    own_sandbox_server.start()
     assert flow.account(tokens["access_token"]).status_code == 200
 
 

@@ -6,6 +6,8 @@ import os
 
 from django.conf import settings
 
+from tests.sandbox.conftest import Flow
+
 
 def sandbox_log() -> str:
     """The log of the sandbox process this test started (the newest of this test process's)."""
@@ -14,8 +16,9 @@ def sandbox_log() -> str:
         return log.read()
 
 
-def test_a_whole_dance_logs_no_deprecation_warning(sandbox_server, make_flow):
-    flow = make_flow(rotate_refresh=True)
+def test_a_whole_dance_logs_no_deprecation_warning(own_sandbox_server):
+    sandbox_server = own_sandbox_server  # a fresh process: its log holds this dance only
+    flow = Flow(sandbox_server, sandbox_server.create_client(rotate_refresh=True))
     result, verifier = flow.consent(state="s-1")
     tokens = flow.exchange(result.code, verifier).json()
     refreshed = flow.refresh(tokens["refresh_token"])
