@@ -77,18 +77,21 @@ def checks(ids: list[str]) -> dict[str, list[list]]:
 
 
 def rows(ids: list[str]) -> dict[str, dict]:
+    from django.db.models import F
+
     from connections.models import Connection
 
-    fields = [
-        "status", "lease_owner", "lease_until", "refresh_sent_at", "refresh_claim_owner", "access_expires_at",
-        "last_error_message", "next_check_at", "last_refreshed_at",
-    ]  # fmt: skip
+    fields = ["status", "refresh_sent_at", "refresh_claim_owner", "access_expires_at", "last_refreshed_at"]
+    # The engine's per-check fields live on the connection's EngineState row.
+    engine_fields = ("lease_owner", "lease_until", "last_error_message", "next_check_at")
+    engine = {name: F(f"engine_state__{name}") for name in engine_fields}
+
     def plain(value):
         return value.timestamp() if hasattr(value, "timestamp") else value
 
     return {
         str(row["id"]): {k: plain(v) for k, v in row.items()}
-        for row in Connection.objects.filter(pk__in=ids).values("id", *fields)
+        for row in Connection.objects.filter(pk__in=ids).values("id", *fields, **engine)
     }
 
 
