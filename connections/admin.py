@@ -152,7 +152,8 @@ class ConnectionAdmin(admin.ModelAdmin):
     @admin.display(description="Shown as")
     def state_words(self, obj: Connection) -> str:
         """The state in the words the person's pages use (docs/pages.md, Glossary)."""
-        from connections.presenters import ProfileCache, status_for
+        from connections.presenters.cards import ProfileCache
+        from connections.presenters.status import status_for
 
         return status_for(obj, profile=ProfileCache()[obj.broker_slug], now=timezone.now()).label
 

@@ -17,7 +17,8 @@ from connections import broker_client
 from connections.fragments import dashboard_cards
 from connections.models import ConnectionStatus
 from connections.oauth_flow import PURPOSE_CONNECT, PURPOSE_RECONNECT, FlowError, flow_handoff, flow_take, issuer_check
-from connections.presenters import card_for, cards_for_disconnected, detail_for
+from connections.presenters.cards import card_for, cards_for_disconnected
+from connections.presenters.detail import detail_for
 from connections.selectors import (
     connection_get_for_user,
     connection_list_disconnected_for_user,

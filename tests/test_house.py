@@ -18,7 +18,6 @@ STILL_OVER = {
     "connections/live.py",
     "connections/services.py",
     "connections/engine/check.py",
-    "connections/presenters.py",
 }
 
 

@@ -19,7 +19,7 @@ from connections.engine.models import Notification
 from connections.engine.notifications import notifications_dispatch
 from connections.engine.sweep import sweep_run
 from connections.models import ConnectionEvent, ConnectionStatus
-from connections.presenters import event_view
+from connections.presenters.detail import event_view
 from preferences.models import NotificationSettings
 from tests.engine.conftest import time_passes
 from tests.engine.test_notifications import reconnect
