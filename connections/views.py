@@ -24,17 +24,10 @@ from connections.selectors import (
     connection_list_disconnected_for_user,
     connection_lists_for_dashboard,
 )
-from connections.services import (
-    FAILURES,
-    ConnectFailed,
-    connect_authorize_url,
-    connection_archive,
-    connection_authorize_complete,
-    connection_disconnect,
-    connection_remove,
-    connection_rename,
-    connection_revoke_retry,
-)
+from connections.services.connect import connect_authorize_url, connection_authorize_complete
+from connections.services.disconnect import connection_disconnect, connection_revoke_retry
+from connections.services.edits import connection_archive, connection_remove, connection_rename
+from connections.services.failures import FAILURES, ConnectFailed
 
 logger = logging.getLogger(__name__)
 

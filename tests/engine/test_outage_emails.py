@@ -14,7 +14,7 @@ import pytest
 from django.core import mail
 from django.template.loader import render_to_string
 
-from connections.engine.check import connection_check_now
+from connections.engine.manual import connection_check_now
 from connections.engine.models import Notification
 from connections.engine.notifications import notifications_dispatch
 from connections.engine.sweep import sweep_run
