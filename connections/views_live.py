@@ -17,7 +17,7 @@ from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseStopPolling
 
 from common.threadlanes import page_threads
-from connections import fragments, live
+from connections import fragments, live, live_stream
 from connections.models import Connection, ConnectionStatus
 from connections.presenters.cards import card_for
 from connections.presenters.dashboard import summary_for_user
@@ -196,7 +196,7 @@ async def _open(request, connection_id=None):
         return response
     loop = asyncio.get_running_loop()
     return EventStreamResponse(
-        live.connection_stream(
+        live_stream.connection_stream(
             user_id,
             connection_id=connection_id,
             subscriber=subscriber,
@@ -213,7 +213,7 @@ def _signed_out_stream() -> StreamingHttpResponse:
 
     async def events():
         yield "retry: 3600000\n\n"
-        yield live.sse("signed-out", "signed-out")
+        yield live_stream.sse("signed-out", "signed-out")
 
     response = StreamingHttpResponse(events(), content_type="text/event-stream")
     response["Cache-Control"] = "no-cache"
