@@ -265,7 +265,7 @@ def get_connection(request, connection_id: UUID):
     summary="Check the connection now (heartbeat with the engine's rules)",
 )
 def check_connection(request, connection_id: UUID):
-    from connections.engine.check import CheckBusy, connection_check_now
+    from connections.engine.manual import CheckBusy, connection_check_now
 
     key = _require(request, Scope.READ_STATUS, "check", connection_id)
     connection = _connection(request, key, connection_id, "check")
@@ -288,7 +288,7 @@ def check_connection(request, connection_id: UUID):
     summary="Refresh the tokens now (single-flight)",
 )
 def refresh_connection(request, connection_id: UUID):
-    from connections.engine.check import connection_refresh_now
+    from connections.engine.manual import connection_refresh_now
 
     key = _require(request, Scope.CALL, "refresh", connection_id)
     connection = _connection(request, key, connection_id, "refresh")

@@ -10,12 +10,12 @@ from __future__ import annotations
 from django.contrib import admin, messages
 from django.utils import timezone
 
-from connections.engine.check import CheckBusy, connection_check_now, connection_refresh_now
 from connections.engine.circuit import circuit_reset
+from connections.engine.manual import CheckBusy, connection_check_now, connection_refresh_now
 from connections.engine.models import CircuitBreaker, SweepRun
 from connections.errors import BrokerError
 from connections.models import Connection, ConnectionEvent, ConnectionStatus
-from connections.services import connection_disconnect
+from connections.services.disconnect import connection_disconnect
 from connections.state import INACTIVE_STATUSES, connection_event_record
 
 DISCONNECT_OTHERS = "connections.disconnect_others"
@@ -152,7 +152,8 @@ class ConnectionAdmin(admin.ModelAdmin):
     @admin.display(description="Shown as")
     def state_words(self, obj: Connection) -> str:
         """The state in the words the person's pages use (docs/pages.md, Glossary)."""
-        from connections.presenters import ProfileCache, status_for
+        from connections.presenters.cards import ProfileCache
+        from connections.presenters.status import status_for
 
         return status_for(obj, profile=ProfileCache()[obj.broker_slug], now=timezone.now()).label
 

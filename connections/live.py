@@ -24,6 +24,8 @@ A stream touches the database only to authorise itself and to read its user's cu
 versions, each time in a connection it closes right after. The number of streams is capped
 per user and per process (`LIVE_MAX_STREAMS_PER_USER`, `LIVE_MAX_STREAMS_PER_PROCESS`);
 the view answers 429 / 503 "too many open pages" beyond them instead of failing.
+
+The stream itself (the events a page receives) is connections.live_stream.
 """
 
 from __future__ import annotations
@@ -34,13 +36,12 @@ import json
 import logging
 import time
 import weakref
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import connections as db_connections
-from django.utils import timezone
 
 from connections import display
 from connections.models import Connection
@@ -52,19 +53,11 @@ POLL_SECONDS = 1.0
 REDIS_BACKSTOP_SECONDS = 15.0
 REDIS_RETRY_SECONDS = 2.0
 REDIS_PING_SECONDS = 10.0
-KEEPALIVE_SECONDS = 15.0
-# A stream ends after this long; the browser reconnects at once (`retry:`), which bounds
-# how long a stream holds a worker and picks up a new deployment.
-STREAM_MAX_SECONDS = 300.0
-RETRY_MS = 1000
 # How often each process reads whether monitoring runs (one query for all its open pages).
 MONITORING_SECONDS = 15.0
 # Users per IN (…) of the shared poll.
 POLL_CHUNK = 500
 
-
-def stream_max_seconds() -> float:
-    return float(getattr(settings, "LIVE_STREAM_MAX_SECONDS", STREAM_MAX_SECONDS))
 
 
 def max_streams_per_user() -> int:
@@ -176,7 +169,7 @@ cards_read = sync_to_async(_cards_read, thread_sensitive=False)
 # --- the hub: one per process (event loop) ---------------------------------------------
 
 
-async def _wait(event: asyncio.Event, timeout: float) -> None:
+async def event_wait(event: asyncio.Event, timeout: float) -> None:
     """Until `event` is set or `timeout` passes."""
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(event.wait(), timeout=timeout)
@@ -375,7 +368,7 @@ class Hub:
     async def _poll_loop(self) -> None:
         while True:
             every = REDIS_BACKSTOP_SECONDS if self.redis_ok else POLL_SECONDS
-            await _wait(self.poll_now, every)
+            await event_wait(self.poll_now, every)
             self.poll_now.clear()
             try:
                 await self._poll_once()
@@ -483,15 +476,6 @@ def hub_get() -> Hub:
     return hub
 
 
-# --- the stream ---------------------------------------------------------------------------
-
-
-def sse(event: str, data: str = "") -> str:
-    """One event; data of several lines (a card's HTML) as one `data:` line each."""
-    lines = data.replace("\r", "").split("\n")
-    return f"event: {event}\n" + "".join(f"data: {line}\n" for line in lines) + "\n"
-
-
 async def stream_open(user_id, connection_id=None, session_key: str = "") -> Subscriber:
     """Register a stream (raises TooManyStreams over a cap), wait for the hub's feed and read
     the user's current versions. The view does this before answering: once the browser sees
@@ -499,7 +483,7 @@ async def stream_open(user_id, connection_id=None, session_key: str = "") -> Sub
     hub = hub_get()
     sub = hub.subscribe(user_id, connection_id, session_key=session_key)
     try:
-        await _wait(hub.subscribed, 2)
+        await event_wait(hub.subscribed, 2)
         hub.learn(await versions_read([user_id], connection_id))
     except BaseException:
         hub.unsubscribe(sub)
@@ -513,64 +497,3 @@ def stream_close_threadsafe(sub: Subscriber, loop: asyncio.AbstractEventLoop) ->
     if hub is not None and not loop.is_closed():
         loop.call_soon_threadsafe(hub.unsubscribe, sub)
 
-
-async def connection_stream(
-    user_id,
-    *,
-    connection_id=None,
-    max_seconds: float | None = None,
-    subscriber: Subscriber | None = None,
-    csrf_token: str | None = None,
-    show: str = "",
-) -> AsyncIterator[str]:
-    """Server-sent events for one user's connections (or just `connection_id`) until
-    `max_seconds` pass or the client leaves. Raises TooManyStreams when over a cap (the view
-    opens the stream first with `stream_open`, so it can answer with a status instead).
-
-    A dashboard's stream (no `connection_id`, and the page's `csrf_token` for the cards'
-    forms) sends a changed card itself, `card-<id>` with its HTML, which the page swaps in
-    without a request; otherwise, and when a card cannot be had, `conn-<id>`, and the page
-    re-fetches it. Likewise the summary strip (filtered by the page's `show`): `summary-html`
-    with the strip, else `summary`."""
-    hub = hub_get()
-    max_seconds = stream_max_seconds() if max_seconds is None else max_seconds
-    sub = subscriber or await stream_open(user_id, connection_id)
-    try:
-        yield f"retry: {RETRY_MS}\n\n"
-        yield sse("hello", "live")
-        started = last_sent = time.monotonic()
-        while True:
-            now = time.monotonic()
-            left = max_seconds - (now - started)
-            if left <= 0:
-                break
-            wait = min(left, KEEPALIVE_SECONDS - (now - last_sent))
-            if wait > 0:
-                await _wait(sub.wake, wait)
-            changed, summary = sub.take()
-            if changed or summary:
-                cards = {}
-                pushing = connection_id is None and csrf_token is not None and card_finish is not None
-                if pushing and not await hub.signed_in(sub):
-                    # Signed out since the stream opened (or not known): no card goes out; the
-                    # page re-fetches, and a signed-out re-fetch says so (connections.middleware).
-                    pushing = False
-                if changed and pushing:
-                    cards = await hub.cards_get(sub.user_id, list(changed))
-                now = timezone.now()
-                for pk, status in changed.items():
-                    if pk in cards:
-                        yield sse(f"card-{pk}", card_finish(cards[pk], token=csrf_token, now=now) if cards[pk] else "")
-                    else:
-                        yield sse(f"conn-{pk}", status)
-                strip = await hub.summary_get(sub.user_id, show) if pushing else None
-                yield sse("summary-html", strip) if strip else sse("summary", str(len(changed)))
-                last_sent = time.monotonic()
-            elif time.monotonic() - last_sent >= KEEPALIVE_SECONDS:
-                last_sent = time.monotonic()
-                yield ": keepalive\n\n"
-        # A scheduled end, said as such: the page closes this stream and opens a new one
-        # (sse-close="bye") instead of seeing a dropped connection, an error.
-        yield sse("bye", "reopen")
-    finally:
-        hub.unsubscribe(sub)

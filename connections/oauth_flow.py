@@ -40,7 +40,7 @@ PURPOSE_RECONNECT = "reconnect"
 
 
 class FlowError(Exception):
-    """A callback that cannot go on. `code` names an entry of connections.services.FAILURES."""
+    """A callback that cannot go on. `code` names an entry of connections.services.failures.FAILURES."""
 
     def __init__(self, code: str):
         super().__init__(code)

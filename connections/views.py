@@ -17,23 +17,17 @@ from connections import broker_client
 from connections.fragments import dashboard_cards
 from connections.models import ConnectionStatus
 from connections.oauth_flow import PURPOSE_CONNECT, PURPOSE_RECONNECT, FlowError, flow_handoff, flow_take, issuer_check
-from connections.presenters import card_for, cards_for_disconnected, detail_for
+from connections.presenters.cards import card_for, cards_for_disconnected
+from connections.presenters.detail import detail_for
 from connections.selectors import (
     connection_get_for_user,
     connection_list_disconnected_for_user,
     connection_lists_for_dashboard,
 )
-from connections.services import (
-    FAILURES,
-    ConnectFailed,
-    connect_authorize_url,
-    connection_archive,
-    connection_authorize_complete,
-    connection_disconnect,
-    connection_remove,
-    connection_rename,
-    connection_revoke_retry,
-)
+from connections.services.connect import connect_authorize_url, connection_authorize_complete
+from connections.services.disconnect import connection_disconnect, connection_revoke_retry
+from connections.services.edits import connection_archive, connection_remove, connection_rename
+from connections.services.failures import FAILURES, ConnectFailed
 
 logger = logging.getLogger(__name__)
 

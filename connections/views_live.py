@@ -17,15 +17,19 @@ from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseStopPolling
 
 from common.threadlanes import page_threads
-from connections import fragments, live, presenters
+from connections import fragments, live, live_stream
 from connections.models import Connection, ConnectionStatus
+from connections.presenters.cards import card_for
+from connections.presenters.dashboard import summary_for_user
+from connections.presenters.detail import detail_for
+from connections.presenters.monitoring import monitoring_status
 from connections.selectors import connection_get_for_user
 
 logger = logging.getLogger(__name__)
 
 
 def _monitoring_active() -> bool:
-    return presenters.monitoring_status().active
+    return monitoring_status().active
 
 
 def _sessions_alive(keys: list[str]) -> set[str]:
@@ -63,7 +67,7 @@ def card(request, connection_id):
     if connection.status != ConnectionStatus.DISCONNECTED:
         # The live re-fetch: the cached card unless what it shows changed.
         return HttpResponse(fragments.cards_html(request, [connection])[1][0])
-    view = presenters.card_for(connection)
+    view = card_for(connection)
     return _fragment(request, "connections/partials/_card.html", {"card": view}, final=view.is_final)
 
 
@@ -74,7 +78,7 @@ def panel(request, connection_id):
     connection = connection_get_for_user(user=request.user, connection_id=connection_id)
     if not request.htmx:
         return redirect("connections:detail", connection_id=connection.pk)
-    detail = presenters.detail_for(connection)
+    detail = detail_for(connection)
     return _fragment(request, "connections/partials/_panel.html", {"detail": detail}, final=detail.card.is_final)
 
 
@@ -84,8 +88,8 @@ def panel(request, connection_id):
 def summary(request):
     if not request.htmx:
         return redirect("connections:dashboard")
-    summary = presenters.summary_for_user(user=request.user, show=request.GET.get("show", ""))
-    context = {"summary": summary, "monitoring": presenters.monitoring_status()}
+    summary = summary_for_user(user=request.user, show=request.GET.get("show", ""))
+    context = {"summary": summary, "monitoring": monitoring_status()}
     return render(request, "connections/partials/_summary_strip.html", context)
 
 
@@ -96,7 +100,7 @@ def check_now(request, connection_id):
     live) and the answer is the card (or detail panel) with the result."""
     connection = connection_get_for_user(user=request.user, connection_id=connection_id)
     try:
-        from connections.engine.check import CheckBusy, connection_check_now
+        from connections.engine.manual import CheckBusy, connection_check_now
     except ImportError:  # engine not installed in this build
         CheckBusy, connection_check_now = None, None
     notice = ""
@@ -115,7 +119,7 @@ def check_now(request, connection_id):
     if notice:
         messages.info(request, notice)
     else:
-        state = presenters.card_for(connection).state
+        state = card_for(connection).state
         if state.key in ("connected", "slow"):
             messages.success(request, "Check passed." if state.key == "connected" else "Check passed, slowly.")
         else:
@@ -124,10 +128,10 @@ def check_now(request, connection_id):
     if not request.htmx:
         return redirect("connections:detail", connection_id=connection.pk)
     if (request.htmx.target or "").startswith("panel-"):
-        detail = presenters.detail_for(connection)
+        detail = detail_for(connection)
         context = {"detail": detail, "oob_messages": True}
         return _fragment(request, "connections/partials/_panel.html", context, final=detail.card.is_final)
-    view = presenters.card_for(connection)
+    view = card_for(connection)
     context = {"card": view, "oob_messages": True}
     return _fragment(request, "connections/partials/_card.html", context, final=view.is_final)
 
@@ -192,7 +196,7 @@ async def _open(request, connection_id=None):
         return response
     loop = asyncio.get_running_loop()
     return EventStreamResponse(
-        live.connection_stream(
+        live_stream.connection_stream(
             user_id,
             connection_id=connection_id,
             subscriber=subscriber,
@@ -209,7 +213,7 @@ def _signed_out_stream() -> StreamingHttpResponse:
 
     async def events():
         yield "retry: 3600000\n\n"
-        yield live.sse("signed-out", "signed-out")
+        yield live_stream.sse("signed-out", "signed-out")
 
     response = StreamingHttpResponse(events(), content_type="text/event-stream")
     response["Cache-Control"] = "no-cache"

@@ -16,10 +16,10 @@ from brokers.models import BrokerApp
 from brokers.registry import UnknownBroker, all_profiles, get_profile
 from brokers.services import broker_app_rotation_summary
 from common.staff import second_factor_redirect, staff_verified
-from connections import presenters
 from connections.engine.checkstore import tallies_since
 from connections.engine.models import CircuitBreaker
 from connections.models import Connection
+from connections.presenters.monitoring import monitoring_status, system_badge
 from connections.state import INACTIVE_STATUSES
 from ops.alerts import alerts_open
 from ops.health import health_status_page
@@ -107,10 +107,10 @@ def system_status(request):
         return redirect_to
     now = timezone.now()
     overall, services = _services()
-    monitoring = presenters.monitoring_status(now=now)
+    monitoring = monitoring_status(now=now)
     breakers = _breakers(now)
     alerts = list(alerts_open())
-    badge = presenters.system_badge(services=overall, alerts=alerts, breakers=breakers, monitoring=monitoring)
+    badge = system_badge(services=overall, alerts=alerts, breakers=breakers, monitoring=monitoring)
     context = {
         "overall": badge.key,
         "badge": badge,

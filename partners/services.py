@@ -32,7 +32,7 @@ from django.utils import timezone
 from brokers.services import broker_catalog
 from common.tunables import tunable
 from connections.models import Connection, ConnectionStatus
-from connections.services import DisconnectOutcome, connection_disconnect, connection_revoke_retry
+from connections.services.disconnect import DisconnectOutcome, connection_disconnect, connection_revoke_retry
 from partners.models import ConnectSession, EndUser, PartnerApp
 from partners.signals import connect_session_event
 

@@ -21,7 +21,8 @@ from django.views.decorators.http import require_GET, require_POST
 
 from brokers.registry import UnknownBroker, get_profile
 from connections.oauth_flow import PURPOSE_CONNECT, PURPOSE_RECONNECT
-from connections.services import FAILURES, ConnectFailed, connect_authorize_url, connection_authorize_complete
+from connections.services.connect import connect_authorize_url, connection_authorize_complete
+from connections.services.failures import FAILURES, ConnectFailed
 from partners.models import ConnectSession, PartnerApp
 from partners.services import (
     PROBLEMS,

@@ -2,7 +2,7 @@
 connection's next status, error, next check and counters.
 
 No ORM, no settings, no mutation: `decide` reads plain values and returns a frozen `Decision`,
-which the batch write (engine.check) applies to the row. The only randomness (the healthy
+which the batch write (engine.batch_write) applies to the row. The only randomness (the healthy
 interval's jitter, exponential backoff) is drawn from the `rng` passed in, so tests pin it.
 """
 

@@ -1,7 +1,7 @@
 """Health score, quality label, uptime, latency history and trends, missed heartbeats.
 
 One model, computed by `health_compute` for every path that checks a connection (the sweep,
-"Check now", the admin's check action: all go through engine.check.outcomes_write) and
+"Check now", the admin's check action: all go through engine.batch_write.outcomes_write) and
 explained on the detail page by `health_explain` with the same numbers:
 
     50 x success ratio    checks passed / checks made over the last 24 hours (the hour in

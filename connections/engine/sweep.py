@@ -25,7 +25,8 @@ from django.db.models import Exists, F, Min, OuterRef, Q, Sum, Value
 from django.db.models.functions import Greatest
 from django.utils import timezone
 
-from connections.engine.check import BatchStats, connections_check, connections_with_ids
+from connections.engine.batch import BatchStats, connections_with_ids
+from connections.engine.check import connections_check
 from connections.engine.conf import engine_setting
 from connections.engine.dbretry import db_write_retried
 from connections.engine.heartbeat_client import session_kept

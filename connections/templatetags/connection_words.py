@@ -2,7 +2,7 @@
 
 from django import template
 
-from connections.presenters import plain as plain_message
+from connections.presenters.phrases import plain as plain_message
 
 register = template.Library()
 

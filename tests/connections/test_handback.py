@@ -8,11 +8,13 @@ import pytest
 
 from brokers.models import BrokerApp
 from brokers.profiles import sandbox as sandbox_profile
-from connections import broker_client, services
+from connections import broker_client
 from connections.errors import UNEXPECTED, BrokerError
 from connections.models import Connection
 from connections.oauth_flow import PURPOSE_CONNECT, PendingFlow
-from connections.services import ConnectFailed, connection_authorize_complete
+from connections.services import connect
+from connections.services.connect import connection_authorize_complete
+from connections.services.failures import ConnectFailed
 from tests.fixtures.sandbox import DEFAULT_REDIRECT_URI, pkce_pair
 
 
@@ -55,7 +57,7 @@ def test_a_malformed_token_answer_found_while_storing_hands_the_tokens_back(hand
     def reject(**kwargs):  # what connections.tokens.token_response_validate raises
         raise BrokerError(UNEXPECTED, "Sandbox Broker sent a token_type with control characters.")
 
-    monkeypatch.setattr(services, "connection_apply_token_response", reject)
+    monkeypatch.setattr(connect, "connection_apply_token_response", reject)
     with pytest.raises(ConnectFailed) as info:
         connection_authorize_complete(user=user, flow=flow, code=code)
     assert info.value.code == "unexpected_response"
@@ -71,7 +73,7 @@ def test_any_exception_after_the_exchange_hands_the_tokens_back(handback, sandbo
     def crash(**kwargs):
         raise KeyError("surprise")
 
-    monkeypatch.setattr(services, "connection_apply_token_response", crash)
+    monkeypatch.setattr(connect, "connection_apply_token_response", crash)
     with pytest.raises(ConnectFailed) as info:
         connection_authorize_complete(user=user, flow=flow, code=code)
     assert info.value.code == "internal_error"

@@ -12,7 +12,7 @@ from django.core import mail
 from brokers.services import broker_app_clear_config_problem, broker_catalog
 from connections.engine.sweep import sweep_run
 from connections.models import ConnectionEvent, ConnectionStatus
-from connections.presenters import card_for
+from connections.presenters.cards import card_for
 from tests.engine.conftest import time_passes
 
 pytestmark = pytest.mark.django_db(transaction=True)

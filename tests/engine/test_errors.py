@@ -9,7 +9,7 @@ import pytest
 from django.db import connection as db_connection
 from django.utils import timezone
 
-from connections.engine.check import connection_check_now, connection_refresh_now
+from connections.engine.manual import connection_check_now, connection_refresh_now
 from connections.engine.models import CircuitBreaker
 from connections.engine.refresh import connection_refresh
 from connections.engine.sweep import sweep_run

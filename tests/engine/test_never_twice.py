@@ -31,8 +31,8 @@ from django.db import connection as db_connection
 from django.db.models import F
 from django.utils import timezone
 
-from connections.engine.check import CheckBusy, connection_check_now, connection_refresh_now
 from connections.engine.checkstore import rings_for
+from connections.engine.manual import CheckBusy, connection_check_now, connection_refresh_now
 from connections.engine.models import SweepRun
 from connections.engine.refresh_runner import refreshes_wait_idle
 from connections.errors import BrokerError

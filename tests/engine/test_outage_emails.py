@@ -14,12 +14,12 @@ import pytest
 from django.core import mail
 from django.template.loader import render_to_string
 
-from connections.engine.check import connection_check_now
+from connections.engine.manual import connection_check_now
 from connections.engine.models import Notification
 from connections.engine.notifications import notifications_dispatch
 from connections.engine.sweep import sweep_run
 from connections.models import ConnectionEvent, ConnectionStatus
-from connections.presenters import event_view
+from connections.presenters.detail import event_view
 from preferences.models import NotificationSettings
 from tests.engine.conftest import time_passes
 from tests.engine.test_notifications import reconnect

@@ -10,7 +10,7 @@ import pytest
 from django.utils import timezone
 
 from connections.engine.check import connections_check
-from connections.models import Connection, ConnectionStatus
+from connections.models import Connection, ConnectionStatus, EngineState
 from ops.models import WebhookDelivery, WebhookEndpoint
 from ops.webhooks import webhook_secret_new
 from tests.support import live_messages
@@ -19,7 +19,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def claimed(connection: Connection, owner: str) -> Connection:
-    Connection.objects.filter(pk=connection.pk).update(
+    EngineState.objects.filter(pk=connection.pk).update(
         lease_owner=owner, lease_until=timezone.now() + timedelta(minutes=5)
     )
     connection.refresh_from_db()

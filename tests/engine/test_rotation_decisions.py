@@ -101,7 +101,7 @@ def test_unknown_refresh_action(case, sent_at, later_answer_at, claim_live, sing
 def test_what_a_person_reads_while_a_refresh_is_not_answered(sent, expires_in, status, key):
     from brokers.registry import get_profile
     from connections.models import Connection
-    from connections.presenters import status_for
+    from connections.presenters.status import status_for
 
     now = datetime.now(UTC)
     conn = Connection(

@@ -2,7 +2,7 @@
 a CheckResult row per check was ~292 KB).
 
 N connections are checked once a minute for a simulated day through the engine's own batch write
-(`engine.check.outcomes_write`, after a claim like the sweep's), with the hourly and daily
+(`engine.batch_write.outcomes_write`, after a claim like the sweep's), with the hourly and daily
 maintenance tasks at their times and VACUUM every minute (what autovacuum does here). Growth is
 the size after the day minus the size after a four-hour warm-up, divided by N, of every table a
 check writes: `pg_total_relation_size` (table, indexes, TOAST) of the check storage and the
@@ -26,7 +26,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.db import connection as db
 
-from connections.engine.check import BatchStats, Outcome, outcomes_write
+from connections.engine.batch import BatchStats, Outcome
+from connections.engine.batch_write import outcomes_write
 from connections.engine.models import CheckLog, UptimeDay
 from connections.engine.refresh import connection_profile
 from connections.engine.retention import checkresults_prune, checkresults_rollup

@@ -16,7 +16,7 @@ import pytest
 from django.conf import settings as django_settings
 
 from brokers.models import BrokerApp
-from connections.engine.check import connection_refresh_now
+from connections.engine.manual import connection_refresh_now
 from connections.models import Connection, ConnectionStatus
 from tests.fixtures.sandbox import CONTROL_TOKEN, SandboxServer, _csrf
 from tests.support import PYTHON, free_port, running, subprocess_env

@@ -129,7 +129,7 @@ def test_stream_cut_polls_and_stops_polling_when_it_is_back(stack, user, page):
 
 
 def test_an_open_tab_follows_a_new_nickname_and_loses_an_archived_card(stack, user, page):
-    from connections.services import connection_archive, connection_rename
+    from connections.services.edits import connection_archive, connection_rename
 
     connection = a_connection(user)
     gone = Connection.objects.create(

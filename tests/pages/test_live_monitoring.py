@@ -5,7 +5,7 @@ import asyncio
 
 import pytest
 
-from connections import live
+from connections import live, live_stream
 
 pytestmark = pytest.mark.django_db
 
@@ -38,7 +38,7 @@ def test_the_stream_says_summary_for_a_monitoring_flip_and_bye_at_its_scheduled_
     async def main():
         hub = live.hub_get()
         sub = hub.subscribe("carol")
-        stream = live.connection_stream("carol", subscriber=sub, max_seconds=1)
+        stream = live_stream.connection_stream("carol", subscriber=sub, max_seconds=1)
         events = [await anext(stream), await anext(stream)]  # retry, hello
         sub.put_summary()
         events.append(await anext(stream))
@@ -46,6 +46,6 @@ def test_the_stream_says_summary_for_a_monitoring_flip_and_bye_at_its_scheduled_
         return events
 
     events = asyncio.run(main())
-    assert events[1] == live.sse("hello", "live")
-    assert events[2] == live.sse("summary", "0")
-    assert events[-1] == live.sse("bye", "reopen")
+    assert events[1] == live_stream.sse("hello", "live")
+    assert events[2] == live_stream.sse("summary", "0")
+    assert events[-1] == live_stream.sse("bye", "reopen")

@@ -11,7 +11,7 @@ from django.db import connections
 from django.test import override_settings
 from django.utils import timezone
 
-from connections import live
+from connections import live, live_stream
 from connections.models import ConnectionStatus, EngineState
 from connections.state import connection_transition
 from tests.support import wait_for_async
@@ -31,7 +31,7 @@ async def _first_event(stream, name: str, timeout: float = 10) -> str:
 def _run(connection, *, redis_url):
     async def scenario():
         with override_settings(REDIS_URL=redis_url):
-            stream = live.connection_stream(connection.user_id, max_seconds=10)
+            stream = live_stream.connection_stream(connection.user_id, max_seconds=10)
             assert "retry:" in await anext(stream)
             # The stream has subscribed and read its baseline before it says hello (stream_open).
             assert "event: hello" in await anext(stream)
@@ -126,7 +126,7 @@ def test_stream_falls_back_to_the_database_and_returns_to_redis(make_connection,
         proxy = _RedisProxy(real.port or 6379)
         await proxy.start()
         with override_settings(REDIS_URL=f"redis://127.0.0.1:{proxy.port}{real.path}"):
-            stream = live.connection_stream(connection.user_id, max_seconds=30)
+            stream = live_stream.connection_stream(connection.user_id, max_seconds=30)
             await anext(stream)
             await anext(stream)
             hub = live.hub_get()
@@ -181,7 +181,7 @@ def test_a_heartbeat_that_changes_nothing_shown_sends_no_event_but_a_health_chan
 
     async def scenario():
         with override_settings(REDIS_URL=""):
-            stream = live.connection_stream(connection.user_id, max_seconds=30)
+            stream = live_stream.connection_stream(connection.user_id, max_seconds=30)
             await anext(stream)
             await anext(stream)
             rows = EngineState.objects.filter(pk=connection.pk)

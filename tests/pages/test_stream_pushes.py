@@ -8,7 +8,7 @@ import pytest
 from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
 from django.contrib.sessions.backends.db import SessionStore
 
-from connections import display, live, views_live  # noqa: F401 - views_live wires the renderers into live
+from connections import display, live, live_stream, views_live  # noqa: F401 - views_live wires the renderers into live
 from connections.models import ConnectionStatus
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -49,7 +49,7 @@ def test_two_open_pages_get_the_card_and_strip_from_one_render(make_connection, 
             gone = hub.subscribe(user_id, session_key=signed_out)
             await asyncio.to_thread(SessionStore(session_key=signed_out).delete)
             streams = [
-                live.connection_stream(user_id, subscriber=sub, csrf_token="TOKEN", max_seconds=5)
+                live_stream.connection_stream(user_id, subscriber=sub, csrf_token="TOKEN", max_seconds=5)
                 for sub in [*pages, gone]
             ]
             live._hubs[asyncio.get_running_loop()] = hub
