@@ -148,3 +148,10 @@ def display_changed_publish(rows: Iterable, before: dict[str, str]) -> int:
         except Exception as exc:  # noqa: BLE001
             logger.warning("connections.display.publish_failed", extra={"error": type(exc).__name__})
     return len(changes)
+
+
+def connection_changed_publish(connection) -> None:
+    """After commit, tell open pages that this connection's card changed for a reason that is
+    not a status change (a new nickname, a card put away). Best effort, never raises."""
+    change = [str(connection.user_id), str(connection.pk), connection.status, display_version(connection)]
+    transaction.on_commit(lambda: changes_publish([change]))

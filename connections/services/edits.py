@@ -6,6 +6,7 @@ import logging
 
 from django.utils import timezone
 
+from connections import display
 from connections.models import Connection, ConnectionStatus
 
 logger = logging.getLogger(__name__)
@@ -19,11 +20,7 @@ def connection_rename(connection: Connection, nickname: str) -> None:
 
 def _tell_open_pages(connection: Connection) -> None:
     """Open pages show the new name / drop the archived card (live updates; best effort)."""
-    try:
-        from connections.live import publish_connection_changed
-    except ImportError:  # live updates not installed in this build
-        return
-    publish_connection_changed(connection)
+    display.connection_changed_publish(connection)
 
 
 def connection_archive(connection: Connection) -> bool:
