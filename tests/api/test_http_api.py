@@ -4,6 +4,7 @@ service outside it calling with a service key."""
 from __future__ import annotations
 
 import re
+import time
 from datetime import timedelta
 
 import requests
@@ -143,8 +144,14 @@ def test_revoked_expired_and_unknown_keys_get_401(api_client, connection):
 
 
 def test_each_key_is_rate_limited(api_client, connection):
-    client = api_client(rate_limit_per_minute=3)
-    statuses = [client.get(f"connections/{connection.pk}").status_code for _ in range(4)]
+    # The limit counts in fixed one-minute windows (connections/ratelimit.py): a burst that a
+    # window's start cuts in two is retried with a fresh key.
+    for _ in range(3):
+        client = api_client(rate_limit_per_minute=3)
+        window = int(time.time() // 60)
+        statuses = [client.get(f"connections/{connection.pk}").status_code for _ in range(4)]
+        if int(time.time() // 60) == window:
+            break
     assert statuses == [200, 200, 200, 429]
     limited = client.get(f"connections/{connection.pk}")
     assert 0 < int(limited.headers["Retry-After"]) <= 60
