@@ -76,6 +76,8 @@ CLAIM_GRACE_MIN_SECONDS = 5.0
 # RefreshResult.reason values that mean "no refresh was made by this call".
 IN_PROGRESS = "in_progress"
 OUTCOME_UNKNOWN = "outcome_unknown"
+# The grant was replaced or wiped while the refresh was out; its answer was not stored.
+ANSWER_DROPPED = "answer_dropped"
 
 
 @dataclass
@@ -199,21 +201,37 @@ def _release(connection_id, *, owner: str, outcome_known: bool) -> None:
     db_write_retried(lambda: Connection.objects.filter(pk=connection_id, refresh_claim_owner=owner).update(**fields))
 
 
+def _answer_still_ours(connection: Connection, *, owner: str, spent_sealed: str) -> bool:
+    """Whether a refresh answer may be stored on this row: our claim still holds, or the refresh
+    token we spent is still the stored one. Neither means the grant was replaced (a reconnect)
+    or wiped (a disconnect) while the refresh was out, and storing would put the old grant's
+    tokens over that."""
+    return connection.refresh_claim_owner == owner or connection.refresh_token_sealed == spent_sealed
+
+
+def _answer_dropped(connection_id) -> None:
+    logger.error("connections.refresh.answer_dropped", extra={"connection_id": str(connection_id)})
+
+
 @sensitive_variables()
-def _store(connection_id, *, owner: str, spent_sealed: str, profile: BrokerProfile, token: dict) -> Connection:
-    """Store a refresh answer in one short transaction and clear the claim.
+def _store(
+    connection_id, *, owner: str, spent_sealed: str, profile: BrokerProfile, token: dict
+) -> Connection | None:
+    """Store a refresh answer in one short transaction and clear the claim; None when the
+    answer is no longer this row's to store (`_answer_still_ours`).
 
     Stored even if our claim has expired meanwhile, as long as the refresh token we spent is
     still the stored one: the answer holds the only copy of a rotated refresh token."""
     from connections.tokens import connection_apply_token_response
 
-    def write() -> Connection:
+    def write() -> Connection | None:
         with transaction.atomic():
             connection = (
                 Connection.objects.select_for_update(of=("self",)).select_related("broker_app").get(pk=connection_id)
             )
-            if connection.refresh_claim_owner != owner and connection.refresh_token_sealed != spent_sealed:
-                logger.error("connections.refresh.answer_conflict", extra={"connection_id": str(connection_id)})
+            if not _answer_still_ours(connection, owner=owner, spent_sealed=spent_sealed):
+                _answer_dropped(connection_id)
+                return None
             connection_apply_token_response(
                 connection=connection, profile=profile, token=token, now=timezone.now(), first_grant=False
             )
@@ -226,7 +244,9 @@ def _store(connection_id, *, owner: str, spent_sealed: str, profile: BrokerProfi
 
 
 @sensitive_variables()
-def _salvage_refresh_token(connection_id, *, owner: str, profile: BrokerProfile, token: dict) -> None:
+def _salvage_refresh_token(
+    connection_id, *, owner: str, spent_sealed: str, profile: BrokerProfile, token: dict
+) -> None:
     """The answer is unusable but may carry a rotated refresh token: keep that, or the grant is lost."""
     from connections.tokens import TOKEN_PATTERN
 
@@ -238,6 +258,9 @@ def _salvage_refresh_token(connection_id, *, owner: str, profile: BrokerProfile,
     def write() -> None:
         with transaction.atomic():
             connection = Connection.objects.select_for_update(of=("self",)).get(pk=connection_id)
+            if not _answer_still_ours(connection, owner=owner, spent_sealed=spent_sealed):
+                _answer_dropped(connection_id)
+                return
             connection.refresh_token = new_refresh
             connection.refresh_claim_owner, connection.refresh_claim_until, connection.refresh_sent_at = "", None, None
             connection.refresh_later_answer_at = None
@@ -374,12 +397,17 @@ def connection_refresh(
     try:
         clean, notes = token_response_clean(profile, token)
     except BrokerError as error:
-        _salvage_refresh_token(connection.pk, owner=owner, profile=profile, token=token)
+        _salvage_refresh_token(
+            connection.pk, owner=owner, spent_sealed=connection.refresh_token_sealed, profile=profile, token=token
+        )
         _learn(connection, spent=refresh_token, token=token, usable=False)
         _refresh_failed(connection, error, actor=actor, reason=reason)
-    connection = _store(
+    stored = _store(
         connection.pk, owner=owner, spent_sealed=connection.refresh_token_sealed, profile=profile, token=clean
     )
+    if stored is None:  # reconnected or disconnected meanwhile: the row holds what that wrote
+        return RefreshResult(Connection.objects.get(pk=connection.pk), False, ANSWER_DROPPED)
+    connection = stored
     _learn(connection, spent=refresh_token, token=clean)
     for note in notes:
         connection_event_record(connection=connection, kind=ConnectionEvent.Kind.REFRESHED, message=note)

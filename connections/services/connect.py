@@ -276,6 +276,9 @@ def _store_connection(
     connection.revoke_pending_sealed = ""  # a new grant: the old one is the broker's to expire
     connection.lease_until = None
     connection.lease_owner = ""
+    # A refresh of the old grant still out must not store its answer over this one
+    # (engine.refresh stores an answer only while its claim holds or its token is still stored).
+    _refresh_claim_clear(connection)
     if created:
         connection.save()
     kind = ConnectionEvent.Kind.CONNECTED if created else ConnectionEvent.Kind.RECONNECTED
@@ -302,3 +305,8 @@ def _broker_answered(profile: BrokerProfile, *, now) -> None:
     from connections.engine.circuit import breaker_record
 
     breaker_record(broker_slug=profile.slug, successes=1, faults=0, policy=profile.circuit, now=now)
+
+
+def _refresh_claim_clear(connection: Connection) -> None:
+    connection.refresh_claim_owner, connection.refresh_claim_until = "", None
+    connection.refresh_sent_at, connection.refresh_later_answer_at = None, None

@@ -87,6 +87,9 @@ def connection_disconnect(connection: Connection, actor=None) -> DisconnectOutco
         locked.disconnected_at = locked.disconnected_at if already else timezone.now()
         locked.lease_until = None
         locked.lease_owner = ""
+        # A refresh still out must not store its answer on a disconnected row (engine.refresh).
+        locked.refresh_claim_owner, locked.refresh_claim_until = "", None
+        locked.refresh_sent_at, locked.refresh_later_answer_at = None, None
         if not already:
             connection_transition(
                 connection=locked,
