@@ -87,8 +87,8 @@ class ConnectionAdmin(admin.ModelAdmin):
         "status",
         "state_words",
         "health",
-        "last_check_at",
-        "next_check_at",
+        "last_check",
+        "next_check",
     ]
     list_filter = ["broker_slug", "status", "engine_state__quality"]
     search_fields = ["user__email", "account_number_masked"]
@@ -180,6 +180,15 @@ class ConnectionAdmin(admin.ModelAdmin):
         if obj.health_score is None:
             return "-"
         return f"{obj.health_score} {obj.engine_state_get().get_quality_display()}".strip()
+
+    # The engine's fields live on the connection's EngineState row: sortable through it.
+    @admin.display(description="Last check at", ordering="engine_state__last_check_at")
+    def last_check(self, obj: Connection):
+        return obj.last_check_at
+
+    @admin.display(description="Next check at", ordering="engine_state__next_check_at")
+    def next_check(self, obj: Connection):
+        return obj.next_check_at
 
     @admin.display(description="Owner", ordering="user__email")
     def user_email(self, obj: Connection) -> str:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from django.contrib.auth.models import Permission
 from django.urls import reverse
 from django.utils import timezone
 
+from connections.admin import ConnectionAdmin
 from connections.engine.models import CircuitBreaker
 from connections.models import ConnectionEvent, ConnectionStatus
 from tests.engine.history import stored_checks
@@ -160,3 +163,13 @@ def test_the_owner_sees_an_administrator_and_admin_keeps_the_identity(world, sup
     assert "An administrator ran" in timeline and "root@example.com" not in timeline
     entry = LogEntry.objects.get(object_id=str(conn.pk))
     assert entry.user == superadmin and "check now" in entry.change_message
+
+
+def test_changelist_sorts_by_next_check_to_find_overdue_connections(world, superadmin, admin_client_for):
+    later = world.connection(account_number_masked="****1111", next_check_at=timezone.now() + timedelta(hours=1))
+    overdue = world.connection(account_number_masked="****2222", next_check_at=timezone.now() - timedelta(hours=1))
+    client = admin_client_for(superadmin)
+    columns = ConnectionAdmin.list_display
+    body = client.get(CHANGELIST, {"o": str(columns.index("next_check") + 1)}).content.decode()
+    assert body.index("****2222") < body.index("****1111"), "oldest next check first"
+    assert overdue.pk and later.pk
