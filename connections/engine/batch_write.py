@@ -236,8 +236,11 @@ def outcomes_write(outcomes: list[Outcome], *, now: datetime, owner: str, stats:
         moved = set()
         # The batch's status changes go out together from the outbox after commit.
         with transaction.atomic(), outbox.events_batched():
+            statuses_now = _statuses_locked([o.connection.pk for o, d in decisions if d.status != o.connection.status])
             for outcome, decision in decisions:
                 if decision.status != outcome.connection.status:
+                    if statuses_now.get(outcome.connection.pk) != outcome.connection.status:
+                        continue  # moved meanwhile (a disconnect): that change stands
                     connection_transition(
                         connection=outcome.connection,
                         to_status=decision.status,
@@ -253,6 +256,15 @@ def outcomes_write(outcomes: list[Outcome], *, now: datetime, owner: str, stats:
 
     db_write_retried(write)
     stats.outcomes.extend(mine)
+
+
+def _statuses_locked(ids: list) -> dict:
+    """The committed status of the rows about to change status, locked until the batch's write
+    commits: a disconnect that committed after the check read its row is seen here, not undone."""
+    if not ids:
+        return {}
+    rows = Connection.objects.select_for_update().filter(pk__in=ids).order_by("pk").values_list("pk", "status")
+    return dict(rows)
 
 
 # Field classes whose Python values psycopg adapts exactly as Django would prepare them
