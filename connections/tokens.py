@@ -167,3 +167,11 @@ def connection_apply_token_response(
     meta = dict(connection.token_meta or {})
     meta.update(token_meta_for(profile, token))
     connection.token_meta = meta
+
+
+def refresh_claim_clear(connection: Connection) -> None:
+    """Forget any refresh of this grant still out (its claim and its unknown outcome): the grant
+    is being replaced or wiped, and engine.refresh stores an answer only while its claim holds or
+    the refresh token it spent is still stored. The caller saves the row."""
+    connection.refresh_claim_owner, connection.refresh_claim_until = "", None
+    connection.refresh_sent_at, connection.refresh_later_answer_at = None, None

@@ -19,7 +19,12 @@ from connections.models import Connection, ConnectionEvent, ConnectionStatus
 from connections.oauth_flow import PURPOSE_RECONNECT, PendingFlow, flow_begin
 from connections.services.failures import ConnectFailed, failure_code_for
 from connections.state import connection_event_record, connection_transition
-from connections.tokens import connection_apply_token_response, token_meta_for, token_response_clean
+from connections.tokens import (
+    connection_apply_token_response,
+    refresh_claim_clear,
+    token_meta_for,
+    token_response_clean,
+)
 from vault.crypto import VaultError
 
 logger = logging.getLogger(__name__)
@@ -278,7 +283,7 @@ def _store_connection(
     connection.lease_owner = ""
     # A refresh of the old grant still out must not store its answer over this one
     # (engine.refresh stores an answer only while its claim holds or its token is still stored).
-    _refresh_claim_clear(connection)
+    refresh_claim_clear(connection)
     if created:
         connection.save()
     kind = ConnectionEvent.Kind.CONNECTED if created else ConnectionEvent.Kind.RECONNECTED
@@ -305,8 +310,3 @@ def _broker_answered(profile: BrokerProfile, *, now) -> None:
     from connections.engine.circuit import breaker_record
 
     breaker_record(broker_slug=profile.slug, successes=1, faults=0, policy=profile.circuit, now=now)
-
-
-def _refresh_claim_clear(connection: Connection) -> None:
-    connection.refresh_claim_owner, connection.refresh_claim_until = "", None
-    connection.refresh_sent_at, connection.refresh_later_answer_at = None, None

@@ -20,6 +20,7 @@ from connections.errors import (
 )
 from connections.models import Connection, ConnectionEvent, ConnectionStatus
 from connections.state import connection_event_record, connection_transition
+from connections.tokens import refresh_claim_clear
 from vault.crypto import VaultError
 
 logger = logging.getLogger(__name__)
@@ -88,8 +89,7 @@ def connection_disconnect(connection: Connection, actor=None) -> DisconnectOutco
         locked.lease_until = None
         locked.lease_owner = ""
         # A refresh still out must not store its answer on a disconnected row (engine.refresh).
-        locked.refresh_claim_owner, locked.refresh_claim_until = "", None
-        locked.refresh_sent_at, locked.refresh_later_answer_at = None, None
+        refresh_claim_clear(locked)
         if not already:
             connection_transition(
                 connection=locked,
