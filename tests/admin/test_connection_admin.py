@@ -9,9 +9,9 @@ from django.contrib.auth.models import Permission
 from django.urls import reverse
 from django.utils import timezone
 
-from connections.admin import ConnectionAdmin
-from connections.engine.models import CircuitBreaker
 from connections.models import ConnectionEvent, ConnectionStatus
+from engine.models import CircuitBreaker
+from pages.admin import ConnectionAdmin
 from tests.engine.history import stored_checks
 
 pytestmark = pytest.mark.django_db(transaction=True)
