@@ -25,7 +25,11 @@ from ninja.security.http import HttpAuthBase
 from api.models import Scope, ServiceKey
 from api.problems import PASSTHROUGH, Problem, openapi_document, problem_handlers_install
 from api.services import KeyCheck, api_audit_record, revoked_key_used, service_key_check, service_key_connections
-from connections.api import (
+from connections.errors import BrokerError
+from connections.models import Connection, ConnectionStatus
+from engine.models import Quality
+from engine.ratelimit import pause_left, pause_set, rate_limit_hit
+from engine.services import (
     ConnectionUnavailable,
     NeedsReauthentication,
     RateLimited,
@@ -34,9 +38,6 @@ from connections.api import (
     connection_fresh,
     connection_unsealed_token,
 )
-from connections.errors import BrokerError
-from connections.models import Connection, ConnectionStatus, Quality
-from connections.ratelimit import pause_left, pause_set, rate_limit_hit
 from ops.client_address import client_address
 from partners.services import end_user_id_valid
 
@@ -265,7 +266,7 @@ def get_connection(request, connection_id: UUID):
     summary="Check the connection now (heartbeat with the engine's rules)",
 )
 def check_connection(request, connection_id: UUID):
-    from connections.engine.manual import CheckBusy, connection_check_now
+    from engine.manual import CheckBusy, connection_check_now
 
     key = _require(request, Scope.READ_STATUS, "check", connection_id)
     connection = _connection(request, key, connection_id, "check")
@@ -288,7 +289,7 @@ def check_connection(request, connection_id: UUID):
     summary="Refresh the tokens now (single-flight)",
 )
 def refresh_connection(request, connection_id: UUID):
-    from connections.engine.manual import connection_refresh_now
+    from engine.manual import connection_refresh_now
 
     key = _require(request, Scope.CALL, "refresh", connection_id)
     connection = _connection(request, key, connection_id, "refresh")

@@ -376,8 +376,9 @@ def connections_add(count: int, start: int, *, token: dict, user, app) -> list[s
     from django.utils import timezone
 
     from connections.broker_client import profile_for
-    from connections.models import Connection, ConnectionStatus, EngineState
+    from connections.models import Connection, ConnectionStatus
     from connections.tokens import connection_apply_token_response
+    from engine.models import EngineState
     from sandbox.models import SandboxToken, token_hash
 
     profile = profile_for("sandbox", "live")
@@ -424,7 +425,7 @@ def _raw_share(url: str, tokens: list[str], concurrency: int) -> tuple[int, floa
     """One raw-run process: its share of the tokens; (answers that were ok, its CPU seconds)."""
     import resource
 
-    from connections.engine.heartbeat_client import HeartbeatRequest, heartbeats_run
+    from engine.heartbeat_client import HeartbeatRequest, heartbeats_run
 
     items = [HeartbeatRequest(key=i, url=url, access_token=t) for i, t in enumerate(tokens)]
     results = heartbeats_run(items, concurrency=concurrency, timeout=30)
@@ -466,8 +467,8 @@ def cycle(size: int, args, sandbox_pids: list[int], tables: list[str]) -> dict:
     from django.db import connection as db
     from django.utils import timezone
 
-    from connections.engine.models import EngineState, SweepRun
-    from connections.tasks import heartbeat_tick
+    from engine.models import EngineState, SweepRun
+    from engine.tasks import heartbeat_tick
 
     with db.cursor() as cursor:  # this size's growth only, from empty tables
         cursor.execute("TRUNCATE " + ", ".join(db.ops.quote_name(t) for t in tables) + " CASCADE")

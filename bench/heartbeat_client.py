@@ -8,7 +8,7 @@ request against one local endpoint, for one or more source trees side by side in
 Starts one endpoint process (a minimal keep-alive HTTP/1.1 server on uvloop answering every GET
 with the same small JSON, so the client is the bottleneck), then for each round runs every
 tree's client once, alternating, each in a fresh process: `heartbeats_run` from that tree's
-`connections.engine.heartbeat_client`, inside `session_kept()` (a lane), in batches of
+`engine.heartbeat_client`, inside `session_kept()` (a lane), in batches of
 `--batch` with `--concurrency` in flight, after one warm-up batch. It prints the client
 process's CPU (user + system) per request and requests/s for each run, then the median per
 tree. CPU per request is what decides how many checks a worker core does; the machine's other
@@ -69,7 +69,7 @@ def client(tree: str, port: int, requests: int, concurrency: int, batch: int) ->
     import django
 
     django.setup()
-    from connections.engine import heartbeat_client as hc
+    from engine import heartbeat_client as hc
 
     url = f"http://127.0.0.1:{port}/v1/account"
     token = "t" * 43

@@ -345,8 +345,9 @@ def seed(args, sandbox_url: str) -> tuple[list[tuple[str, list[str]]], dict]:
     from accounts.models import User
     from brokers.models import BrokerApp
     from connections.broker_client import profile_for
-    from connections.models import Connection, ConnectionStatus, EngineState
+    from connections.models import Connection, ConnectionStatus
     from connections.tokens import connection_apply_token_response
+    from engine.models import EngineState
     from sandbox.models import SandboxClient
     from tests.fixtures.sandbox import SandboxServer, pkce_pair
 
@@ -405,8 +406,8 @@ def seed(args, sandbox_url: str) -> tuple[list[tuple[str, list[str]]], dict]:
 
 SWEEP_NOW = (
     "import django; django.setup(); from django.utils import timezone; "
-    "from connections.models import Connection; from connections.engine.models import CircuitBreaker, EngineState; "
-    "from connections.engine.sweep import sweep_run; now = timezone.now(); "
+    "from connections.models import Connection; from engine.models import CircuitBreaker, EngineState; "
+    "from engine.sweep import sweep_run; now = timezone.now(); "
     "EngineState.objects.update(next_check_at=now, lease_until=None, lease_owner=''); "
     "CircuitBreaker.objects.filter(state='open').update(next_probe_at=now); r = sweep_run(); "
     "from collections import Counter; "
@@ -799,7 +800,7 @@ def run(args, db_name: str, web_pid: int) -> None:
                 [sys.executable, "-c",
                  "import django; django.setup(); from django.utils import timezone; "
                  "from connections.models import Connection, EngineState; "
-                 "from connections.engine.sweep import sweep_run; "
+                 "from engine.sweep import sweep_run; "
                  "EngineState.objects.update(next_check_at=timezone.now()); r = sweep_run(); "
                  "from collections import Counter; "
                  "print(r.claimed, 'claimed,', r.checked, 'checked; statuses now:', "

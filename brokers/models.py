@@ -38,7 +38,7 @@ class BrokerApp(models.Model):
     # Set once, for the whole app, when the broker answers invalid_client: an admin must act.
     config_problem = models.TextField(blank=True, default="")
     config_problem_at = models.DateTimeField(null=True, blank=True)
-    # Learned from refresh answers (connections.engine.rotation): a new refresh token in any
+    # Learned from refresh answers (engine.rotation): a new refresh token in any
     # answer marks the broker rotating for good; answers that kept the same one are counted.
     refresh_rotation_seen_at = models.DateTimeField(null=True, blank=True)
     refresh_kept_count = models.PositiveIntegerField(default=0)

@@ -134,7 +134,7 @@ class BrokerProfile:
     # lifetime, capped at REFRESH_MARGIN_CAP_SECONDS (see refresh_margin()).
     refresh_margin_seconds: int | None = None
     # How long a refresh of a rotating refresh token waits for its answer (None: the engine's
-    # REFRESH_DEADLINE_SECONDS). See connections.engine.refresh.
+    # REFRESH_DEADLINE_SECONDS). See engine.refresh.
     refresh_deadline_seconds: int | None = None
     # How long the broker still accepts a refresh token it has just rotated away (a reuse grace
     # period), when it documents one; None: none, reuse of a spent token may revoke the grant.

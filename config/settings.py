@@ -66,6 +66,8 @@ INSTALLED_APPS = [
     "brokers",
     "sandbox",
     "connections",
+    "engine",
+    "pages",
     "partners",
     "ops",
     "api",
@@ -90,7 +92,7 @@ MIDDLEWARE = [
     "allauth.account.middleware.AccountMiddleware",
     "accounts.middleware.SessionHardeningMiddleware",
     # htmx requests after the session ended: "You were signed out", not a login page in a card.
-    "connections.middleware.HtmxSignedOutMiddleware",
+    "pages.middleware.HtmxSignedOutMiddleware",
     # Last, so it sees the view's exception first: no free database connection -> 503 "busy".
     "ops.busy.DatabaseBusyMiddleware",
 ]

@@ -17,7 +17,7 @@ urlpatterns = [
     path("accounts/", include("allauth.urls")),
     path("settings/", include("preferences.urls")),
     path("admin/", admin.site.urls),
-    path("connections/", include("connections.urls")),
+    path("connections/", include("pages.urls")),
     path("connect/", include("partners.urls")),
     path("", include("ops.urls")),
     path("api/v1/", include("api.urls")),

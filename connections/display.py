@@ -51,7 +51,7 @@ def versions_values(rows):
     from the connection's EngineState, in the same query)."""
     from django.db.models import F
 
-    from connections.engine.models import ENGINE_FIELDS
+    from connections.models import ENGINE_FIELDS
 
     plain = [name for name in FIELDS if name not in ENGINE_FIELDS]
     joined = {name: F(f"engine_state__{name}") for name in FIELDS if name in ENGINE_FIELDS}

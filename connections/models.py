@@ -1,16 +1,45 @@
-"""A user's brokerage connections, their event history and the checks kept whole."""
+"""A user's brokerage connections and their event history."""
 
 from __future__ import annotations
 
 import uuid
 
 from django.conf import settings
+from django.core.exceptions import ObjectDoesNotExist
 from django.db import models
 from django.utils import timezone
 
 from brokers.models import Environment
-from connections.engine.models import ENGINE_FIELDS, EngineState, ErrorCategory, Quality  # noqa: F401 - re-exported
 from vault.fields import SealedField
+
+# The columns of the engine's row for this connection (`engine.models.EngineState`, reached
+# through the reverse one-to-one `engine_state`) that a Connection reads and writes as its own
+# attributes (the properties below), so callers need not know where they live. The engine app
+# owns that row; this app never imports it.
+ENGINE_FIELDS = (
+    "next_check_at",
+    "lease_until",
+    "lease_owner",
+    "last_check_at",
+    "last_success_at",
+    "consecutive_failures",
+    "retry_attempt",
+    "last_error_category",
+    "last_error_message",
+    "last_latency_ms",
+    "health_score",
+    "quality",
+)
+
+
+class ErrorCategory(models.TextChoices):
+    NONE = "", "None"
+    NETWORK = "network", "Network"
+    BROKER_FAULT = "broker_fault", "Broker fault"
+    RATE_LIMITED = "rate_limited", "Rate limited"
+    AUTH = "auth", "Authorization"
+    CONFIGURATION = "configuration", "Configuration"
+    UNEXPECTED = "unexpected", "Unexpected response"
 
 
 class ConnectionStatus(models.TextChoices):
@@ -147,9 +176,9 @@ class Connection(models.Model):
         try:
             if not self._state.adding:
                 return self.engine_state
-            raise EngineState.DoesNotExist
-        except EngineState.DoesNotExist:
-            state = EngineState(connection=self)
+            raise ObjectDoesNotExist
+        except ObjectDoesNotExist:
+            state = self._meta.get_field("engine_state").related_model(connection=self)
             self._state.fields_cache["engine_state"] = state
             return state
 
@@ -216,27 +245,5 @@ class OAuthStateUse(models.Model):
     def __str__(self) -> str:
         return f"state {self.digest[:12]}… used {self.used_at:%Y-%m-%d %H:%M:%S}"
 
-
-class CheckResult(models.Model):
-    """A check kept whole: one that failed or changed the connection's status (engine.checkstore).
-    Passed checks live in the connection's CheckLog, UptimeDay and CheckTally instead.
-    Kept CHECKRESULT_RETENTION_DAYS."""
-
-    connection = models.ForeignKey(Connection, on_delete=models.CASCADE, related_name="checks")
-    checked_at = models.DateTimeField(default=timezone.now)
-    ok = models.BooleanField()
-    latency_ms = models.PositiveIntegerField(null=True, blank=True)
-    http_status = models.PositiveSmallIntegerField(null=True, blank=True)
-    category = models.CharField(max_length=16, choices=ErrorCategory.choices, blank=True, default="")
-
-    class Meta:
-        ordering = ["-checked_at"]
-        indexes = [models.Index(fields=["connection", "-checked_at"], name="check_connection_time_idx")]
-
-    def __str__(self) -> str:
-        return f"{'ok' if self.ok else self.category or 'failed'} at {self.checked_at:%Y-%m-%d %H:%M:%S}"
-
-
-from connections.engine.models import *  # noqa: E402,F401,F403
 
 _engine_properties()

@@ -20,8 +20,8 @@ from django.db.models import Count, F, Q
 from django.utils import timezone
 
 from common.tunables import tunable
-from connections.engine.checkstore import histogram_percentile, tallies_since
 from connections.models import Connection, ConnectionStatus
+from engine.checkstore import histogram_percentile, tallies_since
 from ops.models import Alert
 
 logger = logging.getLogger(__name__)
@@ -165,8 +165,8 @@ def conditions_measure(*, now: datetime | None = None) -> list[Condition]:
 def sweep_lag(*, now: datetime) -> float | None:
     """Seconds the sweep is behind: the latest run's lag, or the silence since the last run
     started beyond one interval. None when nothing is monitored (no active connections)."""
-    from connections.engine.models import SweepRun
     from connections.state import INACTIVE_STATUSES
+    from engine.models import SweepRun
 
     if not Connection.objects.exclude(status__in=[*INACTIVE_STATUSES, ConnectionStatus.PENDING]).exists():
         return None

@@ -46,7 +46,7 @@ def collect_connections():
 
 
 def collect_checks():
-    from connections.engine.checkstore import tallies_since
+    from engine.checkstore import tallies_since
 
     tallies = tallies_since(_window_start())
     outcomes = GaugeMetricFamily(
@@ -115,7 +115,7 @@ def collect_events():
 def collect_engine():
     """Circuit breakers and sweep runs, when the engine's models are installed."""
     try:
-        from connections.engine.models import CircuitBreaker, SweepRun
+        from engine.models import CircuitBreaker, SweepRun
     except ImportError:
         return
     state = GaugeMetricFamily(

@@ -16,13 +16,13 @@ from brokers.models import BrokerApp
 from brokers.registry import UnknownBroker, all_profiles, get_profile
 from brokers.services import broker_app_rotation_summary
 from common.staff import second_factor_redirect, staff_verified
-from connections.engine.checkstore import tallies_since
-from connections.engine.models import CircuitBreaker
 from connections.models import Connection
-from connections.presenters.monitoring import monitoring_status, system_badge
 from connections.state import INACTIVE_STATUSES
+from engine.checkstore import tallies_since
+from engine.models import CircuitBreaker
 from ops.alerts import alerts_open
 from ops.health import health_status_page
+from pages.presenters.monitoring import monitoring_status, system_badge
 
 # What each of ops' health checks is about, in words ("broker" is Celery's message transport,
 # not a brokerage: "Broker: OK" read as if every broker answered).

@@ -7,7 +7,7 @@ to an address they checked, never letting the library resolve the name again:
 - `outbound_session()`: a requests Session whose connection pools open sockets through
   `_new_conn` below; proxies and .netrc from the environment are ignored (a proxy would
   connect on our behalf to anything).
-- the heartbeat's aiohttp client (connections.engine.heartbeat_client) resolves through
+- the heartbeat's aiohttp client (engine.heartbeat_client) resolves through
   `outbound.resolver.PolicyResolver`, which checks the same way (`allowed_addresses`) and
   returns only checked addresses, the ones aiohttp connects to.
 

@@ -111,8 +111,8 @@ def test_the_checks_catch_dead_links_and_commands(tmp_path):
     assert "title" in anchors(page)
     assert MAKE.findall(prose_and_code(page.read_text())[1]) == ["nosuchtarget"]
     assert "nosuchtarget" not in make_targets() and "run" in make_targets()
-    assert github_anchor("The sweep (`connections.tasks.heartbeat_tick` → lanes → `engine.sweep.sweep_run`)") == (
-        "the-sweep-connectionstasksheartbeat_tick--lanes--enginesweepsweep_run"
+    assert github_anchor("The sweep (`engine.tasks.heartbeat_tick` → lanes → `engine.sweep.sweep_run`)") == (
+        "the-sweep-enginetasksheartbeat_tick--lanes--enginesweepsweep_run"
     )
 
 
@@ -125,19 +125,19 @@ def _number(text: str) -> float:
 
 def _knobs_paragraph() -> str:
     text = (ROOT / "docs" / "engine.md").read_text(encoding="utf-8")
-    start = text.index("Knobs (`connections/engine/conf.py`)")
+    start = text.index("Knobs (`engine/conf.py`)")
     return text[start : text.index("\n\n", start)]
 
 
 def test_the_engine_doc_lists_every_knob_with_its_default():
-    from connections.engine.conf import DEFAULTS
+    from engine.conf import DEFAULTS
 
     quoted = dict(re.findall(r"\b([A-Z][A-Z_]+[A-Z])\s+([\d.]+)\b", _knobs_paragraph()))
     assert {name: _number(value) for name, value in quoted.items()} == {k: float(v) for k, v in DEFAULTS.items()}
 
 
 def test_the_configuration_page_names_every_engine_knob():
-    from connections.engine.conf import DEFAULTS
+    from engine.conf import DEFAULTS
 
     row = next(
         line
@@ -159,7 +159,7 @@ PLAIN_CLAIMS = [
 
 
 def test_engine_defaults_quoted_in_the_docs_are_the_codes():
-    from connections.engine.conf import DEFAULTS
+    from engine.conf import DEFAULTS
 
     wrong, seen = [], set()
     for page in ALL_PAGES:
@@ -180,14 +180,14 @@ def test_engine_defaults_quoted_in_the_docs_are_the_codes():
 
 
 def test_the_interval_jitter_the_engine_doc_quotes_is_the_codes():
-    from connections.engine.decide import INTERVAL_JITTER
+    from engine.decide import INTERVAL_JITTER
 
     text = (ROOT / "docs" / "engine.md").read_text(encoding="utf-8")
     assert f"jittered by 0–{INTERVAL_JITTER * 100:g} %" in text
 
 
 def test_the_heartbeat_benchmark_runs_on_the_engines_batch_size():
-    from connections.engine.conf import DEFAULTS
+    from engine.conf import DEFAULTS
 
     bench = (ROOT / "bench" / "heartbeat.py").read_text(encoding="utf-8")
     default = re.search(r'"--batch-size", type=int, default=(\d+)', bench).group(1)

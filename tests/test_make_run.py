@@ -149,7 +149,7 @@ def test_make_run_keeps_a_rotating_sandbox_connection_alive_across_refreshes(fre
         with sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=10) as db:
             return db.execute(
                 "SELECT c.status, e.last_error_message FROM connections_connection c"
-                " JOIN connections_enginestate e ON e.connection_id = c.id"
+                " JOIN engine_enginestate e ON e.connection_id = c.id"
             ).fetchall()
 
     try:

@@ -17,7 +17,7 @@ from django.utils import timezone
 
 
 def carry_over(apps, schema_editor):
-    from connections.engine.ring import Check, HourCounts, Ring, epoch_hour, hour_start, hours_pack
+    from engine.ring import Check, HourCounts, Ring, epoch_hour, hour_start, hours_pack
 
     CheckResult = apps.get_model("connections", "CheckResult")
     UptimeRollup = apps.get_model("connections", "UptimeRollup")

@@ -13,7 +13,7 @@ from django.views.decorators.debug import sensitive_variables
 from brokers.models import BrokerApp
 from brokers.profile import BrokerProfile
 from brokers.registry import UnknownBroker
-from connections import broker_client
+from connections import broker_client, signals
 from connections.errors import AUTH, CONFIGURATION, BrokerError
 from connections.models import Connection, ConnectionEvent, ConnectionStatus
 from connections.oauth_flow import PURPOSE_RECONNECT, PendingFlow, flow_begin
@@ -296,17 +296,9 @@ def _store_connection(
         save=False,
     )
     connection.save()
-    _broker_answered(profile, now=now)
+    signals.broker_answered.send(sender=None, profile=profile, now=now)
     logger.info(
         "connections.connect.done",
         extra={"connection_id": str(connection.pk), "broker": flow.slug, "kind": kind},
     )
     return ConnectOutcome(connection=connection, kind=kind)
-
-
-def _broker_answered(profile: BrokerProfile, *, now) -> None:
-    """The broker just issued tokens and answered the account call: it is up. Telling the
-    circuit breaker keeps a stale open breaker from overriding a fresh reconnect."""
-    from connections.engine.circuit import breaker_record
-
-    breaker_record(broker_slug=profile.slug, successes=1, faults=0, policy=profile.circuit, now=now)

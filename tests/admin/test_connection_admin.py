@@ -9,9 +9,9 @@ from django.contrib.auth.models import Permission
 from django.urls import reverse
 from django.utils import timezone
 
-from connections.admin import ConnectionAdmin
-from connections.engine.models import CircuitBreaker
 from connections.models import ConnectionEvent, ConnectionStatus
+from engine.models import CircuitBreaker
+from pages.admin import ConnectionAdmin
 from tests.engine.history import stored_checks
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -107,7 +107,7 @@ def test_circuit_breaker_admin_reset_action(world, superadmin, admin_client_for)
     conn = world.connection(status=ConnectionStatus.BROKER_OUTAGE)
     breaker = CircuitBreaker.objects.create(broker_slug="sandbox", state="open", failure_count=5)
     admin_client_for(superadmin).post(
-        reverse("admin:connections_circuitbreaker_changelist"),
+        reverse("admin:engine_circuitbreaker_changelist"),
         {"action": "reset", "_selected_action": [breaker.pk]},
     )
     breaker.refresh_from_db()

@@ -14,8 +14,8 @@ from django.utils import timezone
 
 from api.models import ApiAuditEntry, Scope
 from api.services import service_key_create, service_key_revoke
-from connections.api import broker_path_problem, connection_api_url, url_within_base
 from connections.models import Connection
+from engine.services import broker_path_problem, connection_api_url, url_within_base
 
 pytestmark = pytest.mark.django_db
 
@@ -100,7 +100,7 @@ def test_a_keys_rate_limit_holds_while_redis_is_down(client, settings):
 
 
 def test_check_now_cooldown_holds_while_redis_is_down(settings, user):
-    from connections.views_live import check_now_allowed
+    from pages.views_live import check_now_allowed
 
     settings.CACHES = DEAD_REDIS
     settings.CHECK_NOW_COOLDOWN_SECONDS = 60

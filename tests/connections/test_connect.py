@@ -1,7 +1,8 @@
 """Connect and reconnect over real HTTP: a browser-like client, brokerlink, and the sandbox broker."""
 
 from brokers.models import BrokerApp
-from connections.models import Connection, ConnectionEvent, ConnectionStatus, EngineState
+from connections.models import Connection, ConnectionEvent, ConnectionStatus
+from engine.models import EngineState
 
 
 def kinds(connection: Connection) -> list[str]:

@@ -10,8 +10,8 @@ import pytest
 
 from brokers.profile import BrokerProfile, TokenRules
 from connections import broker_client
-from connections.engine.heartbeat_client import HeartbeatRequest, heartbeats_run
 from connections.errors import BrokerError
+from engine.heartbeat_client import HeartbeatRequest, heartbeats_run
 
 PROFILE = BrokerProfile(slug="acme", name="Acme", authorize_url="", token_url="", api_base_urls={},
                         heartbeat_path="/", token_rules=TokenRules())

@@ -6,9 +6,9 @@ from zoneinfo import ZoneInfo
 import pytest
 from django.utils import timezone
 
-from connections.engine.ring import Check
-from connections.exports import daily_uptime
 from connections.models import Connection
+from engine.ring import Check
+from pages.exports import daily_uptime
 from tests.engine.history import history_replace
 
 pytestmark = pytest.mark.django_db

@@ -13,10 +13,10 @@ from django.test import override_settings
 from django.utils import timezone
 
 from brokers.registry import BUILTIN_PROFILES, get_profile, profile_for_sandbox_emulation
-from connections.engine.refresh import connection_refresh
 from connections.errors import AUTH, BrokerError
 from connections.models import Connection, ConnectionEvent, ConnectionStatus
 from connections.tokens import next_daily_expiry
+from engine.refresh import connection_refresh
 
 REAL_BROKERS = ["alpaca", "schwab", "tradestation", "tradier", "questrade", "saxo", "coinbase", "tastytrade", "upstox"]
 

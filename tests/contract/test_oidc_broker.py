@@ -24,7 +24,8 @@ from playwright.sync_api import expect
 
 from brokers import custom
 from brokers.models import BrokerApp, DiscoveredMetadata
-from connections.models import Connection, ConnectionEvent, ConnectionStatus, EngineState
+from connections.models import Connection, ConnectionEvent, ConnectionStatus
+from engine.models import EngineState
 from tests.engine.history import stored_checks
 from tests.fixtures.browser import chromium  # noqa: F401 - the Chromium fixture
 from tests.fixtures.sandbox import DEMO_PASSWORD, DEMO_USERNAME, SandboxServer
@@ -50,7 +51,7 @@ _worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sweep")
 
 
 def _sweep_now(connection_id) -> dict:
-    from connections.engine.models import CircuitBreaker
+    from engine.models import CircuitBreaker
     from tests.engine.cycle import cycle_summary, run_one_cycle_in_process
 
     now = timezone.now()

@@ -12,8 +12,8 @@ from django.db.models import F
 from django.utils import timezone
 
 from brokers.models import BrokerApp
-from connections.engine.models import CircuitBreaker
-from connections.models import Connection, ConnectionStatus, EngineState
+from connections.models import Connection, ConnectionStatus
+from engine.models import CircuitBreaker, EngineState
 from tests.fixtures.sandbox import pkce_pair
 
 FAST_ENGINE_ENV = {

@@ -1,4 +1,4 @@
-"""One heartbeat cycle the way production runs it: beat's tick (`connections.tasks.heartbeat_tick`)
+"""One heartbeat cycle the way production runs it: beat's tick (`engine.tasks.heartbeat_tick`)
 records the cycle's SweepRun and sends its lanes (`heartbeat_lane`), which worker processes take.
 
     with worker(workers=2):
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from django.db.models import F
 
-from connections.engine.models import SweepRun
+from engine.models import SweepRun
 
 
 def _last_run_id() -> int:
@@ -32,7 +32,7 @@ def _finished_tick_after(last: int) -> SweepRun | None:
 
 def run_one_cycle(*, timeout: float = 60) -> SweepRun:
     """Send beat's tick to the running workers and wait until its cycle has finished."""
-    from connections.tasks import heartbeat_tick
+    from engine.tasks import heartbeat_tick
     from tests.support import wait_for
 
     last = _last_run_id()
@@ -49,7 +49,7 @@ def run_one_cycle_in_process() -> SweepRun:
     """The same tick and lanes without a worker: Celery's eager mode runs the tick inline and
     each lane it sends inline too, in this process."""
     from config.celery import app
-    from connections.tasks import heartbeat_tick
+    from engine.tasks import heartbeat_tick
 
     last = _last_run_id()
     eager = app.conf.task_always_eager

@@ -7,10 +7,10 @@ from datetime import datetime, timedelta
 
 from django.utils import timezone
 
-from connections.engine.checkstore import CheckRecord, _tallies_write, uptime_day_row
-from connections.engine.models import CheckLog, UptimeDay
-from connections.engine.ring import Check, Ring
-from connections.models import CheckResult, Connection, ConnectionEvent, ConnectionStatus
+from connections.models import Connection, ConnectionEvent, ConnectionStatus
+from engine.checkstore import CheckRecord, _tallies_write, uptime_day_row
+from engine.models import CheckLog, CheckResult, UptimeDay
+from engine.ring import Check, Ring
 
 ACCESS_TOKEN = "history-access-token-4f9c2e"  # noqa: S105 - a fake token, looked for in emails
 REFRESH_TOKEN = "history-refresh-token-b81d7a"  # noqa: S105
@@ -110,6 +110,6 @@ def bad_transition(conn: Connection, *, at: datetime, to_status: str = Connectio
 
 def stored_checks(conn: Connection) -> list[Check]:
     """The connection's recent checks as the engine stored them (its check log), oldest first."""
-    from connections.engine.checkstore import rings_for
+    from engine.checkstore import rings_for
 
     return rings_for([conn.pk])[conn.pk].checks

@@ -13,8 +13,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from brokers.models import BrokerApp
-from connections.engine.sweep import sweep_run, sweep_tick
 from connections.models import Connection, ConnectionStatus
+from engine.sweep import sweep_run, sweep_tick
 from tests.brokers.test_docs_examples import example
 from tests.engine.conftest import EngineWorld, time_passes
 from tests.support import wait_for

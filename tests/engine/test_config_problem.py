@@ -10,9 +10,9 @@ import pytest
 from django.core import mail
 
 from brokers.services import broker_app_clear_config_problem, broker_catalog
-from connections.engine.sweep import sweep_run
 from connections.models import ConnectionEvent, ConnectionStatus
-from connections.presenters.cards import card_for
+from engine.sweep import sweep_run
+from pages.presenters.cards import card_for
 from tests.engine.conftest import time_passes
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -11,8 +11,10 @@ import pytest
 
 from brokers.profile import BackoffPolicy, RateLimit
 from connections import errors
-from connections.engine.backoff import MIN_DELAY_SECONDS
-from connections.engine.decide import (
+from connections.errors import BrokerError
+from connections.models import ConnectionStatus as S
+from engine.backoff import MIN_DELAY_SECONDS
+from engine.decide import (
     ERROR_MESSAGE_LENGTH,
     INTERVAL_JITTER,
     REFRESH_PENDING_RECHECK,
@@ -24,8 +26,6 @@ from connections.engine.decide import (
     decide,
     healthy_interval,
 )
-from connections.errors import BrokerError
-from connections.models import ConnectionStatus as S
 
 NOW = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
 OPEN_UNTIL = NOW + timedelta(seconds=90)

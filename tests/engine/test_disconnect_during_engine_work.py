@@ -6,9 +6,9 @@ import threading
 
 from django.db import connection as db_connection
 
-from connections.engine.refresh import ANSWER_DROPPED, connection_refresh
 from connections.models import Connection, ConnectionStatus
 from connections.services.disconnect import connection_disconnect
+from engine.refresh import ANSWER_DROPPED, connection_refresh
 from tests.support import wait_for
 
 
@@ -42,8 +42,8 @@ def test_a_refresh_answered_after_a_disconnect_leaves_the_disconnected_row_witho
 
 
 def test_a_check_that_ends_after_a_disconnect_does_not_bring_the_connection_back(world):
-    from connections.engine.models import EngineState
-    from connections.engine.sweep import sweep_run
+    from engine.models import EngineState
+    from engine.sweep import sweep_run
 
     conn = world.connection()
     # The check is still out when the person disconnects, and its answer would change the status.

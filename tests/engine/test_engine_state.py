@@ -7,8 +7,9 @@ import pytest
 from django.db import connection as db_connection
 from django.test.utils import CaptureQueriesContext
 
-from connections.engine.sweep import sweep_run
-from connections.models import Connection, ConnectionStatus, EngineState
+from connections.models import Connection, ConnectionStatus
+from engine.models import EngineState
+from engine.sweep import sweep_run
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

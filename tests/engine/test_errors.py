@@ -9,12 +9,12 @@ import pytest
 from django.db import connection as db_connection
 from django.utils import timezone
 
-from connections.engine.manual import connection_check_now, connection_refresh_now
-from connections.engine.models import CircuitBreaker
-from connections.engine.refresh import connection_refresh
-from connections.engine.sweep import sweep_run
 from connections.errors import BrokerError
 from connections.models import ConnectionEvent, ConnectionStatus
+from engine.manual import connection_check_now, connection_refresh_now
+from engine.models import CircuitBreaker
+from engine.refresh import connection_refresh
+from engine.sweep import sweep_run
 from tests.engine.conftest import time_passes
 from tests.engine.history import stored_checks
 

@@ -12,10 +12,9 @@ import pytest
 from aiohttp import web
 from django.utils import timezone
 
-from connections.engine.heartbeat_client import HeartbeatRequest, heartbeats_run_async
-from connections.engine.models import SweepRun
-from connections.engine.sweep import lanes_in_flight, sweep_run, sweep_tick
-from connections.models import EngineState
+from engine.heartbeat_client import HeartbeatRequest, heartbeats_run_async
+from engine.models import EngineState, SweepRun
+from engine.sweep import lanes_in_flight, sweep_run, sweep_tick
 from ops.alerts import sweep_lag
 from tests.engine.history import stored_checks
 

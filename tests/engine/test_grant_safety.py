@@ -12,15 +12,16 @@ import pytest
 from django.utils import timezone
 
 from brokers.models import BrokerApp
-from connections.engine.manual import connection_check_now
-from connections.engine.refresh import connection_refresh
-from connections.engine.refresh_runner import refreshes_wait_idle
-from connections.engine.sweep import sweep_run
-from connections.models import Connection, ConnectionEvent, ConnectionStatus, EngineState
+from connections.models import Connection, ConnectionEvent, ConnectionStatus
 from connections.oauth_flow import PendingFlow
 from connections.services.connect import connection_authorize_complete
 from connections.services.failures import ConnectFailed
 from connections.tokens import connection_apply_token_response
+from engine.manual import connection_check_now
+from engine.models import EngineState
+from engine.refresh import connection_refresh
+from engine.refresh_runner import refreshes_wait_idle
+from engine.sweep import sweep_run
 from tests.engine.conftest import time_passes
 from tests.fixtures.fake_broker import SLUG as FAKE
 from tests.support import wait_for

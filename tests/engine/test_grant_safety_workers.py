@@ -12,8 +12,8 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from connections.engine.refresh_runner import refreshes_wait_idle
 from connections.models import Connection, ConnectionStatus
+from engine.refresh_runner import refreshes_wait_idle
 from tests.engine.conftest import FAST_ENGINE_ENV, time_passes
 from tests.engine.cycle import run_one_cycle_in_process
 from tests.support import bytes_waiting_at, wait_for
@@ -40,7 +40,7 @@ def test_a_worker_killed_after_sending_a_refresh(own_world, celery_cluster, sett
     world.sandbox.pause()
     try:
         with celery_cluster(workers=1, beats=0, env=env) as cluster:
-            from connections.tasks import heartbeat_tick
+            from engine.tasks import heartbeat_tick
 
             heartbeat_tick.apply_async()  # beat's tick: its lane refreshes the due token first
             wait_for(

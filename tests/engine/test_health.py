@@ -8,7 +8,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.utils import timezone
 
-from connections.engine.health import (
+from connections.models import ConnectionStatus
+from engine.health import (
     connection_is_overdue,
     connection_trends,
     connection_uptime,
@@ -18,10 +19,9 @@ from connections.engine.health import (
     health_score,
     quality_for,
 )
-from connections.engine.models import SweepRun
-from connections.engine.refresh import connection_profile
-from connections.engine.retention import checkresults_prune, checkresults_rollup
-from connections.models import ConnectionStatus, EngineState, Quality
+from engine.models import EngineState, Quality, SweepRun
+from engine.refresh import connection_profile
+from engine.retention import checkresults_prune, checkresults_rollup
 from tests.engine.history import bad_transition, checks, stored_connection
 
 pytestmark = pytest.mark.django_db
@@ -331,7 +331,7 @@ def test_a_long_outage_sinks_the_score_and_recovery_raises_it_gradually(user):
 
 
 def test_the_explanation_uses_the_same_inputs(user):
-    from connections.engine.health import health_explain
+    from engine.health import health_explain
 
     conn = connection_at(user, last_check_at=NOW, last_success_at=NOW, last_latency_ms=50, health_score=100)
     a_good_day(conn)

@@ -16,7 +16,7 @@ import threading
 
 import pytest
 
-from connections.engine.heartbeat_client import HeartbeatRequest, heartbeats_run, session_kept
+from engine.heartbeat_client import HeartbeatRequest, heartbeats_run, session_kept
 from tests.support import wait_for
 
 OK_BODY = json.dumps({"account_number": "123", "status": "ACTIVE"}).encode()

@@ -31,12 +31,12 @@ from django.db import connection as db_connection
 from django.db.models import F
 from django.utils import timezone
 
-from connections.engine.checkstore import rings_for
-from connections.engine.manual import CheckBusy, connection_check_now, connection_refresh_now
-from connections.engine.models import SweepRun
-from connections.engine.refresh_runner import refreshes_wait_idle
 from connections.errors import BrokerError
-from connections.models import Connection, ConnectionEvent, ConnectionStatus, EngineState
+from connections.models import Connection, ConnectionEvent, ConnectionStatus
+from engine.checkstore import rings_for
+from engine.manual import CheckBusy, connection_check_now, connection_refresh_now
+from engine.models import EngineState, SweepRun
+from engine.refresh_runner import refreshes_wait_idle
 from ops.models import ServiceHeartbeat
 from tests.engine.conftest import FAST_ENGINE_ENV, time_passes
 from tests.engine.history import stored_checks

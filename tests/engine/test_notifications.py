@@ -15,12 +15,12 @@ from django.urls import reverse
 from django.utils import timezone
 
 from connections.broker_client import profile_for
-from connections.engine.models import Notification
-from connections.engine.notifications import expiry_warnings_send, notifications_dispatch
-from connections.engine.sweep import sweep_run
-from connections.models import Connection, ConnectionEvent, ConnectionStatus, EngineState
+from connections.models import Connection, ConnectionEvent, ConnectionStatus
 from connections.state import connection_transition
 from connections.tokens import connection_apply_token_response
+from engine.models import EngineState, Notification
+from engine.notifications import expiry_warnings_send, notifications_dispatch
+from engine.sweep import sweep_run
 from tests.engine.conftest import time_passes, token_was_issued_long_ago
 from tests.engine.history import ACCESS_TOKEN, REFRESH_TOKEN, stored_connection
 

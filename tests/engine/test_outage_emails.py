@@ -14,12 +14,12 @@ import pytest
 from django.core import mail
 from django.template.loader import render_to_string
 
-from connections.engine.manual import connection_check_now
-from connections.engine.models import Notification
-from connections.engine.notifications import notifications_dispatch
-from connections.engine.sweep import sweep_run
 from connections.models import ConnectionEvent, ConnectionStatus
-from connections.presenters.detail import event_view
+from engine.manual import connection_check_now
+from engine.models import Notification
+from engine.notifications import notifications_dispatch
+from engine.sweep import sweep_run
+from pages.presenters.detail import event_view
 from preferences.models import NotificationSettings
 from tests.engine.conftest import time_passes
 from tests.engine.test_notifications import reconnect
@@ -161,7 +161,7 @@ def test_problem_emails_end_each_sentence_once(kind, message, user):
     conn = Connection(user=user, broker_slug="sandbox", account_label="Individual ••1234", last_error_message=message)
     context = {"connection": conn, "broker_name": "Sandbox Broker", "account_name": "Individual ••1234",
                "message": message, "reconnect_url": f"{SITE}/connections/x/", "site_url": SITE}
-    text = render_to_string(f"connections/email/{kind}.txt", context)
+    text = render_to_string(f"engine/email/{kind}.txt", context)
     assert_reads_well(text)
     if message:
         assert "Sandbox Broker had a server error (HTTP 503). " in text or text.count("(HTTP 503).") == 1

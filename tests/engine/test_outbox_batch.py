@@ -9,8 +9,9 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from connections.engine.check import connections_check
-from connections.models import Connection, ConnectionStatus, EngineState
+from connections.models import Connection, ConnectionStatus
+from engine.check import connections_check
+from engine.models import EngineState
 from ops.models import WebhookDelivery, WebhookEndpoint
 from ops.webhooks import webhook_secret_new
 from tests.support import live_messages

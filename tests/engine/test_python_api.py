@@ -1,4 +1,4 @@
-"""connections.api against the sandbox over HTTP: fresh tokens, calls, 401 and 429 handling."""
+"""engine.services against the sandbox over HTTP: fresh tokens, calls, 401 and 429 handling."""
 
 from __future__ import annotations
 
@@ -8,15 +8,16 @@ import time
 
 import pytest
 
-from connections.api import (
+from connections.models import Connection, ConnectionEvent, ConnectionStatus
+from engine.models import CheckResult
+from engine.ratelimit import rate_limit_hit
+from engine.services import (
     ConnectionUnavailable,
     NeedsReauthentication,
     RateLimited,
     connection_access_token,
     connection_call,
 )
-from connections.models import CheckResult, Connection, ConnectionEvent, ConnectionStatus
-from connections.ratelimit import rate_limit_hit
 from tests.engine.history import stored_checks
 from tests.support import ROOT, subprocess_env
 
@@ -120,7 +121,7 @@ def test_the_rate_limit_is_shared_across_processes():
     key = f"test-shared-{time.time_ns()}"
     script = (
         "import django, sys; django.setup()\n"
-        "from connections.ratelimit import rate_limit_hit\n"
+        "from engine.ratelimit import rate_limit_hit\n"
         f"print(sum(rate_limit_hit({key!r}, limit=10, per_seconds=60) == 0 for _ in range(8)))\n"
     )
     env = subprocess_env(DJANGO_SETTINGS_MODULE="config.settings_test")
@@ -132,8 +133,8 @@ def test_the_rate_limit_is_shared_across_processes():
 
 
 def test_questrade_calls_go_to_the_api_server_of_the_token(user):
-    from connections.api import connection_api_url
     from connections.models import Connection
+    from engine.services import connection_api_url
 
     conn = Connection(user=user, broker_slug="questrade", environment="live",
                       token_meta={"api_server": "https://api05.iq.questrade.com"})

@@ -12,12 +12,12 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from connections.api import connection_call
-from connections.engine.checkstore import tallies_since
-from connections.engine.models import UptimeDay
-from connections.engine.sweep import sweep_run
 from connections.errors import BrokerError
-from connections.models import CheckResult, ConnectionStatus
+from connections.models import ConnectionStatus
+from engine.checkstore import tallies_since
+from engine.models import CheckResult, UptimeDay
+from engine.services import connection_call
+from engine.sweep import sweep_run
 from tests.engine.conftest import time_passes
 from tests.engine.history import stored_checks
 from tests.support import free_port

@@ -8,12 +8,11 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from connections.engine.checkstore import CheckRecord, checks_store, rings_for
-from connections.engine.health import connection_uptime
-from connections.engine.models import CheckLog, CheckTally, UptimeDay
-from connections.engine.retention import checkresults_prune, checkresults_rollup
-from connections.engine.ring import HOURS, RECENT, SIZE, Check, Ring, hours_unpack
-from connections.models import CheckResult
+from engine.checkstore import CheckRecord, checks_store, rings_for
+from engine.health import connection_uptime
+from engine.models import CheckLog, CheckResult, CheckTally, UptimeDay
+from engine.retention import checkresults_prune, checkresults_rollup
+from engine.ring import HOURS, RECENT, SIZE, Check, Ring, hours_unpack
 from tests.engine.history import checks, stored_connection
 
 pytestmark = pytest.mark.django_db

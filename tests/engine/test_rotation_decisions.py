@@ -1,6 +1,6 @@
 """The pure decisions behind refresh-token safety, as tables: is a broker's refresh token
 single-use (brokers.rotation), and what to do with a refresh whose answer never arrived
-(connections.engine.rotation)."""
+(engine.rotation)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from brokers.rotation import RotationObserved, refresh_answer_rotated, refresh_token_single_use
-from connections.engine.rotation import NOTHING_UNKNOWN, RESEND, RESEND_IN_GRACE, WAIT, unknown_refresh_action
+from engine.rotation import NOTHING_UNKNOWN, RESEND, RESEND_IN_GRACE, WAIT, unknown_refresh_action
 
 NEVER_SEEN = RotationObserved()
 ROTATED = RotationObserved(rotation_seen=True)
@@ -101,7 +101,7 @@ def test_unknown_refresh_action(case, sent_at, later_answer_at, claim_live, sing
 def test_what_a_person_reads_while_a_refresh_is_not_answered(sent, expires_in, status, key):
     from brokers.registry import get_profile
     from connections.models import Connection
-    from connections.presenters.status import status_for
+    from pages.presenters.status import status_for
 
     now = datetime.now(UTC)
     conn = Connection(

@@ -24,8 +24,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from brokers.models import BrokerApp
-from connections.engine.refresh_runner import refreshes_wait_idle
 from connections.models import ConnectionEvent, ConnectionStatus
+from engine.refresh_runner import refreshes_wait_idle
 from tests.engine.rotation_world import (  # noqa: F401 - acme_fixture is the `acme` fixture
     SLUG,
     AcmeWorld,
@@ -66,7 +66,7 @@ def test_a_broker_that_keeps_its_refresh_token_is_trusted_only_after_two_answers
     sandbox_server = shared_sandbox  # never paused here: the session's sandbox process
     from brokers.services import broker_app_refresh_single_use
     from connections.broker_client import profile_for
-    from connections.engine.refresh import connection_refresh
+    from engine.refresh import connection_refresh
 
     path = tmp_path / "brokers.yaml"
     path.write_text(minimal_yaml(sandbox_server.url))
@@ -239,7 +239,7 @@ def test_a_declared_reuse_grace_lets_a_lost_answer_be_resent_without_waiting(san
     )
     assert numbers["refresh tokens reused"] == 0 and numbers["grants lost"] == 0
     assert sent >= 2, "the first request and at least one resend inside the grace"
-    from connections.engine.refresh import connection_refresh
+    from engine.refresh import connection_refresh
 
     assert connection_refresh(conn.pk, reason="manual", force=True).refreshed, "the stored refresh token is live"
     assert acme.counters()["rotated_reuses"] == 0

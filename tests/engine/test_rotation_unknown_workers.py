@@ -13,8 +13,8 @@ import pytest
 from django.db.models import Sum
 from django.utils import timezone
 
-from connections.engine.models import SweepRun
-from connections.models import Connection, ConnectionEvent, ConnectionStatus, EngineState
+from connections.models import Connection, ConnectionEvent, ConnectionStatus
+from engine.models import EngineState, SweepRun
 from tests.engine.conftest import FAST_ENGINE_ENV, time_passes
 from tests.engine.rotation_world import acme_fixture, row, ticks_until  # noqa: F401 - the `acme` fixture
 from tests.support import bytes_waiting_at, wait_for
@@ -48,7 +48,7 @@ def test_a_worker_killed_after_sending_a_refresh_to_a_stalled_broker(acme, celer
     acme.sandbox.pause()
     try:
         with celery_cluster(workers=1, beats=0, env=env) as cluster:
-            from connections.tasks import heartbeat_tick
+            from engine.tasks import heartbeat_tick
 
             heartbeat_tick.apply_async()
             wait_for(

@@ -2,7 +2,7 @@
 
 import pytest
 
-from connections.engine.health import SCORE_STEP, quality_for, score_steady
+from engine.health import SCORE_STEP, quality_for, score_steady
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,7 @@ maintenance tasks at their times and VACUUM every minute (what autovacuum does h
 the size after the day minus the size after a four-hour warm-up, divided by N, of every table a
 check writes: `pg_total_relation_size` (table, indexes, TOAST) of the check storage and the
 other engine tables, `pg_table_size` (table and TOAST) of `connections_connection` and of
-`connections_enginestate` (the row a check rewrites). The day crosses a UTC midnight, so each
+`engine_enginestate` (the row a check rewrites). The day crosses a UTC midnight, so each
 connection also stores the day it left behind.
 
 The EngineState `next_check_at` index is printed, not bounded: every check moves the
@@ -26,12 +26,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.db import connection as db
 
-from connections.engine.batch import BatchStats, Outcome
-from connections.engine.batch_write import outcomes_write
-from connections.engine.models import CheckLog, UptimeDay
-from connections.engine.refresh import connection_profile
-from connections.engine.retention import checkresults_prune, checkresults_rollup
-from connections.models import CheckResult, EngineState
+from engine.batch import BatchStats, Outcome
+from engine.batch_write import outcomes_write
+from engine.models import CheckLog, CheckResult, EngineState, UptimeDay
+from engine.refresh import connection_profile
+from engine.retention import checkresults_prune, checkresults_rollup
 from tests.engine.history import stored_connection
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(900)]
@@ -39,12 +38,12 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(900)]
 N = int(os.environ.get("GROWTH_CONNECTIONS", "100"))
 BOUND = 2048
 TABLES = [
-    "connections_checklog",
-    "connections_uptimeday",
-    "connections_checktally",
-    "connections_checkresult",
+    "engine_checklog",
+    "engine_uptimeday",
+    "engine_checktally",
+    "engine_checkresult",
     "connections_connectionevent",
-    "connections_circuitbreaker",
+    "engine_circuitbreaker",
 ]
 OWNER = "growth-test"
 
@@ -53,10 +52,10 @@ def _sizes() -> dict[str, int]:
     _vacuum()
     with db.cursor() as cursor:
         cursor.execute(
-            "SELECT pg_table_size('connections_connection'), pg_table_size('connections_enginestate'), "
+            "SELECT pg_table_size('connections_connection'), pg_table_size('engine_enginestate'), "
             + ", ".join(f"pg_total_relation_size('{t}')" for t in TABLES)
         )
-        names = ["connections_connection (table)", "connections_enginestate (table)", *TABLES]
+        names = ["connections_connection (table)", "engine_enginestate (table)", *TABLES]
         return dict(zip(names, cursor.fetchone(), strict=True))
 
 
@@ -75,14 +74,14 @@ def _checklog_updates() -> tuple[int, int]:
     with db.cursor() as cursor:
         cursor.execute("SELECT pg_stat_force_next_flush()")
         cursor.execute(
-            "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables WHERE relname = 'connections_checklog'"
+            "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables WHERE relname = 'engine_checklog'"
         )
         return cursor.fetchone()
 
 
 def _vacuum() -> None:
     with db.cursor() as cursor:
-        cursor.execute("VACUUM connections_connection, connections_enginestate, " + ", ".join(TABLES))
+        cursor.execute("VACUUM connections_connection, engine_enginestate, " + ", ".join(TABLES))
 
 
 def _cycle(rows, profile, now: datetime, n: int) -> None:

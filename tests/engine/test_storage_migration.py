@@ -10,9 +10,9 @@ from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
 
-from connections.engine.checkstore import rings_for
-from connections.engine.health import connection_uptime_counts
-from connections.engine.ring import hours_unpack
+from engine.checkstore import rings_for
+from engine.health import connection_uptime_counts
+from engine.ring import hours_unpack
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(600)]
 
@@ -61,8 +61,8 @@ def test_the_old_history_is_carried_into_uptime_days_and_check_logs(user):
         executor.loader.build_graph()
         executor.migrate(executor.loader.graph.leaf_nodes())
 
-    from connections.engine.models import UptimeDay
     from connections.models import Connection as Current
+    from engine.models import UptimeDay
 
     day = UptimeDay.objects.get(connection_id=conn.pk, day=three_days.date())
     assert (day.checks, day.passed, day.latency_max_ms) == (70, 62, 90)

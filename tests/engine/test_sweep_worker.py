@@ -10,8 +10,8 @@ import signal
 import pytest
 from django.utils import timezone
 
-from connections.engine.models import CircuitBreaker
-from connections.models import Connection, ConnectionEvent, ConnectionStatus, EngineState
+from connections.models import Connection, ConnectionEvent, ConnectionStatus
+from engine.models import CircuitBreaker, EngineState
 from tests.engine.conftest import time_passes
 from tests.engine.cycle import run_one_cycle, run_one_cycle_in_process
 from tests.engine.history import stored_checks
@@ -49,7 +49,7 @@ def test_a_worker_killed_mid_check_leaves_no_stuck_lease(world, worker):
     world.faults(stall_seconds=30)
     calls = world.counters()["account_calls"]
     with worker() as cluster:
-        from connections.tasks import heartbeat_tick
+        from engine.tasks import heartbeat_tick
 
         wait_for(lambda: " ready." in log_text(cluster.workers[0]), timeout=60, what="the worker ready")
         heartbeat_tick.apply_async()  # beat's tick: its lane claims the connection

@@ -68,7 +68,7 @@ def checks(ids: list[str]) -> dict[str, list[list]]:
     """{connection id: [time (epoch seconds), passed] of each stored check, oldest first}."""
     import uuid
 
-    from connections.engine.checkstore import rings_for
+    from engine.checkstore import rings_for
 
     ids = [uuid.UUID(pk) for pk in ids]
     return {
@@ -130,7 +130,7 @@ def refresh_sent(pk: str, timeout: float = 30) -> dict:
 
 
 def sweep_runs(since: float) -> list[dict]:
-    from connections.engine.models import SweepRun
+    from engine.models import SweepRun
 
     runs = list(
         SweepRun.objects.filter(started_at__gte=datetime.fromtimestamp(since, tz=UTC))
@@ -141,7 +141,7 @@ def sweep_runs(since: float) -> list[dict]:
 
 
 def circuit() -> dict:
-    from connections.engine.models import CircuitBreaker
+    from engine.models import CircuitBreaker
 
     return {
         b.broker_slug: {
@@ -155,7 +155,7 @@ def circuit() -> dict:
 
 def circuit_reset() -> bool:
     """The operator's Reset (Admin › Circuit breakers): the outage waiters are due at once."""
-    from connections.engine.circuit import circuit_reset
+    from engine.circuit import circuit_reset
 
     return circuit_reset("sandbox")
 
@@ -169,7 +169,7 @@ def circuit_events() -> int:
 
 def leases_stuck(grace: float = 1.0) -> list[str]:
     """Connections whose lease ran out more than `grace` seconds ago and was never released."""
-    from connections.models import EngineState
+    from engine.models import EngineState
 
     limit = timezone.now() - timedelta(seconds=grace)
     stuck = EngineState.objects.filter(lease_until__lt=limit).exclude(lease_owner="")

@@ -9,10 +9,10 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from connections.engine.checkstore import CheckRecord, checks_store
-from connections.engine.models import SweepRun
-from connections.engine.ring import Check
 from connections.models import Connection, ConnectionStatus
+from engine.checkstore import CheckRecord, checks_store
+from engine.models import SweepRun
+from engine.ring import Check
 from ops.alerts import alerts_evaluate, conditions_measure
 from ops.models import Alert
 from tests.support import with_second_factor

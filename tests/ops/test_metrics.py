@@ -4,9 +4,9 @@ import pytest
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
-from connections.engine.checkstore import CheckRecord, checks_store
-from connections.engine.ring import Check
 from connections.models import Connection, ConnectionEvent
+from engine.checkstore import CheckRecord, checks_store
+from engine.ring import Check
 from ops import health
 from tests.support import with_second_factor
 
@@ -74,7 +74,7 @@ def test_metrics_from_the_database(client, user):
 
 
 def test_engine_metrics_when_the_engine_is_installed(client):
-    engine = pytest.importorskip("connections.engine.models")
+    engine = pytest.importorskip("engine.models")
     engine.CircuitBreaker.objects.create(broker_slug="alpaca", state="open")
     start = timezone.now() - timedelta(seconds=10)
     engine.SweepRun.objects.create(

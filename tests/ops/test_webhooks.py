@@ -15,10 +15,10 @@ from django.urls import reverse
 from django.utils import timezone
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from connections.engine.models import Notification
-from connections.engine.notifications import notification_send
 from connections.models import Connection, ConnectionEvent, ConnectionStatus
 from connections.state import connection_event_record, connection_transition
+from engine.models import Notification
+from engine.notifications import notification_send
 from ops.models import WebhookDelivery, WebhookEndpoint
 from ops.tasks import webhooks_retry_due
 from ops.webhooks import (

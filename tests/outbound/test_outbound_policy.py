@@ -16,8 +16,8 @@ from brokers.custom import BrokerSpecError, resolve_spec
 from brokers.discovery import DISCOVERY_FAILED
 from brokers.profile import BrokerProfile, TokenRules
 from connections import broker_client
-from connections.engine.heartbeat_client import HeartbeatRequest, heartbeats_run
 from connections.errors import CONFIGURATION, BrokerError
+from engine.heartbeat_client import HeartbeatRequest, heartbeats_run
 from ops.models import WebhookDelivery, WebhookEndpoint
 from ops.webhooks import webhook_deliver
 from outbound import policy

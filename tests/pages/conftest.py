@@ -4,8 +4,8 @@ from itertools import count
 import pytest
 from django.utils import timezone
 
-from connections.engine.ring import Check
 from connections.models import Connection, ConnectionStatus
+from engine.ring import Check
 from tests.engine.history import history_replace
 
 _numbers = count(1000)

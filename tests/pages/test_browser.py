@@ -30,7 +30,7 @@ SWEEP = """
 import django; django.setup()
 from django.utils import timezone
 from connections.models import Connection
-from connections.engine.models import CircuitBreaker, EngineState
+from engine.models import CircuitBreaker, EngineState
 from tests.engine.cycle import cycle_summary, run_one_cycle_in_process
 now = timezone.now()
 EngineState.objects.filter(pk="{pk}").update(next_check_at=now, lease_until=None, lease_owner="")

@@ -37,7 +37,7 @@ import django
 django.setup()
 from django.db import close_old_connections
 from django.utils import timezone
-from connections.engine.models import CircuitBreaker, EngineState
+from engine.models import CircuitBreaker, EngineState
 from connections.models import Connection
 from tests.engine.cycle import cycle_summary, run_one_cycle_in_process
 for line in sys.stdin:

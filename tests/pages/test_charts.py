@@ -1,7 +1,7 @@
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from connections import charts
+from pages import charts
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 

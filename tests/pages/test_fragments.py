@@ -12,7 +12,7 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from connections.models import EngineState
+from engine.models import EngineState
 
 pytestmark = pytest.mark.django_db
 
@@ -39,14 +39,14 @@ def test_the_dashboard_reads_the_same_queries_for_one_card_or_five(signed_in, ma
 def test_a_card_tells_the_time_as_it_is_when_served(signed_in, make_connection, monkeypatch):
     from django.utils import timezone
 
-    import connections.fragments
+    import pages.fragments
 
     make_connection(checks=3)
     _, page = _get(signed_in)
     text = re.sub(r"<[^>]+>", "", page)
     assert "Last successful check 2 min ago" in text and "refreshes in 7 min" in text
     later = timezone.now() + timedelta(seconds=65)
-    monkeypatch.setattr(connections.fragments.timezone, "now", lambda: later)
+    monkeypatch.setattr(pages.fragments.timezone, "now", lambda: later)
     _, page = _get(signed_in)
     text = re.sub(r"<[^>]+>", "", page)
     assert "Last successful check 3 min ago" in text and re.search(r"refreshes in [56] min", text)

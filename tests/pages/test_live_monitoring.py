@@ -5,7 +5,7 @@ import asyncio
 
 import pytest
 
-from connections import live, live_stream
+from pages import live, live_stream
 
 pytestmark = pytest.mark.django_db
 

@@ -4,11 +4,11 @@ import pytest
 from django.utils import timezone
 
 from connections.models import ConnectionStatus
-from connections.presenters.cards import card_for, disconnect_result
-from connections.presenters.dashboard import dashboard_for_user, summary_for_user
-from connections.presenters.detail import detail_for, events_view, uptime_phrase
-from connections.presenters.monitoring import monitoring_status
-from connections.presenters.phrases import STATUS_WORDS, duration_phrase
+from pages.presenters.cards import card_for, disconnect_result
+from pages.presenters.dashboard import dashboard_for_user, summary_for_user
+from pages.presenters.detail import detail_for, events_view, uptime_phrase
+from pages.presenters.monitoring import monitoring_status
+from pages.presenters.phrases import STATUS_WORDS, duration_phrase
 
 pytestmark = pytest.mark.django_db
 
@@ -55,7 +55,7 @@ def test_never_connected_before_a_check_passed(make_connection):
 
 
 def test_retrying_with_the_real_next_attempt_and_plain_words(make_connection):
-    from connections.engine.models import SweepRun
+    from engine.models import SweepRun
 
     now = timezone.now()
     SweepRun.objects.create(owner="t", started_at=now - timedelta(seconds=30))
@@ -159,7 +159,7 @@ def test_summary_counts_add_up_and_tiles_filter(make_connection):
 
 
 def test_monitoring_stale_after_three_missed_sweeps():
-    from connections.engine.models import SweepRun
+    from engine.models import SweepRun
 
     now = timezone.now()
     assert not monitoring_status(now=now).active
@@ -225,7 +225,7 @@ def test_a_revocation_the_broker_did_not_confirm_is_said_once(make_connection):
 
 
 def test_the_deny_page_says_its_title_once_without_protocol_codes(rf, user):
-    from connections import views
+    from pages import views
 
     request = rf.get("/connections/callback/sandbox/")
     request.user = user

@@ -11,9 +11,10 @@ from django.db import connections
 from django.test import override_settings
 from django.utils import timezone
 
-from connections import live, live_stream
-from connections.models import ConnectionStatus, EngineState
+from connections.models import ConnectionStatus
 from connections.state import connection_transition
+from engine.models import EngineState
+from pages import live, live_stream
 from tests.support import wait_for_async
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -8,8 +8,9 @@ import pytest
 from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
 from django.contrib.sessions.backends.db import SessionStore
 
-from connections import display, live, live_stream, views_live  # noqa: F401 - views_live wires the renderers into live
+from connections import display  # noqa: F401 - views_live wires the renderers into live
 from connections.models import ConnectionStatus
+from pages import live, live_stream
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

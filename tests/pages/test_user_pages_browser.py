@@ -21,12 +21,12 @@ from django.utils import timezone
 from playwright.sync_api import expect
 
 from brokers.models import BrokerRequest
-from connections.engine.checkstore import CheckRecord, checks_store, rings_for
-from connections.engine.notifications import notifications_dispatch
-from connections.engine.ring import Check
-from connections.exports import HISTORY_HEADER, UPTIME_HEADER
 from connections.models import Connection, ConnectionStatus
 from connections.state import connection_transition
+from engine.checkstore import CheckRecord, checks_store, rings_for
+from engine.notifications import notifications_dispatch
+from engine.ring import Check
+from pages.exports import HISTORY_HEADER, UPTIME_HEADER
 from preferences.models import NotificationSettings
 from preferences.notify import notification_test_cooldown_reset
 from preferences.tasks import notification_test_send

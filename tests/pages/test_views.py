@@ -147,7 +147,7 @@ def test_detail_page(signed_in, make_connection):
 
 
 def test_check_now_returns_the_card_with_the_result(signed_in, make_connection, monkeypatch, settings):
-    from connections.engine import manual
+    from engine import manual
 
     settings.CHECK_NOW_COOLDOWN_SECONDS = 0  # three presses in a row here; the cooldown has its own test
     connection = make_connection()
@@ -220,7 +220,7 @@ def test_system_status_without_workers_beat_or_sweeps_is_degraded_and_says_why(c
 def test_system_status_badge_counts_open_alerts(signed_in, user, client):
     from django.utils import timezone
 
-    from connections.engine.models import SweepRun
+    from engine.models import SweepRun
     from ops.models import Alert
 
     user.is_staff = True

@@ -7,9 +7,9 @@ import pytest
 from django.core import mail
 from django.test import override_settings
 
-from connections.engine.notifications import expiry_warnings_send, notifications_dispatch
 from connections.models import Connection, ConnectionStatus
 from connections.state import connection_transition
+from engine.notifications import expiry_warnings_send, notifications_dispatch
 from ops.models import WebhookDelivery, WebhookEndpoint
 from ops.webhooks import webhook_secret_new
 from partners.services import end_user_upsert, partner_app_create

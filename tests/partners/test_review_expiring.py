@@ -11,8 +11,8 @@ from django.core import mail
 from django.test import override_settings
 from django.utils import timezone
 
-from connections.engine.notifications import expiry_warnings_send
 from connections.models import Connection, ConnectionStatus
+from engine.notifications import expiry_warnings_send
 from ops.models import WebhookDelivery, WebhookEndpoint
 from ops.webhooks import webhook_secret_new
 from partners.services import end_user_upsert, partner_app_create

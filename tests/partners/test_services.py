@@ -13,7 +13,7 @@ from api.models import ApiAuditEntry, Scope
 from api.services import service_key_connections, service_key_create
 from brokers.models import BrokerApp
 from connections.models import Connection, ConnectionStatus
-from connections.selectors import connection_list_for_user
+from pages.selectors import connection_list_for_user
 from partners.models import ConnectSession, EndUser
 from partners.services import (
     BROWSER_KEY,

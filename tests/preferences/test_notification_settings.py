@@ -9,9 +9,9 @@ import pytest
 from django.core import mail
 from django.utils import timezone
 
-from connections.engine.notifications import expiry_warnings_send, notifications_dispatch
 from connections.models import Connection, ConnectionStatus
 from connections.state import connection_transition
+from engine.notifications import expiry_warnings_send, notifications_dispatch
 from preferences.models import NotificationChannel, NotificationSettings
 from preferences.notify import channel_create, channel_display, notification_send_test
 from tests.engine.history import checks
