@@ -266,7 +266,7 @@ def get_connection(request, connection_id: UUID):
     summary="Check the connection now (heartbeat with the engine's rules)",
 )
 def check_connection(request, connection_id: UUID):
-    from engine.manual import CheckBusy, connection_check_now
+    from engine.services import CheckBusy, connection_check_now
 
     key = _require(request, Scope.READ_STATUS, "check", connection_id)
     connection = _connection(request, key, connection_id, "check")
@@ -289,7 +289,7 @@ def check_connection(request, connection_id: UUID):
     summary="Refresh the tokens now (single-flight)",
 )
 def refresh_connection(request, connection_id: UUID):
-    from engine.manual import connection_refresh_now
+    from engine.services import connection_refresh_now
 
     key = _require(request, Scope.CALL, "refresh", connection_id)
     connection = _connection(request, key, connection_id, "refresh")

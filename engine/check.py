@@ -21,7 +21,7 @@ the same rules. Phases per batch (database work stays synchronous, HTTP is concu
               full rows only for failures and status changes), breaker bookkeeping
 
 The batch's shared data (Outcome, BatchStats) is engine.batch; phase 5, the write, is
-engine.batch_write; "Check now" and "Refresh now" are engine.manual.
+engine.batch_write; "Check now" and "Refresh now" are engine.services.
 """
 
 from __future__ import annotations

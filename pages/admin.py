@@ -15,8 +15,8 @@ from connections.models import Connection, ConnectionEvent, ConnectionStatus
 from connections.services.disconnect import connection_disconnect
 from connections.state import INACTIVE_STATUSES, connection_event_record
 from engine.circuit import circuit_reset
-from engine.manual import CheckBusy, connection_check_now, connection_refresh_now
 from engine.models import CircuitBreaker, SweepRun
+from engine.services import CheckBusy, connection_check_now, connection_refresh_now
 
 DISCONNECT_OTHERS = "connections.disconnect_others"
 

@@ -100,7 +100,7 @@ def check_now(request, connection_id):
     live) and the answer is the card (or detail panel) with the result."""
     connection = connection_get_for_user(user=request.user, connection_id=connection_id)
     try:
-        from engine.manual import CheckBusy, connection_check_now
+        from engine.services import CheckBusy, connection_check_now
     except ImportError:  # engine not installed in this build
         CheckBusy, connection_check_now = None, None
     notice = ""

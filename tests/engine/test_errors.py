@@ -11,9 +11,9 @@ from django.utils import timezone
 
 from connections.errors import BrokerError
 from connections.models import ConnectionEvent, ConnectionStatus
-from engine.manual import connection_check_now, connection_refresh_now
 from engine.models import CircuitBreaker
 from engine.refresh import connection_refresh
+from engine.services import connection_check_now, connection_refresh_now
 from engine.sweep import sweep_run
 from tests.engine.conftest import time_passes
 from tests.engine.history import stored_checks

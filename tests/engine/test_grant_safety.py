@@ -17,10 +17,10 @@ from connections.oauth_flow import PendingFlow
 from connections.services.connect import connection_authorize_complete
 from connections.services.failures import ConnectFailed
 from connections.tokens import connection_apply_token_response
-from engine.manual import connection_check_now
 from engine.models import EngineState
 from engine.refresh import connection_refresh
 from engine.refresh_runner import refreshes_wait_idle
+from engine.services import connection_check_now
 from engine.sweep import sweep_run
 from tests.engine.conftest import time_passes
 from tests.fixtures.fake_broker import SLUG as FAKE

@@ -34,9 +34,9 @@ from django.utils import timezone
 from connections.errors import BrokerError
 from connections.models import Connection, ConnectionEvent, ConnectionStatus
 from engine.checkstore import rings_for
-from engine.manual import CheckBusy, connection_check_now, connection_refresh_now
 from engine.models import EngineState, SweepRun
 from engine.refresh_runner import refreshes_wait_idle
+from engine.services import CheckBusy, connection_check_now, connection_refresh_now
 from ops.models import ServiceHeartbeat
 from tests.engine.conftest import FAST_ENGINE_ENV, time_passes
 from tests.engine.history import stored_checks

@@ -15,9 +15,9 @@ from django.core import mail
 from django.template.loader import render_to_string
 
 from connections.models import ConnectionEvent, ConnectionStatus
-from engine.manual import connection_check_now
 from engine.models import Notification
 from engine.notifications import notifications_dispatch
+from engine.services import connection_check_now
 from engine.sweep import sweep_run
 from pages.presenters.detail import event_view
 from preferences.models import NotificationSettings

@@ -17,7 +17,7 @@ from django.conf import settings as django_settings
 
 from brokers.models import BrokerApp
 from connections.models import Connection, ConnectionStatus
-from engine.manual import connection_refresh_now
+from engine.services import connection_refresh_now
 from tests.fixtures.sandbox import CONTROL_TOKEN, SandboxServer, _csrf
 from tests.support import PYTHON, free_port, running, subprocess_env
 
