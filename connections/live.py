@@ -35,6 +35,7 @@ import contextlib
 import json
 import logging
 import time
+import uuid
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -57,6 +58,9 @@ REDIS_PING_SECONDS = 10.0
 MONITORING_SECONDS = 15.0
 # Users per IN (…) of the shared poll.
 POLL_CHUNK = 500
+# Cards a page lists in its stream's `?seen=` (static/js/live.js: the same number), which
+# keeps the URL under the 8 KB a proxy commonly allows for a request line.
+SEEN_MAX_CARDS = 400
 
 
 
@@ -280,6 +284,27 @@ class Hub:
             self.user_connections.setdefault(user_id, set()).add(pk)
             self.versions.setdefault(pk, version)
 
+    def resume(self, sub: Subscriber, rows, seen: dict[str, str]) -> int:
+        """Queue for a stream that just opened what changed since its page was last told: each
+        connection whose version the page says it shows (`seen`, see `seen_parse`) differs from
+        the one just read. That covers a change committed between the old stream's end and this
+        one's open, which no stream was there to hear. Compared with the hub's version too: a
+        poll that ran while this stream opened may have learnt a newer one without sending it
+        (`deliver` sends nothing for a connection it did not know yet)."""
+        digits = display.SEEN_VERSION_DIGITS
+        queued = 0
+        for _user_id, pk, status, version in rows:
+            shown = seen.get(uuid.UUID(pk).hex[: display.SEEN_ID_DIGITS])
+            if shown is None:
+                continue  # not on that page (a card connected since, say): nothing to correct
+            if shown != version[:digits] or shown != self.versions.get(pk, version)[:digits]:
+                sub.put(pk, status)
+                queued += 1
+        if queued:
+            # The strip (and the sessions read) cached for this user predate what is sent now.
+            self.summary_gen[sub.user_id] = self.summary_gen.get(sub.user_id, 0) + 1
+        return queued
+
     def deliver(self, user_id: str, pk: str, status: str, version: str) -> None:
         subs = self.by_user.get(user_id)
         if not subs:
@@ -476,15 +501,34 @@ def hub_get() -> Hub:
     return hub
 
 
-async def stream_open(user_id, connection_id=None, session_key: str = "") -> Subscriber:
+def seen_parse(text: str) -> dict[str, str]:
+    """{connection id digits: version digits} of a stream's `?seen=`, what its page shows:
+    `display.seen_piece` of each card (or the detail panel), concatenated. At most
+    `SEEN_MAX_CARDS` are read (the page lists no more: the stream's URL stays short); anything
+    that is not a piece of hex digits is ignored."""
+    width = display.SEEN_ID_DIGITS + display.SEEN_VERSION_DIGITS
+    text = (text or "")[: width * SEEN_MAX_CARDS].lower()
+    out = {}
+    for start in range(0, len(text) - width + 1, width):
+        piece = text[start : start + width]
+        if all(c in "0123456789abcdef" for c in piece):
+            out[piece[: display.SEEN_ID_DIGITS]] = piece[display.SEEN_ID_DIGITS :]
+    return out
+
+
+async def stream_open(user_id, connection_id=None, session_key: str = "", seen: dict | None = None) -> Subscriber:
     """Register a stream (raises TooManyStreams over a cap), wait for the hub's feed and read
     the user's current versions. The view does this before answering: once the browser sees
-    the response it shows "Live", and a change after that must not be missed."""
+    the response it shows "Live", and a change after that must not be missed. `seen`: what
+    the page shows (`seen_parse`); whatever changed since is queued to be sent first."""
     hub = hub_get()
     sub = hub.subscribe(user_id, connection_id, session_key=session_key)
     try:
         await event_wait(hub.subscribed, 2)
-        hub.learn(await versions_read([user_id], connection_id))
+        rows = await versions_read([user_id], connection_id)
+        hub.learn(rows)
+        if seen:
+            hub.resume(sub, rows, seen)
     except BaseException:
         hub.unsubscribe(sub)
         raise

@@ -188,7 +188,12 @@ async def _open(request, connection_id=None):
         user_id, csrf_token, refused = await sync_to_async(_stream_authorise)(request, connection_id)
         if refused is not None:
             return refused
-        subscriber = await live.stream_open(user_id, connection_id, session_key=request.session.session_key or "")
+        subscriber = await live.stream_open(
+            user_id,
+            connection_id,
+            session_key=request.session.session_key or "",
+            seen=live.seen_parse(request.GET.get("seen", "")),
+        )
     except live.TooManyStreams as exc:
         logger.info("connections.stream.refused", extra={"status": exc.status})
         response = HttpResponse(str(exc), status=exc.status, content_type="text/plain")

@@ -109,6 +109,39 @@
     if (focused && document.getElementById(focused)) document.getElementById(focused).focus();
   }
 
+  // Every stream is opened with what the page shows (`?seen=`: each card's, or the panel's,
+  // data-live-version, read at that moment), and the server sends first whatever changed since
+  // (connections.live.Hub.resume): a change made while no stream was open (between a scheduled
+  // end and the next open, or while the page loaded) still reaches the page. The extension
+  // opens every stream through htmx.createEventSource, which it leaves to be replaced.
+  // SEEN_MAX_CARDS: connections.live.SEEN_MAX_CARDS (the URL stays short).
+  var SEEN_MAX_CARDS = 400;
+  function seenNow() {
+    var root = document.getElementById("live-root");
+    var pieces = [];
+    if (root) {
+      root.querySelectorAll("[data-live-version]").forEach(function (el) {
+        if (pieces.length < SEEN_MAX_CARDS) pieces.push(el.dataset.liveVersion);
+      });
+    }
+    return pieces.join("");
+  }
+  htmx.createEventSource = function (url) {
+    var seen = seenNow();
+    if (seen) url += (url.indexOf("?") < 0 ? "?" : "&") + "seen=" + encodeURIComponent(seen);
+    return new EventSource(url, { withCredentials: true });
+  };
+
+  // A dropped stream: EventSource would reconnect by itself to the URL it was opened with,
+  // whose ?seen= is what the page showed then (a card pushed since, then changed back in the
+  // gap, would stay wrong). Closed here, the extension opens a new one (with back-off)
+  // through htmx.createEventSource, with what the page shows now.
+  function streamError(evt) {
+    var source = evt.detail && evt.detail.source;
+    if (source && source.readyState === EventSource.CONNECTING) source.close();
+    streamTrouble();
+  }
+
   // The summary strip is re-fetched after each batch of changes, at a random moment within
   // SUMMARY_SPREAD_MS: every open page hears the same event, and a sweep's changes must not
   // bring all of them to the server in the same instant. One re-fetch per batch.
@@ -153,7 +186,7 @@
     pollStart();
   });
   document.addEventListener("htmx:sseOpen", streamOpen);
-  document.addEventListener("htmx:sseError", streamTrouble);
+  document.addEventListener("htmx:sseError", streamError);
   document.addEventListener("htmx:sseClose", function (evt) {
     if (evt.detail && evt.detail.type === "nodeReplaced") return;
     if (evt.detail && evt.detail.type === "message") { reopen(); return; }
