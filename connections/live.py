@@ -35,7 +35,6 @@ import contextlib
 import json
 import logging
 import time
-import uuid
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -294,7 +293,7 @@ class Hub:
         digits = display.SEEN_VERSION_DIGITS
         queued = 0
         for _user_id, pk, status, version in rows:
-            shown = seen.get(uuid.UUID(pk).hex[: display.SEEN_ID_DIGITS])
+            shown = seen.get(display.seen_id(pk))
             if shown is None:
                 continue  # not on that page (a card connected since, say): nothing to correct
             if shown != version[:digits] or shown != self.versions.get(pk, version)[:digits]:

@@ -2,7 +2,8 @@
    the event stream is down (a `live-poll` event on <body> every data-poll-seconds, which the
    cards, panel and summary strip listen for; never while body[data-live] is "open"; decided
    here because the CSP allows no eval, so hx-trigger filters cannot), the stream's scheduled
-   end ("bye") reopened without an error, screen-reader
+   end ("bye") reopened without an error, every stream opened with what the page shows
+   (`?seen=`, so what changed while none was open is sent first), screen-reader
    announcements of status changes, live "next attempt in 40 s" countdowns, "You were signed
    out" when the session ends, and the disconnect dialog opened as a modal. */
 (function () {

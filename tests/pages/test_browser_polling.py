@@ -10,6 +10,7 @@ scheduled end (`bye`) is followed by a new stream request.
 from __future__ import annotations
 
 import time
+from urllib.parse import urlsplit
 
 import pytest
 from playwright.sync_api import expect
@@ -17,7 +18,7 @@ from playwright.sync_api import expect
 from connections.models import Connection, ConnectionStatus
 from connections.state import connection_transition
 from tests.harness import BrokerlinkServer
-from tests.pages.test_browser import card_badge, sign_in
+from tests.pages.test_browser import DASHBOARD_STREAM, card_badge, sign_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -64,7 +65,7 @@ class Traffic:
         page.on("pageerror", lambda exc: self.errors.append(str(exc)))
 
     def _request(self, request) -> None:
-        if request.url.endswith("/stream/"):
+        if urlsplit(request.url).path.endswith("/stream/"):
             self.streams += 1
         elif request.resource_type in ("xhr", "fetch"):
             self.requests.append(request.url)
@@ -161,7 +162,7 @@ def test_a_change_between_a_streams_end_and_the_next_open_reaches_the_page(stack
 def test_stream_cut_polls_and_stops_polling_when_it_is_back(stack, user, page):
     connection = a_connection(user)
     traffic = Traffic(page)
-    page.route("**/connections/stream/", lambda route: route.fulfill(status=503, body="busy"))
+    page.route(DASHBOARD_STREAM, lambda route: route.fulfill(status=503, body="busy"))
     sign_in(page, stack, user.email)
     page.evaluate(COUNT_TICKS)
     expect(page.locator("#live-indicator [data-live-text]")).not_to_have_text("Live")
@@ -173,7 +174,7 @@ def test_stream_cut_polls_and_stops_polling_when_it_is_back(stack, user, page):
     expect(card_badge(page, connection)).to_have_text("Waiting for the broker", timeout=5000)
 
     # The stream is back (htmx's SSE extension retries by itself): polling stops.
-    page.unroute("**/connections/stream/")
+    page.unroute(DASHBOARD_STREAM)
     expect(page.locator("#live-indicator [data-live-text]")).to_have_text("Live", timeout=20_000)
     settled = len(traffic.requests)  # a poll may have been in flight as the stream opened
     ticks = page.evaluate("window.__ticks")
