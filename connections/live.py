@@ -21,7 +21,10 @@ One stream format (server-sent events, one named event per connection, `conn-<uu
   event. Pages with an open stream therefore never poll (live.js polls only while it is down).
 
 A stream touches the database only to authorise itself and to read its user's current
-versions, each time in a connection it closes right after. The number of streams is capped
+versions, each time in a connection it closes right after. It is opened with what its page
+shows (`?seen=`: each card's connection and display version) and sends first whatever differs
+from the versions it read (`Hub.resume`), so a change made while the page had no stream (its
+old one ended on schedule, the page was loading) is not lost. The number of streams is capped
 per user and per process (`LIVE_MAX_STREAMS_PER_USER`, `LIVE_MAX_STREAMS_PER_PROCESS`);
 the view answers 429 / 503 "too many open pages" beyond them instead of failing.
 
@@ -515,11 +518,15 @@ def seen_parse(text: str) -> dict[str, str]:
     return out
 
 
-async def stream_open(user_id, connection_id=None, session_key: str = "", seen: dict | None = None) -> Subscriber:
+async def stream_open(
+    user_id, connection_id=None, session_key: str = "", seen: dict | None = None, stale: bool | None = None
+) -> Subscriber:
     """Register a stream (raises TooManyStreams over a cap), wait for the hub's feed and read
     the user's current versions. The view does this before answering: once the browser sees
     the response it shows "Live", and a change after that must not be missed. `seen`: what
-    the page shows (`seen_parse`); whatever changed since is queued to be sent first."""
+    the page shows (`seen_parse`); whatever changed since is queued to be sent first. `stale`:
+    whether its summary strip shows "Status may be out of date"; when that is no longer what
+    this process knows of monitoring, the strip is sent again too."""
     hub = hub_get()
     sub = hub.subscribe(user_id, connection_id, session_key=session_key)
     try:
@@ -528,6 +535,9 @@ async def stream_open(user_id, connection_id=None, session_key: str = "", seen: 
         hub.learn(rows)
         if seen:
             hub.resume(sub, rows, seen)
+        if stale is not None and hub.monitoring_active is not None and stale == hub.monitoring_active:
+            hub.summary_gen[sub.user_id] = hub.summary_gen.get(sub.user_id, 0) + 1
+            sub.put_summary()
     except BaseException:
         hub.unsubscribe(sub)
         raise

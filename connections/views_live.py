@@ -193,6 +193,7 @@ async def _open(request, connection_id=None):
             connection_id,
             session_key=request.session.session_key or "",
             seen=live.seen_parse(request.GET.get("seen", "")),
+            stale={"0": False, "1": True}.get(request.GET.get("stale", "")),
         )
     except live.TooManyStreams as exc:
         logger.info("connections.stream.refused", extra={"status": exc.status})

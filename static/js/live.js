@@ -127,9 +127,14 @@
     }
     return pieces.join("");
   }
+  // The summary strip says too whether it shows "Status may be out of date" (`&stale=`).
   htmx.createEventSource = function (url) {
     var seen = seenNow();
-    if (seen) url += (url.indexOf("?") < 0 ? "?" : "&") + "seen=" + encodeURIComponent(seen);
+    var strip = document.getElementById("summary-strip");
+    var query = [];
+    if (seen) query.push("seen=" + encodeURIComponent(seen));
+    if (strip) query.push("stale=" + (strip.querySelector("[data-stale]") ? "1" : "0"));
+    if (query.length) url += (url.indexOf("?") < 0 ? "?" : "&") + query.join("&");
     return new EventSource(url, { withCredentials: true });
   };
 

@@ -78,14 +78,20 @@ def test_two_open_pages_get_the_card_and_strip_from_one_render(make_connection, 
     assert renders == {"cards": 1, "summary": 1}
 
 
-def _stream_events(user_id, *, session_key: str, seen: str, connection_id=None) -> list[str]:
-    """The names of the events a stream opened with `?seen=seen` sends before its scheduled
-    end (a short one: the stream itself bounds the wait)."""
+def _stream_events(
+    user_id, *, session_key: str, seen: str, connection_id=None, stale=None, monitoring=None
+) -> list[str]:
+    """The names of the events a stream opened with `?seen=seen` (and `&stale=`) sends before
+    its scheduled end (a short one: the stream itself bounds the wait). `monitoring`: whether
+    the process last read that monitoring runs."""
 
     async def main():
         hub = live.hub_get()
+        hub.monitoring_active = monitoring
         try:
-            sub = await live.stream_open(user_id, connection_id, session_key=session_key, seen=live.seen_parse(seen))
+            sub = await live.stream_open(
+                user_id, connection_id, session_key=session_key, seen=live.seen_parse(seen), stale=stale
+            )
             stream = live_stream.connection_stream(
                 user_id, connection_id=connection_id, subscriber=sub, csrf_token="TOKEN", max_seconds=0.5
             )
@@ -129,6 +135,14 @@ def test_a_reopened_stream_sends_first_what_changed_since_the_page_was_told(make
     ]
     events = _stream_events(user_id, session_key=session_key, seen=seen, connection_id=pk)
     assert events == ["retry: 1000", "event: hello", f"event: conn-{pk}", "event: summary", "event: bye"]
+
+    # Monitoring stopped or started again while no stream was open: the strip comes again.
+    everything = ["retry: 1000", "event: hello", "event: summary-html", "event: bye"]
+    assert _stream_events(user_id, session_key=session_key, seen="", stale=False, monitoring=False) == everything
+    assert _stream_events(user_id, session_key=session_key, seen="", stale=True, monitoring=True) == everything
+    quiet = ["retry: 1000", "event: hello", "event: bye"]
+    assert _stream_events(user_id, session_key=session_key, seen="", stale=False, monitoring=True) == quiet
+    assert _stream_events(user_id, session_key=session_key, seen="", stale=False, monitoring=None) == quiet
     # (the async ORM's worker threads hold connections the test database teardown would wait for)
     connections.close_all()
 
