@@ -93,6 +93,22 @@ def display_version(connection) -> str:
     return display_version_of(connection.pk, {name: getattr(connection, name) for name in FIELDS})
 
 
+# What a page tells its next event stream it shows (`?seen=`, pages.live.seen_parse):
+# per card or panel, the first digits of its connection id and of its display version.
+# (A UUID's text starts with 8 hex digits, so the id's digits need no parsing.)
+SEEN_ID_DIGITS = 8
+SEEN_VERSION_DIGITS = 8
+
+
+def seen_id(pk) -> str:
+    return str(pk)[:SEEN_ID_DIGITS]
+
+
+def seen_piece(pk, version: str) -> str:
+    """This connection at this version, as a page lists it in `?seen=` (fixed width, no separator)."""
+    return seen_id(pk) + version[:SEEN_VERSION_DIGITS]
+
+
 def display_versions(rows: Iterable) -> dict[str, str]:
     """{connection id: version} of Connection instances, e.g. before a batch changes them."""
     return {str(row.pk): display_version(row) for row in rows}

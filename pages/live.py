@@ -21,7 +21,10 @@ One stream format (server-sent events, one named event per connection, `conn-<uu
   event. Pages with an open stream therefore never poll (live.js polls only while it is down).
 
 A stream touches the database only to authorise itself and to read its user's current
-versions, each time in a connection it closes right after. The number of streams is capped
+versions, each time in a connection it closes right after. It is opened with what its page
+shows (`?seen=`: each card's connection and display version) and sends first whatever differs
+from the versions it read (`Hub.resume`), so a change made while the page had no stream (its
+old one ended on schedule, the page was loading) is not lost. The number of streams is capped
 per user and per process (`LIVE_MAX_STREAMS_PER_USER`, `LIVE_MAX_STREAMS_PER_PROCESS`);
 the view answers 429 / 503 "too many open pages" beyond them instead of failing.
 
@@ -36,15 +39,12 @@ import json
 import logging
 import time
 import weakref
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import connections as db_connections
 
 from connections import display
-from connections.models import Connection
+from pages import live_reads as reads
 
 logger = logging.getLogger(__name__)
 
@@ -55,8 +55,9 @@ REDIS_RETRY_SECONDS = 2.0
 REDIS_PING_SECONDS = 10.0
 # How often each process reads whether monitoring runs (one query for all its open pages).
 MONITORING_SECONDS = 15.0
-# Users per IN (…) of the shared poll.
-POLL_CHUNK = 500
+# Cards a page lists in its stream's `?seen=` (static/js/live.js: the same number), which
+# keeps the URL under the 8 KB a proxy commonly allows for a request line.
+SEEN_MAX_CARDS = 400
 
 
 
@@ -66,104 +67,6 @@ def max_streams_per_user() -> int:
 
 def max_streams_per_process() -> int:
     return int(getattr(settings, "LIVE_MAX_STREAMS_PER_PROCESS", 4000))
-
-
-def db_release() -> None:
-    """Close this thread's database connections (with the pool: hand them back), unless one
-    is inside a transaction (a test's, say), which closing would break."""
-    for conn in db_connections.all(initialized_only=True):
-        if not conn.in_atomic_block:
-            conn.close()
-
-
-# --- reading versions (brief database use, connection closed after) ---------------------
-
-
-def _versions_read(user_ids: list, connection_id=None) -> list[tuple[str, str, str, str]]:
-    """[(user_id, connection_id, status, version)] of these users' connections.
-
-    Runs in a worker thread and closes its database connection before returning (with the
-    pool, hands it back), so no stream or hub keeps one while it waits."""
-    try:
-        out = []
-        for start in range(0, len(user_ids), POLL_CHUNK):
-            rows = Connection.objects.filter(user_id__in=user_ids[start : start + POLL_CHUNK])
-            if connection_id is not None:
-                rows = rows.filter(pk=connection_id)
-            for values in display.versions_values(rows):
-                pk = values["id"]
-                out.append((str(values["user_id"]), str(pk), values["status"], display.display_version_of(pk, values)))
-        return out
-    finally:
-        db_release()
-
-
-versions_read = sync_to_async(_versions_read, thread_sensitive=False)
-
-
-# Whether monitoring runs, by the banner's own rule (presenters.monitoring_status); set by
-# views_live, since presenters' imports lead back here. None: the hub does not watch.
-monitoring_probe: Callable[[], bool] | None = None
-
-
-def _monitoring_active_read() -> bool:
-    try:
-        return monitoring_probe()
-    finally:
-        db_release()
-
-
-monitoring_active_read = sync_to_async(_monitoring_active_read, thread_sensitive=False)
-
-
-# The cards a dashboard's stream sends in its events, set by views_live (fragments' imports
-# lead back here): `card_render(user_id, ids)` -> {id: the card, "" for a card that left the
-# dashboard}, read once per process for all the user's open pages; `card_finish(card,
-# token=, now=)` -> its HTML as this page is served it. None: the stream
-# sends "conn-<id>" and pages re-fetch the card.
-card_render: Callable | None = None
-card_finish: Callable | None = None
-
-
-# Which of these session keys are still signed in, set by views_live: checked once per change
-# batch per process for all of a user's open pages, before a stream sends cards (a re-fetch
-# from a page whose session ended is refused; a pushed card must be too).
-sessions_alive: Callable | None = None
-
-
-def _sessions_read(keys: list[str]) -> set[str]:
-    try:
-        return sessions_alive(keys)
-    finally:
-        db_release()
-
-
-sessions_read = sync_to_async(_sessions_read, thread_sensitive=False)
-
-
-# The summary strip the dashboard's stream sends with a batch of changes, set by views_live:
-# `summary_render(user_id, show)` -> HTML. None: the stream says "summary", pages re-fetch it.
-summary_render: Callable | None = None
-
-
-def _summary_read(user_id, show: str) -> str:
-    try:
-        return summary_render(user_id, show)
-    finally:
-        db_release()
-
-
-summary_read = sync_to_async(_summary_read, thread_sensitive=False)
-
-
-def _cards_read(user_id, ids) -> dict[str, str]:
-    try:
-        return card_render(user_id, ids)
-    finally:
-        db_release()
-
-
-cards_read = sync_to_async(_cards_read, thread_sensitive=False)
 
 
 # --- the hub: one per process (event loop) ---------------------------------------------
@@ -280,6 +183,27 @@ class Hub:
             self.user_connections.setdefault(user_id, set()).add(pk)
             self.versions.setdefault(pk, version)
 
+    def resume(self, sub: Subscriber, rows, seen: dict[str, str]) -> int:
+        """Queue for a stream that just opened what changed since its page was last told: each
+        connection whose version the page says it shows (`seen`, see `seen_parse`) differs from
+        the one just read. That covers a change committed between the old stream's end and this
+        one's open, which no stream was there to hear. Compared with the hub's version too: a
+        poll that ran while this stream opened may have learnt a newer one without sending it
+        (`deliver` sends nothing for a connection it did not know yet)."""
+        digits = display.SEEN_VERSION_DIGITS
+        queued = 0
+        for _user_id, pk, status, version in rows:
+            shown = seen.get(display.seen_id(pk))
+            if shown is None:
+                continue  # not on that page (a card connected since, say): nothing to correct
+            if shown != version[:digits] or shown != self.versions.get(pk, version)[:digits]:
+                sub.put(pk, status)
+                queued += 1
+        if queued:
+            # The strip (and the sessions read) cached for this user predate what is sent now.
+            self.summary_gen[sub.user_id] = self.summary_gen.get(sub.user_id, 0) + 1
+        return queued
+
     def deliver(self, user_id: str, pk: str, status: str, version: str) -> None:
         subs = self.by_user.get(user_id)
         if not subs:
@@ -295,15 +219,15 @@ class Hub:
             sub.put(pk, status)
 
     async def cards_get(self, user_id: str, ids: list[str]) -> dict:
-        """{id: card (see card_render)} at the versions last delivered, read once for all the
+        """{id: card (see reads.card_render)} at the versions last delivered, read once for all the
         user's open pages; ids missing from the answer are re-fetched by the pages instead."""
-        if card_render is None:
+        if reads.card_render is None:
             return {}
         todo = [
             pk for pk in ids if (self.cards.get(pk) or (None, None))[0] != self.versions.get(pk) or pk not in self.cards
         ]
         if todo:
-            task = asyncio.ensure_future(cards_read(user_id, todo))
+            task = asyncio.ensure_future(reads.cards_read(user_id, todo))
             for pk in todo:
                 self.cards[pk] = (self.versions.get(pk), task)
         out = {}
@@ -324,13 +248,13 @@ class Hub:
     async def signed_in(self, sub: Subscriber) -> bool:
         """Whether this stream's session still stands, read once per change batch for all the
         user's open pages (False also when it cannot be read: the page re-fetches instead)."""
-        if sessions_alive is None or not sub.session_key:
+        if reads.sessions_alive is None or not sub.session_key:
             return False
         key, generation = ("sessions", sub.user_id), self.summary_gen.get(sub.user_id, 0)
         entry = self.summaries.get(key)
         if entry is None or entry[0] != generation:
             keys = sorted({s.session_key for s in self.by_user.get(sub.user_id, ()) if s.session_key})
-            entry = self.summaries[key] = (generation, asyncio.ensure_future(sessions_read(keys)))
+            entry = self.summaries[key] = (generation, asyncio.ensure_future(reads.sessions_read(keys)))
         try:
             alive = await asyncio.shield(entry[1])
         except Exception as exc:  # noqa: BLE001
@@ -342,12 +266,12 @@ class Hub:
     async def summary_get(self, user_id: str, show: str) -> str | None:
         """The user's summary strip as of their latest change, rendered once for all their
         open pages with the same filter; None: the pages re-fetch it instead."""
-        if summary_render is None:
+        if reads.summary_render is None:
             return None
         key, generation = (user_id, show), self.summary_gen.get(user_id, 0)
         entry = self.summaries.get(key)
         if entry is None or entry[0] != generation:
-            entry = self.summaries[key] = (generation, asyncio.ensure_future(summary_read(user_id, show)))
+            entry = self.summaries[key] = (generation, asyncio.ensure_future(reads.summary_read(user_id, show)))
         try:
             return await asyncio.shield(entry[1])
         except Exception as exc:  # noqa: BLE001 - the pages re-fetch the strip instead
@@ -362,7 +286,7 @@ class Hub:
         if not users:
             return
         self.polls += 1
-        for row in await versions_read(users):
+        for row in await reads.versions_read(users):
             self.deliver(*row)
 
     async def _poll_loop(self) -> None:
@@ -388,10 +312,10 @@ class Hub:
     async def _monitoring_loop(self) -> None:
         while True:
             await asyncio.sleep(MONITORING_SECONDS)
-            if not self.by_user or monitoring_probe is None:
+            if not self.by_user or reads.monitoring_probe is None:
                 continue
             try:
-                self.monitoring_seen(await monitoring_active_read())
+                self.monitoring_seen(await reads.monitoring_active_read())
             except Exception as exc:  # noqa: BLE001 - the database is away: try again next round
                 logger.warning("pages.live.monitoring_failed", extra={"error": type(exc).__name__})
 
@@ -476,15 +400,41 @@ def hub_get() -> Hub:
     return hub
 
 
-async def stream_open(user_id, connection_id=None, session_key: str = "") -> Subscriber:
+def seen_parse(text: str) -> dict[str, str]:
+    """{connection id digits: version digits} of a stream's `?seen=`, what its page shows:
+    `display.seen_piece` of each card (or the detail panel), concatenated. At most
+    `SEEN_MAX_CARDS` are read (the page lists no more: the stream's URL stays short); anything
+    that is not a piece of hex digits is ignored."""
+    width = display.SEEN_ID_DIGITS + display.SEEN_VERSION_DIGITS
+    text = (text or "")[: width * SEEN_MAX_CARDS].lower()
+    out = {}
+    for start in range(0, len(text) - width + 1, width):
+        piece = text[start : start + width]
+        if all(c in "0123456789abcdef" for c in piece):
+            out[piece[: display.SEEN_ID_DIGITS]] = piece[display.SEEN_ID_DIGITS :]
+    return out
+
+
+async def stream_open(
+    user_id, connection_id=None, session_key: str = "", seen: dict | None = None, stale: bool | None = None
+) -> Subscriber:
     """Register a stream (raises TooManyStreams over a cap), wait for the hub's feed and read
     the user's current versions. The view does this before answering: once the browser sees
-    the response it shows "Live", and a change after that must not be missed."""
+    the response it shows "Live", and a change after that must not be missed. `seen`: what
+    the page shows (`seen_parse`); whatever changed since is queued to be sent first. `stale`:
+    whether its summary strip shows "Status may be out of date"; when that is no longer what
+    this process knows of monitoring, the strip is sent again too."""
     hub = hub_get()
     sub = hub.subscribe(user_id, connection_id, session_key=session_key)
     try:
         await event_wait(hub.subscribed, 2)
-        hub.learn(await versions_read([user_id], connection_id))
+        rows = await reads.versions_read([user_id], connection_id)
+        hub.learn(rows)
+        if seen:
+            hub.resume(sub, rows, seen)
+        if stale is not None and hub.monitoring_active is not None and stale == hub.monitoring_active:
+            hub.summary_gen[sub.user_id] = hub.summary_gen.get(sub.user_id, 0) + 1
+            sub.put_summary()
     except BaseException:
         hub.unsubscribe(sub)
         raise

@@ -18,7 +18,7 @@ from django_htmx.http import HttpResponseStopPolling
 
 from common.threadlanes import page_threads
 from connections.models import Connection, ConnectionStatus
-from pages import fragments, live, live_stream
+from pages import fragments, live, live_reads, live_stream
 from pages.presenters.cards import card_for
 from pages.presenters.dashboard import summary_for_user
 from pages.presenters.detail import detail_for
@@ -42,11 +42,11 @@ def _sessions_alive(keys: list[str]) -> set[str]:
 
 # Open streams hear when monitoring stops or starts again (the summary strip's banner), and
 # a dashboard's stream sends the changed cards themselves.
-live.monitoring_probe = _monitoring_active
-live.card_render = fragments.cards_for_stream
-live.card_finish = fragments.card_finish
-live.summary_render = fragments.summary_for_stream
-live.sessions_alive = _sessions_alive
+live_reads.monitoring_probe = _monitoring_active
+live_reads.card_render = fragments.cards_for_stream
+live_reads.card_finish = fragments.card_finish
+live_reads.summary_render = fragments.summary_for_stream
+live_reads.sessions_alive = _sessions_alive
 
 
 def _fragment(request, template: str, context: dict, *, final: bool) -> HttpResponse:
@@ -179,7 +179,7 @@ def _stream_authorise(request, connection_id=None):
     finally:
         # Without this the request's connection stays open (and out of the pool) for the
         # whole life of the stream: that is what used to exhaust PostgreSQL.
-        live.db_release()
+        live_reads.db_release()
 
 
 async def _open(request, connection_id=None):
@@ -188,7 +188,13 @@ async def _open(request, connection_id=None):
         user_id, csrf_token, refused = await sync_to_async(_stream_authorise)(request, connection_id)
         if refused is not None:
             return refused
-        subscriber = await live.stream_open(user_id, connection_id, session_key=request.session.session_key or "")
+        subscriber = await live.stream_open(
+            user_id,
+            connection_id,
+            session_key=request.session.session_key or "",
+            seen=live.seen_parse(request.GET.get("seen", "")),
+            stale={"0": False, "1": True}.get(request.GET.get("stale", "")),
+        )
     except live.TooManyStreams as exc:
         logger.info("connections.stream.refused", extra={"status": exc.status})
         response = HttpResponse(str(exc), status=exc.status, content_type="text/plain")

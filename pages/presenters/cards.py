@@ -9,7 +9,7 @@ from django.utils import timezone
 from django.utils.safestring import SafeString
 
 from brokers.registry import UnknownBroker, get_profile
-from connections import errors
+from connections import display, errors
 from connections.models import Connection, ConnectionEvent, ConnectionStatus
 from connections.state import INACTIVE_STATUSES
 from engine.models import Quality
@@ -79,6 +79,12 @@ class ConnectionView:
     @property
     def token_html(self) -> SafeString:
         return timed_html(self.token_text, ((self.token_when, self.token_at, "until"),))
+
+    @property
+    def live_version(self) -> str:
+        """What this card shows, as its page tells the next event stream (`data-live-version`,
+        pages.live.Hub.resume): the stream sends it again if the connection changed since."""
+        return display.seen_piece(self.pk, display.display_version(self.connection))
 
     @property
     def name(self) -> str:

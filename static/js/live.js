@@ -2,7 +2,8 @@
    the event stream is down (a `live-poll` event on <body> every data-poll-seconds, which the
    cards, panel and summary strip listen for; never while body[data-live] is "open"; decided
    here because the CSP allows no eval, so hx-trigger filters cannot), the stream's scheduled
-   end ("bye") reopened without an error, screen-reader
+   end ("bye") reopened without an error, every stream opened with what the page shows
+   (`?seen=`, so what changed while none was open is sent first), screen-reader
    announcements of status changes, live "next attempt in 40 s" countdowns, "You were signed
    out" when the session ends, and the disconnect dialog opened as a modal. */
 (function () {
@@ -109,6 +110,44 @@
     if (focused && document.getElementById(focused)) document.getElementById(focused).focus();
   }
 
+  // Every stream is opened with what the page shows (`?seen=`: each card's, or the panel's,
+  // data-live-version, read at that moment), and the server sends first whatever changed since
+  // (connections.live.Hub.resume): a change made while no stream was open (between a scheduled
+  // end and the next open, or while the page loaded) still reaches the page. The extension
+  // opens every stream through htmx.createEventSource, which it leaves to be replaced.
+  // SEEN_MAX_CARDS: connections.live.SEEN_MAX_CARDS (the URL stays short).
+  var SEEN_MAX_CARDS = 400;
+  function seenNow() {
+    var root = document.getElementById("live-root");
+    var pieces = [];
+    if (root) {
+      root.querySelectorAll("[data-live-version]").forEach(function (el) {
+        if (pieces.length < SEEN_MAX_CARDS) pieces.push(el.dataset.liveVersion);
+      });
+    }
+    return pieces.join("");
+  }
+  // The summary strip says too whether it shows "Status may be out of date" (`&stale=`).
+  htmx.createEventSource = function (url) {
+    var seen = seenNow();
+    var strip = document.getElementById("summary-strip");
+    var query = [];
+    if (seen) query.push("seen=" + encodeURIComponent(seen));
+    if (strip) query.push("stale=" + (strip.querySelector("[data-stale]") ? "1" : "0"));
+    if (query.length) url += (url.indexOf("?") < 0 ? "?" : "&") + query.join("&");
+    return new EventSource(url, { withCredentials: true });
+  };
+
+  // A dropped stream: EventSource would reconnect by itself to the URL it was opened with,
+  // whose ?seen= is what the page showed then (a card pushed since, then changed back in the
+  // gap, would stay wrong). Closed here, the extension opens a new one (with back-off)
+  // through htmx.createEventSource, with what the page shows now.
+  function streamError(evt) {
+    var source = evt.detail && evt.detail.source;
+    if (source && source.readyState === EventSource.CONNECTING) source.close();
+    streamTrouble();
+  }
+
   // The summary strip is re-fetched after each batch of changes, at a random moment within
   // SUMMARY_SPREAD_MS: every open page hears the same event, and a sweep's changes must not
   // bring all of them to the server in the same instant. One re-fetch per batch.
@@ -153,7 +192,7 @@
     pollStart();
   });
   document.addEventListener("htmx:sseOpen", streamOpen);
-  document.addEventListener("htmx:sseError", streamTrouble);
+  document.addEventListener("htmx:sseError", streamError);
   document.addEventListener("htmx:sseClose", function (evt) {
     if (evt.detail && evt.detail.type === "nodeReplaced") return;
     if (evt.detail && evt.detail.type === "message") { reopen(); return; }

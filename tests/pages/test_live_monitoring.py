@@ -5,7 +5,7 @@ import asyncio
 
 import pytest
 
-from pages import live, live_stream
+from pages import live, live_reads, live_stream
 
 pytestmark = pytest.mark.django_db
 
@@ -33,7 +33,7 @@ def test_a_monitoring_flip_sends_a_summary_to_every_stream_and_nothing_else_does
 
 
 def test_the_stream_says_summary_for_a_monitoring_flip_and_bye_at_its_scheduled_end(monkeypatch):
-    monkeypatch.setattr(live, "summary_render", None)  # (the strip itself: test_stream_pushes)
+    monkeypatch.setattr(live_reads, "summary_render", None)  # (the strip itself: test_stream_pushes)
 
     async def main():
         hub = live.hub_get()
