@@ -11,9 +11,9 @@ from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_K
 from django.contrib.sessions.backends.db import SessionStore
 from django.db import connections
 
-from connections import display  # noqa: F401 - views_live wires the renderers into live
+from connections import display
 from connections.models import ConnectionStatus
-from pages import live, live_reads, live_stream
+from pages import live, live_reads, live_stream, views_live  # noqa: F401 - views_live wires the renderers into live
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
