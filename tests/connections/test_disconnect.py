@@ -1,8 +1,12 @@
 """Disconnect over real HTTP: revocation at the sandbox, tokens always wiped, the user told."""
 
+import ast
+import inspect
+
 import requests
 
 from connections.models import Connection, ConnectionEvent, ConnectionStatus
+from connections.services import disconnect
 
 
 def connected(browser, user) -> Connection:
@@ -158,3 +162,17 @@ def test_archive_and_remove_only_disconnected_connections(browser, sandbox_app, 
     page = browser.post(f"/connections/{connection.pk}/remove/")
     assert "and its history" in page.text
     assert not Connection.objects.filter(pk=connection.pk).exists()
+
+
+def test_the_revocation_steps_are_written_once():
+    """A disconnect and "Try revoking again" ask the broker through one function, so a change to
+    what a revocation does (the copy kept, the event recorded) cannot reach only one of them."""
+    tree = ast.parse(inspect.getsource(disconnect))
+    callers = {
+        function.name
+        for function in ast.walk(tree)
+        if isinstance(function, ast.FunctionDef)
+        for call in ast.walk(function)
+        if isinstance(call, ast.Call) and getattr(call.func, "id", "") == "_revoke_at_broker"
+    }
+    assert callers == {"_revocation_attempt"}
