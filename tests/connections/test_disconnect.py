@@ -4,8 +4,10 @@ import ast
 import inspect
 
 import requests
+from django.utils import timezone
 
-from connections.models import Connection, ConnectionEvent, ConnectionStatus
+from connections.engine.sweep import sweep_run
+from connections.models import Connection, ConnectionEvent, ConnectionStatus, EngineState
 from connections.services import disconnect
 
 
@@ -92,12 +94,17 @@ def test_after_disconnect_only_a_new_authorization_brings_it_back(browser, sandb
     connection = connected(browser, user)
     browser.disconnect(connection.pk)
     codes_before = stack.sandbox.counters(client["client_id"])["codes_issued"]
+    # Off the sweep's schedule: no next check, so the claim's index does not hold the row.
+    assert EngineState.objects.get(pk=connection.pk).next_check_at is None
+    assert sweep_run().claimed == 0
 
     # "Connect again" on a disconnected connection is a full authorization, and reuses the row.
     page = browser.reconnect(connection.pk)
     assert page.status_code == 200
     after = Connection.objects.get(pk=connection.pk)
     assert after.status == ConnectionStatus.CONNECTED
+    assert after.next_check_at is not None and after.next_check_at <= timezone.now()  # due at once
+    assert sweep_run().checked == 1
     assert after.access_token
     assert stack.sandbox.counters(client["client_id"])["codes_issued"] == codes_before + 1
     assert Connection.objects.filter(user=user).count() == 1
