@@ -115,6 +115,10 @@ def _error_code(body) -> str:
     return code if SAFE_ERROR_CODE.fullmatch(code) else ""
 
 
+def _not_json(content_type: str) -> str:
+    return "an HTML page" if "html" in content_type else "a response that is not JSON"
+
+
 def classify_response(
     *,
     status: int,
@@ -129,14 +133,23 @@ def classify_response(
 
     `during` is "token" (code exchange or refresh), "refresh", "revoke" or "account".
     `body` is the parsed JSON, or None when the body was not JSON.
+    The status decides first (success, redirect, 429, 5xx); any other answer is read by the
+    error code in its body (`_answer_error`).
     """
-    headers = {k.lower(): v for k, v in (headers or {}).items()}
     is_json = body is not None
     if 200 <= status < 300:
         if not is_json and during in {"token", "refresh", "account"}:
-            kind = "an HTML page" if "html" in content_type else "a response that is not JSON"
-            return BrokerError(UNEXPECTED, f"{broker_name} sent {kind} instead of JSON.", http_status=status)
+            return BrokerError(UNEXPECTED, f"{broker_name} sent {_not_json(content_type)} instead of JSON.", status)
         return None
+    headers = {k.lower(): v for k, v in (headers or {}).items()}
+    error = _status_error(status, content_type, is_json, headers, broker_name)
+    if error is not None:
+        return error
+    return _answer_error(status, content_type, body, during, token_invalid_statuses, broker_name)
+
+
+def _status_error(status: int, content_type: str, is_json: bool, headers: dict, broker_name: str) -> BrokerError | None:
+    """The error a redirect, a 429 or a 5xx is, whatever its body says; None for any other status."""
     if 300 <= status < 400:
         # Never followed: a redirect could lead anywhere (the outbound-URL policy), and a
         # heartbeat that lands on some 200 page proves nothing about the token.
@@ -156,8 +169,16 @@ def classify_response(
         if not is_json and "html" in content_type:
             return BrokerError(BROKER_FAULT, f"{broker_name} returned an HTML error page (HTTP {status}).", status)
         return BrokerError(BROKER_FAULT, f"{broker_name} had a server error (HTTP {status}).", http_status=status)
+    return None
+
+
+def _answer_error(
+    status: int, content_type: str, body, during: str, token_invalid_statuses: tuple[int, ...], broker_name: str
+) -> BrokerError:
+    """The error any other answer (a 4xx, mostly) is, by the error code in its body and by what
+    was asked."""
+    is_json = body is not None
     code = _error_code(body)
-    description = str(body.get("error_description", "")) if isinstance(body, dict) else ""
     if code == "rate_limit_exceeded":
         return BrokerError(RATE_LIMITED, f"{broker_name} is rate limiting requests.", status, error_code=code)
     if code in CONFIG_CODES:
@@ -168,20 +189,28 @@ def classify_response(
             error_code=code,
         )
     if during in {"token", "refresh"}:
-        nested_dead = any(c in description for c in DEAD_GRANT_CODES)
-        if code in DEAD_GRANT_CODES or nested_dead or status in (400, 401):
-            if not is_json and status not in (400, 401):
-                return BrokerError(UNEXPECTED, f"{broker_name} sent an unreadable error (HTTP {status}).", status)
-            return BrokerError(
-                AUTH,
-                f"{broker_name} no longer accepts this authorization ({code or f'HTTP {status}'}).",
-                http_status=status,
-                needs_reauth=True,
-                error_code=code,
-            )
+        error = _dead_grant_error(status, body, code, broker_name)
+        if error is not None:
+            return error
     if during == "account" and status in token_invalid_statuses:
         return BrokerError(AUTH, f"{broker_name} rejected the access token (HTTP {status}).", status, error_code=code)
     if not is_json:
-        kind = "an HTML page" if "html" in content_type else "a response that is not JSON"
-        return BrokerError(UNEXPECTED, f"{broker_name} sent {kind} (HTTP {status}).", http_status=status)
+        return BrokerError(UNEXPECTED, f"{broker_name} sent {_not_json(content_type)} (HTTP {status}).", status)
     return BrokerError(UNEXPECTED, f"{broker_name} answered HTTP {status} ({code or 'no error code'}).", status)
+
+
+def _dead_grant_error(status: int, body, code: str, broker_name: str) -> BrokerError | None:
+    """A token endpoint's refusal of the grant (needs re-authentication), or None."""
+    description = str(body.get("error_description", "")) if isinstance(body, dict) else ""
+    nested_dead = any(c in description for c in DEAD_GRANT_CODES)
+    if not (code in DEAD_GRANT_CODES or nested_dead or status in (400, 401)):
+        return None
+    if body is None and status not in (400, 401):
+        return BrokerError(UNEXPECTED, f"{broker_name} sent an unreadable error (HTTP {status}).", status)
+    return BrokerError(
+        AUTH,
+        f"{broker_name} no longer accepts this authorization ({code or f'HTTP {status}'}).",
+        http_status=status,
+        needs_reauth=True,
+        error_code=code,
+    )

@@ -43,6 +43,22 @@ def connection_event_record(
     return event
 
 
+def check_scheduled(connection: Connection, status: str, *, now) -> bool:
+    """Keep the next check in step with the status: none for a status the sweep never checks
+    (NULL keeps the row out of the claim's partial index, so no claim reads past it), due at once
+    for a connection that comes back (a reconnect) without one. Returns True if it changed."""
+    if status in INACTIVE_STATUSES:
+        wanted = None
+    elif connection.next_check_at is None:
+        wanted = now
+    else:
+        return False
+    if connection.next_check_at == wanted:
+        return False
+    connection.next_check_at = wanted
+    return True
+
+
 def connection_transition(
     *,
     connection: Connection,
@@ -64,10 +80,13 @@ def connection_transition(
         return False
     connection.status = to_status
     connection.status_changed_at = timezone.now()
+    fields = ["status", "status_changed_at", "updated_at"]
+    if check_scheduled(connection, to_status, now=connection.status_changed_at):
+        fields.append("next_check_at")
     # The row and its event commit together (inside a caller's transaction: as part of it).
     with transaction.atomic(savepoint=False):
         if save:
-            connection.save(update_fields=["status", "status_changed_at", "updated_at"])
+            connection.save(update_fields=fields)
         connection_event_record(
             connection=connection,
             kind=kind,

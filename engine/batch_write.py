@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from connections import display, outbox
 from connections.models import Connection, ConnectionEvent, ConnectionStatus
-from connections.state import INACTIVE_STATUSES, connection_transition
+from connections.state import INACTIVE_STATUSES, check_scheduled, connection_transition
 from engine import circuit
 from engine.batch import BatchStats, Outcome, connections_with_ids, row_crashed
 from engine.checkstore import CheckRecord, checks_store
@@ -239,8 +239,12 @@ def outcomes_write(outcomes: list[Outcome], *, now: datetime, owner: str, stats:
             statuses_now = _statuses_locked([o.connection.pk for o, d in decisions if d.status != o.connection.status])
             for outcome, decision in decisions:
                 if decision.status != outcome.connection.status:
-                    if statuses_now.get(outcome.connection.pk) != outcome.connection.status:
-                        continue  # moved meanwhile (a disconnect): that change stands
+                    current = statuses_now.get(outcome.connection.pk)
+                    if current != outcome.connection.status:
+                        # Moved meanwhile (a disconnect, a Check now): that change stands, and
+                        # the next check follows it, not this decision.
+                        check_scheduled(outcome.connection, current, now=now)
+                        continue
                     connection_transition(
                         connection=outcome.connection,
                         to_status=decision.status,
@@ -293,6 +297,16 @@ def _column_values(f, rows: list[EngineState], db) -> list:
     return [v.value if isinstance(v, Enum) else v for v in values]
 
 
+def _set_clause(field, qn) -> str:
+    column = qn(field.column)
+    if field.name == "next_check_at":
+        # A row whose next check went to NULL while it was being checked left the checked set
+        # (a disconnect committed meanwhile): it stays NULL. A row claimed for a check never
+        # has NULL otherwise.
+        return f"{column} = CASE WHEN c.{column} IS NULL THEN NULL ELSE v.{column} END"
+    return f"{column} = v.{column}"
+
+
 def connections_write_engine_fields(connections_: list[Connection]) -> None:
     """Write WRITE_FIELDS of these connections' EngineState rows. On PostgreSQL one
     `UPDATE … FROM unnest(arrays)` statement (Django's bulk_update builds a CASE per field and
@@ -303,6 +317,9 @@ def connections_write_engine_fields(connections_: list[Connection]) -> None:
     rows = [c.engine_state_get() for c in connections_]
     if db_connection.vendor != "postgresql":
         EngineState.objects.bulk_update(rows, WRITE_FIELDS, batch_size=500)
+        EngineState.objects.filter(pk__in=[r.pk for r in rows], connection__status__in=INACTIVE_STATUSES).exclude(
+            next_check_at=None
+        ).update(next_check_at=None)
         return
     qn = db_connection.ops.quote_name
     pk = EngineState._meta.pk
@@ -312,7 +329,7 @@ def connections_write_engine_fields(connections_: list[Connection]) -> None:
     arrays = [_column_values(f, rows, db) for f in columns]
     unnest = ", ".join(f"%s::{f.db_type(db_connection)}[]" for f in columns)
     names = ", ".join(qn(f.column) for f in columns)
-    sets = ", ".join(f"{qn(f.column)} = v.{qn(f.column)}" for f in fields)
+    sets = ", ".join(_set_clause(f, qn) for f in fields)
     sql = (
         f"UPDATE {qn(EngineState._meta.db_table)} AS c SET {sets} "  # noqa: S608 - names from the model
         f"FROM unnest({unnest}) AS v({names}) WHERE c.{qn(pk.column)} = v.{qn(pk.column)}"

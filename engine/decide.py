@@ -77,7 +77,8 @@ class Decision:
     status: str
     category: str
     message: str
-    next_check_at: datetime
+    # None: not checked any more (a status the sweep never checks, docs/engine.md#data-model).
+    next_check_at: datetime | None
     consecutive_failures: int
     retry_attempt: int
     last_check_at: datetime | None
@@ -210,11 +211,9 @@ def _failed(
         last_error_message=error.message[:ERROR_MESSAGE_LENGTH],
     )
     if error.needs_reauth:
-        return replace(
-            failed,
-            status=ConnectionStatus.NEEDS_REAUTH,
-            next_check_at=now + timedelta(seconds=policy.healthy_interval),
-        )
+        # Only a reconnect brings it back (which schedules its check): until then it is off the
+        # sweep's index.
+        return replace(failed, status=ConnectionStatus.NEEDS_REAUTH, next_check_at=None)
     if error.category == errors.CONFIGURATION:
         # The app's credentials, not this connection: wait for an administrator, slowly.
         return replace(failed, next_check_at=now + timedelta(seconds=policy.backoff.cap_seconds))

@@ -422,6 +422,8 @@ def connection_is_overdue(connection: Connection, *, now: datetime | None = None
     now = now or timezone.now()
     if connection.status in INACTIVE_STATUSES:
         return False
+    if connection.next_check_at is None:
+        return True  # active, yet no sweep will check it: its heartbeat is missed
     return connection.next_check_at < now - timedelta(seconds=engine_setting("OVERDUE_GRACE_SECONDS"))
 
 

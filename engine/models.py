@@ -38,7 +38,10 @@ class EngineState(models.Model):
     connection = models.OneToOneField(
         "connections.Connection", primary_key=True, on_delete=models.CASCADE, related_name="engine_state"
     )
-    next_check_at = models.DateTimeField(default=timezone.now, db_index=True)
+    # NULL while the connection is not checked (disconnected, archived, needing a reconnect,
+    # failed: connections.state.check_scheduled), so the claim's index holds only rows the sweep
+    # checks and no claim scans past inactive ones; set again when the connection comes back.
+    next_check_at = models.DateTimeField(null=True, blank=True, default=timezone.now)
     # The check lease (engine.sweep): who is checking the connection and until when.
     lease_until = models.DateTimeField(null=True, blank=True)
     lease_owner = models.CharField(max_length=128, blank=True)
@@ -51,6 +54,14 @@ class EngineState(models.Model):
     last_latency_ms = models.PositiveIntegerField(null=True, blank=True)
     health_score = models.PositiveSmallIntegerField(null=True, blank=True)
     quality = models.CharField(max_length=16, choices=Quality.choices, blank=True)
+
+    class Meta:
+        # The sweep's claim reads this index in order (oldest due first); only scheduled rows are in it.
+        indexes = [
+            models.Index(
+                fields=["next_check_at"], condition=models.Q(next_check_at__isnull=False), name="enginestate_due_idx"
+            )
+        ]
 
     def __str__(self) -> str:
         return f"engine state of {self.connection_id}"

@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 
 from django.db import connection as db_connection
 from django.db import transaction
-from django.db.models import Exists, F, Min, OuterRef, Q, Sum, Value
+from django.db.models import Case, Exists, F, Min, OuterRef, Q, Sum, Value, When
 from django.db.models.functions import Greatest
 from django.utils import timezone
 
@@ -80,10 +80,13 @@ def connections_claim(*, owner: str, limit: int, cutoff: datetime, lease_seconds
 
 
 def leases_release(ids, *, owner: str, retry_in: timedelta) -> int:
-    """Give back a batch's leases after it failed as a whole; its rows are due again soon."""
+    """Give back a batch's leases after it failed as a whole; its rows are due again soon (but
+    one that left the checked set meanwhile, its next check NULL, stays unscheduled)."""
     now = timezone.now()
     return EngineState.objects.filter(pk__in=ids, lease_owner=owner).update(
-        lease_owner="", lease_until=None, next_check_at=now + retry_in
+        lease_owner="",
+        lease_until=None,
+        next_check_at=Case(When(next_check_at__isnull=True, then=None), default=Value(now + retry_in)),
     )
 
 

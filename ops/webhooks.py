@@ -211,7 +211,12 @@ def webhook_enqueue(
     """One delivery per enabled endpoint that wants this event type; each sent by a task.
     `app_id`: the partner app the event is about; only that app's endpoints get it (none:
     only the endpoints without an app), so no app hears of another's end users."""
-    endpoints = [e for e in WebhookEndpoint.objects.filter(enabled=True, app_id=app_id) if e.wants(event_type)]
+    wanting = WebhookEndpoint.objects.filter(enabled=True, app_id=app_id)
+    if event_id is not None:
+        # An event announced again (an expiry warning whose email is retried) goes to no
+        # endpoint twice: the event id is what makes it the same event.
+        wanting = wanting.exclude(deliveries__event_id=event_id)
+    endpoints = [e for e in wanting if e.wants(event_type)]
     if not endpoints:
         return []
     now = timezone.now()
@@ -309,13 +314,33 @@ def connection_event_webhook(event) -> list:
     return webhook_enqueue(event_type, data, connection_id=connection.pk, app_id=_app_of(connection))
 
 
+# Names the event ids of connection.expiring (uuid5 of the warning's connection and deadline).
+EXPIRING_NAMESPACE = uuid.UUID("8f0c5d3e-54a1-4c1e-9d0b-6a7f2e1c9b40")
+
+
+def expiring_event_id(connection_id, deadline: datetime) -> uuid.UUID:
+    """One id per warning: the connection and the deadline warned about (the Notification's own
+    key), whatever row records it now."""
+    return uuid.uuid5(EXPIRING_NAMESPACE, f"{connection_id}/{deadline.astimezone(UTC).isoformat()}")
+
+
 def on_notification_committed(sender, notification, **kwargs) -> None:
-    """Receiver of connections.outbox.notification_committed: an expiry warning is connection.expiring."""
+    """Receiver of connections.outbox.notification_committed: an expiry warning is connection.expiring.
+
+    Once per warning: when its email fails, the engine forgets the notification and records it
+    again on the next try (engine.notifications), and every record is announced;
+    the event id, the same for every record of one warning, keeps the webhook to one."""
     if notification.kind != "expiry_warning":
         return
     connection = notification.connection
     data = {"connection": _connection_data(connection), "deadline": notification.incident_at.isoformat()}
-    webhook_enqueue("connection.expiring", data, connection_id=connection.pk, app_id=_app_of(connection))
+    webhook_enqueue(
+        "connection.expiring",
+        data,
+        connection_id=connection.pk,
+        app_id=_app_of(connection),
+        event_id=expiring_event_id(connection.pk, notification.incident_at),
+    )
 
 
 # --- delivery ------------------------------------------------------------------------------

@@ -186,7 +186,8 @@ class ConnectionAdmin(admin.ModelAdmin):
     def last_check(self, obj: Connection):
         return obj.last_check_at
 
-    @admin.display(description="Next check at", ordering="engine_state__next_check_at")
+    # Empty while the connection is not checked (disconnected, needing a reconnect, failed).
+    @admin.display(description="Next check at", ordering="engine_state__next_check_at", empty_value="Not checked")
     def next_check(self, obj: Connection):
         return obj.next_check_at
 

@@ -118,6 +118,22 @@ def connection_disconnect(connection: Connection, actor=None) -> DisconnectOutco
     if vault_failed:
         outcome.reason = "brokerlink could not decrypt the stored tokens to revoke them."
         return _record_revocation(connection, actor, outcome)
+    return _revocation_attempt(connection, actor, profile, outcome, tokens, copy_kept=False)
+
+
+@sensitive_variables()
+def _revocation_attempt(
+    connection: Connection,
+    actor,
+    profile: BrokerProfile,
+    outcome: DisconnectOutcome,
+    tokens: dict[str, str],
+    *,
+    copy_kept: bool,
+) -> DisconnectOutcome:
+    """Ask the broker to revoke `tokens` and record what it said. While the broker has not
+    confirmed, a sealed copy is kept for "Try revoking again" (`copy_kept`: one already is, as
+    on a retry); once it confirms, the copy goes."""
     app = connection.broker_app
     if app is None:
         outcome.reason = "this brokerlink deployment no longer has credentials for the broker."
@@ -126,9 +142,13 @@ def connection_disconnect(connection: Connection, actor=None) -> DisconnectOutco
         _revoke_at_broker(profile, app, tokens)
     except BrokerError as error:
         outcome.reason = f"{error.message}"
-        _revoke_pending_keep(connection, tokens)
+        if not copy_kept:
+            _revoke_pending_keep(connection, tokens)
         outcome.kept_for_retry = True
         return _record_revocation(connection, actor, outcome, category=error.category)
+    if copy_kept:
+        Connection.objects.filter(pk=connection.pk).update(revoke_pending_sealed="")
+        connection.revoke_pending_sealed = ""
     outcome.revoked = True
     return _record_revocation(connection, actor, outcome)
 
@@ -165,20 +185,7 @@ def connection_revoke_retry(connection: Connection, actor=None) -> DisconnectOut
         Connection.objects.filter(pk=connection.pk).update(revoke_pending_sealed="")
         outcome.reason = "brokerlink could not decrypt the stored tokens to revoke them."
         return _record_revocation(connection, actor, outcome)
-    app = connection.broker_app
-    if app is None:
-        outcome.reason = "this brokerlink deployment no longer has credentials for the broker."
-        return _record_revocation(connection, actor, outcome)
-    try:
-        _revoke_at_broker(profile, app, tokens)
-    except BrokerError as error:
-        outcome.reason = f"{error.message}"
-        outcome.kept_for_retry = True
-        return _record_revocation(connection, actor, outcome, category=error.category)
-    Connection.objects.filter(pk=connection.pk).update(revoke_pending_sealed="")
-    connection.revoke_pending_sealed = ""
-    outcome.revoked = True
-    return _record_revocation(connection, actor, outcome)
+    return _revocation_attempt(connection, actor, profile, outcome, tokens, copy_kept=True)
 
 
 def _copy_state(source: Connection, target: Connection) -> None:

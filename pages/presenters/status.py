@@ -19,8 +19,10 @@ REFRESH_AWAITED_TOKEN_LIFE = timedelta(seconds=15)
 
 def next_attempt_at(connection: Connection, *, last_sweep: datetime | None, now: datetime) -> datetime:
     """When brokerlink really checks next: the first sweep tick at or after next_check_at
-    (a connection due at 12:00:05 is checked by the sweep that starts after it, not at 12:00:05)."""
-    due = max(connection.next_check_at, now)
+    (a connection due at 12:00:05 is checked by the sweep that starts after it, not at 12:00:05).
+    A connection with no next check (one the sweep does not check: its status says why, and
+    the status sentence is all a page shows of it) counts as due now."""
+    due = max(connection.next_check_at or now, now)
     if last_sweep is None:
         return due
     interval = timedelta(seconds=sweep_interval_seconds())

@@ -1,8 +1,15 @@
 """Disconnect over real HTTP: revocation at the sandbox, tokens always wiped, the user told."""
 
+import ast
+import inspect
+
 import requests
+from django.utils import timezone
 
 from connections.models import Connection, ConnectionEvent, ConnectionStatus
+from connections.services import disconnect
+from engine.models import EngineState
+from engine.sweep import sweep_run
 
 
 def connected(browser, user) -> Connection:
@@ -88,12 +95,17 @@ def test_after_disconnect_only_a_new_authorization_brings_it_back(browser, sandb
     connection = connected(browser, user)
     browser.disconnect(connection.pk)
     codes_before = stack.sandbox.counters(client["client_id"])["codes_issued"]
+    # Off the sweep's schedule: no next check, so the claim's index does not hold the row.
+    assert EngineState.objects.get(pk=connection.pk).next_check_at is None
+    assert sweep_run().claimed == 0
 
     # "Connect again" on a disconnected connection is a full authorization, and reuses the row.
     page = browser.reconnect(connection.pk)
     assert page.status_code == 200
     after = Connection.objects.get(pk=connection.pk)
     assert after.status == ConnectionStatus.CONNECTED
+    assert after.next_check_at is not None and after.next_check_at <= timezone.now()  # due at once
+    assert sweep_run().checked == 1
     assert after.access_token
     assert stack.sandbox.counters(client["client_id"])["codes_issued"] == codes_before + 1
     assert Connection.objects.filter(user=user).count() == 1
@@ -158,3 +170,17 @@ def test_archive_and_remove_only_disconnected_connections(browser, sandbox_app, 
     page = browser.post(f"/connections/{connection.pk}/remove/")
     assert "and its history" in page.text
     assert not Connection.objects.filter(pk=connection.pk).exists()
+
+
+def test_the_revocation_steps_are_written_once():
+    """A disconnect and "Try revoking again" ask the broker through one function, so a change to
+    what a revocation does (the copy kept, the event recorded) cannot reach only one of them."""
+    tree = ast.parse(inspect.getsource(disconnect))
+    callers = {
+        function.name
+        for function in ast.walk(tree)
+        if isinstance(function, ast.FunctionDef)
+        for call in ast.walk(function)
+        if isinstance(call, ast.Call) and getattr(call.func, "id", "") == "_revoke_at_broker"
+    }
+    assert callers == {"_revocation_attempt"}

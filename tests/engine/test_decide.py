@@ -214,11 +214,11 @@ def test_waiting_for_a_refresh_with_no_usable_token_says_so_and_looks_again_soon
 
 @pytest.mark.parametrize("breaker", [None, OPEN_UNTIL])
 @pytest.mark.parametrize("status", [S.CONNECTED, S.DEGRADED, S.CHECKING])
-def test_a_dead_grant_needs_the_person_and_is_looked_at_at_the_healthy_pace(status, breaker):
+def test_a_dead_grant_needs_the_person_and_is_not_checked_again(status, breaker):
     error = failing(errors.AUTH, "The broker refused the refresh token.", needs_reauth=True)
     decision = run(error, row(status, retry_attempt=3), breaker=breaker)
     assert (decision.status, decision.category) == (S.NEEDS_REAUTH, errors.AUTH)
-    assert decision.next_check_at == NOW + timedelta(seconds=60)
+    assert decision.next_check_at is None  # until a reconnect schedules it
     assert decision.retry_attempt == 3
 
 

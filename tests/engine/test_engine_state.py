@@ -1,15 +1,22 @@
 """A healthy check writes the connection's EngineState and never its row (sealed tokens,
-token_meta): the wide row changes only on connect, refresh, disconnect or a status change."""
+token_meta): the wide row changes only on connect, refresh, disconnect or a status change.
+A connection the sweep does not check has no next check, so no claim reads its row."""
 
 from __future__ import annotations
 
+import json
+from datetime import timedelta
+
 import pytest
 from django.db import connection as db_connection
+from django.db import transaction
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from connections.models import Connection, ConnectionStatus
+from connections.state import check_scheduled
 from engine.models import EngineState
-from engine.sweep import sweep_run
+from engine.sweep import _due, sweep_run
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -51,3 +58,61 @@ def test_every_connection_gets_its_engine_state_when_created(user):
     conn = Connection.objects.create(user=user, broker_slug="sandbox", account_id="acct-new")
     state = EngineState.objects.get(pk=conn.pk)
     assert state.lease_owner == "" and state.next_check_at is not None
+
+
+def test_a_check_that_finds_the_grant_dead_takes_the_connection_off_the_schedule(world):
+    conn = world.connection(expires_in=30)  # the check refreshes first: the broker refuses the grant
+    world.faults(refresh_invalid_grant=True)
+    run = sweep_run()
+    assert run.claimed == 1
+    after = Connection.objects.select_related("engine_state").get(pk=conn.pk)
+    assert after.status == ConnectionStatus.NEEDS_REAUTH
+    assert after.next_check_at is None and after.lease_owner == ""
+    assert sweep_run().claimed == 0
+
+
+def _scans(plan: dict) -> list[dict]:
+    """The plan's nodes that read a table (its heap or one of its indexes)."""
+    found = [plan] if "Relation Name" in plan else []
+    for child in plan.get("Plans", []):
+        found += _scans(child)
+    return found
+
+
+@pytest.mark.skipif(db_connection.vendor != "postgresql", reason="reads PostgreSQL's plan")
+def test_the_claim_reads_no_inactive_row(user):
+    """Thousands of connections the sweep does not check (disconnected, archived, needing a
+    reconnect) sit in no index the claim reads: its plan examines the due row and nothing else."""
+    now = timezone.now()
+    inactive = [
+        Connection(user=user, broker_slug="sandbox", account_id=f"gone-{i}", status=status, archived_at=archived)
+        for i in range(3000)
+        for status, archived in [
+            [(ConnectionStatus.DISCONNECTED, now), (ConnectionStatus.DISCONNECTED, None),
+             (ConnectionStatus.NEEDS_REAUTH, None), (ConnectionStatus.FAILED, None)][i % 4]
+        ]
+    ]  # fmt: skip
+    states = []
+    for conn in inactive:
+        conn.next_check_at = now - timedelta(days=30)  # what it had when it was last checked
+        check_scheduled(conn, conn.status, now=now)  # what leaving the checked set does to it
+        states.append(conn.engine_state_get())
+    Connection.objects.bulk_create(inactive, batch_size=1000)
+    EngineState.objects.bulk_create(states, batch_size=1000)
+    due = Connection(user=user, broker_slug="sandbox", account_id="due", status=ConnectionStatus.CONNECTED)
+    due.access_token = "a-token"
+    due.next_check_at = now - timedelta(seconds=1)
+    due.save()
+    with db_connection.cursor() as cursor:
+        cursor.execute("ANALYZE engine_enginestate")
+        cursor.execute("ANALYZE connections_connection")
+
+    candidates = _due(now, now).order_by("next_check_at").select_for_update(skip_locked=True, of=("self",))
+    with transaction.atomic():
+        plan = json.loads(candidates.values_list("pk", flat=True)[:500].explain(format="json", analyze=True))
+    scans = _scans(plan[0]["Plan"])
+    examined = sum(s.get("Actual Rows", 0) + s.get("Rows Removed by Filter", 0) for s in scans)
+    assert examined <= 2, scans  # the due row's EngineState and its connection
+    assert [s.get("Index Name") for s in scans if s["Relation Name"] == "engine_enginestate"] == [
+        "enginestate_due_idx"
+    ]

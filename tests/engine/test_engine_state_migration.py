@@ -64,3 +64,46 @@ def test_an_existing_database_upgrades_with_its_engine_values_kept_and_downgrade
         assert {name: getattr(downgraded, name) for name in values} == values
     finally:
         _latest()
+
+
+def test_inactive_connections_lose_their_next_check_on_upgrade_and_get_one_back_on_downgrade(user):
+    """engine 0003: a connection the sweep does not check keeps no next check (so no claim reads its
+    row); going back gives each one the moment it left the checked set, as NOT NULL wants."""
+    before, after = [("engine", "0002_engine_table_names")], [("engine", "0003_enginestate_next_check_nullable")]
+    now = timezone.now().replace(microsecond=0)
+    executor = MigrationExecutor(connection)
+    executor.migrate(before)
+    try:
+        apps = executor.loader.project_state(before).apps
+        old, state = apps.get_model("connections", "Connection"), apps.get_model("engine", "EngineState")
+        rows = {}
+        for status in ("connected", "degraded", "disconnected", "needs_reauth", "failed"):
+            conn = old.objects.create(
+                user_id=user.pk, broker_slug="sandbox", account_id=status, status=status,
+                status_changed_at=now - timedelta(hours=1),
+            )  # fmt: skip
+            state.objects.create(connection=conn, next_check_at=now - timedelta(days=3))
+            rows[status] = conn.pk
+        executor = MigrationExecutor(connection)
+        executor.migrate(after)
+
+        from engine.models import EngineState
+
+        upgraded = dict(EngineState.objects.filter(pk__in=rows.values()).values_list("pk", "next_check_at"))
+        assert {status: upgraded[pk] for status, pk in rows.items()} == {
+            "connected": now - timedelta(days=3),
+            "degraded": now - timedelta(days=3),
+            "disconnected": None,
+            "needs_reauth": None,
+            "failed": None,
+        }
+
+        executor = MigrationExecutor(connection)
+        executor.loader.build_graph()
+        executor.migrate(before)
+        state = executor.loader.project_state(before).apps.get_model("engine", "EngineState")
+        downgraded = dict(state.objects.filter(pk__in=rows.values()).values_list("pk", "next_check_at"))
+        assert downgraded[rows["connected"]] == now - timedelta(days=3)
+        assert downgraded[rows["disconnected"]] == now - timedelta(hours=1)
+    finally:
+        _latest()

@@ -21,6 +21,8 @@ from connections.tokens import connection_apply_token_response
 from engine.models import EngineState, Notification
 from engine.notifications import expiry_warnings_send, notifications_dispatch
 from engine.sweep import sweep_run
+from ops.models import WebhookDelivery, WebhookEndpoint
+from ops.webhooks import webhook_secret_new
 from tests.engine.conftest import time_passes, token_was_issued_long_ago
 from tests.engine.history import ACCESS_TOKEN, REFRESH_TOKEN, stored_connection
 
@@ -273,6 +275,32 @@ def test_a_daily_expiry_is_warned_two_hours_ahead(user):
     assert expiry_warnings_send(now=deadline - timedelta(minutes=30)) == 0
     assert mail.outbox[0].subject == "Your Upstox authorization expires soon"
     assert page_link(conn) in mail.outbox[0].body
+
+
+def test_an_expiry_warning_is_one_webhook_however_often_its_email_is_retried(user, settings):
+    """The warning's webhook (connection.expiring) goes out with its first record; a mail server
+    that fails makes the engine record the warning again on every try, not announce it again."""
+    endpoint = WebhookEndpoint(url="http://127.0.0.1:9/never")
+    endpoint.secret = webhook_secret_new()
+    endpoint.save()
+    now = timezone.now()
+    conn = granted(user, "schwab", at=now - timedelta(days=6))
+    settings.EMAIL_BACKEND = f"{__name__}.BrokenMailServer"
+    for minutes in (0, 10, 20):
+        assert expiry_warnings_send(now=now + timedelta(minutes=minutes)) == 0
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    assert expiry_warnings_send(now=now + timedelta(minutes=30)) == 1
+    assert expiry_warnings_send(now=now + timedelta(minutes=40)) == 0
+
+    assert [m.subject for m in mail.outbox] == ["Your Charles Schwab authorization expires soon"]
+    (delivery,) = WebhookDelivery.objects.filter(endpoint=endpoint)
+    assert delivery.event == "connection.expiring"
+    assert delivery.payload["data"]["deadline"] == conn.reauth_deadline_at.isoformat()
+
+    # A new grant is a new deadline: a new warning, and its own webhook.
+    grant(conn, at=now + timedelta(hours=1))
+    assert expiry_warnings_send(now=conn.reauth_deadline_at - timedelta(hours=30)) == 1
+    assert WebhookDelivery.objects.filter(endpoint=endpoint, event="connection.expiring").count() == 2
 
 
 def test_no_expiry_warning_for_connections_that_already_need_a_person(user):
