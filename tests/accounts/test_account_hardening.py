@@ -6,7 +6,6 @@ import time
 
 import pytest
 from django.core import mail
-from django.core.cache import cache
 
 from accounts.middleware import STARTED_KEY
 from tests.ops.test_production import manage, production_env
@@ -14,13 +13,6 @@ from tests.ops.test_production import manage, production_env
 pytestmark = pytest.mark.django_db
 
 PASSWORD = "correct horse battery"
-
-
-@pytest.fixture(autouse=True)
-def fresh_rate_limits():
-    cache.clear()
-    yield
-    cache.clear()
 
 
 def sign_in(client, email, password, address="10.0.0.1"):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from django.core.cache import cache
 from django.test import Client
 
 from tests.support import totp_code, with_second_factor
@@ -11,13 +10,6 @@ from tests.support import totp_code, with_second_factor
 pytestmark = pytest.mark.django_db
 
 PASSWORD = "a-long-unusual-passphrase"
-
-
-@pytest.fixture(autouse=True)
-def fresh_rate_limits():
-    cache.clear()
-    yield
-    cache.clear()
 
 
 def sign_in(client: Client, email: str, password: str, *, next_url: str = "/admin/"):

@@ -12,8 +12,10 @@ pytestmark = pytest.mark.django_db
 def test_the_confirmation_email_names_brokerlink_not_a_host(client, settings):
     settings.SITE_URL = "http://127.0.0.1:8103"
     settings.ACCOUNT_EMAIL_VERIFICATION = "mandatory"
-    client.post("/accounts/signup/", {"email": "new.person@example.com", "password1": "a-long-unusual-passphrase",
-                                      "password2": "a-long-unusual-passphrase"})
+    signed_up = client.post("/accounts/signup/", {"email": "new.person@example.com",
+                                                  "password1": "a-long-unusual-passphrase",
+                                                  "password2": "a-long-unusual-passphrase"})
+    assert signed_up.status_code == 302, signed_up.status_code  # on to "confirm your address"
     (message,) = mail.outbox
     assert message.subject == "[brokerlink] Please Confirm Your Email Address"
     words = re.sub(r"https?://\S+", "<link>", message.body)  # what a person reads, links aside

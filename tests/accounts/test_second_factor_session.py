@@ -7,7 +7,6 @@ in another browser) reached admin, /metrics and the system page once the account
 from __future__ import annotations
 
 import pytest
-from django.core.cache import cache
 from django.test import Client
 
 from tests.support import totp_code, with_second_factor
@@ -16,13 +15,6 @@ pytestmark = pytest.mark.django_db
 
 PASSWORD = "a-long-unusual-passphrase"
 STAFF_PAGES = ["/admin/", "/admin/connections/connection/", "/metrics", "/connections/system/", "/sandbox/control/"]
-
-
-@pytest.fixture(autouse=True)
-def fresh_rate_limits():
-    cache.clear()
-    yield
-    cache.clear()
 
 
 @pytest.fixture
