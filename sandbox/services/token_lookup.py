@@ -9,10 +9,10 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 
-from sandbox.models import SandboxToken, token_hash
+from sandbox.models import SandboxClient, SandboxGrant, SandboxToken, token_hash
 from sandbox.services.db_threads import db_executor, on_db_thread
 
-# The account endpoint's token lookup (token + client + grant + account in one query) is kept
+# The account endpoint's token lookup (the token with its client, grant and account) is kept
 # for TOKEN_CACHE_SECONDS. Every change this process makes to a client, grant or token (faults,
 # revocations, rotations, via the control API or OAuth endpoints) clears the cache at once; a
 # change made by another process is seen within TOKEN_CACHE_SECONDS.
@@ -34,15 +34,65 @@ def token_cache_seconds() -> float:
     return float(value if value is not None else os.environ.get("SANDBOX_TOKEN_CACHE_SECONDS") or 1.0)
 
 
+# Clients and grants (each with its account) are shared by many tokens: kept by primary key
+# for the same TOKEN_CACHE_SECONDS, so a lookup's query reads token rows alone. Joining the
+# four tables built four model instances per token (a client has some forty fields) and
+# compiled a four-table query per lookup: most of the endpoint's CPU per request
+# (docs/benchmarks.md#the-sandboxs-account-endpoint-get-v1account).
+_related_cache: dict[tuple[type, int], tuple[float, Any]] = {}
+
+
+def _cache_put(cache: dict, key, value, now: float, ttl: float) -> None:
+    if len(cache) >= TOKEN_CACHE_MAX:
+        for old in [old for old, (until, _) in cache.items() if until <= now]:
+            del cache[old]
+        if len(cache) >= TOKEN_CACHE_MAX:
+            cache.clear()
+    cache[key] = (now + ttl, value)
+
+
 def token_cache_clear(**kwargs: Any) -> None:
     global _token_cache_generation
     _token_cache_generation += 1
     _token_cache.clear()
+    _related_cache.clear()
+
+
+def _related(queryset, pks: set[int], ttl: float, generation: int) -> dict[int, Any]:
+    """The rows of `queryset` with these primary keys: from the cache when fresh, else read."""
+    now = time.monotonic()
+    model = queryset.model
+    found: dict[int, Any] = {}
+    for pk in pks:
+        hit = _related_cache.get((model, pk))
+        if hit is not None and hit[0] > now:
+            found[pk] = hit[1]
+    missing = pks - found.keys()
+    if missing:
+        for row in queryset.filter(pk__in=missing):
+            found[row.pk] = row
+            if ttl > 0 and generation == _token_cache_generation:
+                _cache_put(_related_cache, (model, row.pk), row, now, ttl)
+    return found
+
+
+def _tokens_rows(digests: list[str]) -> list[SandboxToken]:
+    generation, ttl = _token_cache_generation, token_cache_seconds()
+    tokens = list(SandboxToken.objects.filter(access_token_hash__in=digests))
+    clients = _related(SandboxClient.objects.all(), {t.client_id for t in tokens}, ttl, generation)
+    grants = _related(SandboxGrant.objects.select_related("account"), {t.grant_id for t in tokens}, ttl, generation)
+    rows = []
+    for token in tokens:
+        client, grant = clients.get(token.client_id), grants.get(token.grant_id)
+        if client is None or grant is None:
+            continue  # deleted between the two reads: its tokens are gone with it
+        token.client, token.grant = client, grant
+        rows.append(token)
+    return rows
 
 
 def _tokens_load(digests: list[str]) -> dict[str, SandboxToken]:
-    rows = SandboxToken.objects.select_related("client", "grant__account").filter(access_token_hash__in=digests)
-    return {row.access_token_hash: row for row in on_db_thread(lambda: list(rows.all()))}
+    return {row.access_token_hash: row for row in on_db_thread(_tokens_rows, digests)}
 
 
 # Lookups that arrive within LOOKUP_WINDOW of the first are answered by one query
@@ -91,10 +141,5 @@ async def atoken_for_access(access_token: str) -> SandboxToken | None:
     item = await _token_load_batched(digest)
     ttl = token_cache_seconds()
     if item is not None and ttl > 0 and generation == _token_cache_generation:
-        if len(_token_cache) >= TOKEN_CACHE_MAX:
-            for key in [key for key, (until, _) in _token_cache.items() if until <= now]:
-                del _token_cache[key]
-            if len(_token_cache) >= TOKEN_CACHE_MAX:
-                _token_cache.clear()
-        _token_cache[digest] = (now + ttl, item)
+        _cache_put(_token_cache, digest, item, now, ttl)
     return item
