@@ -227,21 +227,22 @@ def start_workers(args, sql_dir: Path) -> subprocess.Popen:
 def rewritten_tables() -> list[str]:
     """Tables a check rewrites in place (one row per connection): their growth is dead row
     versions that vacuum reclaims, reported apart from growth."""
-    from django.apps import apps
+    from connections.models import Connection
+    from engine.models import CheckLog, EngineState
 
-    names = ["Connection", "EngineState", "CheckLog"]
-    return [m._meta.db_table for m in apps.get_app_config("connections").get_models() if m.__name__ in names]
+    return [model._meta.db_table for model in (Connection, EngineState, CheckLog)]
 
 
 def engine_tables() -> list[str]:
-    """The tables a check may add rows to: every table of the connections app but those
-    rewritten in place."""
+    """The tables a check may add rows to: every table of the connections and engine apps
+    but those rewritten in place."""
     from django.apps import apps
 
     rewritten = set(rewritten_tables())
+    models = [*apps.get_app_config("connections").get_models(), *apps.get_app_config("engine").get_models()]
     return sorted(
         m._meta.db_table
-        for m in apps.get_app_config("connections").get_models()
+        for m in models
         if m._meta.db_table not in rewritten and not m._meta.proxy and m._meta.managed
     )
 

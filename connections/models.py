@@ -15,7 +15,11 @@ from vault.fields import SealedField
 # The columns of the engine's row for this connection (`engine.models.EngineState`, reached
 # through the reverse one-to-one `engine_state`) that a Connection reads and writes as its own
 # attributes (the properties below), so callers need not know where they live. The engine app
-# owns that row; this app never imports it.
+# owns that row; this app never imports it, but a Connection needs it (save() creates it), so
+# the engine is always installed with this app. The shortcuts are Python properties: they work
+# on instances, not in queries (`filter`, `update`, `values`, `order_by` take
+# `engine_state__next_check_at`). tests/engine/test_engine_state.py keeps this list equal to
+# EngineState's columns.
 ENGINE_FIELDS = (
     "next_check_at",
     "lease_until",

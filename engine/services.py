@@ -20,7 +20,7 @@ The whole surface:
   limit across processes (a Redis counter, engine.ratelimit). Network failures raise
   `BrokerError` (category "network"); every HTTP answer is returned, errors included.
 - Calls made for integrations are kept apart from the heartbeat's history: they are logged
-  (`engine.services.call`), never stored as checks, so they count in no uptime, health score,
+  (`connections.api.call`), never stored as checks, so they count in no uptime, health score,
   history square or broker alert. A caller's mistake (a shell whose SITE_URL or
   SANDBOX_BASE_URL points nowhere, a wrong path) fails the caller, not the person's connection.
   What the broker says about the grant itself still counts: a token it rejects is refreshed,
@@ -263,7 +263,7 @@ def _log_call(connection: Connection, method: str, response: BrokerResponse | No
         extra.update(status=response.status, latency_ms=response.latency_ms)
     if error is not None:
         extra.update(category=error.category)
-    (logger.warning if error is not None else logger.info)("engine.services.call", extra=extra)
+    (logger.warning if error is not None else logger.info)("connections.api.call", extra=extra)
 
 
 @sensitive_variables()
@@ -336,7 +336,7 @@ def connection_call(
                     category=errors.AUTH,
                 )
             url = connection_api_url(connection, path)  # a refresh can move Questrade's api_server
-            logger.info("engine.services.retry_after_refresh", extra={"connection_id": str(connection.pk)})
+            logger.info("connections.api.retry_after_refresh", extra={"connection_id": str(connection.pk)})
             continue
         if response.status == 429 and not rate_retried:
             retry_after = (response.error.retry_after if response.error else None) or 1.0

@@ -238,7 +238,7 @@ class Hub:
             try:
                 html = (await asyncio.shield(entry[1])).get(pk)
             except Exception as exc:  # noqa: BLE001 - the page re-fetches the card instead
-                logger.warning("pages.live.card_failed", extra={"error": type(exc).__name__})
+                logger.warning("connections.live.card_failed", extra={"error": type(exc).__name__})
                 self.cards.pop(pk, None)
                 continue
             if html is not None:
@@ -258,7 +258,7 @@ class Hub:
         try:
             alive = await asyncio.shield(entry[1])
         except Exception as exc:  # noqa: BLE001
-            logger.warning("pages.live.sessions_failed", extra={"error": type(exc).__name__})
+            logger.warning("connections.live.sessions_failed", extra={"error": type(exc).__name__})
             self.summaries.pop(key, None)
             return False
         return sub.session_key in alive
@@ -275,7 +275,7 @@ class Hub:
         try:
             return await asyncio.shield(entry[1])
         except Exception as exc:  # noqa: BLE001 - the pages re-fetch the strip instead
-            logger.warning("pages.live.summary_failed", extra={"error": type(exc).__name__})
+            logger.warning("connections.live.summary_failed", extra={"error": type(exc).__name__})
             self.summaries.pop(key, None)
             return None
 
@@ -297,7 +297,7 @@ class Hub:
             try:
                 await self._poll_once()
             except Exception as exc:  # noqa: BLE001 - the database is away: try again next round
-                logger.warning("pages.live.poll_failed", extra={"error": type(exc).__name__})
+                logger.warning("connections.live.poll_failed", extra={"error": type(exc).__name__})
 
     def monitoring_seen(self, active: bool) -> None:
         """Whether monitoring runs, as just read: every stream hears when that flips."""
@@ -317,7 +317,7 @@ class Hub:
             try:
                 self.monitoring_seen(await reads.monitoring_active_read())
             except Exception as exc:  # noqa: BLE001 - the database is away: try again next round
-                logger.warning("pages.live.monitoring_failed", extra={"error": type(exc).__name__})
+                logger.warning("connections.live.monitoring_failed", extra={"error": type(exc).__name__})
 
     def _on_message(self, data) -> None:
         try:
@@ -325,7 +325,7 @@ class Hub:
             for user_id, pk, status, version in payload["changes"]:
                 self.deliver(str(user_id), str(pk), str(status), str(version))
         except (ValueError, KeyError, TypeError):
-            logger.warning("pages.live.bad_message")
+            logger.warning("connections.live.bad_message")
 
     async def _redis_loop(self) -> None:
         import redis.asyncio as aredis
@@ -337,7 +337,7 @@ class Hub:
                 pubsub = client.pubsub()
                 await pubsub.subscribe(display.live_channel())
                 if not self.redis_ok:
-                    logger.info("pages.live.redis_subscribed")
+                    logger.info("connections.live.redis_subscribed")
                 self.redis_ok = True
                 self.subscribed.set()
                 # Catch up with whatever changed while we were not subscribed.
@@ -360,7 +360,7 @@ class Hub:
                 raise
             except Exception as exc:  # noqa: BLE001 - Redis away: poll the database until it is back
                 if self.redis_ok:
-                    logger.warning("pages.live.redis_lost", extra={"error": type(exc).__name__})
+                    logger.warning("connections.live.redis_lost", extra={"error": type(exc).__name__})
                     self.poll_now.set()
                 self.redis_ok = False
                 self.subscribed.set()

@@ -112,10 +112,10 @@
 
   // Every stream is opened with what the page shows (`?seen=`: each card's, or the panel's,
   // data-live-version, read at that moment), and the server sends first whatever changed since
-  // (connections.live.Hub.resume): a change made while no stream was open (between a scheduled
+  // (pages.live.Hub.resume): a change made while no stream was open (between a scheduled
   // end and the next open, or while the page loaded) still reaches the page. The extension
   // opens every stream through htmx.createEventSource, which it leaves to be replaced.
-  // SEEN_MAX_CARDS: connections.live.SEEN_MAX_CARDS (the URL stays short).
+  // SEEN_MAX_CARDS: pages.live.SEEN_MAX_CARDS (the URL stays short).
   var SEEN_MAX_CARDS = 400;
   function seenNow() {
     var root = document.getElementById("live-root");
@@ -203,7 +203,7 @@
     if (evt.detail && evt.detail.type === "signed-out") { evt.preventDefault(); signedOut(); }
     if (evt.detail && evt.detail.type === "summary") summaryDue();
   });
-  // ... and so does every htmx request (connections.middleware).
+  // ... and so does every htmx request (pages.middleware).
   document.addEventListener("brokerlink:signed-out", function (evt) {
     signedOut(evt.detail && evt.detail.login);
   });

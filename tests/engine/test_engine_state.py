@@ -116,3 +116,13 @@ def test_the_claim_reads_no_inactive_row(user):
     assert [s.get("Index Name") for s in scans if s["Relation Name"] == "engine_enginestate"] == [
         "enginestate_due_idx"
     ]
+
+
+def test_the_connection_reads_every_column_of_its_engine_row_and_only_those():
+    """connections.models.ENGINE_FIELDS (the Connection's shortcuts to its engine row) names
+    exactly EngineState's own columns: a column added to one and not the other would be read
+    from the wrong row or not saved."""
+    from connections.models import ENGINE_FIELDS
+
+    columns = {field.name for field in EngineState._meta.concrete_fields} - {"connection"}
+    assert set(ENGINE_FIELDS) == columns

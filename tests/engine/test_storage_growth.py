@@ -130,7 +130,7 @@ def test_a_healthy_connection_adds_at_most_2_kb_of_database_a_day(user):
 
     grown = {t: after[t] - before[t] for t in after}
     per_connection_day = sum(grown.values()) / N
-    indexes = {k: v for k, v in relations.items() if k.startswith("connections_enginestate_next")}
+    indexes = {k: v for k, v in relations.items() if k == "enginestate_due_idx"}
     print(f"storage growth for {N} connections x 1 day: {per_connection_day:.0f} B per connection-day; {grown}")
     print(f"EngineState next_check_at index (not bounded): {sum(indexes.values()) / N:.0f} B; {indexes}")
     print(f"check log updates in place (HOT): {hot} of {updates}")

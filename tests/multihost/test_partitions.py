@@ -238,7 +238,7 @@ def test_web_cut_from_redis(hosts, world):
         what="the change on the open page while Redis is cut",
     )
     reached_cut = round(time.time() - changed_at, 1)
-    hosts.wait_log("web", "pages.live.redis_lost", timeout=45, after=mark)
+    hosts.wait_log("web", "connections.live.redis_lost", timeout=45, after=mark)
     noticed = seconds_since(cut_at)
     status = hosts.call("system_page")
     assert status["status"] == 200 and status["services"].get("redis") == "Down", status
@@ -248,7 +248,7 @@ def test_web_cut_from_redis(hosts, world):
     mark = len(hosts.log("web"))
     hosts.net.heal("web", "redis")
     healed = time.monotonic()
-    hosts.wait_log("web", "pages.live.redis_subscribed", timeout=30, after=mark)
+    hosts.wait_log("web", "connections.live.redis_subscribed", timeout=30, after=mark)
     resubscribed = seconds_since(healed)
     changed_at = time.time()
     hosts.call("status_change", changing, "connected", "")
