@@ -17,26 +17,26 @@ pytest_plugins = [
 # collection order), so no long file starts last and becomes the run's tail while the other
 # process has nothing left. A file missing here only starts later; nothing else depends on it.
 LONGEST_FIRST = [
-    "tests/engine/test_never_twice.py",
     "tests/multihost/test_partitions.py",
+    "tests/engine/test_never_twice.py",
+    "tests/test_make_run.py",
     "tests/engine/test_storage_growth.py",
     "tests/engine/test_rotation_unknown.py",
-    "tests/test_make_run.py",
+    "tests/pages/test_browser.py",
+    "tests/pages/test_user_pages_browser.py",
     "tests/engine/test_sweep_worker.py",
     "tests/pages/test_browser_truth.py",
-    "tests/pages/test_user_pages_browser.py",
-    "tests/pages/test_browser.py",
     "tests/ops/test_celery_worker.py",
     "tests/engine/test_rotation_unknown_workers.py",
+    "tests/engine/test_grant_safety.py",
+    "tests/ops/test_scale_out.py",
+    "tests/pages/test_browser_polling.py",
     "tests/api/test_schema_property.py",
     "tests/contract/test_oidc_broker.py",
-    "tests/engine/test_fanout.py",
-    "tests/partners/test_partner_flow.py",
-    "tests/engine/test_errors.py",
-    "tests/engine/test_python_api.py",
-    "tests/sandbox/test_oauth_failures.py",
-    "tests/admin/test_admin_delete.py",
-    "tests/ops/test_scale_out.py",
+    "tests/ops/test_production.py",
+    "tests/ops/test_outages.py",
+    "tests/engine/test_grant_safety_workers.py",
+    "tests/pages/test_csp.py",
 ]
 
 
