@@ -79,11 +79,11 @@ def pytest_configure(config):
 
 def _flush_deletes_rows():
     """After each transactional test Django's `flush` empties every table with one TRUNCATE of
-    all of them. On PostgreSQL that gives each table, index and TOAST table a new file (about
-    200 here), which took a second or more per test on this machine; deleting the few rows a
-    test wrote takes milliseconds. Same outcome: every table empty, in one transaction (Django's
-    foreign keys are deferred, so the order does not matter). A test that asks for its
-    sequences reset (`reset_sequences=True`) still gets Django's TRUNCATE ... RESTART IDENTITY."""
+    all of them. On PostgreSQL that gives each table, index and TOAST table a new file, far
+    slower than deleting the few rows a test wrote (docs/development.md, "How long"). Same
+    outcome: every table empty, in one transaction (Django's foreign keys are deferred, so the
+    order does not matter). A test that asks for its sequences reset (`reset_sequences=True`)
+    still gets Django's TRUNCATE ... RESTART IDENTITY."""
     from django.core.management.commands import flush
 
     truncate = flush.sql_flush
