@@ -17,26 +17,26 @@ pytest_plugins = [
 # collection order), so no long file starts last and becomes the run's tail while the other
 # process has nothing left. A file missing here only starts later; nothing else depends on it.
 LONGEST_FIRST = [
-    "tests/engine/test_never_twice.py",
     "tests/multihost/test_partitions.py",
+    "tests/engine/test_never_twice.py",
+    "tests/test_make_run.py",
     "tests/engine/test_storage_growth.py",
     "tests/engine/test_rotation_unknown.py",
-    "tests/test_make_run.py",
+    "tests/pages/test_browser.py",
+    "tests/pages/test_user_pages_browser.py",
     "tests/engine/test_sweep_worker.py",
     "tests/pages/test_browser_truth.py",
-    "tests/pages/test_user_pages_browser.py",
-    "tests/pages/test_browser.py",
     "tests/ops/test_celery_worker.py",
     "tests/engine/test_rotation_unknown_workers.py",
+    "tests/engine/test_grant_safety.py",
+    "tests/ops/test_scale_out.py",
+    "tests/pages/test_browser_polling.py",
     "tests/api/test_schema_property.py",
     "tests/contract/test_oidc_broker.py",
-    "tests/engine/test_fanout.py",
-    "tests/partners/test_partner_flow.py",
-    "tests/engine/test_errors.py",
-    "tests/engine/test_python_api.py",
-    "tests/sandbox/test_oauth_failures.py",
-    "tests/admin/test_admin_delete.py",
-    "tests/ops/test_scale_out.py",
+    "tests/ops/test_production.py",
+    "tests/ops/test_outages.py",
+    "tests/engine/test_grant_safety_workers.py",
+    "tests/pages/test_csp.py",
 ]
 
 
@@ -71,6 +71,30 @@ def django_db_setup(django_db_setup, django_db_blocker):
                 name = connection.ops.quote_name(connection.settings_dict["NAME"])
                 cursor.execute(f"ALTER DATABASE {name} SET synchronous_commit TO off")
                 cursor.execute("SET synchronous_commit TO off")  # this session started before it
+
+
+def pytest_configure(config):
+    _flush_deletes_rows()
+
+
+def _flush_deletes_rows():
+    """After each transactional test Django's `flush` empties every table with one TRUNCATE of
+    all of them. On PostgreSQL that gives each table, index and TOAST table a new file, far
+    slower than deleting the few rows a test wrote (docs/development.md, "How long"). Same
+    outcome: every table empty, in one transaction (Django's foreign keys are deferred, so the
+    order does not matter). A test that asks for its sequences reset (`reset_sequences=True`)
+    still gets Django's TRUNCATE ... RESTART IDENTITY."""
+    from django.core.management.commands import flush
+
+    truncate = flush.sql_flush
+
+    def sql_flush(style, connection, reset_sequences=True, allow_cascade=False):
+        if connection.vendor != "postgresql" or reset_sequences:
+            return truncate(style, connection, reset_sequences=reset_sequences, allow_cascade=allow_cascade)
+        tables = connection.introspection.django_table_names(only_existing=True, include_views=False)
+        return [f"DELETE FROM {connection.ops.quote_name(table)}" for table in sorted(tables)]  # noqa: S608 - model tables
+
+    flush.sql_flush = sql_flush
 
 
 @pytest.fixture(autouse=True)
