@@ -30,12 +30,15 @@ from connections.models import Connection, ConnectionStatus
 from engine.models import Quality
 from engine.ratelimit import pause_left, pause_set, rate_limit_hit
 from engine.services import (
+    CheckBusy,
     ConnectionUnavailable,
     NeedsReauthentication,
     RateLimited,
     connection_api_url,
     connection_call,
+    connection_check_now,
     connection_fresh,
+    connection_refresh_now,
     connection_unsealed_token,
 )
 from ops.client_address import client_address
@@ -266,8 +269,6 @@ def get_connection(request, connection_id: UUID):
     summary="Check the connection now (heartbeat with the engine's rules)",
 )
 def check_connection(request, connection_id: UUID):
-    from engine.services import CheckBusy, connection_check_now
-
     key = _require(request, Scope.READ_STATUS, "check", connection_id)
     connection = _connection(request, key, connection_id, "check")
     try:
@@ -289,8 +290,6 @@ def check_connection(request, connection_id: UUID):
     summary="Refresh the tokens now (single-flight)",
 )
 def refresh_connection(request, connection_id: UUID):
-    from engine.services import connection_refresh_now
-
     key = _require(request, Scope.CALL, "refresh", connection_id)
     connection = _connection(request, key, connection_id, "refresh")
     try:

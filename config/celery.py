@@ -12,6 +12,8 @@ app.autodiscover_tasks()
 
 BEAT_TICK_SECONDS = float(os.environ.get("OPS_BEAT_TICK_SECONDS", "15"))
 
+# The engine's tasks (engine/tasks.py) keep their connections.tasks.* names from before the
+# engine had its own app, so messages queued across an upgrade still find them.
 app.conf.beat_schedule = {
     # The product's promise: every connection's state is at most about a minute old.
     # The tick counts what is due and sends lanes (sweep tasks every worker process may take,

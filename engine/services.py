@@ -1,6 +1,6 @@
 """Using a connection from code in the same Django project (Celery tasks, views).
 
-The whole surface:
+For other code in the project:
 
     from engine.services import connection_access_token, connection_call, NeedsReauthentication
 

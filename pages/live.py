@@ -219,10 +219,8 @@ class Hub:
             sub.put(pk, status)
 
     async def cards_get(self, user_id: str, ids: list[str]) -> dict:
-        """{id: card (see reads.card_render)} at the versions last delivered, read once for all the
+        """{id: card (see live_reads.cards_read)} at the versions last delivered, read once for all the
         user's open pages; ids missing from the answer are re-fetched by the pages instead."""
-        if reads.card_render is None:
-            return {}
         todo = [
             pk for pk in ids if (self.cards.get(pk) or (None, None))[0] != self.versions.get(pk) or pk not in self.cards
         ]
@@ -248,7 +246,7 @@ class Hub:
     async def signed_in(self, sub: Subscriber) -> bool:
         """Whether this stream's session still stands, read once per change batch for all the
         user's open pages (False also when it cannot be read: the page re-fetches instead)."""
-        if reads.sessions_alive is None or not sub.session_key:
+        if not sub.session_key:
             return False
         key, generation = ("sessions", sub.user_id), self.summary_gen.get(sub.user_id, 0)
         entry = self.summaries.get(key)
@@ -266,8 +264,6 @@ class Hub:
     async def summary_get(self, user_id: str, show: str) -> str | None:
         """The user's summary strip as of their latest change, rendered once for all their
         open pages with the same filter; None: the pages re-fetch it instead."""
-        if reads.summary_render is None:
-            return None
         key, generation = (user_id, show), self.summary_gen.get(user_id, 0)
         entry = self.summaries.get(key)
         if entry is None or entry[0] != generation:
@@ -312,7 +308,7 @@ class Hub:
     async def _monitoring_loop(self) -> None:
         while True:
             await asyncio.sleep(MONITORING_SECONDS)
-            if not self.by_user or reads.monitoring_probe is None:
+            if not self.by_user:
                 continue
             try:
                 self.monitoring_seen(await reads.monitoring_active_read())

@@ -1,19 +1,22 @@
 """The live hub's database reads (`pages.live`): each runs in a worker thread and hands its
 database connection back before returning, so no open stream holds one while it waits.
 
-The cards, summary strip, sign-in check and monitoring banner the streams send are rendered by
-the pages' views (`views_live` sets the hooks below at import), so the hub itself imports no
-template or presenter."""
+What they read: the versions of connections (what changed), the cards and summary strip a
+dashboard's stream sends itself (`fragments`), whether the streams' sessions are still signed
+in, and whether monitoring runs (the summary strip's banner)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from importlib import import_module
 
 from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.db import connections as db_connections
 
 from connections import display
 from connections.models import Connection
+from pages import fragments
+from pages.presenters.monitoring import monitoring_status
 
 # Users per IN (…) of the shared poll.
 POLL_CHUNK = 500
@@ -52,14 +55,10 @@ def _versions_read(user_ids: list, connection_id=None) -> list[tuple[str, str, s
 versions_read = sync_to_async(_versions_read, thread_sensitive=False)
 
 
-# Whether monitoring runs, by the banner's own rule (presenters.monitoring_status); set by
-# views_live, since presenters' imports lead back here. None: the hub does not watch.
-monitoring_probe: Callable[[], bool] | None = None
-
-
 def _monitoring_active_read() -> bool:
+    """Whether monitoring runs, by the banner's own rule (`monitoring_status`)."""
     try:
-        return monitoring_probe()
+        return monitoring_status().active
     finally:
         db_release()
 
@@ -67,19 +66,12 @@ def _monitoring_active_read() -> bool:
 monitoring_active_read = sync_to_async(_monitoring_active_read, thread_sensitive=False)
 
 
-# The cards a dashboard's stream sends in its events, set by views_live (fragments' imports
-# lead back here): `card_render(user_id, ids)` -> {id: the card, "" for a card that left the
-# dashboard}, read once per process for all the user's open pages; `card_finish(card,
-# token=, now=)` -> its HTML as this page is served it. None: the stream
-# sends "conn-<id>" and pages re-fetch the card.
-card_render: Callable | None = None
-card_finish: Callable | None = None
-
-
-# Which of these session keys are still signed in, set by views_live: checked once per change
-# batch per process for all of a user's open pages, before a stream sends cards (a re-fetch
-# from a page whose session ended is refused; a pushed card must be too).
-sessions_alive: Callable | None = None
+def sessions_alive(keys: list[str]) -> set[str]:
+    """The session keys among `keys` that are still signed in (Django's session store): checked
+    once per change batch per process for all of a user's open pages, before a stream sends
+    cards (a re-fetch from a page whose session ended is refused; a pushed card must be too)."""
+    store = import_module(settings.SESSION_ENGINE).SessionStore
+    return {key for key in keys if store(session_key=key).get("_auth_user_id")}
 
 
 def _sessions_read(keys: list[str]) -> set[str]:
@@ -92,14 +84,10 @@ def _sessions_read(keys: list[str]) -> set[str]:
 sessions_read = sync_to_async(_sessions_read, thread_sensitive=False)
 
 
-# The summary strip the dashboard's stream sends with a batch of changes, set by views_live:
-# `summary_render(user_id, show)` -> HTML. None: the stream says "summary", pages re-fetch it.
-summary_render: Callable | None = None
-
-
 def _summary_read(user_id, show: str) -> str:
+    """The summary strip a dashboard's stream sends with a batch of changes."""
     try:
-        return summary_render(user_id, show)
+        return fragments.summary_for_stream(user_id, show)
     finally:
         db_release()
 
@@ -108,8 +96,10 @@ summary_read = sync_to_async(_summary_read, thread_sensitive=False)
 
 
 def _cards_read(user_id, ids) -> dict[str, str]:
+    """{id: the card, "" for a card that left the dashboard}, read once per process for all the
+    user's open pages (each page finishes its copy: `fragments.card_finish`)."""
     try:
-        return card_render(user_id, ids)
+        return fragments.cards_for_stream(user_id, ids)
     finally:
         db_release()
 

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from django.conf import settings
 from django.utils import timezone
 
-from pages import live_reads
+from pages import fragments
 from pages.live import Subscriber, event_wait, hub_get, stream_open
 
 KEEPALIVE_SECONDS = 15.0
@@ -65,7 +65,7 @@ async def connection_stream(
             changed, summary = sub.take()
             if changed or summary:
                 cards = {}
-                pushing = connection_id is None and csrf_token is not None and live_reads.card_finish is not None
+                pushing = connection_id is None and csrf_token is not None
                 if pushing and not await hub.signed_in(sub):
                     # Signed out since the stream opened (or not known): no card goes out; the
                     # page re-fetches, and a signed-out re-fetch says so (pages.middleware).
@@ -75,7 +75,7 @@ async def connection_stream(
                 now = timezone.now()
                 for pk, status in changed.items():
                     if pk in cards:
-                        card = live_reads.card_finish(cards[pk], token=csrf_token, now=now) if cards[pk] else ""
+                        card = fragments.card_finish(cards[pk], token=csrf_token, now=now) if cards[pk] else ""
                         yield sse(f"card-{pk}", card)
                     else:
                         yield sse(f"conn-{pk}", status)

@@ -18,6 +18,7 @@ from django_htmx.http import HttpResponseStopPolling
 
 from common.threadlanes import page_threads
 from connections.models import Connection, ConnectionStatus
+from engine.services import CheckBusy, connection_check_now
 from pages import fragments, live, live_reads, live_stream
 from pages.presenters.cards import card_for
 from pages.presenters.dashboard import summary_for_user
@@ -26,27 +27,6 @@ from pages.presenters.monitoring import monitoring_status
 from pages.selectors import connection_get_for_user
 
 logger = logging.getLogger(__name__)
-
-
-def _monitoring_active() -> bool:
-    return monitoring_status().active
-
-
-def _sessions_alive(keys: list[str]) -> set[str]:
-    """The session keys among `keys` that are still signed in (Django's session store)."""
-    from importlib import import_module
-
-    store = import_module(settings.SESSION_ENGINE).SessionStore
-    return {key for key in keys if store(session_key=key).get("_auth_user_id")}
-
-
-# Open streams hear when monitoring stops or starts again (the summary strip's banner), and
-# a dashboard's stream sends the changed cards themselves.
-live_reads.monitoring_probe = _monitoring_active
-live_reads.card_render = fragments.cards_for_stream
-live_reads.card_finish = fragments.card_finish
-live_reads.summary_render = fragments.summary_for_stream
-live_reads.sessions_alive = _sessions_alive
 
 
 def _fragment(request, template: str, context: dict, *, final: bool) -> HttpResponse:
@@ -99,14 +79,8 @@ def check_now(request, connection_id):
     """Check one connection now; the status passes through "checking" (which open pages see
     live) and the answer is the card (or detail panel) with the result."""
     connection = connection_get_for_user(user=request.user, connection_id=connection_id)
-    try:
-        from engine.services import CheckBusy, connection_check_now
-    except ImportError:  # engine not installed in this build
-        CheckBusy, connection_check_now = None, None
     notice = ""
-    if connection_check_now is None:
-        notice = "Checks are not available right now."
-    elif not check_now_allowed(connection):
+    if not check_now_allowed(connection):
         notice = "Checked moments ago: try again in a few seconds."
     else:
         try:

@@ -88,6 +88,3 @@ def system_badge(*, services: str, alerts, breakers: list[dict], monitoring: Mon
         worse("degraded", "monitoring is not running")
     label = {"healthy": "Healthy", "degraded": "Degraded", "down": "Critical"}[worst]
     return SystemBadge(worst, label, reasons)
-
-
-# --- connection cards -----------------------------------------------------------------

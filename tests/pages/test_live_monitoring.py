@@ -5,7 +5,7 @@ import asyncio
 
 import pytest
 
-from pages import live, live_reads, live_stream
+from pages import live, live_stream
 
 pytestmark = pytest.mark.django_db
 
@@ -32,8 +32,7 @@ def test_a_monitoring_flip_sends_a_summary_to_every_stream_and_nothing_else_does
     asyncio.run(main())
 
 
-def test_the_stream_says_summary_for_a_monitoring_flip_and_bye_at_its_scheduled_end(monkeypatch):
-    monkeypatch.setattr(live_reads, "summary_render", None)  # (the strip itself: test_stream_pushes)
+def test_the_stream_says_summary_for_a_monitoring_flip_and_bye_at_its_scheduled_end():
 
     async def main():
         hub = live.hub_get()

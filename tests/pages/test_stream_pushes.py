@@ -13,7 +13,7 @@ from django.db import connections
 
 from connections import display
 from connections.models import ConnectionStatus
-from pages import live, live_reads, live_stream, views_live  # noqa: F401 - views_live wires the renderers into live
+from pages import fragments, live, live_stream
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -31,7 +31,7 @@ def test_two_open_pages_get_the_card_and_strip_from_one_render(make_connection, 
     connection = make_connection()
     user_id, pk = str(connection.user_id), str(connection.pk)
     renders = {"cards": 0, "summary": 0}
-    cards, summary = live_reads.card_render, live_reads.summary_render
+    cards, summary = fragments.cards_for_stream, fragments.summary_for_stream
 
     def count_cards(*args):
         renders["cards"] += 1
@@ -41,8 +41,8 @@ def test_two_open_pages_get_the_card_and_strip_from_one_render(make_connection, 
         renders["summary"] += 1
         return summary(*args)
 
-    monkeypatch.setattr(live_reads, "card_render", count_cards)
-    monkeypatch.setattr(live_reads, "summary_render", count_summary)
+    monkeypatch.setattr(fragments, "cards_for_stream", count_cards)
+    monkeypatch.setattr(fragments, "summary_for_stream", count_summary)
 
     signed_in, signed_out = session_of(connection.user), session_of(connection.user)
 

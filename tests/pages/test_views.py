@@ -147,7 +147,7 @@ def test_detail_page(signed_in, make_connection):
 
 
 def test_check_now_returns_the_card_with_the_result(signed_in, make_connection, monkeypatch, settings):
-    from engine import services
+    from pages import views_live
 
     settings.CHECK_NOW_COOLDOWN_SECONDS = 0  # three presses in a row here; the cooldown has its own test
     connection = make_connection()
@@ -161,7 +161,7 @@ def test_check_now_returns_the_card_with_the_result(signed_in, make_connection, 
         conn.last_check_at = timezone.now()
         conn.save()
 
-    monkeypatch.setattr(services, "connection_check_now", fake_check)
+    monkeypatch.setattr(views_live, "connection_check_now", fake_check)
     url = reverse("connections:check_now", args=[connection.pk])
     response = signed_in.post(url, headers={"HX-Request": "true", "HX-Target": f"card-{connection.pk}"})
     body = response.content.decode()
