@@ -24,7 +24,7 @@ from ninja import Schema
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 
 from common.busy import BUSY_MESSAGE
-from engine.ratelimit import RateLimited
+from common.ratelimit import RateLimited
 from ops.busy import database_busy
 
 PROBLEM_TYPE = "application/problem+json"

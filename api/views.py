@@ -25,10 +25,10 @@ from ninja.security.http import HttpAuthBase
 from api.models import Scope, ServiceKey
 from api.problems import PASSTHROUGH, Problem, openapi_document, problem_handlers_install
 from api.services import KeyCheck, api_audit_record, revoked_key_used, service_key_check, service_key_connections
+from common.ratelimit import pause_left, pause_set, rate_limit_hit
 from connections.errors import BrokerError
 from connections.models import Connection, ConnectionStatus
 from engine.models import Quality
-from engine.ratelimit import pause_left, pause_set, rate_limit_hit
 from engine.services import (
     CheckBusy,
     ConnectionUnavailable,

@@ -19,7 +19,7 @@ from ninja.errors import HttpError
 
 from api.models import Scope, ServiceKey
 from api.views import ConnectionOut, Problem, _audit, _connection, _require, api
-from engine.ratelimit import RateLimited, rate_limit_hit
+from common.ratelimit import RateLimited, rate_limit_hit
 from partners.services import (
     EndUserBusy,
     SessionRequestInvalid,

@@ -32,15 +32,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.conf import settings
-from django.db.models import Count, F, Min, Q
+from django.db.models import Count, F, Q
 from django.utils import timezone
 
 from connections.models import Connection, ConnectionEvent, ConnectionStatus
 from connections.state import INACTIVE_STATUSES
 from engine.checkstore import history_for, ring_of, rings_for
 from engine.conf import engine_setting
-from engine.models import Quality, SweepRun
+from engine.models import Quality
 from engine.ring import HourCounts, epoch_hour, hour_start
 
 BAD_STATUSES = [
@@ -434,23 +433,3 @@ def connections_overdue(*, now: datetime | None = None):
         engine_state__next_check_at__lt=now - grace
     )
 
-
-def engine_status(*, now: datetime | None = None, interval_seconds: float | None = None) -> dict:
-    """For ops pages: last sweep, whether the beat looks stalled (no sweep started in three
-    intervals: HEARTBEAT_INTERVAL_SECONDS, the beat's own), how many checks are overdue."""
-    now = now or timezone.now()
-    if interval_seconds is None:
-        interval_seconds = float(getattr(settings, "HEARTBEAT_INTERVAL_SECONDS", 60))
-    last = SweepRun.objects.order_by("-started_at").first()
-    stalled = last is None or last.started_at < now - timedelta(seconds=3 * interval_seconds)
-    overdue = connections_overdue(now=now)
-    worst = overdue.aggregate(oldest=Min("engine_state__next_check_at"))["oldest"]
-    return {
-        "last_sweep": last,
-        "sweep_stalled": stalled,
-        "overdue": overdue.count(),
-        "max_overdue_seconds": (now - worst).total_seconds() if worst else 0.0,
-        "unfinished_sweeps": SweepRun.objects.filter(
-            finished_at__isnull=True, started_at__lt=now - timedelta(minutes=10)
-        ).count(),
-    }

@@ -17,7 +17,7 @@ For other code in the project:
   per-token `api_server`). A 401 gets one forced refresh and one retry; a 429 pauses every
   process's calls to that broker for its Retry-After and is retried once when the wait is
   short (`max_wait`), else returned as it is. Calls stay under the broker's documented rate
-  limit across processes (a Redis counter, engine.ratelimit). Network failures raise
+  limit across processes (a Redis counter, common.ratelimit). Network failures raise
   `BrokerError` (category "network"); every HTTP answer is returned, errors included.
 - Calls made for integrations are kept apart from the heartbeat's history: they are logged
   (`connections.api.call`), never stored as checks, so they count in no uptime, health score,
@@ -43,6 +43,7 @@ from urllib.parse import urlsplit
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
+from common.ratelimit import RateLimited, pause_left, pause_set, rate_limit_wait
 from connections import errors
 from connections.broker_client import BrokerResponse, broker_call, profile_for
 from connections.errors import BrokerError
@@ -52,7 +53,6 @@ from engine.batch import Outcome
 from engine.check import connections_check
 from engine.conf import engine_setting
 from engine.models import EngineState
-from engine.ratelimit import RateLimited, pause_left, pause_set, rate_limit_wait
 from engine.refresh import IN_PROGRESS, OUTCOME_UNKNOWN, connection_refresh, refresh_due
 from vault.crypto import VaultError
 

@@ -342,7 +342,8 @@ class SweepRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 # Connection.user is PROTECT, so a user with connections cannot be deleted. This action on the
 # user admin does what deleting them would have meant, through the same service and permission
 # check as "Disconnect and revoke", and keeps the rows and their history as the audit trail.
-# It lives here, so accounts and connections never import each other.
+# It lives here, so accounts and connections never import each other; `PagesConfig.ready()`
+# adds it to the user admin.
 
 
 @admin.action(description="Disconnect (revoke) every connection and deactivate", permissions=["change"])
@@ -370,12 +371,12 @@ def disconnect_and_deactivate(modeladmin, request, queryset):
     modeladmin.message_user(request, f"Disconnected {len(connections)} connection(s); deactivated the selected users.")
 
 
-def _add_user_action() -> None:
-    """On the user admin (accounts' admin module is loaded first: INSTALLED_APPS order)."""
+def user_admin_action_add() -> None:
+    """Put the action on the user admin. Called from `PagesConfig.ready()`: by then the admin has
+    loaded every app's admin module (`django.contrib.admin` is ready first), accounts' included,
+    whatever the order of the apps."""
     from django.contrib.auth import get_user_model
 
     user_admin = admin.site.get_model_admin(get_user_model())
-    user_admin.actions = [*(user_admin.actions or []), disconnect_and_deactivate]
-
-
-_add_user_action()
+    if disconnect_and_deactivate not in (user_admin.actions or []):
+        user_admin.actions = [*(user_admin.actions or []), disconnect_and_deactivate]

@@ -144,7 +144,7 @@ def test_revoked_expired_and_unknown_keys_get_401(api_client, connection):
 
 
 def test_each_key_is_rate_limited(api_client, connection):
-    # The limit counts in fixed one-minute windows (engine/ratelimit.py): a burst that a
+    # The limit counts in fixed one-minute windows (common/ratelimit.py): a burst that a
     # window's start cuts in two is retried with a fresh key.
     for _ in range(3):
         client = api_client(rate_limit_per_minute=3)

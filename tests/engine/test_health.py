@@ -14,12 +14,11 @@ from engine.health import (
     connection_trends,
     connection_uptime,
     connections_overdue,
-    engine_status,
     health_inputs_for,
     health_score,
     quality_for,
 )
-from engine.models import EngineState, Quality, SweepRun
+from engine.models import EngineState, Quality
 from engine.refresh import connection_profile
 from engine.retention import checkresults_prune, checkresults_rollup
 from tests.engine.history import bad_transition, checks, stored_connection
@@ -244,29 +243,6 @@ def test_a_missed_heartbeat_is_flagged_after_the_grace(user, settings):
     settings.ENGINE_OVERDUE_GRACE_SECONDS = 60
     assert connection_is_overdue(on_time, now=now)
     assert set(connections_overdue(now=now)) == {late, on_time}
-
-
-def test_engine_status_detects_a_stalled_sweep_and_overdue_checks(user, settings):
-    settings.HEARTBEAT_INTERVAL_SECONDS = 60
-    now = timezone.now()
-    status = engine_status(now=now)
-    assert status["sweep_stalled"] and status["last_sweep"] is None  # never ran
-
-    connection_at(user, now, next_check_at=now - timedelta(seconds=600))
-    SweepRun.objects.create(owner="w1", started_at=now - timedelta(seconds=30), finished_at=now)
-    status = engine_status(now=now)
-    assert not status["sweep_stalled"]
-    assert status["overdue"] == 1
-    assert status["max_overdue_seconds"] == pytest.approx(600)
-
-    # No sweep started for four minutes (more than three 60 s intervals): the beat is stalled.
-    later = now + timedelta(minutes=4)
-    assert engine_status(now=later)["sweep_stalled"]
-    settings.HEARTBEAT_INTERVAL_SECONDS = 120  # a slower declared beat: four minutes is fine
-    assert not engine_status(now=later)["sweep_stalled"]
-
-    SweepRun.objects.create(owner="w2", started_at=now - timedelta(minutes=15))  # never finished
-    assert engine_status(now=now)["unfinished_sweeps"] == 1
 
 
 # --- the model's rules (issue 13): damping, no credit for a failed check, re-based on reconnect

@@ -8,9 +8,9 @@ import time
 
 import pytest
 
+from common.ratelimit import rate_limit_hit
 from connections.models import Connection, ConnectionEvent, ConnectionStatus
 from engine.models import CheckResult
-from engine.ratelimit import rate_limit_hit
 from engine.services import (
     ConnectionUnavailable,
     NeedsReauthentication,
@@ -121,7 +121,7 @@ def test_the_rate_limit_is_shared_across_processes():
     key = f"test-shared-{time.time_ns()}"
     script = (
         "import django, sys; django.setup()\n"
-        "from engine.ratelimit import rate_limit_hit\n"
+        "from common.ratelimit import rate_limit_hit\n"
         f"print(sum(rate_limit_hit({key!r}, limit=10, per_seconds=60) == 0 for _ in range(8)))\n"
     )
     env = subprocess_env(DJANGO_SETTINGS_MODULE="config.settings_test")
