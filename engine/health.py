@@ -55,6 +55,8 @@ class HealthInputs:
     checks: int = 0
     successes: int = 0
     bad_transitions: int = 0
+    # HEALTH_MIN_CHECKS, read once per batch by health_inputs_for (else at each score).
+    min_checks: int | None = None
 
 
 @dataclass
@@ -225,7 +227,7 @@ def health_compute(
             f"{inputs.bad_transitions} trouble spell{'s' if inputs.bad_transitions != 1 else ''}",
         ),
     ]
-    min_checks = health_min_checks()
+    min_checks = inputs.min_checks if inputs.min_checks is not None else health_min_checks()
     report = HealthReport(score=None, quality="", checks=checks, min_checks=min_checks, parts=parts)
     if checks < min_checks:
         return report
@@ -294,7 +296,8 @@ def health_inputs_for(connections, *, now: datetime, rings: dict | None = None) 
     ids = [c.pk for c in connections]
     if rings is None:
         rings = rings_for(ids)
-    inputs = {pk: HealthInputs() for pk in ids}
+    min_checks = health_min_checks()
+    inputs = {pk: HealthInputs(min_checks=min_checks) for pk in ids}
     for conn in connections:
         item = inputs[conn.pk]
         item.checks, item.successes = _grant_counts(rings[conn.pk], grant_started_at=conn.grant_started_at, now=now)
