@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from django.core import mail
 from django.utils import timezone
+from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import expect
 
 from brokers.models import BrokerRequest
@@ -201,6 +202,18 @@ def test_time_zone_detected_labelled_on_hover_and_focus_and_in_admin(stack, user
         wait_for(lambda: django_user_model.objects.get(pk=user.pk).time_zone, timeout=10, what="time zone saved")
         assert django_user_model.objects.get(pk=user.pk).time_zone == "America/New_York"
 
+        def reloaded_in_the_new_zone() -> bool:
+            """static/js/time.js reloads the page once the zone is saved: navigating before that
+            reload has finished would be interrupted by it."""
+            try:
+                return page.evaluate(
+                    "document.readyState === 'complete'"
+                    " && performance.getEntriesByType('navigation')[0].type === 'reload'"
+                )
+            except PlaywrightError:
+                return False  # the reload is under way (the old page's context is gone)
+
+        wait_for(reloaded_in_the_new_zone, timeout=15, what="the page reloaded after the zone was saved")
         page.goto(f"{stack.url}/connections/{conn.pk}/")
         moment = page.locator("#connection-events time.when--relative").first
         # "now" when the sign-in took under a second since the event, "… ago" otherwise
