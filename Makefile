@@ -6,8 +6,10 @@ PY := $(VENV)/bin/python
 PORT ?= 8000
 # Test processes (pytest-xdist; a test file stays in one process, so its servers start once).
 # Files go out in collection order, longest first (tests/conftest.py LONGEST_FIRST), not xdist's
-# default of most tests first, which left long one-test files for the end.
-TEST_PROCESSES ?= 2
+# default of most tests first, which left long one-test files for the end. Three on a 2-core
+# machine: many tests wait on servers, workers and browsers, and a third process fills those
+# waits (docs/development.md, "How long").
+TEST_PROCESSES ?= 3
 export SITE_URL ?= http://127.0.0.1:$(PORT)
 
 .PHONY: run test test-fast lint venv migrate seed sandbox shell bench-heartbeat bench-pages clean audit requirements

@@ -104,14 +104,18 @@ def check(world, cluster, connections):
             time_passes(60)  # the interval has passed: every connection is due again
         quiet_after_cycle(ids, cycle * len(ids))
 
-    # Every cycle's checks were shared by both workers, under one SweepRun per cycle.
+    # The cycles' checks were made by the ticks' lanes, spread over both workers; how they split
+    # is the scheduler's (on a loaded machine one lane may claim a whole cycle before the other
+    # starts, or a duplicate tick's lane may take what a late one would have), but some tick
+    # must have been shared, or the two workers never ran at once and the scenario proved nothing.
     w1, w2 = (lane_claims(proc) for proc in cluster.workers)
-    shared = [run for run in set(w1) & set(w2) if w1[run] and w2[run]]
-    assert len(shared) >= cycles, f"claims per cycle: w1 {w1}, w2 {w2}"
-    for run_id in shared:
+    claimed = [run for run in set(w1) | set(w2) if w1.get(run) or w2.get(run)]
+    assert [run for run in claimed if w1.get(run) and w2.get(run)], f"no tick shared: w1 {w1}, w2 {w2}"
+    assert sum(w1.values()) + sum(w2.values()) == cycles * len(ids), f"claims per tick: w1 {w1}, w2 {w2}"
+    for run_id in claimed:
         run = SweepRun.objects.get(pk=run_id)
-        assert run.checked == w1[run_id] + w2[run_id] == len(ids)
-        assert run.lanes == run.lanes_started == run.lanes_finished == 2
+        assert run.checked == w1.get(run_id, 0) + w2.get(run_id, 0)
+        assert run.lanes == run.lanes_started == run.lanes_finished
         assert run.finished_at is not None
     # Ticks with nothing due (the second beat's duplicates among them) sent no lane.
     assert SweepRun.objects.filter(owner__startswith="tick:", lanes=0).count() >= 2
