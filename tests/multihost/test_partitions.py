@@ -17,7 +17,8 @@ import pytest
 from tests.multihost.harness import ENGINE_ENV, INTERVAL, seconds_since
 from tests.support import wait_for
 
-pytestmark = pytest.mark.slow
+# A cut scenario waits out backoffs after its heal (STEADY_SECONDS): more than the default timeout.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(480)]
 
 WORKERS = ("worker-a", "worker-b")
 REFRESH_DEADLINE = float(ENGINE_ENV["BROKERLINK_ENGINE_REFRESH_DEADLINE_SECONDS"])
@@ -37,6 +38,12 @@ def checks_after(hosts, ids, since: float) -> dict[str, list[list]]:
     return {pk: [c for c in cs if c[0] > since] for pk, cs in hosts.call("checks", ids).items()}
 
 
+# A connection that failed during a cut waits out its backoff before its next check (the
+# sandbox profile: full jitter up to 30 s, then 60 s, then 120 s): a settled cluster may take
+# that long to show every connection passing again. The deadline only bounds a failure.
+STEADY_SECONDS = 150
+
+
 def steady(hosts, ids) -> float:
     """Wait until the cycle runs normally: every connection connected and checked (passed)
     after this moment. Returns the moment (the database's clock)."""
@@ -47,7 +54,7 @@ def steady(hosts, ids) -> float:
         return passed and all(r["status"] == "connected" for r in hosts.call("rows", ids).values())
 
     try:
-        wait_for(settled, timeout=40, interval=0.3, what="every connection checked and connected")
+        wait_for(settled, timeout=STEADY_SECONDS, interval=0.3, what="every connection checked and connected")
     except TimeoutError:
         print(checks_after(hosts, ids, since - 10), hosts.call("rows", ids), since)
         raise
@@ -144,7 +151,6 @@ def test_a_worker_cut_from_the_database_right_after_it_sent_a_refresh(hosts, wor
     assert duplicates == 0
 
 
-@pytest.mark.timeout(300)
 def test_a_worker_cut_from_the_broker_only(hosts, world):
     """worker-a's heartbeats fail (timeouts, unreachable), no refresh token is sent twice, and
     the connections come back once the link heals.

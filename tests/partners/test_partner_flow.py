@@ -6,7 +6,6 @@ another app's key, and offboarding."""
 
 from __future__ import annotations
 
-import time
 from datetime import timedelta
 from urllib.parse import parse_qs, urlsplit
 
@@ -23,6 +22,7 @@ from ops.webhooks import webhook_deliver, webhook_secret_new
 from partners.models import ConnectSession
 from partners.services import partner_app_create
 from tests.fixtures.sandbox import DEMO_PASSWORD, DEMO_USERNAME
+from tests.support import wait_for
 
 pytestmark = pytest.mark.browser
 
@@ -62,22 +62,13 @@ class Partner:
     def webhook(self, event: str, connection_id) -> dict:
         """The event as this app's endpoint receives it (the test delivers what the server queued)."""
         delivery = wait_for(
-            lambda: WebhookDelivery.objects.filter(event=event, connection_id=connection_id).first()
+            lambda: WebhookDelivery.objects.filter(event=event, connection_id=connection_id).first(),
+            what=f"the {event} delivery queued",
         )
         assert delivery.endpoint.app_id == self.app.pk
         webhook_deliver(delivery.pk)
         return next(m for m in self.receiver.messages if m["type"] == event and m["path"] == "/hooks"
                     and m["data"]["connection"]["id"] == str(connection_id))
-
-
-def wait_for(read, timeout: float = 15):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = read()
-        if found:
-            return found
-        time.sleep(0.05)
-    raise AssertionError("nothing arrived before the deadline")
 
 
 def accessible(tab, server, what: str) -> None:
