@@ -196,6 +196,45 @@ def machine_busy_seconds() -> tuple[float, float]:
     return (sum(values) - idle) / os.sysconf("SC_CLK_TCK"), sum(values) / os.sysconf("SC_CLK_TCK")
 
 
+MACHINE_FIELDS = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
+
+
+def machine_split() -> dict[str, float]:
+    """The machine's CPU seconds so far by kind (/proc/stat), to see where time no measured
+    process accounts for went (interrupts, the kernel's network work, a hypervisor's steal)."""
+    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:9]]
+    return {name: v / os.sysconf("SC_CLK_TCK") for name, v in zip(MACHINE_FIELDS, values, strict=False)}
+
+
+def process_cpu_by_name() -> dict[int, tuple[str, float]]:
+    """Every process's (name, CPU seconds so far): the cycle's other consumers by name."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        name = stat.split(" (", 1)[1].rsplit(")", 1)[0]
+        fields = stat.rsplit(")", 1)[1].split()
+        found[int(entry.name)] = (name, (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"))
+    return found
+
+
+def others_cpu(before: dict, after: dict, measured: set[int]) -> dict[str, float]:
+    """CPU seconds of the processes not measured apart, summed by name, largest first (a
+    process that ended during the cycle is missing, one that started counts from zero)."""
+    by_name: dict[str, float] = {}
+    for pid, (name, seconds) in after.items():
+        if pid in measured or name == "postgres":
+            continue
+        spent = seconds - before.get(pid, (name, 0.0))[1]
+        if spent > 0:
+            by_name[name] = by_name.get(name, 0.0) + spent
+    return dict(sorted(by_name.items(), key=lambda item: -item[1]))
+
+
 def peak_rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -505,6 +544,7 @@ def cycle(size: int, args, sandbox_pids: list[int], tables: list[str]) -> dict:
             cpu0 = {pid: cpu_seconds(pid) for pid in pool}
             sandbox0 = sum(cpu_seconds(p) for p in sandbox_pids)
             postgres0, machine0 = postgres_cpu_seconds(), machine_busy_seconds()
+            split0, others0 = machine_split(), process_cpu_by_name()
             last = SweepRun.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
             t0 = time.perf_counter()
             heartbeat_tick.apply_async()
@@ -519,6 +559,7 @@ def cycle(size: int, args, sandbox_pids: list[int], tables: list[str]) -> dict:
             wall = time.perf_counter() - t0
             postgres_cpu = postgres_cpu_seconds() - postgres0
             machine1 = machine_busy_seconds()
+            split1, others1 = machine_split(), process_cpu_by_name()
             busy, elapsed = machine1[0] - machine0[0], machine1[1] - machine0[1]
             time.sleep(1)  # the last lanes' counters are written after their task ends
             run.refresh_from_db()
@@ -567,6 +608,8 @@ def cycle(size: int, args, sandbox_pids: list[int], tables: list[str]) -> dict:
         "sandbox_ms": sandbox_cpu / checked * 1000,
         "postgres_ms": postgres_cpu / checked * 1000,
         "machine_busy": busy / elapsed if elapsed else 0.0,
+        "machine_split": {k: split1[k] - split0[k] for k in MACHINE_FIELDS if k not in ("idle", "iowait")},
+        "others": others_cpu(others0, others1, set(pool) | set(sandbox_pids)),
         "rss": rss,
         "sql": sql / checked,
         "bytes_check": sum(grew.values()) / checked,
@@ -629,6 +672,14 @@ def report(args, rows: list[dict]) -> None:
         ("sandbox CPU per request (cycle / raw)", lambda r: f"{r['sandbox_ms']:.3f} / {r['raw']['sandbox_ms']:.3f} ms"),
         ("PostgreSQL CPU per check (all its processes)", lambda r: f"{r['postgres_ms']:.3f} ms"),
         ("machine CPU busy during the cycle", lambda r: f"{r['machine_busy'] * 100:.0f} % of {os.cpu_count()} cores"),
+        (
+            "  machine busy core-seconds by kind",
+            lambda r: ", ".join(f"{k} {v:.1f}" for k, v in r["machine_split"].items() if v >= 0.05),
+        ),
+        (
+            "  other processes' CPU (top 5, s)",
+            lambda r: ", ".join(f"{k} {v:.1f}" for k, v in list(r["others"].items())[:5]) or "none",
+        ),
         ("peak RSS per worker process", lambda r: " / ".join(f"{v:.0f}" for v in r["rss"].values()) + " MB"),
         ("SQL statements per check", lambda r: f"{r['sql']:.4f}"),
         ("DB bytes added per check", lambda r: f"{r['bytes_check']:.1f} B"),
@@ -653,7 +704,9 @@ def report(args, rows: list[dict]) -> None:
         ),
     ]
     width = max(len(name) for name, _ in lines)
-    col = max(26, *(len(fmt(r)) for r in rows for name, fmt in lines if "grew" not in name))
+    # The lines of many items (names starting with spaces) may overflow the column.
+    widths = [len(fmt(r)) for r in rows for name, fmt in lines if "grew" not in name and not name.startswith("  ")]
+    col = max(26, *widths)
     for name, fmt in lines:
         print(f"{name:<{width}}  " + "  ".join(f"{fmt(r):>{col}}" for r in rows))
     if len(rows) > 1:
