@@ -61,7 +61,7 @@ class Connection(models.Model):
     # A UUID set in Python: sealed tokens bind to the primary key before the first save.
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     # PROTECT: deleting a person must not silently drop live grants and their history;
-    # admin disconnects (revoking) and deactivates instead (accounts.admin).
+    # admin disconnects (revoking) and deactivates instead (pages.admin, on the user admin).
     # The owner: a brokerlink user, or an end user of a partner app (who has no brokerlink
     # account). Exactly one is set. Every read scoped by `user` never sees an end user's row.
     user = models.ForeignKey(

@@ -20,9 +20,10 @@ from connections.models import Connection
 from connections.state import INACTIVE_STATUSES
 from engine.checkstore import tallies_since
 from engine.models import CircuitBreaker
+from engine.monitoring import monitoring_status
 from ops.alerts import alerts_open
 from ops.health import health_status_page
-from pages.presenters.monitoring import monitoring_status, system_badge
+from ops.system_badge import system_badge
 
 # What each of ops' health checks is about, in words ("broker" is Celery's message transport,
 # not a brokerage: "Broker: OK" read as if every broker answered).

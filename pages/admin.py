@@ -1,4 +1,4 @@
-"""Admin for connections and the engine's bookkeeping.
+"""Admin for connections and their events (the engine's breakers and sweep runs: engine/admin.py).
 
 Every action calls the same service the views and the engine use, and records an
 `admin_action` event naming the administrator. Tokens are never shown: the sealed columns
@@ -10,38 +10,16 @@ from __future__ import annotations
 from django.contrib import admin, messages
 from django.utils import timezone
 
+from common.admin_mixins import ReadOnlyAdminMixin
+from connections.admin_record import admin_action_record
 from connections.errors import BrokerError
-from connections.models import Connection, ConnectionEvent, ConnectionStatus
+from connections.models import Connection, ConnectionEvent
 from connections.services.disconnect import connection_disconnect
-from connections.state import INACTIVE_STATUSES, connection_event_record
+from connections.state import INACTIVE_STATUSES
 from engine.circuit import circuit_reset
-from engine.models import CircuitBreaker, SweepRun
 from engine.services import CheckBusy, connection_check_now, connection_refresh_now
 
 DISCONNECT_OTHERS = "connections.disconnect_others"
-
-
-def admin_action_record(*, connection: Connection, user, action: str, result: str) -> ConnectionEvent:
-    """The event every admin action leaves on the connection it touched.
-
-    The owner reads the message on their timeline, so it says "an administrator"; who it was
-    stays in the event's actor and in Django's admin log, both visible to staff only.
-    """
-    from django.contrib.admin.models import CHANGE, LogEntry
-
-    LogEntry.objects.log_actions(
-        user_id=user.pk,
-        queryset=[connection],
-        action_flag=CHANGE,
-        change_message=f"{action}: {result}"[:2000],
-        single_object=True,
-    )
-    return connection_event_record(
-        connection=connection,
-        kind=ConnectionEvent.Kind.ADMIN_ACTION,
-        actor=user,
-        message=f"An administrator ran “{action}”: {result}",
-    )
 
 
 def may_disconnect(user, connection: Connection) -> bool:
@@ -53,17 +31,6 @@ def _token_phrase(present: bool, expires_at) -> str:
         return "absent"
     when = timezone.localtime(expires_at).strftime("%Y-%m-%d %H:%M:%S %Z") if expires_at else "no expiry known"
     return f"present, expires at {when}"
-
-
-class ReadOnlyAdminMixin:
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
 
 class ConnectionEventInline(ReadOnlyAdminMixin, admin.TabularInline):
@@ -283,59 +250,6 @@ class ConnectionEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     search_fields = ["connection__user__email", "connection__account_number_masked", "message"]
     list_select_related = ["connection", "actor"]
     date_hierarchy = "created_at"
-
-
-@admin.register(CircuitBreaker)
-class CircuitBreakerAdmin(admin.ModelAdmin):
-    list_display = [
-        "broker_slug",
-        "state",
-        "failure_count",
-        "probe_failures",
-        "opened_at",
-        "next_probe_at",
-        "last_error_message",
-    ]
-    list_filter = ["state"]
-    readonly_fields = list_display + ["updated_at"]
-    actions = ["reset"]
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
-
-    @admin.action(description="Reset (close) the selected circuit breakers", permissions=["change"])
-    def reset(self, request, queryset):
-        for breaker in queryset:
-            changed = circuit_reset(breaker.broker_slug, actor=request.user)
-            result = f"{breaker.broker_slug} circuit closed" if changed else f"{breaker.broker_slug} was already closed"
-            # The connections waiting out this broker's outage carry the record.
-            for connection in Connection.objects.filter(
-                broker_slug=breaker.broker_slug, status=ConnectionStatus.BROKER_OUTAGE
-            ):
-                admin_action_record(connection=connection, user=request.user, action="reset circuit", result=result)
-            self.log_change(request, breaker, f"reset by {request.user.email}: {result}")
-            self.message_user(request, result, messages.SUCCESS)
-
-
-@admin.register(SweepRun)
-class SweepRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    list_display = [
-        "started_at",
-        "owner",
-        "finished_at",
-        "batches",
-        "claimed",
-        "checked",
-        "refreshed",
-        "failed",
-        "deferred",
-        "max_lag_seconds",
-        "duration_ms",
-    ]
-    date_hierarchy = "started_at"
 
 
 # --- deleting a person -----------------------------------------------------------------------

@@ -14,6 +14,7 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 
 from connections.models import Connection, ConnectionStatus
+from engine.monitoring import monitoring_last_run, monitoring_status
 from pages.presenters.cards import (
     ConnectionView,
     ProfileCache,
@@ -22,7 +23,6 @@ from pages.presenters.cards import (
     recent_checks_attach,
 )
 from pages.presenters.dashboard import Dashboard, summary_for, summary_for_user
-from pages.presenters.monitoring import monitoring_last_run, monitoring_status
 from pages.selectors import connection_list_for_user
 
 CARD_TEMPLATE = "pages/partials/_card.html"

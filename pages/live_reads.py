@@ -15,8 +15,8 @@ from django.db import connections as db_connections
 
 from connections import display
 from connections.models import Connection
+from engine.monitoring import monitoring_status
 from pages import fragments
-from pages.presenters.monitoring import monitoring_status
 
 # Users per IN (…) of the shared poll.
 POLL_CHUNK = 500

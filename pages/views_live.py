@@ -18,12 +18,12 @@ from django_htmx.http import HttpResponseStopPolling
 
 from common.threadlanes import page_threads
 from connections.models import Connection, ConnectionStatus
+from engine.monitoring import monitoring_status
 from engine.services import CheckBusy, connection_check_now
 from pages import fragments, live, live_reads, live_stream
 from pages.presenters.cards import card_for
 from pages.presenters.dashboard import summary_for_user
 from pages.presenters.detail import detail_for
-from pages.presenters.monitoring import monitoring_status
 from pages.selectors import connection_get_for_user
 
 logger = logging.getLogger(__name__)

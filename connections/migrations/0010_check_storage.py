@@ -17,7 +17,8 @@ from django.utils import timezone
 
 
 def carry_over(apps, schema_editor):
-    from engine.ring import Check, HourCounts, Ring, epoch_hour, hour_start, hours_pack
+    # The ring as it was when this migration was written (a frozen copy: engine/ring.py may change).
+    from connections.migrations._ring_0010 import Check, HourCounts, Ring, epoch_hour, hour_start, hours_pack
 
     CheckResult = apps.get_model("connections", "CheckResult")
     UptimeRollup = apps.get_model("connections", "UptimeRollup")

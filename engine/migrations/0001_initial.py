@@ -8,6 +8,7 @@ tables to the engine's own names."""
 
 import django.db.models.deletion
 import django.utils.timezone
+from django.conf import settings
 from django.db import migrations, models
 
 MOVED = [
@@ -23,10 +24,42 @@ MOVED = [
 
 
 def content_types_move(apps, schema_editor, source="connections", target="engine"):
+    """Rename each moved model's content type to the target app. When the target's content type
+    exists already (post_migrate made it: `migrate engine zero` then `migrate`, both through
+    manage.py), the two merge into the existing one: permissions given on the old one carry over
+    to the same codename there (or move there), admin log entries point there, the old one goes.
+    Left behind, it would keep the permissions people were given, on a model no app has."""
     ContentType = apps.get_model("contenttypes", "ContentType")
     for model in MOVED:
-        if not ContentType.objects.filter(app_label=target, model=model).exists():
-            ContentType.objects.filter(app_label=source, model=model).update(app_label=target)
+        old = ContentType.objects.filter(app_label=source, model=model).first()
+        if old is None:
+            continue
+        existing = ContentType.objects.filter(app_label=target, model=model).first()
+        if existing is None:
+            old.app_label = target
+            old.save(update_fields=["app_label"])
+        else:
+            content_type_merge(apps, old, existing)
+
+
+def content_type_merge(apps, old, existing) -> None:
+    Permission = apps.get_model("auth", "Permission")
+    Group = apps.get_model("auth", "Group")
+    User = apps.get_model(settings.AUTH_USER_MODEL)
+    LogEntry = apps.get_model("admin", "LogEntry")
+    for permission in Permission.objects.filter(content_type=old):
+        twin = Permission.objects.filter(content_type=existing, codename=permission.codename).first()
+        if twin is None:
+            permission.content_type = existing
+            permission.save(update_fields=["content_type"])
+            continue
+        for group in Group.objects.filter(permissions=permission):
+            group.permissions.add(twin)
+        for user in User.objects.filter(user_permissions=permission):
+            user.user_permissions.add(twin)
+        permission.delete()
+    LogEntry.objects.filter(content_type=old).update(content_type=existing)
+    old.delete()
 
 
 def content_types_move_back(apps, schema_editor):
@@ -39,6 +72,10 @@ class Migration(migrations.Migration):
     dependencies = [
         ("connections", "0015_engine_state"),
         ("contenttypes", "0002_remove_content_type_name"),
+        # A merge of content types re-points permissions (and who holds them) and admin log entries.
+        ("auth", "0012_alter_user_first_name_max_length"),
+        migrations.swappable_dependency(settings.AUTH_USER_MODEL),
+        ("admin", "0003_logentry_add_action_flag_choices"),
     ]
 
     operations = [

@@ -13,8 +13,8 @@ from connections import display, errors
 from connections.models import Connection, ConnectionEvent, ConnectionStatus
 from connections.state import INACTIVE_STATUSES
 from engine.models import Quality
+from engine.monitoring import monitoring_last_run
 from pages import charts, selectors
-from pages.presenters.monitoring import monitoring_last_run
 from pages.presenters.phrases import (
     CATEGORY_WORDS,
     ago_phrase,

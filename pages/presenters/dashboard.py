@@ -7,9 +7,9 @@ from datetime import datetime
 
 from django.utils import timezone
 
+from engine.monitoring import MonitoringView, monitoring_last_run, monitoring_status
 from pages import selectors
 from pages.presenters.cards import ConnectionView, ProfileCache, present_connection, recent_checks_attach
-from pages.presenters.monitoring import MonitoringView, monitoring_last_run, monitoring_status
 from pages.presenters.phrases import GROUPS
 from pages.presenters.status import StatusView, status_for
 

@@ -9,9 +9,9 @@ from django.utils import timezone
 from django.utils.safestring import SafeString
 
 from connections.models import Connection, ConnectionEvent, ConnectionStatus
+from engine.monitoring import MonitoringView, monitoring_status
 from pages import charts, selectors
 from pages.presenters.cards import ConnectionView, ProfileCache, card_for
-from pages.presenters.monitoring import MonitoringView, monitoring_status
 from pages.presenters.phrases import STATUS_WORDS, has_live_token, plain, until_phrase
 
 # Below this many checks an uptime is given as "n of m checks passed", not as a percentage.

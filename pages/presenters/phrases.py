@@ -12,6 +12,7 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from brokers.registry import UnknownBroker, get_profile
+from common.timephrases import ago_phrase, duration_phrase
 from connections import errors
 from connections.models import Connection, ConnectionStatus
 
@@ -66,28 +67,6 @@ def plain(message: str) -> str:
 
 
 # --- phrases --------------------------------------------------------------------------
-
-
-def duration_phrase(seconds: float) -> str:
-    """40 s, 12 min, 5 h, 2 days: the largest unit that reads naturally, rounded down."""
-    seconds = int(abs(seconds))
-    if seconds < 60:
-        return f"{seconds} s"
-    if seconds < 3600:
-        return f"{seconds // 60} min"
-    if seconds < 2 * 86400:
-        return f"{seconds // 3600} h"
-    days = seconds // 86400
-    return f"{days} days"
-
-
-def ago_phrase(moment: datetime | None, *, now: datetime) -> str:
-    if moment is None:
-        return "never"
-    delta = (now - moment).total_seconds()
-    if delta < 5:
-        return "just now"
-    return f"{duration_phrase(delta)} ago"
 
 
 def until_phrase(moment: datetime, *, now: datetime) -> str:

@@ -10,7 +10,7 @@ from django.utils.safestring import SafeString
 
 from connections import errors
 from connections.models import Connection, ConnectionStatus
-from pages.presenters.monitoring import sweep_interval_seconds
+from engine.monitoring import sweep_interval_seconds
 from pages.presenters.phrases import STATES, ago_phrase, clock_phrase, duration_phrase, timed_html, until_phrase
 
 # An access token with less life than this is not used while its refresh runs (engine.check).

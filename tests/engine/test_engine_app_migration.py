@@ -88,3 +88,60 @@ def test_an_existing_database_keeps_its_engine_rows_and_permissions_when_the_mod
         assert back.get_model("contenttypes", "ContentType").objects.get(pk=breaker_type.pk).app_label == "connections"
     finally:
         _latest()
+
+
+def test_a_content_type_the_engine_already_has_takes_over_the_old_ones_permissions_and_log(user):
+    """`migrate engine zero` then `migrate` (through manage.py): the way back renames the content
+    types to connections, post_migrate makes the engine's again, with fresh permissions. The way
+    forward merges each old one into the engine's: nobody loses a permission, the admin log keeps
+    pointing at the model, and no content type is left behind for a model no app has."""
+    executor = MigrationExecutor(connection)
+    executor.migrate(BEFORE)
+    try:
+        old = executor.loader.project_state([*STATE, ("admin", "0003_logentry_add_action_flag_choices")]).apps
+        ContentType = old.get_model("contenttypes", "ContentType")
+        Permission = old.get_model("auth", "Permission")
+        Group = old.get_model("auth", "Group")
+        # The old content type, with a permission held by a person and a group, one nobody's twin
+        # (a custom permission), and an admin log entry.
+        source, _ = ContentType.objects.get_or_create(app_label="connections", model="circuitbreaker")
+        change_old, _ = Permission.objects.get_or_create(
+            content_type=source, codename="change_circuitbreaker", defaults={"name": "Can change circuit breaker"}
+        )
+        custom, _ = Permission.objects.get_or_create(
+            content_type=source, codename="reset_circuitbreaker", defaults={"name": "Can reset circuit breaker"}
+        )
+        old.get_model("accounts", "User").objects.get(pk=user.pk).user_permissions.add(change_old, custom)
+        group = Group.objects.create(name="operators")
+        group.permissions.add(change_old)
+        entry = old.get_model("admin", "LogEntry").objects.create(
+            user_id=user.pk, content_type=source, object_id="1", object_repr="sandbox", action_flag=2
+        )
+        # What post_migrate made for the engine meanwhile.
+        ContentType.objects.filter(app_label="engine", model="circuitbreaker").delete()
+        target = ContentType.objects.create(app_label="engine", model="circuitbreaker")
+        change_new = Permission.objects.create(
+            content_type=target, codename="change_circuitbreaker", name="Can change circuit breaker"
+        )
+    finally:
+        _latest()
+
+    from django.contrib.admin.models import LogEntry
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Group, Permission
+    from django.contrib.contenttypes.models import ContentType
+
+    from engine.models import CircuitBreaker
+
+    ContentType.objects.clear_cache()
+    assert not ContentType.objects.filter(app_label="connections", model="circuitbreaker").exists()
+    assert ContentType.objects.get_for_model(CircuitBreaker).pk == target.pk
+    assert set(Permission.objects.filter(content_type_id=target.pk).values_list("codename", flat=True)) >= {
+        "change_circuitbreaker",
+        "reset_circuitbreaker",
+    }
+    assert Permission.objects.get(content_type_id=target.pk, codename="change_circuitbreaker").pk == change_new.pk
+    person = get_user_model().objects.get(pk=user.pk)
+    assert person.has_perm("engine.change_circuitbreaker") and person.has_perm("engine.reset_circuitbreaker")
+    assert Group.objects.get(pk=group.pk).permissions.filter(pk=change_new.pk).exists()
+    assert LogEntry.objects.get(pk=entry.pk).content_type_id == target.pk

@@ -3,7 +3,7 @@ rows no rollup covers) become UptimeDay rows, the last day of raw rows fills eac
 
 from __future__ import annotations
 
-from datetime import UTC, timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.db import connection
@@ -76,3 +76,31 @@ def test_the_old_history_is_carried_into_uptime_days_and_check_logs(user):
     assert (passed, checks) == (89, 90)
     passed, checks = connection_uptime_counts(current, hours=24 * 7, now=now)
     assert (passed, checks) == (89 + 62, 90 + 70)
+
+
+def test_the_migrations_frozen_ring_packs_like_the_engines():
+    """0010 uses a frozen copy of the ring (connections/migrations/_ring_0010.py), not engine/ring.py:
+    today both write the same bytes for the same checks (kept and added, over a day's end)."""
+    from connections.migrations import _ring_0010 as frozen
+    from engine import ring as live
+
+    start = datetime(2026, 12, 5, 21, 17, 3, 250_000, tzinfo=UTC)
+    checks = [
+        (start + timedelta(minutes=7 * i), i % 5 != 0, None if i % 11 == 0 else 30 + i, 503 if i % 5 == 0 else 200,
+         "" if i % 5 else ["network", "broker_fault", "nonsense"][i % 3])
+        for i in range(400)  # 46 hours: two day ends, more checks than RECENT
+    ]  # fmt: skip
+    rings = {}
+    for module in (frozen, live):
+        ring = module.Ring()
+        days = []
+        for n, fields in enumerate(checks):
+            check = module.Check(*fields)
+            if n < 20:
+                ring.keep(check)
+            else:
+                days += [(d.day, d.hours, d.totals.checks, d.totals.passed) for d in ring.add(check)]
+        slots = [module.HourCounts(n, n // 2, n * 40, n // 2, n + 90) for n in range(24)]
+        rings[module] = (ring.encode(), days, module.hours_pack(slots), module.epoch_hour(start))
+    assert len(rings[frozen][0]) == frozen.SIZE == live.SIZE
+    assert rings[frozen] == rings[live]

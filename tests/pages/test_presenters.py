@@ -4,10 +4,10 @@ import pytest
 from django.utils import timezone
 
 from connections.models import ConnectionStatus
+from engine.monitoring import monitoring_status
 from pages.presenters.cards import card_for, disconnect_result
 from pages.presenters.dashboard import dashboard_for_user, summary_for_user
 from pages.presenters.detail import detail_for, events_view, uptime_phrase
-from pages.presenters.monitoring import monitoring_status
 from pages.presenters.phrases import STATUS_WORDS, duration_phrase
 
 pytestmark = pytest.mark.django_db
