@@ -16,14 +16,14 @@ from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseStopPolling
 
 from common.threadlanes import page_threads
-from connections.models import Connection, ConnectionStatus
+from connections.models import ConnectionStatus
 from engine.services import CheckBusy, CheckTooSoon, connection_check_now
 from pages import fragments, live, live_reads, live_stream
 from pages.presenters.cards import card_for
 from pages.presenters.dashboard import summary_for_user
 from pages.presenters.detail import detail_for
 from pages.presenters.monitoring import monitoring_status
-from pages.selectors import connection_get_for_user
+from pages.selectors import connection_exists_for_user, connection_get_for_user
 
 logger = logging.getLogger(__name__)
 
@@ -135,7 +135,7 @@ def _stream_authorise(request, connection_id=None):
         user = request.user
         if not user.is_authenticated:
             return None, None, _signed_out_stream()
-        if connection_id is not None and not Connection.objects.filter(pk=connection_id, user=user).exists():
+        if connection_id is not None and not connection_exists_for_user(user=user, connection_id=connection_id):
             return None, None, HttpResponse("No such connection.", status=404, content_type="text/plain")
         return user.pk, get_token(request), None
     finally:
