@@ -26,7 +26,7 @@ from django.utils import timezone
 from api.models import ApiAuditEntry, Scope, ServiceKey
 from common.tunables import tunable
 from connections.models import Connection
-from partners.services import app_connections
+from partners.services import app_connections, end_user_id_valid
 
 logger = logging.getLogger(__name__)
 
@@ -247,6 +247,35 @@ def service_key_connections(key: ServiceKey) -> QuerySet[Connection]:
         qs = qs.filter(broker_slug__in=key.broker_slugs)
     if not key.all_users:
         qs = qs.filter(user_id__in=key.users.values_list("pk", flat=True))
+    return qs
+
+
+def service_key_connections_filtered(
+    key: ServiceKey,
+    *,
+    broker: str | None = None,
+    status: str | None = None,
+    environment: str | None = None,
+    user_email: str | None = None,
+    end_user_id: str | None = None,
+    quality: str | None = None,
+) -> QuerySet[Connection]:
+    """The connections this key may see (service_key_connections), newest first, narrowed by the
+    list endpoint's filters; an empty filter narrows nothing."""
+    qs = service_key_connections(key).order_by("-created_at")
+    if broker:
+        qs = qs.filter(broker_slug=broker)
+    if status:
+        qs = qs.filter(status=status)
+    if environment:
+        qs = qs.filter(environment=environment)
+    if user_email:
+        qs = qs.filter(user__email__iexact=user_email)
+    if quality:
+        qs = qs.filter(engine_state__quality=quality)
+    if end_user_id:
+        # An id no end user can have (control characters) matches none.
+        qs = qs.filter(end_user__external_id=end_user_id) if end_user_id_valid(end_user_id) else qs.none()
     return qs
 
 

@@ -24,7 +24,14 @@ from ninja.security.http import HttpAuthBase
 
 from api.models import Scope, ServiceKey
 from api.problems import PASSTHROUGH, Problem, openapi_document, problem_handlers_install
-from api.services import KeyCheck, api_audit_record, revoked_key_used, service_key_check, service_key_connections
+from api.services import (
+    KeyCheck,
+    api_audit_record,
+    revoked_key_used,
+    service_key_check,
+    service_key_connections,
+    service_key_connections_filtered,
+)
 from common.ratelimit import pause_left, pause_set, rate_limit_hit
 from connections.errors import BrokerError
 from connections.models import Connection, ConnectionStatus
@@ -42,7 +49,6 @@ from engine.services import (
     connection_unsealed_token,
 )
 from ops.client_address import client_address
-from partners.services import end_user_id_valid
 
 logger = logging.getLogger(__name__)
 
@@ -235,21 +241,15 @@ class TokenOut(Schema):
 @api.get("/connections", response=list[ConnectionOut], summary="List connections and their health")
 def list_connections(request, filters: Query[ConnectionFilters]):
     key = _require(request, Scope.READ_STATUS, "list")
-    qs = service_key_connections(key).order_by("-created_at")
-    if filters.broker:
-        qs = qs.filter(broker_slug=filters.broker)
-    if filters.status:
-        qs = qs.filter(status=filters.status)
-    if filters.environment:
-        qs = qs.filter(environment=filters.environment)
-    if filters.user_email:
-        qs = qs.filter(user__email__iexact=filters.user_email)
-    if filters.quality:
-        qs = qs.filter(engine_state__quality=filters.quality)
-    if filters.end_user_id:
-        # An id no end user can have (control characters) matches none.
-        valid = end_user_id_valid(filters.end_user_id)
-        qs = qs.filter(end_user__external_id=filters.end_user_id) if valid else qs.none()
+    qs = service_key_connections_filtered(
+        key,
+        broker=filters.broker,
+        status=filters.status,
+        environment=filters.environment,
+        user_email=filters.user_email,
+        end_user_id=filters.end_user_id,
+        quality=filters.quality,
+    )
     rows = list(qs[filters.offset : filters.offset + filters.limit])
     _audit(request, key, "list", 200, result=f"{len(rows)} connection(s).")
     return [ConnectionOut.of(c) for c in rows]

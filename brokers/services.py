@@ -163,6 +163,11 @@ def broker_app_clear_config_problem(app: BrokerApp) -> None:
     log.info("brokers.app.config_problem_cleared", extra={"broker": app.broker_slug, "environment": app.environment})
 
 
+def broker_requests_for_user(*, user) -> set[str]:
+    """The slugs of the brokers this person asked the administrators for."""
+    return set(BrokerRequest.objects.filter(user=user).values_list("broker_slug", flat=True))
+
+
 def broker_request_create(*, user, profile: BrokerProfile) -> bool:
     """Record that `user` wants `profile`'s broker; email staff on the broker's first request only.
 

@@ -60,9 +60,11 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "CheckBusy",
+    "CheckTooSoon",
     "ConnectionUnavailable",
     "NeedsReauthentication",
     "RateLimited",
+    "check_now_allowed",
     "connection_access_token",
     "connection_call",
     "connection_check_now",
@@ -359,6 +361,30 @@ class CheckBusy(Exception):
     """Another worker holds this connection's lease right now."""
 
 
+class CheckTooSoon(Exception):
+    """A person's "Check now" on this connection came within CHECK_NOW_COOLDOWN_SECONDS of the last."""
+
+
+def check_now_cooldown_open(connection_id, *, cooldown_seconds: int, claim) -> bool:
+    """The cooldown's decision: with none configured (0 or less) every press goes through;
+    otherwise the first press of the window wins. `claim(key, seconds)` adds the key unless it
+    is there (atomic: cache.add) and says whether it did."""
+    return cooldown_seconds <= 0 or claim(f"check-now-cooldown:{connection_id}", cooldown_seconds)
+
+
+def check_now_allowed(connection: Connection) -> bool:
+    """One "Check now" per connection per cooldown: each press is a call on the app's shared
+    broker quota. Atomic (cache.add); with Redis down the cache's in-process fallback keeps
+    the cooldown per process, and the check's lease still keeps presses from overlapping."""
+    from django.conf import settings
+    from django.core.cache import cache
+
+    cooldown = int(getattr(settings, "CHECK_NOW_COOLDOWN_SECONDS", 10))
+    return check_now_cooldown_open(
+        connection.pk, cooldown_seconds=cooldown, claim=lambda key, seconds: cache.add(key, 1, timeout=seconds)
+    )
+
+
 def _claim_one(connection: Connection, *, owner: str, now: datetime, lease_seconds: float) -> bool:
     from django.db.models import Q
 
@@ -369,13 +395,17 @@ def _claim_one(connection: Connection, *, owner: str, now: datetime, lease_secon
     )
 
 
-def connection_check_now(connection: Connection, *, actor=None) -> Outcome:
+def connection_check_now(connection: Connection, *, actor=None, cooldown: bool = False) -> Outcome:
     """Check one connection right away with the sweep's rules ("Check now").
 
     Shows "checking" while it runs, then the result. Raises CheckBusy when a worker is
-    checking it at this moment, ValueError for a connection that is not active."""
+    checking it at this moment, ValueError for a connection that is not active. With
+    `cooldown` (a person's press on the pages) a press within CHECK_NOW_COOLDOWN_SECONDS of the
+    last raises CheckTooSoon first, before anything else is looked at."""
     import uuid
 
+    if cooldown and not check_now_allowed(connection):
+        raise CheckTooSoon(str(connection.pk))
     if connection.status in INACTIVE_STATUSES:
         raise ValueError(f"cannot check a {connection.status} connection")
     now = timezone.now()

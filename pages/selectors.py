@@ -58,6 +58,10 @@ def connection_lists_for_dashboard(*, user) -> tuple[list[Connection], list[Conn
     return shown, put_away, archived_count
 
 
+def connection_exists_for_user(*, user, connection_id) -> bool:
+    return Connection.objects.filter(pk=connection_id, user=user).exists()
+
+
 def connection_get_for_user(*, user, connection_id) -> Connection:
     """Another user's connection is a 404, never a 403: its existence is not disclosed."""
     return get_object_or_404(Connection.objects.select_related("engine_state"), pk=connection_id, user=user)

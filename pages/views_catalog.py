@@ -10,8 +10,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from brokers.models import BrokerRequest
-from brokers.services import broker_catalog, broker_request_create
+from brokers.services import broker_catalog, broker_request_create, broker_requests_for_user
 from pages.forms import CatalogSearchForm
 
 
@@ -31,7 +30,7 @@ def catalog(request):
     form = CatalogSearchForm(request.GET or None)
     query = form.cleaned_query() if form.is_valid() else ""
     entries = broker_catalog()
-    requested = set(BrokerRequest.objects.filter(user=request.user).values_list("broker_slug", flat=True))
+    requested = broker_requests_for_user(user=request.user)
     available = [e for e in entries if e.configured and _matches(e, query)]
     unavailable = [
         {"entry": e, "requested": e.slug in requested, "admin_url": _admin_url(e) if request.user.is_staff else ""}

@@ -7,7 +7,6 @@ import asyncio
 import logging
 
 from asgiref.sync import sync_to_async
-from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpResponse, StreamingHttpResponse
@@ -17,14 +16,14 @@ from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseStopPolling
 
 from common.threadlanes import page_threads
-from connections.models import Connection, ConnectionStatus
+from connections.models import ConnectionStatus
 from engine.monitoring import monitoring_status
-from engine.services import CheckBusy, connection_check_now
+from engine.services import CheckBusy, CheckTooSoon, connection_check_now
 from pages import fragments, live, live_reads, live_stream
 from pages.presenters.cards import card_for
 from pages.presenters.dashboard import summary_for_user
 from pages.presenters.detail import detail_for
-from pages.selectors import connection_get_for_user
+from pages.selectors import connection_exists_for_user, connection_get_for_user
 
 logger = logging.getLogger(__name__)
 
@@ -80,15 +79,14 @@ def check_now(request, connection_id):
     live) and the answer is the card (or detail panel) with the result."""
     connection = connection_get_for_user(user=request.user, connection_id=connection_id)
     notice = ""
-    if not check_now_allowed(connection):
+    try:
+        connection_check_now(connection, actor=request.user, cooldown=True)
+    except CheckTooSoon:
         notice = "Checked moments ago: try again in a few seconds."
-    else:
-        try:
-            connection_check_now(connection, actor=request.user)
-        except CheckBusy:
-            notice = "This connection is being checked right now; the result will appear shortly."
-        except ValueError:
-            notice = "This connection is not checked until it is reconnected."
+    except CheckBusy:
+        notice = "This connection is being checked right now; the result will appear shortly."
+    except ValueError:
+        notice = "This connection is not checked until it is reconnected."
     connection.refresh_from_db()
     if notice:
         messages.info(request, notice)
@@ -108,16 +106,6 @@ def check_now(request, connection_id):
     view = card_for(connection)
     context = {"card": view, "oob_messages": True}
     return _fragment(request, "pages/partials/_card.html", context, final=view.is_final)
-
-
-def check_now_allowed(connection) -> bool:
-    """One "Check now" per connection per cooldown: each press is a call on the app's shared
-    broker quota. Atomic (cache.add); with Redis down the cache's in-process fallback keeps
-    the cooldown per process, and the check's lease still keeps presses from overlapping."""
-    from django.core.cache import cache
-
-    cooldown = int(getattr(settings, "CHECK_NOW_COOLDOWN_SECONDS", 10))
-    return cooldown <= 0 or cache.add(f"check-now-cooldown:{connection.pk}", 1, timeout=cooldown)
 
 
 # --- the stream -----------------------------------------------------------------------
@@ -147,7 +135,7 @@ def _stream_authorise(request, connection_id=None):
         user = request.user
         if not user.is_authenticated:
             return None, None, _signed_out_stream()
-        if connection_id is not None and not Connection.objects.filter(pk=connection_id, user=user).exists():
+        if connection_id is not None and not connection_exists_for_user(user=user, connection_id=connection_id):
             return None, None, HttpResponse("No such connection.", status=404, content_type="text/plain")
         return user.pk, get_token(request), None
     finally:

@@ -16,7 +16,7 @@ from brokers.registry import UnknownBroker
 from connections import broker_client, signals
 from connections.errors import AUTH, CONFIGURATION, BrokerError
 from connections.models import Connection, ConnectionEvent, ConnectionStatus
-from connections.oauth_flow import PURPOSE_RECONNECT, PendingFlow, flow_begin
+from connections.oauth_flow import PURPOSE_CONNECT, PURPOSE_RECONNECT, PendingFlow, flow_begin
 from connections.services.failures import ConnectFailed, failure_code_for
 from connections.state import connection_event_record, connection_transition
 from connections.tokens import (
@@ -64,6 +64,15 @@ def _flag_configuration(app: BrokerApp, error: BrokerError) -> None:
     broker_app_flag_config_problem(app, error.message)
 
 
+def sandbox_off(slug: str) -> bool:
+    """The pretend broker is not offered when SANDBOX_ENABLED is off (production's default)."""
+    from django.conf import settings
+
+    from brokers.registry import SANDBOX_SLUG
+
+    return slug == SANDBOX_SLUG and not settings.SANDBOX_ENABLED
+
+
 def connect_authorize_url(
     request,
     *,
@@ -76,12 +85,9 @@ def connect_authorize_url(
 ) -> str:
     """Begin a flow in this browser's session and return the broker's authorize URL; raises
     ConnectFailed("not_configured") for a broker this deployment cannot offer."""
-    from django.conf import settings
-
-    from brokers.registry import SANDBOX_SLUG
     from brokers.services import broker_app_for, broker_app_is_configured
 
-    if slug == SANDBOX_SLUG and not settings.SANDBOX_ENABLED:
+    if sandbox_off(slug):
         raise ConnectFailed("not_configured")
     app = broker_app_for(slug, environment)
     try:
@@ -101,6 +107,23 @@ def connect_authorize_url(
     )
     logger.info("connections.connect.started", extra={"broker": slug, "purpose": purpose})
     return url
+
+
+def connection_reconnect_url(request, connection: Connection) -> str:
+    """The authorize URL for "Reconnect": a reconnect of this connection (same account), or,
+    after a disconnect, a full new authorization, the only way such an account comes back.
+    Raises ConnectFailed as connect_authorize_url does."""
+    if connection.status == ConnectionStatus.DISCONNECTED:
+        return connect_authorize_url(
+            request, slug=connection.broker_slug, purpose=PURPOSE_CONNECT, environment=connection.environment
+        )
+    return connect_authorize_url(
+        request,
+        slug=connection.broker_slug,
+        purpose=PURPOSE_RECONNECT,
+        connection_id=str(connection.pk),
+        environment=connection.environment,
+    )
 
 
 def _owner(user, end_user) -> dict:

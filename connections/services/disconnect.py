@@ -51,6 +51,21 @@ class DisconnectOutcome:
         )
 
 
+def connection_revocation_preview(connection: Connection) -> dict:
+    """What the disconnect dialog says before anything happens: the broker's name, whether
+    brokerlink can revoke this person's grant there, and where to revoke it by hand."""
+    try:
+        profile = broker_client.profile_for(connection.broker_slug, connection.environment)
+    except UnknownBroker:
+        return {"broker_name": connection.broker_slug, "can_revoke": False, "manual_revoke_url": ""}
+    return {
+        "broker_name": profile.name,
+        "can_revoke": profile.can_revoke_single_user,
+        "revocation_scope": profile.revocation_scope,
+        "manual_revoke_url": profile.manual_revoke_url,
+    }
+
+
 def _revocation_skip_reason(profile: BrokerProfile) -> str:
     if profile.revocation_scope == "all_users_of_key":
         return (

@@ -100,7 +100,7 @@ def test_a_keys_rate_limit_holds_while_redis_is_down(client, settings):
 
 
 def test_check_now_cooldown_holds_while_redis_is_down(settings, user):
-    from pages.views_live import check_now_allowed
+    from engine.services import check_now_allowed
 
     settings.CACHES = DEAD_REDIS
     settings.CHECK_NOW_COOLDOWN_SECONDS = 60

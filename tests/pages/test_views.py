@@ -153,7 +153,7 @@ def test_check_now_returns_the_card_with_the_result(signed_in, make_connection, 
     connection = make_connection()
     seen = []
 
-    def fake_check(conn, *, actor=None):
+    def fake_check(conn, *, actor=None, cooldown=False):
         seen.append(conn.status)
         conn.status = ConnectionStatus.DEGRADED
         conn.last_error_category = "network"
