@@ -1,6 +1,7 @@
 """The README and docs/ stay true to the repository: every page is reachable from the README, every
 relative link and anchor resolves, and every `make <target>` / `manage.py <command>` they tell a
-reader to run exists (no dead instructions)."""
+reader to run exists (no dead instructions); the engine defaults and the environment variables
+they quote are the code's."""
 
 from __future__ import annotations
 
@@ -199,3 +200,73 @@ def test_the_quoted_default_check_catches_a_wrong_number():
         ("BATCH_SIZE", "1,000"),
         ("LEASE_SECONDS", "9"),
     ]
+
+
+# --- environment variables in docs/configuration.md ------------------------------------------
+
+CODE_FILES = [
+    *ROOT.glob("*/**/*.py"),
+    ROOT / "Procfile",
+    ROOT / "Procfile.dev",
+    ROOT / "Makefile",
+]
+# Read in code: env_int("NAME", 20), env_str("NAME", "5"), os.environ.get("NAME", "1").
+READ_WITH_DEFAULT = re.compile(r"""(?:env_int|env_str|os\.environ\.get)\(\s*"([A-Z][A-Z0-9_]+)",\s*"?([\d.]+)"?\s*\)""")
+
+
+def _configuration_rows() -> list[tuple[list[str], list[str]]]:
+    """(variable names, quoted defaults) of each row of the configuration table."""
+    rows = []
+    for line in (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8").split("\n"):
+        cells = line.split("|")
+        if not line.startswith("| `") or len(cells) < 4:
+            continue
+        names = re.findall(r"`([A-Z][A-Z0-9_]+(?:<NAME>)?)`", cells[1])
+        rows.append((names, re.findall(r"`([^`]*)`", cells[2])))
+    return rows
+
+
+def _code_text() -> str:
+    skip = {ROOT / ".venv", ROOT / "tests"}
+    files = [f for f in CODE_FILES if f.is_file() and not any(s in f.parents for s in skip)]
+    return "\n".join(f.read_text(encoding="utf-8") for f in files)
+
+
+def test_every_variable_the_configuration_page_names_is_read_by_the_code():
+    code = _code_text()
+    names = [n for row, _ in _configuration_rows() for n in row]
+    assert len(names) > 50
+    missing = []
+    for name in names:
+        if name.endswith("_<NAME>"):  # a family: BROKERLINK_ENGINE_<NAME> is tunable("ENGINE", …)
+            prefix = name.removeprefix("BROKERLINK_").removesuffix("_<NAME>")
+            found = f'tunable("{prefix}"' in code
+        elif name.startswith("BROKERLINK_") and name not in code:  # tunable("API", "AUDIT_RETENTION_DAYS", …)
+            prefix, knob = name.removeprefix("BROKERLINK_").split("_", 1)
+            found = f'tunable("{prefix}"' in code and f'"{knob}"' in code
+        else:
+            found = re.search(rf"\b{name}\b", code) is not None
+        if not found:
+            missing.append(name)
+    assert not missing, f"docs/configuration.md names variables no code reads: {missing}"
+
+
+def test_every_variable_the_settings_read_is_on_the_configuration_page():
+    settings = (ROOT / "config" / "settings.py").read_text(encoding="utf-8")
+    read = set(re.findall(r"""env_(?:str|int|bool|list|required)\(\s*"([A-Z][A-Z0-9_]+)\"""", settings))
+    documented = {n for row, _ in _configuration_rows() for n in row}
+    assert read and not read - documented, f"read in config/settings.py, missing from the page: {read - documented}"
+
+
+def test_the_numeric_defaults_the_configuration_page_quotes_are_the_codes():
+    code_defaults = dict(READ_WITH_DEFAULT.findall(_code_text()))
+    wrong, checked = [], 0
+    for names, defaults in _configuration_rows():
+        if len(names) != len(defaults):  # a default in words ("on in development") or a family
+            continue
+        for name, default in zip(names, defaults, strict=True):
+            if re.fullmatch(r"[\d.]+", default) and name in code_defaults:
+                checked += 1
+                if float(default) != float(code_defaults[name]):
+                    wrong.append(f"{name}: page {default}, code {code_defaults[name]}")
+    assert checked > 20 and not wrong, f"checked {checked}; wrong: {wrong}"
