@@ -270,3 +270,28 @@ def test_the_numeric_defaults_the_configuration_page_quotes_are_the_codes():
                 if float(default) != float(code_defaults[name]):
                     wrong.append(f"{name}: page {default}, code {code_defaults[name]}")
     assert checked > 20 and not wrong, f"checked {checked}; wrong: {wrong}"
+
+
+def _table_defaults(page: str, defaults: dict) -> dict[str, str]:
+    """{name: quoted default} from the rows of `page`'s tables whose names are all in `defaults`."""
+    quoted = {}
+    for line in (ROOT / page).read_text(encoding="utf-8").split("\n"):
+        cells = line.split("|")
+        if not line.startswith("| `") or len(cells) < 4:
+            continue
+        names = re.findall(r"`([A-Z][A-Z0-9_]+)`", cells[1])
+        values = re.findall(r"`([\d.]+)`", cells[2])
+        if names and all(n in defaults for n in names) and len(names) == len(values):
+            quoted.update(zip(names, values, strict=True))
+    return quoted
+
+
+@pytest.mark.parametrize(
+    ("page", "module"), [("docs/operations.md", "ops.alerts"), ("docs/webhooks.md", "ops.webhooks")]
+)
+def test_the_alert_and_webhook_tables_list_every_knob_with_its_default(page, module):
+    import importlib
+
+    defaults = importlib.import_module(module).DEFAULTS
+    quoted = _table_defaults(page, defaults)
+    assert {n: float(v) for n, v in quoted.items()} == {n: float(v) for n, v in defaults.items()}
