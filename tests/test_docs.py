@@ -295,3 +295,60 @@ def test_the_alert_and_webhook_tables_list_every_knob_with_its_default(page, mod
     defaults = importlib.import_module(module).DEFAULTS
     quoted = _table_defaults(page, defaults)
     assert {n: float(v) for n, v in quoted.items()} == {n: float(v) for n, v in defaults.items()}
+
+
+# --- tests the docs cite as proof -------------------------------------------------------------
+
+# `tests/engine/test_x.py::test_y`, then in the same line `…::test_z` or `::test_z` (same file).
+TEST_REF = re.compile(r"`(?:((?:tests/[\w/]+/)?test_\w+\.py)|…|)::(test_\w+)")
+
+
+def _test_file(name: str) -> Path | None:
+    if "/" in name:
+        return ROOT / name if (ROOT / name).exists() else None
+    found = sorted((ROOT / "tests").rglob(name))
+    return found[0] if len(found) == 1 else None
+
+
+def test_every_test_the_docs_cite_exists():
+    missing, cited = [], 0
+    for page in ALL_PAGES:
+        for number, line in enumerate(page.read_text(encoding="utf-8").split("\n"), 1):
+            current = None
+            for file, name in TEST_REF.findall(line):
+                if file:
+                    current = _test_file(file)
+                    if current is None:
+                        missing.append(f"{page.relative_to(ROOT)}:{number}: {file} (no such file, or ambiguous)")
+                        continue
+                if current is None:
+                    continue
+                cited += 1
+                if not re.search(rf"^\s*(?:async )?def {name}\(", current.read_text(encoding="utf-8"), re.MULTILINE):
+                    missing.append(f"{page.relative_to(ROOT)}:{number}: {current.relative_to(ROOT)}::{name}")
+    assert cited > 20 and not missing, "the docs cite tests that do not exist:\n" + "\n".join(missing)
+
+
+# --- files the docs name -----------------------------------------------------------------------
+
+FILE_NAMED = re.compile(r"^[\w.-]+(?:/[\w.-]+)*/(?:[\w.-]+\.(?:py|md|html|txt|js|css|yaml|in|sql))?$")
+
+
+def test_every_repository_file_and_folder_the_docs_name_exists():
+    """`engine/monitoring.py`, `tests/multihost/`, `pages/partials/_card.html` (a template): a
+    word in code quotes, with a slash, naming a file of the repository or a folder of it."""
+    top = {p.name for p in ROOT.iterdir() if p.is_dir()}
+    missing, named = [], 0
+    for page in ALL_PAGES:
+        for number, line in enumerate(page.read_text(encoding="utf-8").split("\n"), 1):
+            for span in INLINE_CODE.findall(line):
+                for word in span.split():
+                    word = word.strip("(),;:")
+                    if not FILE_NAMED.match(word) or word.split("/")[0] not in top | {"templates", "static"}:
+                        continue
+                    if not word.endswith("/") and "." not in word.rsplit("/", 1)[1]:
+                        continue
+                    named += 1
+                    if not any((base / word).exists() for base in (ROOT, ROOT / "templates", ROOT / "static")):
+                        missing.append(f"{page.relative_to(ROOT)}:{number}: {word}")
+    assert named > 50 and not missing, "the docs name files that do not exist:\n" + "\n".join(missing)
