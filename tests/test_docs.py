@@ -352,3 +352,68 @@ def test_every_repository_file_and_folder_the_docs_name_exists():
                     if not any((base / word).exists() for base in (ROOT, ROOT / "templates", ROOT / "static")):
                         missing.append(f"{page.relative_to(ROOT)}:{number}: {word}")
     assert named > 50 and not missing, "the docs name files that do not exist:\n" + "\n".join(missing)
+
+
+# --- Python names the docs quote ---------------------------------------------------------------
+
+APPS = (
+    "accounts",
+    "api",
+    "brokers",
+    "common",
+    "config",
+    "connections",
+    "engine",
+    "ops",
+    "outbound",
+    "pages",
+    "partners",
+    "preferences",
+    "sandbox",
+    "vault",
+)
+DOTTED = re.compile(rf"\b((?:{'|'.join(APPS)})(?:\.[A-Za-z_]\w*)+)")
+
+
+def _resolves(dotted: str) -> bool:
+    import importlib
+
+    parts = dotted.split(".")
+    for cut in range(len(parts), 0, -1):
+        try:
+            found = importlib.import_module(".".join(parts[:cut]))
+        except ImportError:
+            continue
+        for attribute in parts[cut:]:
+            if not hasattr(found, attribute):
+                return False
+            found = getattr(found, attribute)
+        return True
+    return False
+
+
+def test_every_module_and_function_the_docs_quote_exists():
+    """`engine.sweep.sweep_tick`, `pages.presenters.status.status_for`: a dotted name in code
+    quotes, starting with an app, is a module or an attribute of one; or else a name the code
+    itself writes as a string (a log event `connections.refresh.answer_dropped`, a permission
+    `connections.disconnect_others`, a check id `brokers.W001`, a Celery task name)."""
+    code = _code_text()
+    literals = set(re.findall(r"""["']([a-z_]+\.[\w.]+)""", code))
+    wrong, quoted = [], 0
+    for page in ALL_PAGES:
+        for number, line in enumerate(page.read_text(encoding="utf-8").split("\n"), 1):
+            for span in INLINE_CODE.findall(line):
+                for dotted in DOTTED.findall(span):
+                    dotted = dotted.removesuffix(".py")
+                    if dotted.endswith((".md", ".yaml", ".html", ".css", ".js")):
+                        continue
+                    quoted += 1
+                    if _resolves(dotted) or any(s == dotted or s.startswith(dotted + ".") for s in literals):
+                        continue
+                    codename = dotted.split(".")[-1]
+                    if dotted.count(".") == 1 and (  # a permission `app_label.codename`, Django's or declared
+                        re.fullmatch(r"(add|change|delete|view)_[a-z]+", codename) or f'"{codename}"' in code
+                    ):
+                        continue
+                    wrong.append(f"{page.relative_to(ROOT)}:{number}: {dotted}")
+    assert quoted > 100 and not wrong, "the docs quote names the code does not have:\n" + "\n".join(wrong)
