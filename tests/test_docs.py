@@ -417,3 +417,15 @@ def test_every_module_and_function_the_docs_quote_exists():
                         continue
                     wrong.append(f"{page.relative_to(ROOT)}:{number}: {dotted}")
     assert quoted > 100 and not wrong, "the docs quote names the code does not have:\n" + "\n".join(wrong)
+
+
+def test_every_docs_link_in_the_code_resolves():
+    """Comments link the docs for figures and reasons (`docs/benchmarks.md#figures-the-code-cites`):
+    the page and its heading must still be there."""
+    links, broken = 0, []
+    for target in sorted(set(re.findall(r"docs/[a-z_]+\.md(?:#[a-z0-9_-]+)?", _code_text()))):
+        links += 1
+        path, _, fragment = target.partition("#")
+        if not (ROOT / path).exists() or (fragment and fragment not in anchors(ROOT / path)):
+            broken.append(target)
+    assert links > 10 and not broken, f"code comments link docs that are not there: {broken}"
