@@ -429,3 +429,33 @@ def test_every_docs_link_in_the_code_resolves():
         if not (ROOT / path).exists() or (fragment and fragment not in anchors(ROOT / path)):
             broken.append(target)
     assert links > 10 and not broken, f"code comments link docs that are not there: {broken}"
+
+
+# --- process commands -------------------------------------------------------------------------
+
+
+def _procfile(name: str) -> dict[str, str]:
+    lines = (ROOT / name).read_text(encoding="utf-8").split("\n")
+    return dict(line.split(": ", 1) for line in lines if re.match(r"^[a-z]+: ", line))
+
+
+def _process_rows(page: str) -> dict[str, str]:
+    """{process: its command} from the rows `| web | `command` | …` of a page's process table."""
+    rows = re.findall(
+        r"^\| `?(web|worker|beat|release)`? \| `([^`]+)`", (ROOT / page).read_text(encoding="utf-8"), re.M
+    )
+    return dict(rows)
+
+
+def test_the_deploy_table_quotes_the_procfile():
+    quoted, procfile = _process_rows("docs/operations.md"), _procfile("Procfile")
+    assert set(quoted) == set(procfile) == {"web", "worker", "beat", "release"}
+    wrong = {name: (command, procfile[name]) for name, command in quoted.items() if command != procfile[name]}
+    assert not wrong, f"docs/operations.md's deploy table against the Procfile: {wrong}"
+
+
+def test_the_readme_process_table_quotes_procfile_dev():
+    quoted, procfile = _process_rows("README.md"), _procfile("Procfile.dev")
+    assert set(quoted) == set(procfile) == {"web", "worker", "beat"}
+    wrong = {name: command for name, command in quoted.items() if command not in procfile[name]}
+    assert not wrong, f"README's process table against Procfile.dev: {wrong}"
