@@ -162,7 +162,7 @@ REDIS_URL = env_str("REDIS_URL")
 if REDIS_URL:
     CACHES = {
         "default": {
-            # Tolerant: while Redis is down, reads miss and writes are dropped instead of 500s.
+            # Tolerant: while Redis is down, each process uses its own memory instead (ops/cache.py), not 500s.
             "BACKEND": "ops.cache.TolerantRedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": env_str("CACHE_KEY_PREFIX"),

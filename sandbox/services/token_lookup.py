@@ -18,9 +18,9 @@ from sandbox.services.db_threads import db_executor, on_db_thread
 # change made by another process is seen within TOKEN_CACHE_SECONDS.
 _token_cache: dict[str, tuple[float, SandboxToken]] = {}
 _token_cache_generation = 0
-# Entries live TOKEN_CACHE_SECONDS (1 s): a few thousand at a time even at 5,000 requests/s.
-# Expired ones are dropped when the cache is full, so it never holds a whole cycle's tokens
-# (100,000 cached token rows made every garbage collection of the sandbox slower).
+# Entries live TOKEN_CACHE_SECONDS, so the cache holds about that long's lookups. Expired ones
+# are dropped when the cache is full, so it never holds a whole cycle's tokens (a cache that
+# did made every garbage collection of the sandbox slower).
 TOKEN_CACHE_MAX = 20_000
 
 

@@ -54,7 +54,7 @@ def test_a_malformed_token_answer_found_while_storing_hands_the_tokens_back(hand
                                                                             monkeypatch):
     flow, code, client = handback(scope="read")
 
-    def reject(**kwargs):  # what connections.tokens.token_response_validate raises
+    def reject(**kwargs):  # what connections.tokens.token_response_clean raises
         raise BrokerError(UNEXPECTED, "Sandbox Broker sent a token_type with control characters.")
 
     monkeypatch.setattr(connect, "connection_apply_token_response", reject)

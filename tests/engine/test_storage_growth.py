@@ -1,5 +1,5 @@
 """Database growth per healthy connection per day, measured on PostgreSQL (issue 14: at most 2 KB;
-a CheckResult row per check was ~292 KB).
+the figures, and what a CheckResult row per check cost: docs/engine.md#check-storage).
 
 N connections are checked once a minute for a simulated day through the engine's own batch write
 (`engine.batch_write.outcomes_write`, after a claim like the sweep's), with the hourly and daily
