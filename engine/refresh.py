@@ -17,6 +17,8 @@ killed) has an *unknown* outcome: the broker may have rotated the refresh token.
 token is then not sent again until the broker has been seen answering a request sent after
 the unknown one (engine.rotation): a stopped broker keeps queueing, so no fixed time is
 enough. Then one deliberate resend, explained in the history.
+
+The claim's writes on the row (take, let go, store the answer) are engine.refresh_claim.
 """
 
 from __future__ import annotations
@@ -27,8 +29,6 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db import transaction
-from django.db.models import Q
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
@@ -41,29 +41,17 @@ from connections.models import Connection, ConnectionEvent
 from connections.state import INACTIVE_STATUSES, connection_event_record
 from engine.conf import engine_setting
 from engine.dbretry import db_write_retried
+from engine.refresh_claim import (
+    refresh_answer_store,
+    refresh_claim,
+    refresh_claim_release,
+    refresh_token_salvage,
+)
 from engine.rotation import RESEND, RESEND_IN_GRACE, WAIT, unknown_refresh_action
 from vault.crypto import VaultError
 
 logger = logging.getLogger(__name__)
 
-TOKEN_FIELDS = [
-    "access_token_sealed",
-    "refresh_token_sealed",
-    "token_type",
-    "scope",
-    "access_expires_at",
-    "refresh_expires_at",
-    "grant_started_at",
-    "reauth_deadline_at",
-    "last_refreshed_at",
-    "token_meta",
-    "refresh_claim_owner",
-    "refresh_claim_until",
-    "refresh_sent_at",
-    "refresh_later_answer_at",
-    "updated_at",
-]
-CLAIM_FIELDS = TOKEN_FIELDS[-5:]
 # Refresh at most once a day just to keep an idle refresh token alive.
 IDLE_REFRESH_MIN_GAP = timedelta(days=1)
 # How often a waiting caller looks at the row again.
@@ -177,98 +165,6 @@ def refresh_due(connection: Connection, profile: BrokerProfile, *, now: datetime
     return ""
 
 
-def _claim(connection: Connection, *, owner: str, now: datetime, until: datetime) -> bool:
-    """Take the refresh for `owner` if nobody holds it and the refresh token is still the one read,
-    and so is the unknown request the decision was about (another resend may have gone out since)."""
-    return bool(
-        Connection.objects.filter(
-            pk=connection.pk,
-            refresh_token_sealed=connection.refresh_token_sealed,
-            refresh_sent_at=connection.refresh_sent_at,
-        )
-        .filter(Q(refresh_claim_until__isnull=True) | Q(refresh_claim_until__lte=now))
-        .update(refresh_claim_owner=owner, refresh_claim_until=until, refresh_sent_at=now, refresh_later_answer_at=None)
-    )
-
-
-def _release(connection_id, *, owner: str, outcome_known: bool) -> None:
-    """Drop our claim. An unknown outcome keeps refresh_sent_at: it is what makes the next
-    attempt wait (engine.rotation)."""
-    fields = {"refresh_claim_owner": "", "refresh_claim_until": None}
-    if outcome_known:
-        fields["refresh_sent_at"] = None
-        fields["refresh_later_answer_at"] = None
-    db_write_retried(lambda: Connection.objects.filter(pk=connection_id, refresh_claim_owner=owner).update(**fields))
-
-
-def _answer_still_ours(connection: Connection, *, owner: str, spent_sealed: str) -> bool:
-    """Whether a refresh answer may be stored on this row: our claim still holds, or the refresh
-    token we spent is still the stored one. Neither means the grant was replaced (a reconnect)
-    or wiped (a disconnect) while the refresh was out, and storing would put the old grant's
-    tokens over that."""
-    return connection.refresh_claim_owner == owner or connection.refresh_token_sealed == spent_sealed
-
-
-def _answer_dropped(connection_id) -> None:
-    logger.error("connections.refresh.answer_dropped", extra={"connection_id": str(connection_id)})
-
-
-@sensitive_variables()
-def _store(
-    connection_id, *, owner: str, spent_sealed: str, profile: BrokerProfile, token: dict
-) -> Connection | None:
-    """Store a refresh answer in one short transaction and clear the claim; None when the
-    answer is no longer this row's to store (`_answer_still_ours`).
-
-    Stored even if our claim has expired meanwhile, as long as the refresh token we spent is
-    still the stored one: the answer holds the only copy of a rotated refresh token."""
-    from connections.tokens import connection_apply_token_response
-
-    def write() -> Connection | None:
-        with transaction.atomic():
-            connection = (
-                Connection.objects.select_for_update(of=("self",)).select_related("broker_app").get(pk=connection_id)
-            )
-            if not _answer_still_ours(connection, owner=owner, spent_sealed=spent_sealed):
-                _answer_dropped(connection_id)
-                return None
-            connection_apply_token_response(
-                connection=connection, profile=profile, token=token, now=timezone.now(), first_grant=False
-            )
-            connection.refresh_claim_owner, connection.refresh_claim_until, connection.refresh_sent_at = "", None, None
-            connection.refresh_later_answer_at = None
-            connection.save(update_fields=TOKEN_FIELDS)
-            return connection
-
-    return db_write_retried(write)
-
-
-@sensitive_variables()
-def _salvage_refresh_token(
-    connection_id, *, owner: str, spent_sealed: str, profile: BrokerProfile, token: dict
-) -> None:
-    """The answer is unusable but may carry a rotated refresh token: keep that, or the grant is lost."""
-    from connections.tokens import TOKEN_PATTERN
-
-    new_refresh = token.get("refresh_token") if isinstance(token, dict) else None
-    if not isinstance(new_refresh, str) or not TOKEN_PATTERN.fullmatch(new_refresh):
-        _release(connection_id, owner=owner, outcome_known=True)
-        return
-
-    def write() -> None:
-        with transaction.atomic():
-            connection = Connection.objects.select_for_update(of=("self",)).get(pk=connection_id)
-            if not _answer_still_ours(connection, owner=owner, spent_sealed=spent_sealed):
-                _answer_dropped(connection_id)
-                return
-            connection.refresh_token = new_refresh
-            connection.refresh_claim_owner, connection.refresh_claim_until, connection.refresh_sent_at = "", None, None
-            connection.refresh_later_answer_at = None
-            connection.save(update_fields=["refresh_token_sealed", *CLAIM_FIELDS])
-
-    db_write_retried(write)
-
-
 def _unknown_message(profile: BrokerProfile) -> str:
     return (
         f"{profile.name} did not answer a token refresh, so it may or may not have used the refresh token. "
@@ -348,7 +244,7 @@ def connection_refresh(
             refresh_token = connection.refresh_token
         except VaultError as exc:
             _refresh_failed(connection, _vault_error(), actor=actor, reason=reason, cause=exc)
-        if _claim(connection, owner=owner, now=claimed_at, until=until):
+        if refresh_claim(connection, owner=owner, now=claimed_at, until=until):
             break
         # Someone claimed between our read and our UPDATE: look again.
     if retrying_unknown:
@@ -380,7 +276,7 @@ def connection_refresh(
         token = token_refresh(profile, connection.broker_app, refresh_token, timeout=(connect_timeout, deadline))
     except BrokerError as error:
         unknown = error.maybe_sent and error.http_status is None and single_use
-        _release(connection.pk, owner=owner, outcome_known=not unknown)
+        refresh_claim_release(connection.pk, owner=owner, outcome_known=not unknown)
         if unknown:
             connection.refresh_sent_at = claimed_at
             error = BrokerError(errors.NETWORK, _unknown_message(profile))
@@ -392,17 +288,17 @@ def connection_refresh(
         _refresh_failed(connection, error, actor=actor, reason=reason)
     except BaseException:
         # A bug or an interrupt after sending: the outcome is unknown, so keep refresh_sent_at.
-        _release(connection.pk, owner=owner, outcome_known=False)
+        refresh_claim_release(connection.pk, owner=owner, outcome_known=False)
         raise
     try:
         clean, notes = token_response_clean(profile, token)
     except BrokerError as error:
-        _salvage_refresh_token(
+        refresh_token_salvage(
             connection.pk, owner=owner, spent_sealed=connection.refresh_token_sealed, profile=profile, token=token
         )
         _learn(connection, spent=refresh_token, token=token, usable=False)
         _refresh_failed(connection, error, actor=actor, reason=reason)
-    stored = _store(
+    stored = refresh_answer_store(
         connection.pk, owner=owner, spent_sealed=connection.refresh_token_sealed, profile=profile, token=clean
     )
     if stored is None:  # reconnected or disconnected meanwhile: the row holds what that wrote
