@@ -157,25 +157,10 @@ def openapi_document(schema: dict) -> dict:
     targets = _connection_operations(paths)
     for path, item in paths.items():
         for operation in item.values():
-            answers = {str(code): answer for code, answer in operation.get("responses", {}).items()}
-            operation["responses"] = answers
-            for code, answer in list(answers.items()):
-                if code[0] in "45" and "application/json" in answer.get("content", {}):
-                    answers[code] = _problem(answer.get("description") or HTTPStatus(int(code)).phrase)
-            for code, answer in COMMON_ANSWERS.items():
-                answers.setdefault(code, copy.deepcopy(answer))
-            if PASSTHROUGH in answers.get("default", {}).get("content", {}):
-                # The broker's own answer can come with any status (its 404 too), in any media type.
-                for answer in answers.values():
-                    answer.setdefault("content", {}).setdefault(PASSTHROUGH, {"schema": {}})
-                    for header in answer.get("headers", {}).values():
-                        header["required"] = False  # brokerlink's own answers carry it; the broker's may not
+            answers = _operation_answers(operation)
             # Links: from the list's first item, and from one connection, to every operation on it.
-            if operation is item.get("get") and path.endswith("/connections"):
-                source = "$response.body#/0/id"
-            elif operation is item.get("get") and path.endswith("/connections/{connection_id}"):
-                source = "$response.body#/id"
-            else:
+            source = _link_source(path, item, operation)
+            if source is None:
                 continue
             links = {
                 target: {"operationId": target, "parameters": {"connection_id": source}}
@@ -185,3 +170,31 @@ def openapi_document(schema: dict) -> dict:
             if links and "200" in answers:
                 answers["200"]["links"] = links
     return schema
+
+
+def _operation_answers(operation: dict) -> dict:
+    """Rewrite the operation's answers in place (status codes as strings, JSON errors as
+    problems, the answers every operation can give) and return them."""
+    answers = {str(code): answer for code, answer in operation.get("responses", {}).items()}
+    operation["responses"] = answers
+    for code, answer in list(answers.items()):
+        if code[0] in "45" and "application/json" in answer.get("content", {}):
+            answers[code] = _problem(answer.get("description") or HTTPStatus(int(code)).phrase)
+    for code, answer in COMMON_ANSWERS.items():
+        answers.setdefault(code, copy.deepcopy(answer))
+    if PASSTHROUGH in answers.get("default", {}).get("content", {}):
+        # The broker's own answer can come with any status (its 404 too), in any media type.
+        for answer in answers.values():
+            answer.setdefault("content", {}).setdefault(PASSTHROUGH, {"schema": {}})
+            for header in answer.get("headers", {}).values():
+                header["required"] = False  # brokerlink's own answers carry it; the broker's may not
+    return answers
+
+
+def _link_source(path: str, item: dict, operation: dict) -> str | None:
+    """Where in this operation's answer a connection id for links is found, if it has one."""
+    if operation is item.get("get") and path.endswith("/connections"):
+        return "$response.body#/0/id"
+    if operation is item.get("get") and path.endswith("/connections/{connection_id}"):
+        return "$response.body#/id"
+    return None

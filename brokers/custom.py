@@ -110,26 +110,8 @@ def _completeness_problems(spec: dict) -> list[tuple[str, str]]:
 
 def profile_from_spec(slug: str, spec: dict) -> BrokerProfile:
     """Build a BrokerProfile from an already-resolved spec."""
-    daily = spec.get("daily_expiry")
-    if daily is not None:
-        hours, minutes = str(daily).split(":")
-        daily = time(int(hours), int(minutes))
+    rules = _token_rules_from_spec(spec)
     revoke_url = spec.get("revoke_url", "")
-    rules = TokenRules(
-        access_ttl=spec.get("access_ttl"),
-        issues_refresh_token=spec.get("issues_refresh_token", True),
-        refresh_ttl=spec.get("refresh_ttl"),
-        rotates_refresh_token=spec.get("rotates_refresh_token", False),
-        absolute_cap=spec.get("absolute_cap"),
-        daily_expiry=daily,
-        daily_expiry_tz=spec.get("daily_expiry_tz", "UTC"),
-        token_auth_method=spec.get("token_auth_method", "client_secret_basic"),
-        pkce=spec.get("pkce", True),
-    )
-    rate = spec.get("rate_limit")
-    identity = spec.get("identity")
-    if isinstance(identity, str):
-        identity = {"id": identity}
     tuning = {
         key: spec[key]
         for key in (
@@ -140,9 +122,9 @@ def profile_from_spec(slug: str, spec: dict) -> BrokerProfile:
     }
     return BrokerProfile(
         **tuning,
-        backoff=BackoffPolicy(**{k: v for k, v in (spec.get("backoff") or {}).items() if v not in (None, "")}),
-        circuit=CircuitPolicy(**{k: v for k, v in (spec.get("circuit") or {}).items() if v not in (None, "")}),
-        identity=IdentitySpec(**{k: v or "" for k, v in identity.items()}) if identity else None,
+        backoff=BackoffPolicy(**_policy_fields(spec, "backoff")),
+        circuit=CircuitPolicy(**_policy_fields(spec, "circuit")),
+        identity=_identity_from_spec(spec),
         require_iss=bool(spec.get("require_iss", False)),
         pkce_opt_out=spec.get("pkce_opt_out", ""),
         slug=slug,
@@ -161,12 +143,49 @@ def profile_from_spec(slug: str, spec: dict) -> BrokerProfile:
         metadata_url=spec.get("discovery_url", ""),
         extra_authorize_params=dict(spec.get("extra_authorize_params") or {}),
         token_invalid_statuses=tuple(spec.get("token_invalid_statuses") or (401,)),
-        rate_limit=RateLimit(int(rate["requests"]), int(rate["per_seconds"])) if isinstance(rate, dict) else None,
+        rate_limit=_rate_limit_from_spec(spec),
         mark=spec.get("mark") or slug[:2].upper(),
         website=spec.get("website", ""),
         notes=spec.get("notes", ""),
         is_custom=True,
     )
+
+
+def _token_rules_from_spec(spec: dict) -> TokenRules:
+    """The spec's token rules; `daily_expiry` is "HH:MM"."""
+    daily = spec.get("daily_expiry")
+    if daily is not None:
+        hours, minutes = str(daily).split(":")
+        daily = time(int(hours), int(minutes))
+    return TokenRules(
+        access_ttl=spec.get("access_ttl"),
+        issues_refresh_token=spec.get("issues_refresh_token", True),
+        refresh_ttl=spec.get("refresh_ttl"),
+        rotates_refresh_token=spec.get("rotates_refresh_token", False),
+        absolute_cap=spec.get("absolute_cap"),
+        daily_expiry=daily,
+        daily_expiry_tz=spec.get("daily_expiry_tz", "UTC"),
+        token_auth_method=spec.get("token_auth_method", "client_secret_basic"),
+        pkce=spec.get("pkce", True),
+    )
+
+
+def _policy_fields(spec: dict, key: str) -> dict:
+    """A policy's fields the spec sets (blank ones keep the policy's default)."""
+    return {k: v for k, v in (spec.get(key) or {}).items() if v not in (None, "")}
+
+
+def _identity_from_spec(spec: dict) -> IdentitySpec | None:
+    """Where the account id is in the identity answer; a bare string names the id alone."""
+    identity = spec.get("identity")
+    if isinstance(identity, str):
+        identity = {"id": identity}
+    return IdentitySpec(**{k: v or "" for k, v in identity.items()}) if identity else None
+
+
+def _rate_limit_from_spec(spec: dict) -> RateLimit | None:
+    rate = spec.get("rate_limit")
+    return RateLimit(int(rate["requests"]), int(rate["per_seconds"])) if isinstance(rate, dict) else None
 
 
 # --- YAML file -----------------------------------------------------------------------------

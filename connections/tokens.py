@@ -53,7 +53,17 @@ def token_response_clean(profile: BrokerProfile, token: dict) -> tuple[dict, lis
     if not isinstance(token, dict):
         raise BrokerError(UNEXPECTED, f"{name} answered the token request with something that is not a JSON object.")
     clean = dict(token)
-    notes: list[str] = []
+    _tokens_check(name, token)
+    clean["token_type"] = _token_type_checked(name, token.get("token_type"))
+    notes = _lifetimes_clean(name, token, clean) + _scope_clean(name, token, clean)
+    for note in notes:
+        logger.warning("connections.token.cleaned", extra={"broker": profile.slug, "note": note})
+    return clean, notes
+
+
+@sensitive_variables()
+def _tokens_check(name: str, token: dict) -> None:
+    """Raise BrokerError(UNEXPECTED) unless the access token, and the refresh token if any, can be used."""
     access = token.get("access_token")
     if not isinstance(access, str) or not TOKEN_PATTERN.fullmatch(access):
         raise BrokerError(
@@ -65,19 +75,33 @@ def token_response_clean(profile: BrokerProfile, token: dict) -> tuple[dict, lis
         raise BrokerError(
             UNEXPECTED, f"{name} sent a refresh token brokerlink cannot use (too long or with invalid characters)."
         )
-    token_type = token.get("token_type")
+
+
+def _token_type_checked(name: str, token_type) -> str:
+    """The token type to store (Bearer, also when none was sent); BrokerError(UNEXPECTED) for any other."""
     if token_type in (None, ""):
-        clean["token_type"] = BEARER
-    elif not isinstance(token_type, str) or not TOKEN_TYPE_PATTERN.fullmatch(token_type):
+        return BEARER
+    if not isinstance(token_type, str) or not TOKEN_TYPE_PATTERN.fullmatch(token_type):
         raise BrokerError(UNEXPECTED, f"{name} sent a malformed token_type (control or invalid characters).")
-    elif token_type.lower() != "bearer":
+    if token_type.lower() != "bearer":
         raise BrokerError(UNEXPECTED, f'{name} issued a "{token_type}" token; brokerlink can only use Bearer tokens.')
-    else:
-        clean["token_type"] = BEARER
+    return BEARER
+
+
+def _lifetimes_clean(name: str, token: dict, clean: dict) -> list[str]:
+    """Drop unusable lifetimes from `clean`; the notes saying so."""
+    notes = []
     for field in ("expires_in", "refresh_token_expires_in"):
         if field in token and token[field] not in (None, "") and _lifetime(token[field]) is None:
             clean.pop(field)
             notes.append(f"{name} sent an unusable {field}; brokerlink assumed the documented lifetime instead.")
+    return notes
+
+
+def _scope_clean(name: str, token: dict, clean: dict) -> list[str]:
+    """Make `clean`'s scope one string (a list of strings is joined) or drop it when it is not
+    readable text; the notes saying so."""
+    notes = []
     scope = token.get("scope")
     if isinstance(scope, list) and all(isinstance(item, str) for item in scope):
         clean["scope"] = " ".join(scope)
@@ -87,9 +111,7 @@ def token_response_clean(profile: BrokerProfile, token: dict) -> tuple[dict, lis
     if isinstance(clean.get("scope"), str) and (len(clean["scope"]) > 2000 or not clean["scope"].isprintable()):
         clean.pop("scope")
         notes.append(f"{name} sent an unreadable scope; it was ignored.")
-    for note in notes:
-        logger.warning("connections.token.cleaned", extra={"broker": profile.slug, "note": note})
-    return clean, notes
+    return notes
 
 
 def token_meta_for(profile: BrokerProfile, token: dict) -> dict:

@@ -17,6 +17,8 @@ killed) has an *unknown* outcome: the broker may have rotated the refresh token.
 token is then not sent again until the broker has been seen answering a request sent after
 the unknown one (engine.rotation): a stopped broker keeps queueing, so no fixed time is
 enough. Then one deliberate resend, explained in the history.
+
+The claim's writes on the row (take, let go, store the answer) are engine.refresh_claim.
 """
 
 from __future__ import annotations
@@ -24,11 +26,9 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from django.db import transaction
-from django.db.models import Q
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
@@ -41,29 +41,17 @@ from connections.models import Connection, ConnectionEvent
 from connections.state import INACTIVE_STATUSES, connection_event_record
 from engine.conf import engine_setting
 from engine.dbretry import db_write_retried
+from engine.refresh_claim import (
+    refresh_answer_store,
+    refresh_claim,
+    refresh_claim_release,
+    refresh_token_salvage,
+)
 from engine.rotation import RESEND, RESEND_IN_GRACE, WAIT, unknown_refresh_action
 from vault.crypto import VaultError
 
 logger = logging.getLogger(__name__)
 
-TOKEN_FIELDS = [
-    "access_token_sealed",
-    "refresh_token_sealed",
-    "token_type",
-    "scope",
-    "access_expires_at",
-    "refresh_expires_at",
-    "grant_started_at",
-    "reauth_deadline_at",
-    "last_refreshed_at",
-    "token_meta",
-    "refresh_claim_owner",
-    "refresh_claim_until",
-    "refresh_sent_at",
-    "refresh_later_answer_at",
-    "updated_at",
-]
-CLAIM_FIELDS = TOKEN_FIELDS[-5:]
 # Refresh at most once a day just to keep an idle refresh token alive.
 IDLE_REFRESH_MIN_GAP = timedelta(days=1)
 # How often a waiting caller looks at the row again.
@@ -177,98 +165,6 @@ def refresh_due(connection: Connection, profile: BrokerProfile, *, now: datetime
     return ""
 
 
-def _claim(connection: Connection, *, owner: str, now: datetime, until: datetime) -> bool:
-    """Take the refresh for `owner` if nobody holds it and the refresh token is still the one read,
-    and so is the unknown request the decision was about (another resend may have gone out since)."""
-    return bool(
-        Connection.objects.filter(
-            pk=connection.pk,
-            refresh_token_sealed=connection.refresh_token_sealed,
-            refresh_sent_at=connection.refresh_sent_at,
-        )
-        .filter(Q(refresh_claim_until__isnull=True) | Q(refresh_claim_until__lte=now))
-        .update(refresh_claim_owner=owner, refresh_claim_until=until, refresh_sent_at=now, refresh_later_answer_at=None)
-    )
-
-
-def _release(connection_id, *, owner: str, outcome_known: bool) -> None:
-    """Drop our claim. An unknown outcome keeps refresh_sent_at: it is what makes the next
-    attempt wait (engine.rotation)."""
-    fields = {"refresh_claim_owner": "", "refresh_claim_until": None}
-    if outcome_known:
-        fields["refresh_sent_at"] = None
-        fields["refresh_later_answer_at"] = None
-    db_write_retried(lambda: Connection.objects.filter(pk=connection_id, refresh_claim_owner=owner).update(**fields))
-
-
-def _answer_still_ours(connection: Connection, *, owner: str, spent_sealed: str) -> bool:
-    """Whether a refresh answer may be stored on this row: our claim still holds, or the refresh
-    token we spent is still the stored one. Neither means the grant was replaced (a reconnect)
-    or wiped (a disconnect) while the refresh was out, and storing would put the old grant's
-    tokens over that."""
-    return connection.refresh_claim_owner == owner or connection.refresh_token_sealed == spent_sealed
-
-
-def _answer_dropped(connection_id) -> None:
-    logger.error("connections.refresh.answer_dropped", extra={"connection_id": str(connection_id)})
-
-
-@sensitive_variables()
-def _store(
-    connection_id, *, owner: str, spent_sealed: str, profile: BrokerProfile, token: dict
-) -> Connection | None:
-    """Store a refresh answer in one short transaction and clear the claim; None when the
-    answer is no longer this row's to store (`_answer_still_ours`).
-
-    Stored even if our claim has expired meanwhile, as long as the refresh token we spent is
-    still the stored one: the answer holds the only copy of a rotated refresh token."""
-    from connections.tokens import connection_apply_token_response
-
-    def write() -> Connection | None:
-        with transaction.atomic():
-            connection = (
-                Connection.objects.select_for_update(of=("self",)).select_related("broker_app").get(pk=connection_id)
-            )
-            if not _answer_still_ours(connection, owner=owner, spent_sealed=spent_sealed):
-                _answer_dropped(connection_id)
-                return None
-            connection_apply_token_response(
-                connection=connection, profile=profile, token=token, now=timezone.now(), first_grant=False
-            )
-            connection.refresh_claim_owner, connection.refresh_claim_until, connection.refresh_sent_at = "", None, None
-            connection.refresh_later_answer_at = None
-            connection.save(update_fields=TOKEN_FIELDS)
-            return connection
-
-    return db_write_retried(write)
-
-
-@sensitive_variables()
-def _salvage_refresh_token(
-    connection_id, *, owner: str, spent_sealed: str, profile: BrokerProfile, token: dict
-) -> None:
-    """The answer is unusable but may carry a rotated refresh token: keep that, or the grant is lost."""
-    from connections.tokens import TOKEN_PATTERN
-
-    new_refresh = token.get("refresh_token") if isinstance(token, dict) else None
-    if not isinstance(new_refresh, str) or not TOKEN_PATTERN.fullmatch(new_refresh):
-        _release(connection_id, owner=owner, outcome_known=True)
-        return
-
-    def write() -> None:
-        with transaction.atomic():
-            connection = Connection.objects.select_for_update(of=("self",)).get(pk=connection_id)
-            if not _answer_still_ours(connection, owner=owner, spent_sealed=spent_sealed):
-                _answer_dropped(connection_id)
-                return
-            connection.refresh_token = new_refresh
-            connection.refresh_claim_owner, connection.refresh_claim_until, connection.refresh_sent_at = "", None, None
-            connection.refresh_later_answer_at = None
-            connection.save(update_fields=["refresh_token_sealed", *CLAIM_FIELDS])
-
-    db_write_retried(write)
-
-
 def _unknown_message(profile: BrokerProfile) -> str:
     return (
         f"{profile.name} did not answer a token refresh, so it may or may not have used the refresh token. "
@@ -310,22 +206,93 @@ def connection_refresh(
     otherwise returns reason IN_PROGRESS; while an unknown outcome is being waited out it
     returns OUTCOME_UNKNOWN. Raises BrokerError (needs_reauth=True for a dead grant).
     Configuration errors flag the broker app once. Never changes status: callers apply it.
-    """
-    from connections.broker_client import token_refresh
-    from connections.tokens import token_response_clean
 
-    started = time.monotonic()
+    Three phases, no transaction or row lock held across the broker call: claim the refresh
+    (one conditional UPDATE), send it once outside any transaction, store the answer in a
+    short transaction that also clears the claim.
+    """
     owner = f"refresh:{uuid.uuid4().hex[:16]}"
+    # 1. Claim: read, decide, and take the refresh, or return why this call makes none.
+    claim = _refresh_claim_or_skip(
+        connection_id,
+        owner=owner,
+        reason=reason,
+        actor=actor,
+        force=force,
+        rejected_access_sealed=rejected_access_sealed,
+        now=now,
+        wait=wait,
+    )
+    if isinstance(claim, RefreshResult):
+        return claim
+    # 2. Send, once, with the claim held and no transaction open.
+    token = _refresh_send(claim, reason=reason, actor=actor)
+    # 3. Store the answer (short transaction; clears the claim).
+    return _refresh_answer_apply(claim, token, reason=reason, actor=actor)
+
+
+@dataclass
+class _RefreshClaim:
+    """A refresh this call has claimed: what sending it and storing its answer need."""
+
+    connection: Connection
+    profile: BrokerProfile
+    owner: str
+    # engine.rotation's decision about an earlier refresh whose outcome is unknown.
+    action: str
+    single_use: bool
+    deadline: float
+    claimed_at: datetime
+    refresh_token: str = field(repr=False)
+
+    @property
+    def retrying_unknown(self) -> bool:
+        """This is the one deliberate resend after an unknown outcome."""
+        return self.single_use and self.action in (RESEND, RESEND_IN_GRACE)
+
+
+def _refresh_skip_reason(
+    connection: Connection, profile: BrokerProfile, *, force: bool, rejected_access_sealed: str | None, now: datetime
+) -> str:
+    """Why no refresh is needed any more ("" when it still is)."""
+    if connection.status in INACTIVE_STATUSES:
+        return "inactive"
+    if rejected_access_sealed is not None and connection.access_token_sealed != rejected_access_sealed:
+        return "already_refreshed"
+    if not force and not refresh_due(connection, profile, now=now):
+        return "fresh"
+    return ""
+
+
+def _claim_until(claimed_at: datetime, deadline: float) -> datetime:
+    """When a claim taken at `claimed_at` expires: the deadline plus its grace."""
+    return claimed_at + timedelta(seconds=deadline + max(CLAIM_GRACE_MIN_SECONDS, deadline * CLAIM_GRACE_SHARE))
+
+
+@sensitive_variables()
+def _refresh_claim_or_skip(
+    connection_id,
+    *,
+    owner: str,
+    reason: str,
+    actor,
+    force: bool,
+    rejected_access_sealed: str | None,
+    now: datetime | None,
+    wait: float,
+) -> _RefreshClaim | RefreshResult:
+    """Read the row, decide, and claim the refresh for `owner` (phase 1 of connection_refresh);
+    a RefreshResult when this call makes no refresh. Raises (recorded) when it cannot be made."""
+    started = time.monotonic()
     while True:
         connection = Connection.objects.select_related("broker_app").get(pk=connection_id)
         now = timezone.now() if now is None or time.monotonic() - started > 1 else now
         profile = connection_profile(connection)
-        if connection.status in INACTIVE_STATUSES:
-            return RefreshResult(connection, False, "inactive")
-        if rejected_access_sealed is not None and connection.access_token_sealed != rejected_access_sealed:
-            return RefreshResult(connection, False, "already_refreshed")
-        if not force and not refresh_due(connection, profile, now=now):
-            return RefreshResult(connection, False, "fresh")
+        skip = _refresh_skip_reason(
+            connection, profile, force=force, rejected_access_sealed=rejected_access_sealed, now=now
+        )
+        if skip:
+            return RefreshResult(connection, False, skip)
         if refresh_claimed(connection, now=timezone.now()):
             if time.monotonic() - started < wait:
                 time.sleep(POLL_SECONDS)
@@ -342,49 +309,72 @@ def connection_refresh(
         single_use = refresh_single_use(connection, profile)
         deadline = refresh_deadline_seconds(profile, single_use=single_use)
         claimed_at = timezone.now()
-        until = claimed_at + timedelta(seconds=deadline + max(CLAIM_GRACE_MIN_SECONDS, deadline * CLAIM_GRACE_SHARE))
-        retrying_unknown = single_use and action in (RESEND, RESEND_IN_GRACE)
         try:
             refresh_token = connection.refresh_token
         except VaultError as exc:
             _refresh_failed(connection, _vault_error(), actor=actor, reason=reason, cause=exc)
-        if _claim(connection, owner=owner, now=claimed_at, until=until):
-            break
+        if refresh_claim(connection, owner=owner, now=claimed_at, until=_claim_until(claimed_at, deadline)):
+            return _RefreshClaim(
+                connection=connection,
+                profile=profile,
+                owner=owner,
+                action=action,
+                single_use=single_use,
+                deadline=deadline,
+                claimed_at=claimed_at,
+                refresh_token=refresh_token,
+            )
         # Someone claimed between our read and our UPDATE: look again.
-    if retrying_unknown:
-        if action == RESEND_IN_GRACE:
-            why = (
-                f"{profile.name} accepts a rotated-away refresh token for {profile.refresh_reuse_grace_seconds} s, "
-                "and that window is still open"
-            )
-        else:
-            why = (
-                f"{profile.name} has since answered a request sent after it, so that refresh was processed or "
-                "dropped and its answer is lost"
-            )
-        connection_event_record(
-            connection=connection,
-            kind=ConnectionEvent.Kind.REFRESH_FAILED,
-            category=errors.NETWORK,
-            message=(
-                f"An earlier token refresh got no answer from {profile.name}. {why}; brokerlink is sending the "
-                "refresh again, once. If the broker had already used the refresh token, it will ask for a reconnect."
-            ),
+
+
+def _resend_event_record(claim: _RefreshClaim) -> None:
+    """The history line that explains the one deliberate resend after an unknown outcome."""
+    profile = claim.profile
+    if claim.action == RESEND_IN_GRACE:
+        why = (
+            f"{profile.name} accepts a rotated-away refresh token for {profile.refresh_reuse_grace_seconds} s, "
+            "and that window is still open"
         )
+    else:
+        why = (
+            f"{profile.name} has since answered a request sent after it, so that refresh was processed or "
+            "dropped and its answer is lost"
+        )
+    connection_event_record(
+        connection=claim.connection,
+        kind=ConnectionEvent.Kind.REFRESH_FAILED,
+        category=errors.NETWORK,
+        message=(
+            f"An earlier token refresh got no answer from {profile.name}. {why}; brokerlink is sending the "
+            "refresh again, once. If the broker had already used the refresh token, it will ask for a reconnect."
+        ),
+    )
+
+
+@sensitive_variables()
+def _refresh_send(claim: _RefreshClaim, *, reason: str, actor):
+    """Send the claimed refresh to the broker (phase 2 of connection_refresh) and return its
+    answer. On failure, let go of the claim (keeping refresh_sent_at when the outcome is
+    unknown) and raise the recorded error."""
+    from connections.broker_client import token_refresh
+
+    connection, profile, deadline = claim.connection, claim.profile, claim.deadline
+    if claim.retrying_unknown:
+        _resend_event_record(claim)
     logger.info(
         "connections.refresh.sent",
-        extra={"connection_id": str(connection.pk), "reason": reason, "deadline_s": deadline, "resend": action},
+        extra={"connection_id": str(connection.pk), "reason": reason, "deadline_s": deadline, "resend": claim.action},
     )
     connect_timeout = min(5.0, deadline)
     try:
-        token = token_refresh(profile, connection.broker_app, refresh_token, timeout=(connect_timeout, deadline))
+        return token_refresh(profile, connection.broker_app, claim.refresh_token, timeout=(connect_timeout, deadline))
     except BrokerError as error:
-        unknown = error.maybe_sent and error.http_status is None and single_use
-        _release(connection.pk, owner=owner, outcome_known=not unknown)
+        unknown = error.maybe_sent and error.http_status is None and claim.single_use
+        refresh_claim_release(connection.pk, owner=claim.owner, outcome_known=not unknown)
         if unknown:
-            connection.refresh_sent_at = claimed_at
+            connection.refresh_sent_at = claim.claimed_at
             error = BrokerError(errors.NETWORK, _unknown_message(profile))
-        elif error.needs_reauth and retrying_unknown:
+        elif error.needs_reauth and claim.retrying_unknown:
             error.message = (
                 f"{profile.name} refused the refresh token. An earlier refresh that got no answer probably used "
                 "it; reconnect to continue."
@@ -392,23 +382,32 @@ def connection_refresh(
         _refresh_failed(connection, error, actor=actor, reason=reason)
     except BaseException:
         # A bug or an interrupt after sending: the outcome is unknown, so keep refresh_sent_at.
-        _release(connection.pk, owner=owner, outcome_known=False)
+        refresh_claim_release(connection.pk, owner=claim.owner, outcome_known=False)
         raise
+
+
+@sensitive_variables()
+def _refresh_answer_apply(claim: _RefreshClaim, token, *, reason: str, actor) -> RefreshResult:
+    """Validate and store the broker's answer (phase 3 of connection_refresh). An unusable answer
+    still has its rotated refresh token kept, and is raised recorded."""
+    from connections.tokens import token_response_clean
+
+    connection, profile, owner = claim.connection, claim.profile, claim.owner
     try:
         clean, notes = token_response_clean(profile, token)
     except BrokerError as error:
-        _salvage_refresh_token(
+        refresh_token_salvage(
             connection.pk, owner=owner, spent_sealed=connection.refresh_token_sealed, profile=profile, token=token
         )
-        _learn(connection, spent=refresh_token, token=token, usable=False)
+        _learn(connection, spent=claim.refresh_token, token=token, usable=False)
         _refresh_failed(connection, error, actor=actor, reason=reason)
-    stored = _store(
+    stored = refresh_answer_store(
         connection.pk, owner=owner, spent_sealed=connection.refresh_token_sealed, profile=profile, token=clean
     )
     if stored is None:  # reconnected or disconnected meanwhile: the row holds what that wrote
         return RefreshResult(Connection.objects.get(pk=connection.pk), False, ANSWER_DROPPED)
     connection = stored
-    _learn(connection, spent=refresh_token, token=clean)
+    _learn(connection, spent=claim.refresh_token, token=clean)
     for note in notes:
         connection_event_record(connection=connection, kind=ConnectionEvent.Kind.REFRESHED, message=note)
     refreshed_event_record(connection, reason=reason, actor=actor)

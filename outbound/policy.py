@@ -129,10 +129,30 @@ def allowed_addresses(host: str, port: int, *, allow_loopback: bool | None = Non
 def url_target(url: object, *, allow_loopback: bool | None = None) -> Target:
     """Check a URL's form without touching the network; return what to connect to."""
     allow_loopback = loopback_http_allowed() if allow_loopback is None else allow_loopback
+    _url_characters_check(url)
+    scheme, host, port = _url_parts(url)
+    if scheme == "http" and not (allow_loopback and _is_loopback_name(host)):
+        raise OutboundRefused(
+            "must be an https:// URL (http only to 127.0.0.1/localhost in development)"
+            if allow_loopback
+            else "must be an https:// URL"
+        )
+    if _is_ip_literal(host) and not address_allowed(host, allow_loopback=allow_loopback):
+        raise OutboundRefused()
+    return Target(scheme, host, port)
+
+
+def _url_characters_check(url: object) -> None:
+    """Refuse what is not a non-empty string, or holds spaces, backslashes or control characters."""
     if not isinstance(url, str) or not url:
         raise OutboundRefused("must be an absolute https:// URL")
     if "\\" in url or any(ord(c) <= 32 or ord(c) == 127 for c in url):
         raise OutboundRefused("must not contain spaces, backslashes or control characters")
+
+
+def _url_parts(url: str) -> tuple[str, str, int]:
+    """The URL's scheme, host and port, read by two parsers that must agree; refused when it is
+    not absolute http(s) or carries a user name or password."""
     try:
         parsed = parse_url(url)
         split = urlsplit(url)
@@ -147,16 +167,7 @@ def url_target(url: object, *, allow_loopback: bool | None = None) -> Target:
         raise OutboundRefused("must not contain a user name or password")
     if (split_host or "").lower() != host:
         raise OutboundRefused("must be an absolute https:// URL")  # the two parsers disagree: refuse
-    port = parsed.port or (443 if scheme == "https" else 80)
-    if scheme == "http" and not (allow_loopback and _is_loopback_name(host)):
-        raise OutboundRefused(
-            "must be an https:// URL (http only to 127.0.0.1/localhost in development)"
-            if allow_loopback
-            else "must be an https:// URL"
-        )
-    if _is_ip_literal(host) and not address_allowed(host, allow_loopback=allow_loopback):
-        raise OutboundRefused()
-    return Target(scheme, host, port)
+    return scheme, host, parsed.port or (443 if scheme == "https" else 80)
 
 
 def outbound_url_problem(

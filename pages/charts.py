@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 from django.utils import timezone
@@ -109,33 +110,71 @@ def latency_chart(points: Sequence[tuple], *, width: int = 600, height: int = 16
     failures = sum(1 for _, _, ok in rows if not ok)
     if not rows:
         return _empty(width, height, "No checks yet: latency appears after the first check.", "chart chart--latency")
-    left, right, top_pad, bottom = 52, 8, 10, 28
-    plot_w, plot_h = width - left - right, height - top_pad - bottom
-    top = robust_top(values) if values else 1.0
-    n = len(rows)
+    plot = _LatencyPlot(width=width, height=height, top=robust_top(values) if values else 1.0, n=len(rows))
+    body = [*_latency_axes(plot, rows), *_latency_lines(plot, rows)]
+    body += [_latency_point(plot, i, when, v, ok) for i, (when, v, ok) in enumerate(rows)]
+    return _svg(
+        width=width,
+        height=height,
+        label=_latency_label(plot.n, values, failures),
+        body="".join(body),
+        css_class="chart chart--latency",
+        stretch=False,
+    )
 
-    def x_at(i: int) -> float:
-        return left + plot_w * (i / (n - 1) if n > 1 else 0.5)
 
-    def y_at(v: float) -> float:
-        return top_pad + plot_h * (1 - min(v, top) / top)
+@dataclass(frozen=True)
+class _LatencyPlot:
+    """Where latency_chart draws: the plot area inside its axes, and the scale's top (ms)."""
 
+    width: int
+    height: int
+    top: float
+    n: int  # checks drawn
+    left: int = 52
+    right: int = 8
+    top_pad: int = 10
+    bottom: int = 28
+
+    @property
+    def plot_w(self) -> int:
+        return self.width - self.left - self.right
+
+    @property
+    def plot_h(self) -> int:
+        return self.height - self.top_pad - self.bottom
+
+    def x_at(self, i: int) -> float:
+        n = self.n
+        return self.left + self.plot_w * (i / (n - 1) if n > 1 else 0.5)
+
+    def y_at(self, v: float) -> float:
+        return self.top_pad + self.plot_h * (1 - min(v, self.top) / self.top)
+
+
+def _latency_axes(plot: _LatencyPlot, rows: list[tuple]) -> list[str]:
+    """The ms axis (0, half, top, with grid lines) and the first, middle and last check times."""
+    left, width, right, n = plot.left, plot.width, plot.right, plot.n
     body = []
-    # y axis: 0, half, top (ms) with grid lines
-    for tick in (0.0, top / 2, top):
-        y = y_at(tick)
+    for tick in (0.0, plot.top / 2, plot.top):
+        y = plot.y_at(tick)
         body.append(
             f'<line x1="{left}" y1="{y:.1f}" x2="{width - right}" y2="{y:.1f}" stroke="{EMPTY_COLOR}"/>'
             f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end" class="chart__tick">{tick:,.0f} ms</text>'
         )
-    # x axis: first, middle and last check times (with seconds when they span under 10 minutes)
+    # with seconds when the checks span under 10 minutes
     short = (rows[-1][0] - rows[0][0]).total_seconds() < 600
     for i in sorted({0, (n - 1) // 2, n - 1}):
         anchor = "start" if i == 0 and n > 1 else "end" if i == n - 1 and n > 1 else "middle"
         body.append(
-            f'<text x="{x_at(i):.1f}" y="{height - 8}" text-anchor="{anchor}" class="chart__tick">'
+            f'<text x="{plot.x_at(i):.1f}" y="{plot.height - 8}" text-anchor="{anchor}" class="chart__tick">'
             f"{_time(rows[i][0], seconds=short)}</text>"
         )
+    return body
+
+
+def _latency_lines(plot: _LatencyPlot, rows: list[tuple]) -> list[str]:
+    """The latency line, broken at each failed check (it has no latency)."""
     segments, current = [], []
     for i, (_, v, ok) in enumerate(rows):
         if not ok or v is None:
@@ -143,46 +182,51 @@ def latency_chart(points: Sequence[tuple], *, width: int = 600, height: int = 16
                 segments.append(current)
             current = []
             continue
-        current.append(f"{x_at(i):.1f},{y_at(v):.1f}")
+        current.append(f"{plot.x_at(i):.1f},{plot.y_at(v):.1f}")
     if current:
         segments.append(current)
-    for seg in segments:
-        if len(seg) > 1:
-            body.append(f'<polyline points="{" ".join(seg)}" fill="none" stroke="{LINE_COLOR}" stroke-width="2"/>')
-    axis_y = top_pad + plot_h
-    for i, (when, v, ok) in enumerate(rows):
-        x = x_at(i)
-        stamp = timezone.localtime(when).strftime("%H:%M:%S") if timezone.is_aware(when) else f"{when:%H:%M:%S}"
-        if not ok:
-            text = f"{stamp}: check failed"
-            body.append(
-                f'<g class="chart__point chart__point--failed" tabindex="0" role="img" aria-label="{text}" '
-                f'data-failed="1"><rect x="{x - 2:.1f}" y="{axis_y - 6:.1f}" width="4" height="12" fill="{BAD_COLOR}"/>'
-                f"<title>{text}</title>{_value_label(x, axis_y - 10, 'failed', left, width - right)}</g>"
-            )
-            continue
-        clipped = v > top
-        text = f"{stamp}: {v:,.0f} ms" + (" (above the scale)" if clipped else "")
-        y = y_at(v)
-        marker = (
-            f'<path d="M{x - 4:.1f},{y + 6:.1f} L{x:.1f},{y - 1:.1f} L{x + 4:.1f},{y + 6:.1f} Z" fill="{LINE_COLOR}"/>'
-            if clipped
-            else f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="{LINE_COLOR}"/>'
+    return [
+        f'<polyline points="{" ".join(seg)}" fill="none" stroke="{LINE_COLOR}" stroke-width="2"/>'
+        for seg in segments
+        if len(seg) > 1
+    ]
+
+
+def _latency_point(plot: _LatencyPlot, i: int, when: datetime, v: float | None, ok: bool) -> str:
+    """One check, focusable with its value: a red mark on the time axis when it failed, a dot
+    (an arrow at the top when above the scale) when it passed."""
+    x, lo, hi = plot.x_at(i), plot.left, plot.width - plot.right
+    axis_y = plot.top_pad + plot.plot_h
+    stamp = timezone.localtime(when).strftime("%H:%M:%S") if timezone.is_aware(when) else f"{when:%H:%M:%S}"
+    if not ok:
+        text = f"{stamp}: check failed"
+        return (
+            f'<g class="chart__point chart__point--failed" tabindex="0" role="img" aria-label="{text}" '
+            f'data-failed="1"><rect x="{x - 2:.1f}" y="{axis_y - 6:.1f}" width="4" height="12" fill="{BAD_COLOR}"/>'
+            f"<title>{text}</title>{_value_label(x, axis_y - 10, 'failed', lo, hi)}</g>"
         )
-        body.append(
-            f'<g class="chart__point" tabindex="0" role="img" aria-label="{text}">{marker}<title>{text}</title>'
-            f"{_value_label(x, y - 8, f'{v:,.0f} ms', left, width - right)}</g>"
-        )
+    clipped = v > plot.top
+    text = f"{stamp}: {v:,.0f} ms" + (" (above the scale)" if clipped else "")
+    y = plot.y_at(v)
+    marker = (
+        f'<path d="M{x - 4:.1f},{y + 6:.1f} L{x:.1f},{y - 1:.1f} L{x + 4:.1f},{y + 6:.1f} Z" fill="{LINE_COLOR}"/>'
+        if clipped
+        else f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="{LINE_COLOR}"/>'
+    )
+    return (
+        f'<g class="chart__point" tabindex="0" role="img" aria-label="{text}">{marker}<title>{text}</title>'
+        f"{_value_label(x, y - 8, f'{v:,.0f} ms', lo, hi)}</g>"
+    )
+
+
+def _latency_label(n: int, values: list[float], failures: int) -> str:
+    """The chart's text alternative."""
     if values:
-        label = (
+        return (
             f"Latency of the last {n} checks: min {min(values):,.0f} ms, max {max(values):,.0f} ms, "
             f"last {values[-1]:,.0f} ms; {failures} failed"
         )
-    else:
-        label = f"Latency of the last {n} checks: none passed, {failures} failed"
-    return _svg(
-        width=width, height=height, label=label, body="".join(body), css_class="chart chart--latency", stretch=False
-    )
+    return f"Latency of the last {n} checks: none passed, {failures} failed"
 
 
 def _value_label(x: float, y: float, text: str, lo: float, hi: float) -> str:

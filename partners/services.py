@@ -202,32 +202,14 @@ def connect_session_create(
         raise SessionRequestInvalid("environment must be 'paper' or 'live'.")
     connection = None
     if connection_id:
-        visible = app_connections(app.pk)
-        if key_brokers:
-            visible = visible.filter(broker_slug__in=list(key_brokers))
-        connection = visible.filter(pk=connection_id).first()
-        if connection is None:
-            raise SessionRequestInvalid("No such connection.", status=404)
-        if connection.status == ConnectionStatus.DISCONNECTED:
-            raise SessionRequestInvalid(
-                "This connection was disconnected; create a new connect session for its end user instead.", status=409
-            )
-        if end_user and end_user.get("id") and end_user["id"] != connection.end_user.external_id:
-            raise SessionRequestInvalid("The connection belongs to another end user.", status=404)
+        connection = _reconnect_connection(app, connection_id=connection_id, end_user=end_user, key_brokers=key_brokers)
         owner = connection.end_user
         brokers, environment = [connection.broker_slug], connection.environment
     else:
         if not end_user or not str(end_user.get("id") or "").strip():
             raise SessionRequestInvalid("end_user.id is required (or connection_id, to reconnect).")
         known = {e.slug for e in broker_catalog() if e.configured}
-        unknown = sorted(set(brokers or []) - known)
-        if unknown:
-            raise SessionRequestInvalid(f"Not offered by this brokerlink: {', '.join(unknown)}.")
-        if key_brokers:
-            outside = sorted(set(brokers or []) - set(key_brokers))
-            if outside:
-                raise SessionRequestInvalid(f"This key is not allowed these brokers: {', '.join(outside)}.")
-            brokers = list(brokers or key_brokers)
+        brokers = _session_brokers(brokers, known=known, key_brokers=key_brokers)
         owner = end_user_upsert(
             app=app,
             external_id=str(end_user["id"]),
@@ -249,6 +231,40 @@ def connect_session_create(
     )
     _announce(session, "created", f"For end user {owner.external_id}" + (" (reconnect)" if connection else ""))
     return session, f"{settings.SITE_URL}/connect/s/{token}/"
+
+
+def _reconnect_connection(app: PartnerApp, *, connection_id, end_user: dict | None, key_brokers) -> Connection:
+    """The connection a reconnect session is for: one of the app's (of the key's brokers, if the
+    key is limited), not disconnected, and the named end user's if one is named. Raises
+    SessionRequestInvalid."""
+    visible = app_connections(app.pk)
+    if key_brokers:
+        visible = visible.filter(broker_slug__in=list(key_brokers))
+    connection = visible.filter(pk=connection_id).first()
+    if connection is None:
+        raise SessionRequestInvalid("No such connection.", status=404)
+    if connection.status == ConnectionStatus.DISCONNECTED:
+        raise SessionRequestInvalid(
+            "This connection was disconnected; create a new connect session for its end user instead.", status=409
+        )
+    if end_user and end_user.get("id") and end_user["id"] != connection.end_user.external_id:
+        raise SessionRequestInvalid("The connection belongs to another end user.", status=404)
+    return connection
+
+
+def _session_brokers(brokers: list[str] | None, *, known: set[str], key_brokers) -> list[str] | None:
+    """The brokers a new session offers: those asked for, all of them offered here (`known`) and
+    allowed the key; a limited key's own brokers when none are asked for. Raises
+    SessionRequestInvalid."""
+    unknown = sorted(set(brokers or []) - known)
+    if unknown:
+        raise SessionRequestInvalid(f"Not offered by this brokerlink: {', '.join(unknown)}.")
+    if key_brokers:
+        outside = sorted(set(brokers or []) - set(key_brokers))
+        if outside:
+            raise SessionRequestInvalid(f"This key is not allowed these brokers: {', '.join(outside)}.")
+        brokers = list(brokers or key_brokers)
+    return brokers
 
 
 def connect_session_open(token: str, *, browser, now: datetime | None = None) -> ConnectSession:
