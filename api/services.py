@@ -250,6 +250,12 @@ def service_key_connections(key: ServiceKey) -> QuerySet[Connection]:
     return qs
 
 
+def service_key_connection_get(key: ServiceKey, connection_id) -> Connection | None:
+    """The connection with this id if this key may see it (service_key_connections); None both
+    when it does not exist and when it is out of the key's reach, so callers cannot tell them apart."""
+    return service_key_connections(key).filter(pk=connection_id).first()
+
+
 def service_key_connections_filtered(
     key: ServiceKey,
     *,

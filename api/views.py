@@ -29,7 +29,7 @@ from api.services import (
     api_audit_record,
     revoked_key_used,
     service_key_check,
-    service_key_connections,
+    service_key_connection_get,
     service_key_connections_filtered,
 )
 from common.ratelimit import pause_left, pause_set, rate_limit_hit
@@ -160,7 +160,7 @@ def _require(request, scope: str, action: str, connection_id=None) -> ServiceKey
 
 def _connection(request, key: ServiceKey, connection_id: UUID, action: str) -> Connection:
     """The connection, if this key may see it; otherwise 404 as if it did not exist."""
-    connection = service_key_connections(key).filter(pk=connection_id).first()
+    connection = service_key_connection_get(key, connection_id)
     if connection is None:
         _audit(request, key, action, 404, connection_id=connection_id, result="Refused: not visible to this key.")
         raise HttpError(404, "No such connection.")

@@ -8,8 +8,8 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.views.decorators.cache import never_cache
 
-from ops.alerts import alert_acknowledge
 from ops.models import Alert, WebhookDelivery, WebhookEndpoint
+from ops.services import alert_acknowledge
 from ops.webhooks import (
     EVENT_TYPES,
     SECRET_PREFIX,

@@ -213,17 +213,6 @@ def alerts_evaluate(*, now: datetime | None = None) -> dict[str, int]:
     return {"raised": raised, "updated": updated, "cleared": cleared, "open": len(conditions)}
 
 
-def alert_acknowledge(alert: Alert, *, user) -> bool:
-    """Mark an open alert as seen. Returns False when it was already acknowledged or cleared."""
-    changed = Alert.objects.filter(pk=alert.pk, acknowledged_at__isnull=True, cleared_at__isnull=True).update(
-        acknowledged_at=timezone.now(), acknowledged_by=user
-    )
-    if changed:
-        alert.refresh_from_db()
-        logger.info("ops.alert.acknowledged", extra={"key": alert.key, "user_id": user.pk})
-    return bool(changed)
-
-
 def alerts_open():
     """Open alerts, unacknowledged first, critical before warning ("critical" < "warning")."""
     return Alert.objects.filter(cleared_at__isnull=True).select_related("acknowledged_by").order_by(

@@ -1,5 +1,6 @@
 """What the staff system status page (ops/views_system.py) shows of brokers and the engine:
-the queries and the rows built from them, so the view only calls these and renders."""
+the queries and the rows built from them, so the view only calls these and renders; and the
+alert its Acknowledge button names (ops/views.py)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,12 @@ from brokers.models import BrokerApp
 from brokers.registry import UnknownBroker, all_profiles, get_profile
 from brokers.services import broker_app_rotation_summary
 from engine.selectors import check_counts_since, circuit_breakers_by_broker, refresh_awaiting_answer_by_app
+from ops.models import Alert
+
+
+def alert_get(alert_id) -> Alert | None:
+    """The alert with this id, open or not; None when there is none."""
+    return Alert.objects.filter(pk=alert_id).first()
 
 
 def breaker_rows(now: datetime) -> list[dict]:

@@ -77,15 +77,17 @@ def metrics_view(request):
 def alert_acknowledge_view(request, alert_id: int):
     """Acknowledge an alert from the system status page (staff, CSRF-protected form)."""
     from django.contrib import messages
-    from django.shortcuts import get_object_or_404, redirect
+    from django.shortcuts import redirect
     from django.utils.http import url_has_allowed_host_and_scheme
 
-    from ops.alerts import alert_acknowledge
-    from ops.models import Alert
+    from ops.selectors import alert_get
+    from ops.services import alert_acknowledge
 
     if not is_staff(request):
         return HttpResponse("staff only\n", status=403, content_type="text/plain")
-    alert = get_object_or_404(Alert, pk=alert_id)
+    alert = alert_get(alert_id)
+    if alert is None:
+        raise Http404("No Alert matches the given query.")
     if alert_acknowledge(alert, user=request.user):
         messages.success(request, f"Acknowledged: {alert.message}")
     nxt = request.POST.get("next", "")

@@ -30,6 +30,11 @@ def connection_list_disconnected_for_user(*, user) -> QuerySet[Connection]:
     )
 
 
+def connection_list_archived_for_user(*, user) -> QuerySet[Connection]:
+    """The person's archived connections (disconnected, then put away), last disconnected first."""
+    return connection_list_disconnected_for_user(user=user).filter(archived_at__isnull=False)
+
+
 def connection_lists_for_dashboard(*, user) -> tuple[list[Connection], list[Connection], int]:
     """(the dashboard's connections, the disconnected ones not archived yet, how many are
     archived). The dashboard is the most viewed page: both reads are written in SQL, which

@@ -26,7 +26,7 @@ from pages.presenters.cards import card_for, cards_for_disconnected
 from pages.presenters.detail import detail_for
 from pages.selectors import (
     connection_get_for_user,
-    connection_list_disconnected_for_user,
+    connection_list_archived_for_user,
     connection_lists_for_dashboard,
 )
 
@@ -55,7 +55,7 @@ def dashboard(request):
 @login_required
 @require_GET
 def archived(request):
-    put_away = connection_list_disconnected_for_user(user=request.user).filter(archived_at__isnull=False)
+    put_away = connection_list_archived_for_user(user=request.user)
     cards = cards_for_disconnected(list(put_away), now=timezone.now())
     return render(request, "pages/archived.html", {"cards": cards})
 

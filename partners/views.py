@@ -24,6 +24,7 @@ from connections.oauth_flow import PURPOSE_CONNECT, PURPOSE_RECONNECT
 from connections.services.connect import connect_authorize_url, connection_authorize_complete
 from connections.services.failures import FAILURES, ConnectFailed
 from partners.models import ConnectSession, PartnerApp
+from partners.selectors import partner_app_brand_colour
 from partners.services import (
     PROBLEMS,
     SessionProblem,
@@ -123,8 +124,7 @@ def start(request, slug: str):
 
 @require_GET
 def app_style(request, app_id):
-    app = PartnerApp.objects.filter(pk=app_id).first()
-    colour = app.brand_colour if app and app.brand_colour else ""
+    colour = partner_app_brand_colour(app_id)
     css = f".partner-accent {{ border-top: 6px solid {colour}; }}\n" if colour else ""
     response = HttpResponse(css, content_type="text/css; charset=utf-8")
     response["Cache-Control"] = "public, max-age=300"

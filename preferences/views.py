@@ -6,23 +6,24 @@ import logging
 from functools import partial
 
 from django.contrib import messages
-from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
 from django.db import transaction
-from django.http import HttpResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.http import Http404, HttpResponse
+from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from preferences.channels import ChannelInvalid
 from preferences.forms import ChannelForm, NotificationSettingsForm, TimeZoneForm
-from preferences.models import NotificationChannel
 from preferences.notify import (
     NotificationTestTooSoon,
     channel_create,
     notification_settings_for,
     notification_test_request,
 )
+from preferences.selectors import notification_channels_for, notification_test_has_target
+from preferences.services import channel_remove as channel_remove_service
+from preferences.services import time_zone_choose, time_zone_detected
 from preferences.tasks import notification_test_send
 from preferences.timezones import time_zone_valid
 
@@ -35,7 +36,7 @@ def _page(request, *, notifications_form=None, channel_form=None, time_zone_form
         "notifications_form": notifications_form or NotificationSettingsForm(instance=notification_settings_for(user)),
         "channel_form": channel_form or ChannelForm(),
         "time_zone_form": time_zone_form or TimeZoneForm(initial={"time_zone": user.time_zone or "UTC"}),
-        "channels": NotificationChannel.objects.filter(user=user),
+        "channels": notification_channels_for(user),
         "notification_settings": notification_settings_for(user),
         "now": timezone.now(),
     }
@@ -65,8 +66,7 @@ def notification_test(request):
     """Answers at once with one generic sentence (never a per-channel verdict a caller could
     time or read as a port scan); the worker records each channel's outcome for its owner."""
     user = request.user
-    wanted = notification_settings_for(user)
-    if not (wanted.email and user.email) and not NotificationChannel.objects.filter(user=user, enabled=True).exists():
+    if not notification_test_has_target(user):
         messages.warning(request, "Nothing to send to: email is off and you have no channels.")
         return redirect("preferences:settings")
     try:
@@ -104,8 +104,9 @@ def channel_add(request):
 @login_required
 @require_POST
 def channel_remove(request, channel_id):
-    channel = get_object_or_404(NotificationChannel, pk=channel_id, user=request.user)
-    channel.delete()
+    channel = channel_remove_service(user=request.user, channel_id=channel_id)
+    if channel is None:
+        raise Http404("No NotificationChannel matches the given query.")
     messages.success(request, f"Channel “{channel.name}” removed.")
     return redirect("preferences:settings")
 
@@ -121,12 +122,9 @@ def time_zone_save(request):
         if detected:
             return HttpResponse(status=400)
         return _page(request, time_zone_form=TimeZoneForm(request.POST), status=400)
-    user = request.user
     if detected:
-        if not user.time_zone:
-            get_user_model().objects.filter(pk=user.pk, time_zone="").update(time_zone=name)
+        time_zone_detected(user=request.user, name=name)
         return HttpResponse(status=204)
-    user.time_zone = name
-    user.save(update_fields=["time_zone"])
+    time_zone_choose(user=request.user, name=name)
     messages.success(request, f"Time zone set to {name.replace('_', ' ')}.")
     return redirect("preferences:settings")

@@ -13,9 +13,9 @@ from authlib.oauth2 import OAuth2Error
 from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.middleware.csrf import CsrfViewMiddleware
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import redirect, render
 from django.urls import NoReverseMatch, reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.csrf import csrf_exempt
@@ -39,7 +39,7 @@ def sandbox_root(request: HttpRequest) -> str:
 def sandbox_user(request: HttpRequest) -> SandboxUser | None:
     # The sandbox's own signed cookie: it never touches the brokerlink (Django auth) session.
     user_id = request.get_signed_cookie(LOGIN_COOKIE, default=None, salt=LOGIN_SALT, max_age=LOGIN_MAX_AGE)
-    return SandboxUser.objects.filter(pk=user_id).first() if user_id else None
+    return services.user_get(user_id) if user_id else None
 
 
 def home(request: HttpRequest) -> HttpResponse:
@@ -319,6 +319,13 @@ def control_api(view):
     return wrapped
 
 
+def _client_or_404(client_id: str) -> SandboxClient:
+    client = services.client_get(client_id)
+    if client is None:
+        raise Http404("No SandboxClient matches the given query.")
+    return client
+
+
 @control_api
 @require_POST
 def api_clients(request: HttpRequest, data: dict) -> JsonResponse:
@@ -330,7 +337,7 @@ def api_clients(request: HttpRequest, data: dict) -> JsonResponse:
 @control_api
 @require_http_methods(["GET", "PATCH"])
 def api_client(request: HttpRequest, data: dict, client_id: str) -> JsonResponse:
-    client = get_object_or_404(SandboxClient, client_id=client_id)
+    client = _client_or_404(client_id)
     if request.method == "PATCH":
         try:
             services.client_update(client, **data)
@@ -342,7 +349,7 @@ def api_client(request: HttpRequest, data: dict, client_id: str) -> JsonResponse
 @control_api
 @require_http_methods(["GET", "PATCH", "POST"])
 def api_faults(request: HttpRequest, data: dict, client_id: str) -> JsonResponse:
-    client = get_object_or_404(SandboxClient, client_id=client_id)
+    client = _client_or_404(client_id)
     if request.method != "GET":
         services.client_set_faults(client, **data)
     return JsonResponse(services.client_faults(client))
@@ -351,14 +358,14 @@ def api_faults(request: HttpRequest, data: dict, client_id: str) -> JsonResponse
 @control_api
 @require_http_methods(["GET"])
 def api_counters(request: HttpRequest, data: dict, client_id: str) -> JsonResponse:
-    client = get_object_or_404(SandboxClient, client_id=client_id)
+    client = _client_or_404(client_id)
     return JsonResponse(services.client_counters(client))
 
 
 @control_api
 @require_POST
 def api_revoke_all(request: HttpRequest, data: dict, client_id: str) -> JsonResponse:
-    client = get_object_or_404(SandboxClient, client_id=client_id)
+    client = _client_or_404(client_id)
     return JsonResponse({"revoked_grants": services.client_revoke_all_grants(client)})
 
 
@@ -400,7 +407,7 @@ def control_page(request: HttpRequest) -> HttpResponse:
         except NoReverseMatch:  # standalone server: no brokerlink login page to send staff to
             return HttpResponse("Staff only.", status=403, content_type="text/plain")
     services.counters_flush()
-    clients = SandboxClient.objects.order_by("-created_at")
+    clients = services.clients_newest_first()
     try:
         back = reverse("connections:dashboard")
     except NoReverseMatch:  # standalone server: no brokerlink around it
@@ -419,7 +426,7 @@ def control_page(request: HttpRequest) -> HttpResponse:
 def control_client(request: HttpRequest, client_id: str) -> HttpResponse:
     if not _is_staff(request):
         return HttpResponse(status=403)
-    client = get_object_or_404(SandboxClient, client_id=client_id)
+    client = _client_or_404(client_id)
     if request.POST.get("action") == "revoke_all":
         if request.POST.get("confirm") != "yes":
             # One more step (the CSP allows no script for a confirm()): a page that asks.

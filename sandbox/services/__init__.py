@@ -2,7 +2,7 @@
 tokens, counters, users. Views, commands and the control API all call these functions as
 `services.<name>`; each module below has one job:
 
-    clients       create and change clients (also from control-API JSON), their faults and counters
+    clients       find, create and change clients (also from control-API JSON), their faults and counters
     tokens        token lifetimes, issuing, refresh checks, OIDC consent, revocation
     token_lookup  the account endpoint's cached, batched token lookup
     counters      request counters (at once, or batched on the hot path)
@@ -24,9 +24,11 @@ from sandbox.services.clients import (
     client_faults,
     client_fields_from_json,
     client_from_token_request,
+    client_get,
     client_revoke_all_grants,
     client_set_faults,
     client_update,
+    clients_newest_first,
 )
 from sandbox.services.counters import COUNTER_FLUSH_SECONDS, acounters_flush_soon, count, count_later, counters_flush
 from sandbox.services.faults import (
@@ -65,6 +67,7 @@ from sandbox.services.users import (
     sandbox_demo_user_ensure,
     user_authenticate,
     user_create,
+    user_get,
 )
 
 __all__ = [
@@ -72,10 +75,10 @@ __all__ = [
     "LOOKUP_WINDOW", "OFFLINE_ACCESS", "TOKEN_CACHE_MAX", "SandboxError", "access_expires_in", "account_payload",
     "acounters_flush_soon", "afault_response", "atoken_for_access", "broker_token_rules", "client_apply_token_rules",
     "client_counters", "client_create", "client_create_from_json", "client_describe", "client_faults",
-    "client_fields_from_json", "client_from_token_request", "client_revoke_all_grants", "client_set_faults",
-    "client_update", "count", "count_later", "counters_flush", "error_shape", "error_shape_response",
-    "fault_after_delay", "fault_delay_seconds", "fault_response", "grant_revoke", "next_wall_clock",
-    "oidc_granted_scope", "random_account_number", "refresh_token_check", "sandbox_demo_user_ensure",
+    "client_fields_from_json", "client_from_token_request", "client_get", "client_revoke_all_grants",
+    "client_set_faults", "client_update", "clients_newest_first", "count", "count_later", "counters_flush",
+    "error_shape", "error_shape_response", "fault_after_delay", "fault_delay_seconds", "fault_response", "grant_revoke",
+    "next_wall_clock", "oidc_granted_scope", "random_account_number", "refresh_token_check", "sandbox_demo_user_ensure",
     "token_cache_clear", "token_cache_seconds", "token_for_access", "token_revoke", "token_store", "user_authenticate",
-    "user_create", "userinfo_payload",
+    "user_create", "user_get", "userinfo_payload",
 ]

@@ -75,6 +75,16 @@ def client_create(
     return client
 
 
+def client_get(client_id: str) -> SandboxClient | None:
+    """The client with this client_id (the control page's and the control API's), or None."""
+    return SandboxClient.objects.filter(client_id=client_id).first()
+
+
+def clients_newest_first():
+    """Every client, newest first (the control page's list)."""
+    return SandboxClient.objects.order_by("-created_at")
+
+
 def broker_token_rules(slug: str) -> TokenRules:
     from brokers.registry import get_profile
 

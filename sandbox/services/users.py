@@ -27,6 +27,11 @@ def user_create(
     return user
 
 
+def user_get(user_id) -> SandboxUser | None:
+    """The sandbox user a signed-in browser names (by id), or None when it no longer exists."""
+    return SandboxUser.objects.filter(pk=user_id).first()
+
+
 def user_authenticate(*, username: str, password: str) -> SandboxUser | None:
     user = SandboxUser.objects.filter(username=username).first()
     if user is None or not check_password(password, user.password):
