@@ -1,23 +1,38 @@
 """ASGI entry point of the standalone sandbox server.
 
 `GET /v1/account` with a bearer token the sandbox knows (every heartbeat) is answered here,
-by the same code as the Django view (views.account_answer), without Django's request
+by the same code as the Django view (views.account_result), without Django's request
 handler: that handler starts a thread per request for its request_started/finished signals,
 which was most of the endpoint's CPU time (docs/benchmarks.md#figures-the-code-cites). Everything else,
 including unknown or malformed tokens, goes to Django.
 """
 
+import gc
+import json
 import os
 import re
 import uuid
 
 from django.core.asgi import get_asgi_application
+from django.core.serializers.json import DjangoJSONEncoder
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings_sandbox")
 
 from sandbox.abandoned import finish_abandoned_requests  # noqa: E402 - after the settings default
 
 django_application = finish_abandoned_requests(get_asgi_application())
+
+from sandbox import services, views  # noqa: E402 - once Django's apps are ready
+
+# The garbage collector, tuned for a server of many short requests
+# (docs/benchmarks.md#the-sandboxs-account-endpoint-get-v1account). What is loaded by now
+# (Django, the apps, the views) lives as long as the process: frozen out of the generations, so
+# the full collections that the heartbeats' cached token rows set off scan only what was made
+# since. The youngest generation is collected after 20,000 allocations instead of 700: with
+# hundreds of heartbeats in flight, each allocating objects that live until its answer, the
+# default collected (and scanned, and promoted) them several times per heartbeat.
+gc.freeze()
+gc.set_threshold(20_000)
 
 ACCOUNT_PATH = "/v1/account"
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -32,8 +47,6 @@ _FIXED_HEADERS = [
 
 
 async def _account_fast(scope, send) -> bool:
-    from sandbox import services, views
-
     auth = request_id = ""
     for name, value in scope["headers"]:
         if name == b"authorization":
@@ -45,15 +58,19 @@ async def _account_fast(scope, send) -> bool:
     found = await services.atoken_for_access(auth[7:].strip())
     if found is None:
         return False
-    response = await views.account_answer(found)
-    body = response.content
-    headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in response.items()]
-    if not response.has_header("Content-Length"):
+    answer = await views.account_result(found)
+    if isinstance(answer, dict):  # the answer of every healthy heartbeat: JsonResponse's, encoded here
+        status, body = 200, json.dumps(answer, cls=DjangoJSONEncoder).encode()
+        headers = [(b"content-type", b"application/json")]
+    else:
+        status, body = answer.status_code, answer.content
+        headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in answer.items()]
+    if not any(name == b"content-length" for name, _ in headers):
         headers.append((b"content-length", str(len(body)).encode()))
     headers.extend(_FIXED_HEADERS)
     request_id = request_id if _REQUEST_ID_RE.match(request_id) else uuid.uuid4().hex
     headers.append((b"x-request-id", request_id.encode()))
-    await send({"type": "http.response.start", "status": response.status_code, "headers": headers})
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
     return True
 

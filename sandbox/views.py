@@ -202,12 +202,15 @@ async def account(request: HttpRequest) -> HttpResponse:
         found = await services.atoken_for_access(auth[7:].strip())  # issued a moment ago
         if found is None:
             return JsonResponse({"error": "invalid_token"}, status=401)
-    return await account_answer(found)
+    answer = await account_result(found)
+    return JsonResponse(answer) if isinstance(answer, dict) else answer
 
 
-async def account_answer(found) -> HttpResponse:
-    """The account endpoint's answer for a token the sandbox knows: count the call, apply the
-    client's faults, then authlib's own token checks (expired, revoked, scope)."""
+async def account_result(found) -> HttpResponse | dict:
+    """The account endpoint's answer for a token the sandbox knows. Count the call, apply the
+    client's faults, then authlib's own token checks (expired, revoked, scope): the refusal or
+    fault as a response, else the account's JSON payload (the standalone server encodes it
+    itself, without building a JsonResponse: sandbox/asgi.py)."""
     services.count_later(found.client, found.grant, "account_calls")
     await services.acounters_flush_soon()
     if fault := await services.afault_response(found.client):
@@ -216,7 +219,7 @@ async def account_answer(found) -> HttpResponse:
         _bearer_validator.validate_token(found, None, None)
     except OAuth2Error:
         return services.error_shape_response(services.error_shape(found.client, "access"))
-    return JsonResponse(services.account_payload(found.grant.account))
+    return services.account_payload(found.grant.account)
 
 
 def metadata(request: HttpRequest) -> JsonResponse:

@@ -4,10 +4,12 @@ answers many concurrent heartbeats."""
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from typing import Any
 
 from asgiref.sync import sync_to_async
+from django.conf import settings
 
 from sandbox.models import SandboxClient, SandboxGrant, SandboxToken, token_hash
 from sandbox.services.db_threads import db_executor, on_db_thread
@@ -26,10 +28,6 @@ TOKEN_CACHE_MAX = 20_000
 
 def token_cache_seconds() -> float:
     """settings.SANDBOX_TOKEN_CACHE_SECONDS, else the environment variable, else 1 s; 0 turns it off."""
-    import os
-
-    from django.conf import settings
-
     value = getattr(settings, "SANDBOX_TOKEN_CACHE_SECONDS", None)
     return float(value if value is not None else os.environ.get("SANDBOX_TOKEN_CACHE_SECONDS") or 1.0)
 
@@ -58,10 +56,10 @@ def token_cache_clear(**kwargs: Any) -> None:
     _related_cache.clear()
 
 
-def _related(queryset, pks: set[int], ttl: float, generation: int) -> dict[int, Any]:
-    """The rows of `queryset` with these primary keys: from the cache when fresh, else read."""
+def _related(model, pks: set[int], ttl: float, generation: int, *, select=()) -> dict[int, Any]:
+    """The rows of `model` (with `select`'s related rows) with these primary keys: from the
+    cache when fresh, else read."""
     now = time.monotonic()
-    model = queryset.model
     found: dict[int, Any] = {}
     for pk in pks:
         hit = _related_cache.get((model, pk))
@@ -69,7 +67,7 @@ def _related(queryset, pks: set[int], ttl: float, generation: int) -> dict[int, 
             found[pk] = hit[1]
     missing = pks - found.keys()
     if missing:
-        for row in queryset.filter(pk__in=missing):
+        for row in model.objects.select_related(*select).filter(pk__in=missing):
             found[row.pk] = row
             if ttl > 0 and generation == _token_cache_generation:
                 _cache_put(_related_cache, (model, row.pk), row, now, ttl)
@@ -79,8 +77,8 @@ def _related(queryset, pks: set[int], ttl: float, generation: int) -> dict[int, 
 def _tokens_rows(digests: list[str]) -> list[SandboxToken]:
     generation, ttl = _token_cache_generation, token_cache_seconds()
     tokens = list(SandboxToken.objects.filter(access_token_hash__in=digests))
-    clients = _related(SandboxClient.objects.all(), {t.client_id for t in tokens}, ttl, generation)
-    grants = _related(SandboxGrant.objects.select_related("account"), {t.grant_id for t in tokens}, ttl, generation)
+    clients = _related(SandboxClient, {t.client_id for t in tokens}, ttl, generation)
+    grants = _related(SandboxGrant, {t.grant_id for t in tokens}, ttl, generation, select=["account"])
     rows = []
     for token in tokens:
         client, grant = clients.get(token.client_id), grants.get(token.grant_id)

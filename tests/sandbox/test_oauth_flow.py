@@ -1,5 +1,7 @@
 """The whole OAuth dance against the standalone sandbox broker over real HTTP."""
 
+import re
+
 import pytest
 
 
@@ -64,6 +66,29 @@ def test_full_dance_authorize_consent_token_account_refresh_revoke(sandbox_serve
     assert grant["revoked"] is True
     assert grant["refreshes"] == 1
     assert grant["account"] == "Margin ••5678"
+
+
+def test_account_answer_of_the_fast_path_has_the_django_answers_headers(make_flow):
+    """A known token is answered without Django's handler (sandbox/asgi.py), an unknown one by
+    Django: the headers a heartbeat sees are the same either way, the request id echoed."""
+    import json
+
+    flow = make_flow()
+    access = flow.connect()["access_token"]
+    fast = flow.http.get(
+        f"{flow.server.url}/v1/account",
+        headers={"Authorization": f"Bearer {access}", "X-Request-ID": "hb-42"},
+        timeout=10,
+    )
+    django = flow.account("not-a-token")
+    assert (fast.status_code, django.status_code) == (200, 401)
+    assert fast.headers["Content-Type"] == "application/json"
+    assert fast.content == json.dumps(fast.json()).encode()  # JsonResponse's encoding
+    assert fast.headers["Content-Length"] == str(len(fast.content))
+    assert fast.headers["X-Request-ID"] == "hb-42"
+    assert re.fullmatch(r"[0-9a-f]{32}", flow.account(access).headers["X-Request-ID"])
+    for name in ("X-Content-Type-Options", "Referrer-Policy", "Cross-Origin-Opener-Policy", "X-Frame-Options"):
+        assert fast.headers[name] == django.headers[name], name
 
 
 def test_revocation_of_unknown_token_is_200(make_flow):

@@ -19,6 +19,9 @@ class Command(BaseCommand):
         cmd = [
             sys.executable, "-m", "uvicorn", "sandbox.asgi:application",
             "--host", options["host"], "--port", str(options["port"]), "--log-level", options["log_level"],
+            # uvicorn writes its access log at info level, and builds each request's line even when
+            # the level hides it: off unless it would be shown.
+            *([] if options["log_level"] in ("trace", "debug", "info") else ["--no-access-log"]),
         ]  # fmt: skip
         self.stdout.write(f"Sandbox broker on http://{options['host']}:{options['port']}")
         self.stdout.flush()
