@@ -397,12 +397,12 @@ def _refresh_answer_apply(claim: _RefreshClaim, token, *, reason: str, actor) ->
         clean, notes = token_response_clean(profile, token)
     except BrokerError as error:
         refresh_token_salvage(
-            connection.pk, owner=owner, spent_sealed=connection.refresh_token_sealed, profile=profile, token=token
+            connection.pk, owner=owner, spent=claim.refresh_token, profile=profile, token=token
         )
         _learn(connection, spent=claim.refresh_token, token=token, usable=False)
         _refresh_failed(connection, error, actor=actor, reason=reason)
     stored = refresh_answer_store(
-        connection.pk, owner=owner, spent_sealed=connection.refresh_token_sealed, profile=profile, token=clean
+        connection.pk, owner=owner, spent=claim.refresh_token, profile=profile, token=clean
     )
     if stored is None:  # reconnected or disconnected meanwhile: the row holds what that wrote
         return RefreshResult(Connection.objects.get(pk=connection.pk), False, ANSWER_DROPPED)
