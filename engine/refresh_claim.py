@@ -132,9 +132,7 @@ def refresh_answer_store(
 
 
 @sensitive_variables()
-def refresh_token_salvage(
-    connection_id, *, owner: str, spent: str, profile: BrokerProfile, token: dict
-) -> None:
+def refresh_token_salvage(connection_id, *, owner: str, spent: str, profile: BrokerProfile, token: dict) -> None:
     """The answer is unusable but may carry a rotated refresh token: keep that, or the grant is lost."""
     from connections.tokens import TOKEN_PATTERN
 

@@ -43,3 +43,17 @@ def test_a_refresh_answer_is_stored_after_a_key_rotation_resealed_the_token_it_s
     assert connection_refresh(conn.pk, reason="manual", force=True).refreshed
     assert world.counters()["rotated_reuses"] == 0
     assert Connection.objects.get(pk=conn.pk).status == ConnectionStatus.CONNECTED
+
+
+def test_a_token_rejected_before_a_key_rotation_is_still_refreshed_after_it(world, settings):
+    conn = world.connection()
+    rejected = conn.access_token_sealed  # what a heartbeat just sent and the broker answered 401
+    settings.TOKEN_ENCRYPTION_KEYS = f"k2:{generate_key()},{settings.TOKEN_ENCRYPTION_KEYS}"
+    assert vault_rotate_keys().resealed >= 1
+    resealed = Connection.objects.get(pk=conn.pk)
+    assert resealed.access_token_sealed != rejected and resealed.access_token == conn.access_token
+    # The 401's forced refresh: the same access token under a new key is not "already refreshed".
+    result = connection_refresh(conn.pk, reason="rejected", force=True, rejected_access_sealed=rejected)
+    assert result.refreshed, result.reason
+    assert result.connection.access_token != conn.access_token
+    assert world.counters()["rotated_reuses"] == 0
