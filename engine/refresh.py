@@ -23,6 +23,7 @@ The claim's writes on the row (take, let go, store the answer) are engine.refres
 
 from __future__ import annotations
 
+import hmac
 import logging
 import time
 import uuid
@@ -48,7 +49,8 @@ from engine.refresh_claim import (
     refresh_token_salvage,
 )
 from engine.rotation import RESEND, RESEND_IN_GRACE, WAIT, unknown_refresh_action
-from vault.crypto import VaultError
+from vault.crypto import VaultError, open_sealed
+from vault.fields import aad_for
 
 logger = logging.getLogger(__name__)
 
@@ -257,11 +259,28 @@ def _refresh_skip_reason(
     """Why no refresh is needed any more ("" when it still is)."""
     if connection.status in INACTIVE_STATUSES:
         return "inactive"
-    if rejected_access_sealed is not None and connection.access_token_sealed != rejected_access_sealed:
+    if rejected_access_sealed is not None and _access_token_replaced(connection, rejected_access_sealed):
         return "already_refreshed"
     if not force and not refresh_due(connection, profile, now=now):
         return "fresh"
     return ""
+
+
+@sensitive_variables()
+def _access_token_replaced(connection: Connection, rejected_access_sealed: str) -> bool:
+    """Whether the stored access token is no longer the one the broker rejected. Opened, not
+    compared as ciphertext: a key rotation re-seals the same rejected token under a new key, and
+    skipping its refresh would answer the 401 with that token again (and ask for a reconnect)."""
+    stored_sealed = connection.access_token_sealed
+    if stored_sealed == rejected_access_sealed:
+        return False
+    if not stored_sealed or not rejected_access_sealed:
+        return True
+    try:
+        rejected = open_sealed(rejected_access_sealed, aad=aad_for(connection, "access_token"))
+        return not hmac.compare_digest(connection.access_token.encode(), rejected.encode())
+    except VaultError:
+        return True  # as before: not known to be the same token
 
 
 def _claim_until(claimed_at: datetime, deadline: float) -> datetime:
@@ -396,14 +415,10 @@ def _refresh_answer_apply(claim: _RefreshClaim, token, *, reason: str, actor) ->
     try:
         clean, notes = token_response_clean(profile, token)
     except BrokerError as error:
-        refresh_token_salvage(
-            connection.pk, owner=owner, spent_sealed=connection.refresh_token_sealed, profile=profile, token=token
-        )
+        refresh_token_salvage(connection.pk, owner=owner, spent=claim.refresh_token, profile=profile, token=token)
         _learn(connection, spent=claim.refresh_token, token=token, usable=False)
         _refresh_failed(connection, error, actor=actor, reason=reason)
-    stored = refresh_answer_store(
-        connection.pk, owner=owner, spent_sealed=connection.refresh_token_sealed, profile=profile, token=clean
-    )
+    stored = refresh_answer_store(connection.pk, owner=owner, spent=claim.refresh_token, profile=profile, token=clean)
     if stored is None:  # reconnected or disconnected meanwhile: the row holds what that wrote
         return RefreshResult(Connection.objects.get(pk=connection.pk), False, ANSWER_DROPPED)
     connection = stored

@@ -5,10 +5,14 @@ what make its refresh single-flight. Only the claimant stores an answer, and an 
 even after its claim expired as long as the refresh token it spent is still the stored one (it
 holds the only copy of a rotated refresh token). A grant replaced or wiped while the refresh was
 out is never overwritten with the old grant's tokens.
+
+"The stored one" is compared opened, never as ciphertext: a key rotation (manage.py
+rotate_token_keys) re-seals the same refresh token under a new key while a refresh is out.
 """
 
 from __future__ import annotations
 
+import hmac
 import logging
 from datetime import datetime
 
@@ -20,6 +24,7 @@ from django.views.decorators.debug import sensitive_variables
 from brokers.profile import BrokerProfile
 from connections.models import Connection
 from engine.dbretry import db_write_retried
+from vault.crypto import VaultError
 
 # The refresh's records keep one logger name, wherever in the refresh they are written.
 logger = logging.getLogger("engine.refresh")
@@ -68,12 +73,27 @@ def refresh_claim_release(connection_id, *, owner: str, outcome_known: bool) -> 
     db_write_retried(lambda: Connection.objects.filter(pk=connection_id, refresh_claim_owner=owner).update(**fields))
 
 
-def _answer_still_ours(connection: Connection, *, owner: str, spent_sealed: str) -> bool:
+@sensitive_variables()
+def _holds_refresh_token(connection: Connection, spent: str) -> bool:
+    """Whether the row still stores the refresh token `spent`. Opened, not compared as ciphertext:
+    a key rotation re-seals the same token under a new key, and its answer is still this row's.
+    A stored token this process cannot open is not known to be ours."""
+    if not connection.refresh_token_sealed or not spent:
+        return False
+    try:
+        stored = connection.refresh_token
+    except VaultError:
+        logger.warning("connections.refresh.stored_token_unreadable", extra={"connection_id": str(connection.pk)})
+        return False
+    return hmac.compare_digest(stored.encode(), spent.encode())
+
+
+def _answer_still_ours(connection: Connection, *, owner: str, spent: str) -> bool:
     """Whether a refresh answer may be stored on this row: our claim still holds, or the refresh
     token we spent is still the stored one. Neither means the grant was replaced (a reconnect)
     or wiped (a disconnect) while the refresh was out, and storing would put the old grant's
     tokens over that."""
-    return connection.refresh_claim_owner == owner or connection.refresh_token_sealed == spent_sealed
+    return connection.refresh_claim_owner == owner or _holds_refresh_token(connection, spent)
 
 
 def _answer_dropped(connection_id) -> None:
@@ -82,13 +102,14 @@ def _answer_dropped(connection_id) -> None:
 
 @sensitive_variables()
 def refresh_answer_store(
-    connection_id, *, owner: str, spent_sealed: str, profile: BrokerProfile, token: dict
+    connection_id, *, owner: str, spent: str, profile: BrokerProfile, token: dict
 ) -> Connection | None:
     """Store a refresh answer in one short transaction and clear the claim; None when the
     answer is no longer this row's to store (`_answer_still_ours`).
 
-    Stored even if our claim has expired meanwhile, as long as the refresh token we spent is
-    still the stored one: the answer holds the only copy of a rotated refresh token."""
+    Stored even if our claim has expired meanwhile, as long as the refresh token we spent (`spent`,
+    the opened token sent) is still the stored one: the answer holds the only copy of a rotated
+    refresh token."""
     from connections.tokens import connection_apply_token_response
 
     def write() -> Connection | None:
@@ -96,7 +117,7 @@ def refresh_answer_store(
             connection = (
                 Connection.objects.select_for_update(of=("self",)).select_related("broker_app").get(pk=connection_id)
             )
-            if not _answer_still_ours(connection, owner=owner, spent_sealed=spent_sealed):
+            if not _answer_still_ours(connection, owner=owner, spent=spent):
                 _answer_dropped(connection_id)
                 return None
             connection_apply_token_response(
@@ -111,9 +132,7 @@ def refresh_answer_store(
 
 
 @sensitive_variables()
-def refresh_token_salvage(
-    connection_id, *, owner: str, spent_sealed: str, profile: BrokerProfile, token: dict
-) -> None:
+def refresh_token_salvage(connection_id, *, owner: str, spent: str, profile: BrokerProfile, token: dict) -> None:
     """The answer is unusable but may carry a rotated refresh token: keep that, or the grant is lost."""
     from connections.tokens import TOKEN_PATTERN
 
@@ -125,7 +144,7 @@ def refresh_token_salvage(
     def write() -> None:
         with transaction.atomic():
             connection = Connection.objects.select_for_update(of=("self",)).get(pk=connection_id)
-            if not _answer_still_ours(connection, owner=owner, spent_sealed=spent_sealed):
+            if not _answer_still_ours(connection, owner=owner, spent=spent):
                 _answer_dropped(connection_id)
                 return
             connection.refresh_token = new_refresh

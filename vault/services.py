@@ -27,8 +27,9 @@ def sealed_models() -> list:
 def vault_rotate_keys(*, batch_size: int = 500) -> RotationReport:
     """Re-seal rows not sealed with the primary key, a batch per transaction.
 
-    Rows are locked one batch at a time (skipping rows a refresh holds), so the app keeps
-    running; a second pass picks up anything skipped. Safe to run twice.
+    Rows are locked one batch at a time (skipping rows locked by a write at that moment), so the
+    app keeps running; a second pass picks up anything skipped. Safe to run twice. A refresh out
+    meanwhile holds no row lock: its answer is matched by the opened token (engine.refresh_claim).
     """
     primary = keyring().primary_id
     report = RotationReport()

@@ -4,6 +4,7 @@ standalone sandbox, stopped with SIGSTOP like a hung process, and a badly behave
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from datetime import timedelta
@@ -12,6 +13,7 @@ import pytest
 from django.utils import timezone
 
 from brokers.models import BrokerApp
+from connections.errors import BrokerError
 from connections.models import Connection, ConnectionEvent, ConnectionStatus
 from connections.oauth_flow import PendingFlow
 from connections.services.connect import connection_authorize_complete
@@ -76,9 +78,9 @@ def test_a_broker_stalled_past_the_old_timeout_and_resumed_keeps_the_grant(own_w
     assert world.counters()["rotated_reuses"] == 0
 
 
-def test_an_unanswered_refresh_is_not_resent_until_it_can_no_longer_be_answered(own_world, compressed, settings):
-    world = own_world  # pauses or stops the broker process: a sandbox of its own
-    settings.ENGINE_REFRESH_DEADLINE_SECONDS = 2  # give up on the answer quickly
+def _a_lost_refresh_the_broker_processed(world):
+    """A connection whose refresh got no answer (the broker was stopped) although the broker
+    processed it on resume: it rotated the refresh token, and the answer is lost."""
     conn = world.connection(expires_in=200)
     world.sandbox.pause()
     try:
@@ -94,18 +96,78 @@ def test_an_unanswered_refresh_is_not_resent_until_it_can_no_longer_be_answered(
     assert "tries again after" in event.message
     # The stalled server still processed the abandoned request (it rotated the token): a
     # resend now would be reuse. No time ends the wait; the broker answering a heartbeat sent
-    # after the refresh does. Then brokerlink tries once on purpose and says what happened.
+    # after the refresh does.
     wait_for(lambda: world.counters()["refreshes"] >= 1, timeout=20, what="the queued refresh processed")
     assert world.counters()["rotated_reuses"] == 0
     assert connection_refresh(conn.pk, reason="expiring").reason == "outcome_unknown"
+    assert world.counters()["rotated_reuses"] == 0
+    return conn
+
+
+def test_an_unanswered_refresh_is_not_resent_until_it_can_no_longer_be_answered(own_world, compressed, settings):
+    world = own_world  # pauses or stops the broker process: a sandbox of its own
+    settings.ENGINE_REFRESH_DEADLINE_SECONDS = 2  # give up on the answer quickly
+    conn = _a_lost_refresh_the_broker_processed(world)
+    # Check now's own refresh of the expiring token runs on the refresh pool before its heartbeat.
+    # The batch waits for it to finish (it only reads the row, nothing is sent), so it decides
+    # before the heartbeat's answer exists; the next test pins the other order, which a batch
+    # that stopped waiting (this file's compressed wait, a loaded machine) also allows.
+    settings.ENGINE_REFRESH_WAIT_SECONDS = 30
     assert connection_check_now(Connection.objects.get(pk=conn.pk)).ok, "checked with the access token it has"
     assert world.counters()["rotated_reuses"] == 0
-    with pytest.raises(Exception) as raised:
+    # That heartbeat was sent after the lost refresh and answered: the lost refresh can no longer
+    # be answered. Then brokerlink tries once on purpose and says what happened.
+    with pytest.raises(BrokerError) as raised:
         connection_refresh(conn.pk, reason="expiring")
     assert raised.value.needs_reauth
     assert "earlier refresh that got no answer probably used it" in str(raised.value)
+    _spent_twice_in_all(world, conn)
+
+
+def _spent_twice_in_all(world, conn) -> None:
+    """The refresh token was spent twice in all, once lost and once on purpose, and the history
+    says so."""
+    assert refreshes_wait_idle(timeout=30)
+    counters = world.counters()
+    assert (counters["refreshes"], counters["rotated_reuses"]) == (1, 1), counters
     messages = list(ConnectionEvent.objects.filter(connection=conn).values_list("message", flat=True))
-    assert any("sending the refresh again" in m for m in messages)
+    assert sum("sending the refresh again" in m for m in messages) == 1, messages
+    assert any("earlier refresh that got no answer probably used it" in m for m in messages), messages
+
+
+def test_the_checks_own_refresh_may_be_the_one_deliberate_resend(own_world, compressed, settings, monkeypatch):
+    world = own_world  # pauses or stops the broker process: a sandbox of its own
+    settings.ENGINE_REFRESH_DEADLINE_SECONDS = 2
+    conn = _a_lost_refresh_the_broker_processed(world)
+    # The check's own refresh is held back until the check has ended (a loaded machine): the batch
+    # stops waiting for it, checks with the token it has, and records the heartbeat's answer first.
+    from engine import refresh_runner
+
+    check_done = threading.Event()
+    real_refresh = refresh_runner.connection_refresh
+
+    def held_back(*args, **kwargs):
+        assert check_done.wait(timeout=30)
+        return real_refresh(*args, **kwargs)
+
+    monkeypatch.setattr(refresh_runner, "connection_refresh", held_back)
+    try:
+        assert connection_check_now(Connection.objects.get(pk=conn.pk)).ok, "checked with the access token it has"
+        assert world.counters()["rotated_reuses"] == 0, "nothing is sent again before the heartbeat's answer"
+        assert Connection.objects.get(pk=conn.pk).refresh_later_answer_at is not None, "the answer is recorded"
+    finally:
+        check_done.set()  # then the check's own refresh reads the row: it is the one deliberate resend
+    _spent_twice_in_all(world, conn)
+    # Nobody waits for that refresh's result any more: it tells the person itself.
+    row = Connection.objects.get(pk=conn.pk)
+    assert row.status == ConnectionStatus.NEEDS_REAUTH, row.last_error_message
+    assert "earlier refresh that got no answer probably used it" in row.last_error_message
+    # Later sweeps and refreshes send nothing more with that refresh token.
+    time_passes(3600)
+    sweep_run()
+    assert connection_refresh(conn.pk, reason="expiring").reason == "inactive"
+    assert refreshes_wait_idle(timeout=30)
+    assert world.counters()["rotated_reuses"] == 1
 
 
 def _poison_world(world, fake_broker, brokers_file_path, settings):
