@@ -6,7 +6,7 @@ every datetime read parses its text in Python; a heartbeat check reads about a d
 (the claim's Connection + EngineState, the re-reads). When Django's time zone and the session's
 are both UTC, Django's replace() changes nothing, and psycopg's own C loader (installed with
 psycopg[binary], `psycopg.adapters`) gives the same aware UTC datetimes much faster (the
-measurement: docs/benchmarks.md#where-a-workers-cpu-per-check-goes).
+measurement: docs/benchmarks.md#where-a-workers-cpu-per-check-goes-issue-25).
 
 Public interfaces only: the loader psycopg itself registers for timestamptz, wrapped in a
 `psycopg.adapt.Loader` (its documented `load`), registered on the connection's adapters. The
