@@ -65,7 +65,9 @@ def _epoch(moment) -> int | None:
 def _quiet_window(pk, last_success_at) -> int | None:
     if last_success_at is None:
         return None
-    phase = uuid.UUID(str(pk)).int % QUIET_SECONDS
+    # A model's pk is a UUID already: its text is parsed only for other values (twice per checked
+    # row: docs/benchmarks.md#where-a-workers-cpu-per-check-goes-issue-25).
+    phase = (pk if isinstance(pk, uuid.UUID) else uuid.UUID(str(pk))).int % QUIET_SECONDS
     return int((last_success_at.timestamp() + phase) // QUIET_SECONDS)
 
 

@@ -57,15 +57,17 @@ class BatchStats:
     outcomes: list[Outcome] = field(default_factory=list)
 
 
-def connections_with_ids(queryset, ids: list):
-    """`queryset.filter(pk__in=ids)` (of Connection, or of EngineState, whose key is the
-    connection's id); on PostgreSQL as `id = ANY(%s)` with one array parameter, because Django
-    prepares an IN list value by value (its cost: docs/benchmarks.md#figures-the-code-cites)."""
+def connections_with_ids(queryset, ids: list, *, field: str = "pk"):
+    """`queryset.filter(<field>__in=ids)` where `field` holds a connection's id (the key of
+    Connection, of EngineState and of CheckLog, or a ConnectionEvent's `connection`); on
+    PostgreSQL as `column = ANY(%s)` with one array parameter, because Django prepares an IN
+    list value by value (its cost: docs/benchmarks.md#figures-the-code-cites)."""
     if db_connection.vendor != "postgresql":
-        return queryset.filter(pk__in=ids)
+        return queryset.filter(**{f"{field}__in": ids})
     qn = db_connection.ops.quote_name
     meta = queryset.model._meta
-    column = f"{qn(meta.db_table)}.{qn(meta.pk.column)}"
+    target = meta.pk if field == "pk" else meta.get_field(field)
+    column = f"{qn(meta.db_table)}.{qn(target.column)}"
     # Names from the model, the ids a parameter.
     any_id = RawSQL(f"{column} = ANY(%s::uuid[])", (list(ids),), output_field=models.BooleanField())  # noqa: S611
     return queryset.filter(any_id)

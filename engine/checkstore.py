@@ -25,6 +25,7 @@ from django.db import connection as db_connection
 from django.db import transaction
 
 from engine import ring as ringlib
+from engine.batch import connections_with_ids
 from engine.models import CheckLog, CheckResult, CheckTally, UptimeDay
 from engine.ring import SIZE as RING_SIZE
 from engine.ring import Check, HourCounts, Ring, epoch_hour, hour_start, hours_unpack
@@ -162,7 +163,8 @@ def checks_store(records: list[CheckRecord]) -> None:
     with transaction.atomic():
         ids = sorted({r.connection_id for r in records}, key=str)
         # Locked: a check recorded at the same moment by someone else (an API call) is kept.
-        stored = dict(CheckLog.objects.select_for_update().filter(pk__in=ids).order_by("pk").values_list("pk", "data"))
+        locked = connections_with_ids(CheckLog.objects.select_for_update(), ids).order_by("pk")
+        stored = dict(locked.values_list("pk", "data"))
         rings = {pk: Ring(stored.get(pk)) for pk in ids}
         days = []
         for record in sorted(records, key=lambda r: r.check.checked_at):

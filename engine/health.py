@@ -37,6 +37,7 @@ from django.utils import timezone
 
 from connections.models import Connection, ConnectionEvent, ConnectionStatus
 from connections.state import INACTIVE_STATUSES
+from engine.batch import connections_with_ids
 from engine.checkstore import history_for, ring_of, rings_for
 from engine.conf import engine_setting
 from engine.models import Quality
@@ -303,9 +304,8 @@ def health_inputs_for(connections, *, now: datetime, rings: dict | None = None) 
         item.checks, item.successes = _grant_counts(rings[conn.pk], grant_started_at=conn.grant_started_at, now=now)
     this_grant = Q(connection__grant_started_at__isnull=True)
     events = (
-        ConnectionEvent.objects.filter(
-            connection_id__in=ids, created_at__gte=now - timedelta(days=7), to_status__in=BAD_STATUSES
-        )
+        connections_with_ids(ConnectionEvent.objects.all(), ids, field="connection")
+        .filter(created_at__gte=now - timedelta(days=7), to_status__in=BAD_STATUSES)
         .filter(this_grant | Q(created_at__gte=F("connection__grant_started_at")))
         .values("connection_id")
         .annotate(n=Count("id"))
