@@ -174,7 +174,9 @@ def cpu_seconds(pid: int) -> float:
 
 def postgres_cpu_seconds() -> float:
     """CPU seconds of every PostgreSQL server process on this machine (it is shared by the
-    benchmark's database only while it runs; the figure is per check, so small)."""
+    benchmark's database only while it runs; the figure is per check, so small), including
+    the backends that ended (each task's database connection closes with it): the postmaster
+    counts its reaped children's CPU (cutime, cstime)."""
     total = 0.0
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -185,7 +187,7 @@ def postgres_cpu_seconds() -> float:
             continue
         if stat.split(" (", 1)[1].startswith("postgres)"):
             fields = stat.rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            total += sum(int(v) for v in fields[11:15]) / os.sysconf("SC_CLK_TCK")
     return total
 
 
