@@ -172,12 +172,8 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def postgres_cpu_seconds() -> float:
-    """CPU seconds of every PostgreSQL server process on this machine (it is shared by the
-    benchmark's database only while it runs; the figure is per check, so small), including
-    the backends that ended (each task's database connection closes with it): the postmaster
-    counts its reaped children's CPU (cutime, cstime)."""
-    total = 0.0
+def process_stats():
+    """(pid, name, the fields after the name) of every process's /proc/<pid>/stat."""
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -185,10 +181,16 @@ def postgres_cpu_seconds() -> float:
             stat = (entry / "stat").read_text()
         except OSError:
             continue
-        if stat.split(" (", 1)[1].startswith("postgres)"):
-            fields = stat.rsplit(")", 1)[1].split()
-            total += sum(int(v) for v in fields[11:15]) / os.sysconf("SC_CLK_TCK")
-    return total
+        yield int(entry.name), stat.split(" (", 1)[1].rsplit(")", 1)[0], stat.rsplit(")", 1)[1].split()
+
+
+def postgres_cpu_seconds() -> float:
+    """CPU seconds of every PostgreSQL server process on this machine (it is shared by the
+    benchmark's database only while it runs; the figure is per check, so small), including
+    the backends that ended (each task's database connection closes with it): the postmaster
+    counts its reaped children's CPU (cutime, cstime)."""
+    ticks = sum(sum(int(v) for v in fields[11:15]) for _, name, fields in process_stats() if name == "postgres")
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def machine_busy_seconds() -> tuple[float, float]:
@@ -210,18 +212,8 @@ def machine_split() -> dict[str, float]:
 
 def process_cpu_by_name() -> dict[int, tuple[str, float]]:
     """Every process's (name, CPU seconds so far): the cycle's other consumers by name."""
-    found = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        name = stat.split(" (", 1)[1].rsplit(")", 1)[0]
-        fields = stat.rsplit(")", 1)[1].split()
-        found[int(entry.name)] = (name, (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"))
-    return found
+    ticks = os.sysconf("SC_CLK_TCK")
+    return {pid: (name, (int(fields[11]) + int(fields[12])) / ticks) for pid, name, fields in process_stats()}
 
 
 def others_cpu(before: dict, after: dict, measured: set[int]) -> dict[str, float]:

@@ -17,6 +17,23 @@ import requests
 from django.conf import settings
 
 ROOT = Path(__file__).resolve().parent.parent
+# The project's own top-level packages (the README's app map, config included).
+PROJECT_PACKAGES = (
+    "accounts",
+    "api",
+    "brokers",
+    "common",
+    "config",
+    "connections",
+    "engine",
+    "ops",
+    "outbound",
+    "pages",
+    "partners",
+    "preferences",
+    "sandbox",
+    "vault",
+)
 PYTHON = sys.executable
 
 

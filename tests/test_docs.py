@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 from django.core.management import get_commands
 
+from tests.support import PROJECT_PACKAGES
+
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 DOC_PAGES = sorted((ROOT / "docs").glob("*.md"))
@@ -361,22 +363,7 @@ def test_every_repository_file_and_folder_the_docs_name_exists():
 
 # --- Python names the docs quote ---------------------------------------------------------------
 
-APPS = (
-    "accounts",
-    "api",
-    "brokers",
-    "common",
-    "config",
-    "connections",
-    "engine",
-    "ops",
-    "outbound",
-    "pages",
-    "partners",
-    "preferences",
-    "sandbox",
-    "vault",
-)
+APPS = PROJECT_PACKAGES
 DOTTED = re.compile(rf"\b((?:{'|'.join(APPS)})(?:\.[A-Za-z_]\w*)+)")
 
 

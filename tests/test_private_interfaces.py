@@ -13,23 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import PROJECT_PACKAGES
+
 ROOT = Path(__file__).resolve().parent.parent
-APPS = [
-    "accounts",
-    "api",
-    "brokers",
-    "common",
-    "config",
-    "connections",
-    "engine",
-    "ops",
-    "pages",
-    "partners",
-    "outbound",
-    "preferences",
-    "sandbox",
-    "vault",
-]
+APPS = list(PROJECT_PACKAGES)
 SKIP = {"config.wsgi", "config.asgi"}  # entry points: building the application is not an import
 
 # (our class, the private method it overrides, the third-party class that defines it): why.
