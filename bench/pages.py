@@ -799,7 +799,7 @@ def run(args, db_name: str, web_pid: int) -> None:
             sweep = subprocess.run(
                 [sys.executable, "-c",
                  "import django; django.setup(); from django.utils import timezone; "
-                 "from connections.models import Connection, EngineState; "
+                 "from connections.models import Connection; from engine.models import EngineState; "
                  "from engine.sweep import sweep_run; "
                  "EngineState.objects.update(next_check_at=timezone.now()); r = sweep_run(); "
                  "from collections import Counter; "
