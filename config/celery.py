@@ -1,10 +1,8 @@
 """The Celery app and the one place periodic work is declared."""
 
-import gc
 import os
 
 from celery import Celery
-from celery.signals import worker_process_init
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
@@ -12,19 +10,6 @@ app = Celery("brokerlink")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
-
-@worker_process_init.connect
-def heap_frozen(**kwargs) -> None:
-    """In each worker process, once, before its first task: the modules a heartbeat lane runs
-    imported, then everything alive moved out of the garbage collector's generations
-    (`gc.freeze`). A check batch allocates enough objects to trigger full collections, and
-    each one walked the whole heap of Django, Celery and aiohttp, which never becomes garbage
-    (its cost: docs/benchmarks.md#where-a-workers-cpu-per-check-goes-issue-25). Objects made
-    later are collected as before; reference counting frees the frozen ones as usual."""
-    from engine import check, sweep  # noqa: F401 - imported now, so frozen with the rest
-
-    gc.collect()
-    gc.freeze()
 
 BEAT_TICK_SECONDS = float(os.environ.get("OPS_BEAT_TICK_SECONDS", "15"))
 

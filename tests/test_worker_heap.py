@@ -1,17 +1,19 @@
-"""config.celery.heap_frozen: each Celery worker process freezes its heap once at start."""
+"""engine.worker.heap_frozen: each Celery worker process freezes its heap once at start."""
 
 from __future__ import annotations
 
 import gc
 import sys
+import weakref
 
 from celery.signals import worker_process_init
 
-from config.celery import heap_frozen
+from engine.worker import heap_frozen
 
 
 def test_a_worker_process_freezes_its_heap_with_the_lane_modules_in_it():
-    assert heap_frozen in [receiver() for _, receiver in worker_process_init.receivers]
+    receivers = [r() if isinstance(r, weakref.ReferenceType) else r for _, r in worker_process_init.receivers]
+    assert heap_frozen in receivers  # connected by EngineConfig.ready(), before the pool forks
     try:
         heap_frozen()
         assert "engine.sweep" in sys.modules and "aiohttp" in sys.modules
