@@ -29,6 +29,14 @@ from vault.crypto import VaultError
 # The refresh's records keep one logger name, wherever in the refresh they are written.
 logger = logging.getLogger("engine.refresh")
 
+# The refresh claim's own columns (connections.tokens.refresh_claim_clear empties them).
+CLAIM_FIELDS = [
+    "refresh_claim_owner",
+    "refresh_claim_until",
+    "refresh_sent_at",
+    "refresh_later_answer_at",
+    "updated_at",
+]
 TOKEN_FIELDS = [
     "access_token_sealed",
     "refresh_token_sealed",
@@ -40,13 +48,8 @@ TOKEN_FIELDS = [
     "reauth_deadline_at",
     "last_refreshed_at",
     "token_meta",
-    "refresh_claim_owner",
-    "refresh_claim_until",
-    "refresh_sent_at",
-    "refresh_later_answer_at",
-    "updated_at",
+    *CLAIM_FIELDS,
 ]
-CLAIM_FIELDS = TOKEN_FIELDS[-5:]
 
 
 def refresh_claim(connection: Connection, *, owner: str, now: datetime, until: datetime) -> bool:
@@ -110,7 +113,7 @@ def refresh_answer_store(
     Stored even if our claim has expired meanwhile, as long as the refresh token we spent (`spent`,
     the opened token sent) is still the stored one: the answer holds the only copy of a rotated
     refresh token."""
-    from connections.tokens import connection_apply_token_response
+    from connections.tokens import connection_apply_token_response, refresh_claim_clear
 
     def write() -> Connection | None:
         with transaction.atomic():
@@ -123,8 +126,7 @@ def refresh_answer_store(
             connection_apply_token_response(
                 connection=connection, profile=profile, token=token, now=timezone.now(), first_grant=False
             )
-            connection.refresh_claim_owner, connection.refresh_claim_until, connection.refresh_sent_at = "", None, None
-            connection.refresh_later_answer_at = None
+            refresh_claim_clear(connection)
             connection.save(update_fields=TOKEN_FIELDS)
             return connection
 
@@ -134,7 +136,7 @@ def refresh_answer_store(
 @sensitive_variables()
 def refresh_token_salvage(connection_id, *, owner: str, spent: str, profile: BrokerProfile, token: dict) -> None:
     """The answer is unusable but may carry a rotated refresh token: keep that, or the grant is lost."""
-    from connections.tokens import TOKEN_PATTERN
+    from connections.tokens import TOKEN_PATTERN, refresh_claim_clear
 
     new_refresh = token.get("refresh_token") if isinstance(token, dict) else None
     if not isinstance(new_refresh, str) or not TOKEN_PATTERN.fullmatch(new_refresh):
@@ -148,8 +150,7 @@ def refresh_token_salvage(connection_id, *, owner: str, spent: str, profile: Bro
                 _answer_dropped(connection_id)
                 return
             connection.refresh_token = new_refresh
-            connection.refresh_claim_owner, connection.refresh_claim_until, connection.refresh_sent_at = "", None, None
-            connection.refresh_later_answer_at = None
+            refresh_claim_clear(connection)
             connection.save(update_fields=["refresh_token_sealed", *CLAIM_FIELDS])
 
     db_write_retried(write)
