@@ -41,6 +41,7 @@ class CallbackResult:
     connection_id: str = ""
 
 
+@sensitive_variables()  # the OAuth code, the state and the PKCE verifier
 def _answer_check(flow: PendingFlow, params) -> None:
     """The broker's answer for a flow just taken: from the right issuer, neither an error nor empty."""
     try:
