@@ -24,20 +24,11 @@ django_application = finish_abandoned_requests(get_asgi_application())
 
 from sandbox import services, views  # noqa: E402 - once Django's apps are ready
 
-# The garbage collector, tuned for a server of many short requests
-# (docs/benchmarks.md#the-sandboxs-account-endpoint-get-v1account). What is loaded by now
-# (Django, the apps, the views) lives as long as the process: frozen out of the generations, so
-# the full collections that the heartbeats' cached token rows set off scan only what was made
-# since. The youngest generation is collected after 20,000 allocations instead of 700: with
-# hundreds of heartbeats in flight, each allocating objects that live until its answer, the
-# default collected (and scanned, and promoted) them several times per heartbeat.
-gc.freeze()
-gc.set_threshold(20_000)
-
 ACCOUNT_PATH = "/v1/account"
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 # What Django's middleware adds to every answer (SecurityMiddleware, XFrameOptionsMiddleware,
-# the request id); kept so a heartbeat sees the same headers either way.
+# the request id); kept so a heartbeat sees the same security headers either way (not the
+# Content-Security-Policy, which only HTML needs).
 _FIXED_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
     (b"referrer-policy", b"same-origin"),
@@ -75,7 +66,35 @@ async def _account_fast(scope, send) -> bool:
     return True
 
 
+def gc_tuned() -> None:
+    """The garbage collector, tuned for a server of many short requests
+    (docs/benchmarks.md#the-sandboxs-account-endpoint-get-v1account), once per server process
+    at its start (ASGI lifespan), not on import. What is loaded by then (Django, the apps, the
+    views) lives as long as the process: collected once, then frozen out of the generations, so
+    the full collections that the heartbeats' cached token rows set off scan only what was made
+    since. The youngest generation is collected after 20,000 allocations instead of 700: with
+    hundreds of heartbeats in flight, each allocating objects that live until its answer, the
+    default collected (and scanned, and promoted) them several times per heartbeat."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(20_000)
+
+
+async def _lifespan(receive, send) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            gc_tuned()
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
 async def application(scope, receive, send):
+    if scope["type"] == "lifespan":  # Django's handler serves http only
+        await _lifespan(receive, send)
+        return
     hot = scope["type"] == "http" and scope["path"] == ACCOUNT_PATH and scope["method"] == "GET"
     if hot and await _account_fast(scope, send):
         return

@@ -42,8 +42,9 @@ _related_cache: dict[tuple[type, int], tuple[float, Any]] = {}
 
 def _cache_put(cache: dict, key, value, now: float, ttl: float) -> None:
     if len(cache) >= TOKEN_CACHE_MAX:
-        for old in [old for old, (until, _) in cache.items() if until <= now]:
-            del cache[old]
+        # The database threads share the cache: iterate a snapshot, drop what is still there.
+        for old in [old for old, (until, _) in list(cache.items()) if until <= now]:
+            cache.pop(old, None)
         if len(cache) >= TOKEN_CACHE_MAX:
             cache.clear()
     cache[key] = (now + ttl, value)
