@@ -430,9 +430,9 @@ def connection_is_overdue(connection: Connection, *, now: datetime | None = None
 
 
 def connections_overdue(*, now: datetime | None = None):
+    """The connections connection_is_overdue flags, as one query."""
     now = now or timezone.now()
     grace = timedelta(seconds=engine_setting("OVERDUE_GRACE_SECONDS"))
-    return Connection.objects.exclude(status__in=INACTIVE_STATUSES).filter(
-        engine_state__next_check_at__lt=now - grace
-    )
+    late = Q(engine_state__next_check_at__lt=now - grace) | Q(engine_state__next_check_at__isnull=True)
+    return Connection.objects.exclude(status__in=INACTIVE_STATUSES).filter(late)
 

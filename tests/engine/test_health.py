@@ -243,6 +243,12 @@ def test_a_missed_heartbeat_is_flagged_after_the_grace(user, settings):
     settings.ENGINE_OVERDUE_GRACE_SECONDS = 60
     assert connection_is_overdue(on_time, now=now)
     assert set(connections_overdue(now=now)) == {late, on_time}
+    # Active, yet with no next check: no sweep will check it, so both call it overdue.
+    unscheduled = connection_at(user, now, account_id="acct-unscheduled", next_check_at=now)
+    EngineState.objects.filter(connection=unscheduled).update(next_check_at=None)
+    unscheduled.refresh_from_db()
+    assert connection_is_overdue(unscheduled, now=now)
+    assert set(connections_overdue(now=now)) == {late, on_time, unscheduled}
 
 
 # --- the model's rules (issue 13): damping, no credit for a failed check, re-based on reconnect
